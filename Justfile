@@ -1,0 +1,26 @@
+# Recipes are thin calls of cargo; `just --list` shows them.
+
+# Run the chaos suite against a throwaway PostgreSQL (or DATABASE_URL)
+chaos *ARGS:
+    cargo run -p chaos --release -- run {{ARGS}}
+
+# Run every test (the same command CI runs)
+test:
+    cargo test --workspace
+
+# Long-running leak soak, e.g. `just soak 30m` or `just soak 24h`
+soak DURATION="10m":
+    cargo run -p chaos --release -- soak --duration {{DURATION}}
+
+# Benchmarks (criterion); results land in target/criterion
+bench:
+    cargo bench --workspace
+
+# Serve the Toxiproxy-compatible HTTP API on 127.0.0.1:8474
+serve *ARGS:
+    cargo run -p chaos --release -- serve {{ARGS}}
+
+# Formatting and lints, as CI checks them
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings

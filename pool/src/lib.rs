@@ -1,0 +1,1 @@
+//! A PostgreSQL connection pool for tokio that stays correct under network faults.
