@@ -1,1 +1,85 @@
 //! A PostgreSQL connection pool for tokio that stays correct under network faults.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use pool::{Pool, PoolConfig};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = PoolConfig::from_url("postgres://app@db:5432/app")?
+//!     .min_size(2)
+//!     .max_size(10)
+//!     .acquire_timeout(Duration::from_secs(5))
+//!     .connect_timeout(Duration::from_secs(2));
+//! let pool = Pool::connect(config).await?;
+//! let conn = pool.acquire().await?;
+//! let one: i32 = conn.query_one("SELECT 1", &[]).await?.get(0);
+//! drop(conn); // back to the pool
+//! println!("{:?}", pool.statistics());
+//! println!("{:?}", pool.health_check().await.status);
+//! pool.shutdown(Duration::from_secs(30)).await;
+//! # Ok(()) }
+//! ```
+//!
+//! # What it guarantees
+//! - **Bounded**: an acquire resolves within `acquire_timeout`, whatever the network does;
+//!   waiting, connecting and validating share that one deadline. Every network step the pool
+//!   takes has its own bound, so nothing holds a slot on unbounded I/O.
+//! - **Live connections only**: a connection whose driver has ended is never handed out; one
+//!   idle longer than `validation_bypass` (500 ms) is checked with one round trip first.
+//! - **Outages**: refused connects fail acquires at once ([`PoolError::Unavailable`]) instead
+//!   of waiting out the timeout; a silent path (blackhole, lost peer) is found by the
+//!   background probe, whose timeout is bounded, and the connections on it are dropped. While
+//!   the database is down, attempts are single-flight with jittered exponential backoff, and a
+//!   cheap TCP probe notices its return within `outage_probe_interval` (100 ms).
+//! - **Fair**: waiters are served first come, first served.
+//! - **Observable**: [`Pool::statistics`] and [`Pool::health_check`] read memory only.
+//! - **Graceful**: [`Pool::shutdown`] waits for checked-out connections up to a timeout, then
+//!   force-closes them; no task outlives it.
+//!
+//! # Cancel safety
+//! Every future of this crate may be dropped at any await point without leaking a slot, a
+//! permit, a connection or a task: steps that hold one across an await are covered by drop
+//! guards. Dropping a [`PooledConnection`] returns it; see its docs for cancelled queries.
+//!
+//! # Layout
+//! - `config`: [`PoolConfig`], every option with its default, validation.
+//! - `connector`: the [`Connector`] seam and [`PgConnector`] (tokio-postgres, NoTls or rustls).
+//! - `pool`: [`Pool`]: connect, acquire, statistics, health, shutdown.
+//! - `guard`: [`PooledConnection`], returned on drop; `prepare_cached`.
+//! - `link`: outage state, single-flight attempts, backoff.
+//! - `maintenance`: the background task (replenish, retire, probe, leak watch).
+//! - `health`, `stats`, `error`: what the pool reports.
+//! - `testing` (feature `test-util`): a fake database for deterministic tests.
+//!
+//! # Logs
+//! Lifecycle events are `tracing` events with structured fields (`pool.target`, `conn.id`,
+//! `error`, ...) and a message that says what to do: `pool connected`, `acquire timed out`,
+//! `database unreachable`, `database stopped answering`, `database connection recovered`,
+//! `connection held longer than leak_detection_threshold`, `pool shut down`. Passwords never
+//! appear in them.
+
+#![warn(missing_docs)]
+
+mod config;
+mod connector;
+mod error;
+mod guard;
+mod health;
+mod link;
+mod maintenance;
+mod pool;
+mod redact;
+mod stats;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+
+pub use config::{PoolConfig, parse_duration};
+pub use connector::{ConnectError, Connection, Connector, Driver, PgConnector};
+pub use error::{BoxError, ConfigError, ConfigProblem, ConnectFailure, PoolError, TimeoutPhase};
+pub use guard::PooledConnection;
+pub use health::{
+    DatabaseHealth, DatabaseStatus, HealthReport, HealthStatus, PoolCounts, PoolState,
+};
+pub use pool::{Pool, ShutdownReport};
+pub use redact::redact_url;
+pub use stats::{CloseReason, ClosedCounts, PoolStatistics};

@@ -1,0 +1,229 @@
+//! How a connection is made and checked: the [`Connector`] seam, and [`PgConnector`] for
+//! tokio-postgres.
+//!
+//! The pool never does network I/O itself: it calls a connector and bounds every call with its
+//! own timeout. Tests plug in a fake connector (see `testing`, feature `test-util`) to run the
+//! real pool logic under tokio's paused clock.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::error::{BoxError, ConnectFailure};
+
+/// A boxed future that drives a connection's socket until it closes.
+pub type Driver = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// A freshly opened connection: the client handed to users and the driver task the pool spawns.
+pub struct Connection<C> {
+    /// The client users query through.
+    pub client: C,
+    /// Runs the socket; it ends when the connection closes. The pool spawns it, tracks it, and
+    /// aborts it to force-close the connection.
+    pub driver: Driver,
+}
+
+/// Why a connection attempt failed.
+#[derive(Debug)]
+pub struct ConnectError {
+    /// The kind of failure.
+    pub kind: ConnectFailure,
+    /// The underlying error.
+    pub source: Option<BoxError>,
+}
+
+/// Makes and checks connections. Implemented by [`PgConnector`]; implement it to pool something
+/// else or to fake a database in tests.
+///
+/// None of these calls needs its own timeout: the pool bounds every one of them.
+pub trait Connector: Send + Sync + 'static {
+    /// What a checked-out connection dereferences to.
+    type Client: Send + Sync + 'static;
+
+    /// Opens one connection.
+    fn connect(
+        &self,
+    ) -> impl Future<Output = Result<Connection<Self::Client>, ConnectError>> + Send;
+
+    /// Whether the connection is known to be dead, without any I/O (its driver has ended).
+    fn is_closed(&self, client: &Self::Client) -> bool;
+
+    /// One bounded round trip that proves the connection is alive.
+    fn validate(&self, client: &Self::Client) -> impl Future<Output = Result<(), BoxError>> + Send;
+
+    /// A cheap reachability check of the server (a TCP connect), used during outages to notice
+    /// the database's return without a full connection attempt.
+    fn probe(&self) -> impl Future<Output = Result<(), BoxError>> + Send;
+
+    /// `host:port` of the server, for messages.
+    fn target(&self) -> String;
+}
+
+/// TLS settings of a [`PgConnector`].
+#[derive(Clone)]
+enum Tls {
+    None,
+    #[cfg(feature = "rustls")]
+    Rustls(tokio_postgres_rustls::MakeRustlsConnect),
+}
+
+/// Connects with tokio-postgres, without TLS by default (feature `rustls` adds TLS).
+#[derive(Clone)]
+pub struct PgConnector {
+    config: tokio_postgres::Config,
+    target: String,
+    tls: Tls,
+}
+
+impl std::fmt::Debug for PgConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // tokio_postgres::Config's Debug already redacts the password.
+        f.debug_struct("PgConnector")
+            .field("target", &self.target)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl PgConnector {
+    /// A connector for these settings, without TLS.
+    pub fn new(config: tokio_postgres::Config) -> Self {
+        let target = target_of(&config);
+        Self {
+            config,
+            target,
+            tls: Tls::None,
+        }
+    }
+
+    /// A connector that negotiates TLS with rustls, trusting the webpki root certificates.
+    #[cfg(feature = "rustls")]
+    pub fn with_rustls(config: tokio_postgres::Config) -> Self {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Self {
+            tls: Tls::Rustls(tokio_postgres_rustls::MakeRustlsConnect::new(tls)),
+            ..Self::new(config)
+        }
+    }
+
+    /// The connection settings.
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+}
+
+fn target_of(config: &tokio_postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}")
+}
+
+/// Sorts a tokio-postgres error into a [`ConnectFailure`].
+pub(crate) fn classify(e: &tokio_postgres::Error) -> ConnectFailure {
+    if let Some(db) = e.as_db_error() {
+        return ConnectFailure::Server(format!("{} ({})", db.message(), db.code().code()));
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            return match io.kind() {
+                ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected
+                | BrokenPipe | UnexpectedEof | AddrNotAvailable | HostUnreachable
+                | NetworkUnreachable => ConnectFailure::Refused,
+                TimedOut => ConnectFailure::TimedOut(Duration::ZERO),
+                _ => ConnectFailure::Other(io.to_string()),
+            };
+        }
+        source = err.source();
+    }
+    if e.is_closed() {
+        return ConnectFailure::Refused;
+    }
+    ConnectFailure::Other(e.to_string())
+}
+
+impl Connector for PgConnector {
+    type Client = tokio_postgres::Client;
+
+    async fn connect(&self) -> Result<Connection<Self::Client>, ConnectError> {
+        let fail = |e: tokio_postgres::Error| ConnectError {
+            kind: classify(&e),
+            source: Some(Box::new(e)),
+        };
+        match &self.tls {
+            Tls::None => {
+                let (client, conn) = self
+                    .config
+                    .connect(tokio_postgres::NoTls)
+                    .await
+                    .map_err(fail)?;
+                Ok(Connection {
+                    client,
+                    driver: Box::pin(async move {
+                        let _ = conn.await;
+                    }),
+                })
+            }
+            #[cfg(feature = "rustls")]
+            Tls::Rustls(tls) => {
+                let (client, conn) = self.config.connect(tls.clone()).await.map_err(fail)?;
+                Ok(Connection {
+                    client,
+                    driver: Box::pin(async move {
+                        let _ = conn.await;
+                    }),
+                })
+            }
+        }
+    }
+
+    fn is_closed(&self, client: &Self::Client) -> bool {
+        client.is_closed()
+    }
+
+    async fn validate(&self, client: &Self::Client) -> Result<(), BoxError> {
+        // The empty query is the cheapest round trip: no parse, no plan, one message back.
+        client
+            .simple_query("")
+            .await
+            .map(|_| ())
+            .map_err(Into::into)
+    }
+
+    async fn probe(&self) -> Result<(), BoxError> {
+        match self.config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => {
+                let port = self.config.get_ports().first().copied().unwrap_or(5432);
+                tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            }
+            #[cfg(unix)]
+            Some(tokio_postgres::config::Host::Unix(dir)) => {
+                let port = self.config.get_ports().first().copied().unwrap_or(5432);
+                tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{port}"))).await?;
+            }
+            None => {
+                tokio::net::TcpStream::connect(("localhost", 5432)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn target(&self) -> String {
+        self.target.clone()
+    }
+}

@@ -1,0 +1,156 @@
+//! [`PooledConnection`]: a checked-out connection that goes back to the pool when dropped.
+
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::connector::{Connector, PgConnector};
+use crate::pool::{Conn, Shared};
+use crate::stats::CloseReason;
+
+/// Prepared statements of one connection, kept across checkouts.
+#[derive(Default)]
+pub(crate) struct StatementCache(Mutex<HashMap<String, tokio_postgres::Statement>>);
+
+/// A connection checked out of a [`Pool`](crate::Pool). Dereferences to the client
+/// (`tokio_postgres::Client` for the default connector) and returns to the pool when dropped.
+///
+/// Helpers are associated functions (`PooledConnection::discard(conn)`), so they never shadow
+/// a method of the client.
+///
+/// # Cancel safety
+/// If you cancel a query (drop its future) the server still finishes it, and the next query on
+/// this connection waits behind it. When you give up on a slow query, close the connection with
+/// [`PooledConnection::discard`] instead of returning it.
+#[must_use = "a connection is returned to the pool as soon as it is dropped"]
+pub struct PooledConnection<C: Connector = PgConnector> {
+    shared: Arc<Shared<C>>,
+    conn: Option<Conn<C::Client>>,
+    acquired_at: Instant,
+}
+
+impl<C: Connector> PooledConnection<C> {
+    pub(crate) fn new(shared: Arc<Shared<C>>, conn: Conn<C::Client>, acquired_at: Instant) -> Self {
+        Self {
+            shared,
+            conn: Some(conn),
+            acquired_at,
+        }
+    }
+
+    fn conn(&self) -> &Conn<C::Client> {
+        self.conn.as_ref().expect("present until drop")
+    }
+
+    /// Closes the connection instead of returning it (after a cancelled query, or when the
+    /// session state was changed in a way the next user must not see).
+    pub fn discard(mut this: Self) {
+        if let Some(conn) = this.conn.take() {
+            this.shared
+                .stats
+                .releases
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            conn.meta
+                .checked_out_at
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            this.shared.discard(conn, CloseReason::Discarded);
+            this.shared.returned.notify_waiters();
+            this.shared.semaphore.add_permits(1);
+        }
+    }
+
+    /// The pool's id of this connection (as in logs and leak warnings).
+    pub fn id(this: &Self) -> u64 {
+        this.conn().meta.id
+    }
+
+    /// How long this connection has been checked out.
+    pub fn held_for(this: &Self) -> Duration {
+        this.acquired_at.elapsed()
+    }
+
+    /// How many times this connection has been checked out, this time included.
+    pub fn uses(this: &Self) -> u64 {
+        this.conn().uses
+    }
+}
+
+impl PooledConnection<PgConnector> {
+    /// Prepares `query` once per connection and reuses the statement on later checkouts.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f(pool: pool::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let conn = pool.acquire().await?;
+    /// let stmt = conn.prepare_cached("SELECT $1::int4 + 1").await?;
+    /// let two: i32 = conn.query_one(&stmt, &[&1i32]).await?.get(0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn prepare_cached(
+        &self,
+        query: &str,
+    ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        let cache = &self.conn().statements.0;
+        if let Some(stmt) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(query) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.conn().client.prepare(query).await?;
+        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        let capacity = self.shared.config.statement_cache_capacity;
+        if capacity == 0 {
+            return Ok(stmt);
+        }
+        if cache.len() >= capacity
+            && let Some(evict) = cache.keys().next().cloned()
+        {
+            cache.remove(&evict);
+        }
+        cache.insert(query.to_string(), stmt.clone());
+        Ok(stmt)
+    }
+
+    /// How many statements this connection has cached.
+    pub fn statement_cache_len(this: &Self) -> usize {
+        this.conn()
+            .statements
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+}
+
+impl<C: Connector> Deref for PooledConnection<C> {
+    type Target = C::Client;
+    fn deref(&self) -> &C::Client {
+        &self.conn().client
+    }
+}
+
+impl<C: Connector> DerefMut for PooledConnection<C> {
+    fn deref_mut(&mut self) -> &mut C::Client {
+        &mut self.conn.as_mut().expect("present until drop").client
+    }
+}
+
+impl<C: Connector> Drop for PooledConnection<C> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // The connection goes back before the permit, so `idle + active <= max_size`.
+            self.shared.release(conn, Instant::now());
+            self.shared.semaphore.add_permits(1);
+        }
+    }
+}
+
+impl<C: Connector> std::fmt::Debug for PooledConnection<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PooledConnection")
+            .field("id", &self.conn.as_ref().map(|c| c.meta.id))
+            .field("held_for", &self.acquired_at.elapsed())
+            .finish()
+    }
+}

@@ -1,0 +1,136 @@
+//! Health without touching the database: [`HealthReport`] and the states behind it.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// The overall verdict, for load balancers and readiness probes.
+///
+/// | status | when |
+/// | --- | --- |
+/// | `Healthy` | state `healthy`: the database answers and the pool holds at least `min_size` connections |
+/// | `Degraded` | states `initializing`, `recovering`, `degraded`: serving, or about to, but below strength |
+/// | `Unhealthy` | states `unhealthy`, `shutting_down`, `terminated`: requests will fail |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Serving normally.
+    Healthy,
+    /// Serving, but below strength.
+    Degraded,
+    /// Not serving.
+    Unhealthy,
+}
+
+/// What the pool knows of the database, from its own connections and probes.
+///
+/// | status | when |
+/// | --- | --- |
+/// | `Connected` | the last connection attempt, validation or probe succeeded |
+/// | `Connecting` | before the first connection, or during an outage once the server is reachable again and a connection attempt is under way |
+/// | `Disconnected` | the last attempt failed or timed out, or a probe went unanswered: an outage |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatabaseStatus {
+    /// The database answers.
+    Connected,
+    /// No answer yet, but an attempt is under way.
+    Connecting,
+    /// The database is unreachable or silent.
+    Disconnected,
+}
+
+/// The pool's lifecycle state.
+///
+/// | state | when | status |
+/// | --- | --- | --- |
+/// | `initializing` | no connection has been opened yet (a lazy pool) | degraded |
+/// | `healthy` | connected, at least `min_size` connections, no caller starved | healthy |
+/// | `degraded` | connected, but below `min_size`, or every connection in use with callers waiting | degraded |
+/// | `unhealthy` | the database is disconnected (an outage or a blackhole) | unhealthy |
+/// | `recovering` | the outage has ended (or the server is reachable again) and the pool is refilling | degraded |
+/// | `shutting_down` | `shutdown` has begun | unhealthy |
+/// | `terminated` | `shutdown` has finished | unhealthy |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum PoolState {
+    Initializing,
+    Healthy,
+    Degraded,
+    Unhealthy,
+    Recovering,
+    ShuttingDown,
+    Terminated,
+}
+
+impl PoolState {
+    /// The [`HealthStatus`] this state maps to.
+    pub fn status(self) -> HealthStatus {
+        match self {
+            PoolState::Healthy => HealthStatus::Healthy,
+            PoolState::Initializing | PoolState::Degraded | PoolState::Recovering => {
+                HealthStatus::Degraded
+            }
+            PoolState::Unhealthy | PoolState::ShuttingDown | PoolState::Terminated => {
+                HealthStatus::Unhealthy
+            }
+        }
+    }
+}
+
+/// The database side of a [`HealthReport`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatabaseHealth {
+    /// Connected, connecting or disconnected.
+    pub status: DatabaseStatus,
+    /// `host:port`.
+    pub target: String,
+    /// Round-trip time of the last successful probe or validation.
+    pub last_probe_latency: Option<Duration>,
+    /// The last connection or probe error, password redacted.
+    pub last_error: Option<String>,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// How long the current outage has lasted, if there is one.
+    pub outage_duration: Option<Duration>,
+}
+
+/// Connection counts in a [`HealthReport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[allow(missing_docs)]
+pub struct PoolCounts {
+    pub total: usize,
+    pub idle: usize,
+    pub active: usize,
+    pub waiting: usize,
+    pub min_size: usize,
+    pub max_size: usize,
+}
+
+/// The pool's health, from memory alone: computing it never touches the database.
+///
+/// # Examples
+/// ```no_run
+/// # async fn f(pool: pool::Pool) {
+/// let health = pool.health_check().await;
+/// if health.status != pool::HealthStatus::Healthy {
+///     eprintln!("{}", serde_json::to_string(&health).unwrap());
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthReport {
+    /// The verdict.
+    pub status: HealthStatus,
+    /// The lifecycle state behind it.
+    pub state: PoolState,
+    /// What the pool knows of the database.
+    pub database: DatabaseHealth,
+    /// Connection counts.
+    pub pool: PoolCounts,
+    /// Time since the pool was created.
+    pub uptime: Duration,
+    /// When the report was made, in milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+}

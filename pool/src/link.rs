@@ -1,0 +1,288 @@
+//! What the pool knows of the database: connected or in an outage, and when to try again.
+//!
+//! # Implementation details
+//! While the database answers, connection attempts run freely. The first failure starts an
+//! outage: from then on at most one attempt is in flight at a time (single-flight), and the
+//! next one is due after an exponential backoff with full jitter
+//! (`random(0, min(max, base * 2^failures))`), so a recovering server is not stampeded.
+//! Acquires that need a new connection while no attempt is allowed fail at once with
+//! `Unavailable` instead of waiting out their timeout.
+//!
+//! The backoff must not delay recovery: the maintenance task probes reachability with a cheap
+//! TCP connect every `outage_probe_interval`, and the moment the server is reachable again the
+//! next attempt becomes due immediately. Attempts that reach the server and still fail (it is
+//! starting up, or full) keep backing off.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::health::DatabaseStatus;
+
+/// Whether a connection attempt may start now.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// The database is up: attempt freely.
+    Free,
+    /// The one attempt allowed during an outage; release it with `on_success`, `on_failure` or
+    /// `release_trial`.
+    Trial,
+}
+
+/// Why no attempt may start now.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub down_for: Duration,
+    pub retry_in: Duration,
+    pub last_error: String,
+}
+
+struct State {
+    outage_since: Option<Instant>,
+    consecutive_failures: u32,
+    next_attempt: Instant,
+    trial_in_flight: bool,
+    reachable: bool,
+    ever_connected: bool,
+    last_error: Option<String>,
+    last_probe_latency: Option<Duration>,
+    rng: u64,
+}
+
+pub(crate) struct Link {
+    status: AtomicU8,
+    state: Mutex<State>,
+    base: Duration,
+    max: Duration,
+}
+
+const CONNECTED: u8 = 0;
+const CONNECTING: u8 = 1;
+const DISCONNECTED: u8 = 2;
+
+/// What a state change means, for logging by the caller.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Transition {
+    None,
+    /// An outage began.
+    OutageBegan,
+    /// The outage ended after this long.
+    Recovered(Duration),
+}
+
+impl Link {
+    pub fn new(base: Duration, max: Duration, seed: u64, now: Instant) -> Self {
+        Self {
+            status: AtomicU8::new(CONNECTING),
+            state: Mutex::new(State {
+                outage_since: None,
+                consecutive_failures: 0,
+                next_attempt: now,
+                trial_in_flight: false,
+                reachable: true,
+                ever_connected: false,
+                last_error: None,
+                last_probe_latency: None,
+                rng: seed | 1,
+            }),
+            base,
+            max,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn status(&self) -> DatabaseStatus {
+        match self.status.load(Ordering::Acquire) {
+            CONNECTED => DatabaseStatus::Connected,
+            CONNECTING => DatabaseStatus::Connecting,
+            _ => DatabaseStatus::Disconnected,
+        }
+    }
+
+    pub fn in_outage(&self) -> bool {
+        self.lock().outage_since.is_some()
+    }
+
+    /// May a connection attempt start now?
+    pub fn admit(&self, now: Instant) -> Result<Admission, Refusal> {
+        if self.status.load(Ordering::Acquire) == CONNECTED {
+            return Ok(Admission::Free);
+        }
+        let mut s = self.lock();
+        let Some(since) = s.outage_since else {
+            // Never failed: before the first connection, attempts are free.
+            return Ok(Admission::Free);
+        };
+        if !s.trial_in_flight && now >= s.next_attempt {
+            s.trial_in_flight = true;
+            return Ok(Admission::Trial);
+        }
+        Err(Refusal {
+            down_for: now.saturating_duration_since(since),
+            retry_in: s.next_attempt.saturating_duration_since(now),
+            last_error: s.last_error.clone().unwrap_or_else(|| "unknown".into()),
+        })
+    }
+
+    pub fn release_trial(&self) {
+        self.lock().trial_in_flight = false;
+    }
+
+    pub fn on_success(&self, now: Instant, latency: Option<Duration>) -> Transition {
+        let mut s = self.lock();
+        s.trial_in_flight = false;
+        s.consecutive_failures = 0;
+        s.reachable = true;
+        s.ever_connected = true;
+        if latency.is_some() {
+            s.last_probe_latency = latency;
+        }
+        self.status.store(CONNECTED, Ordering::Release);
+        match s.outage_since.take() {
+            Some(since) => Transition::Recovered(now.saturating_duration_since(since)),
+            None => Transition::None,
+        }
+    }
+
+    /// A connection attempt or probe failed; `unreachable` when the server could not even be
+    /// reached (refused, reset), so that the TCP probe notices its return.
+    pub fn on_failure(&self, now: Instant, error: String, unreachable: bool) -> Transition {
+        let mut s = self.lock();
+        if unreachable {
+            s.reachable = false;
+        }
+        s.trial_in_flight = false;
+        s.consecutive_failures = s.consecutive_failures.saturating_add(1);
+        s.last_error = Some(error);
+        let exp = self
+            .base
+            .saturating_mul(1u32 << s.consecutive_failures.min(20).saturating_sub(1))
+            .min(self.max);
+        let jitter = next_f64(&mut s.rng);
+        s.next_attempt = now + exp.mul_f64(jitter);
+        self.status.store(DISCONNECTED, Ordering::Release);
+        if s.outage_since.is_none() {
+            s.outage_since = Some(now);
+            Transition::OutageBegan
+        } else {
+            Transition::None
+        }
+    }
+
+    /// The TCP probe reached the server (`true`) or not.
+    pub fn on_probe(&self, now: Instant, reachable: bool) {
+        let mut s = self.lock();
+        if s.outage_since.is_none() {
+            return;
+        }
+        if reachable && !s.reachable {
+            // The server is back: the next attempt is due now, whatever the backoff said.
+            s.next_attempt = now;
+            self.status.store(CONNECTING, Ordering::Release);
+        }
+        if !reachable {
+            self.status.store(DISCONNECTED, Ordering::Release);
+        }
+        s.reachable = reachable;
+    }
+
+    pub fn snapshot(&self, now: Instant) -> LinkSnapshot {
+        let s = self.lock();
+        LinkSnapshot {
+            status: self.status(),
+            last_error: s.last_error.clone(),
+            last_probe_latency: s.last_probe_latency,
+            consecutive_failures: s.consecutive_failures,
+            outage_duration: s.outage_since.map(|t| now.saturating_duration_since(t)),
+            ever_connected: s.ever_connected,
+        }
+    }
+}
+
+pub(crate) struct LinkSnapshot {
+    pub status: DatabaseStatus,
+    pub last_error: Option<String>,
+    pub last_probe_latency: Option<Duration>,
+    pub consecutive_failures: u32,
+    pub outage_duration: Option<Duration>,
+    pub ever_connected: bool,
+}
+
+/// xorshift64*: a uniform float in [0, 1). Seeded per pool; only used for jitter.
+pub(crate) fn next_f64(state: &mut u64) -> f64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(now: Instant) -> Link {
+        Link::new(Duration::from_millis(100), Duration::from_secs(2), 7, now)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_are_free_until_the_first_failure_then_single_flight() {
+        let now = Instant::now();
+        let l = link(now);
+        assert_eq!(l.admit(now).unwrap(), Admission::Free);
+        assert_eq!(
+            l.on_failure(now, "refused".into(), true),
+            Transition::OutageBegan
+        );
+        assert_eq!(l.status(), DatabaseStatus::Disconnected);
+        let later = now + Duration::from_millis(100);
+        assert_eq!(l.admit(later).unwrap(), Admission::Trial);
+        let refused = l.admit(later).unwrap_err();
+        assert_eq!(refused.last_error, "refused");
+        assert_eq!(refused.retry_in, Duration::ZERO, "a trial is in flight");
+        let t = later + Duration::from_millis(5);
+        assert_eq!(
+            l.on_success(t, None),
+            Transition::Recovered(Duration::from_millis(105))
+        );
+        assert_eq!(l.admit(t).unwrap(), Admission::Free);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_grows_with_full_jitter_up_to_the_cap() {
+        let now = Instant::now();
+        let l = link(now);
+        let mut worst = Duration::ZERO;
+        for _ in 0..12 {
+            l.on_failure(now, "x".into(), false);
+            let wait = l.admit(now).err().map(|r| r.retry_in).unwrap_or_default();
+            assert!(wait <= Duration::from_secs(2), "{wait:?}");
+            worst = worst.max(wait);
+            l.release_trial();
+        }
+        assert!(
+            worst > Duration::from_millis(400),
+            "the backoff grew: {worst:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reachability_makes_the_next_attempt_due_at_once() {
+        let now = Instant::now();
+        let l = link(now);
+        for _ in 0..8 {
+            l.on_failure(now, "refused".into(), true);
+        }
+        l.on_probe(now, false);
+        assert!(l.admit(now).is_err());
+        l.on_probe(now, true);
+        assert_eq!(l.status(), DatabaseStatus::Connecting);
+        assert_eq!(l.admit(now).unwrap(), Admission::Trial);
+    }
+}

@@ -1,0 +1,1115 @@
+//! [`Pool`]: connect, acquire, statistics, health, shutdown.
+//!
+//! # Implementation details
+//! Slots are a FIFO-fair `tokio::sync::Semaphore` of `max_size` permits. An acquire takes a
+//! permit, then pops the most recently used idle connection (a LIFO stack, so surplus
+//! connections age out) or, when none is idle, opens one. A checked-out connection owns its
+//! permit; giving it back pushes the connection onto the stack *before* the permit is
+//! released. Because new connections are only opened by a permit holder that found the stack
+//! empty, `idle + checked out <= max_size` holds at all times.
+//!
+//! The total and idle counts live together in one `AtomicU64` (total in the high half), so a
+//! statistics snapshot is always consistent and never takes a lock.
+//!
+//! Every network step (connect, validate, probe) is bounded by a timeout, and every step that
+//! holds a slot or a connection across an await is covered by a drop guard, so an acquire
+//! future may be dropped at any point without leaking either.
+
+use std::collections::HashMap;
+use std::panic::Location;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, TryAcquireError, watch};
+use tokio::task::AbortHandle;
+use tokio::time::{Instant, timeout_at};
+use tracing::{debug, info, warn};
+
+use crate::config::PoolConfig;
+use crate::connector::{Connector, PgConnector};
+use crate::error::{ConnectFailure, PoolError, TimeoutPhase};
+use crate::guard::PooledConnection;
+use crate::health::{DatabaseHealth, HealthReport, PoolCounts, PoolState};
+use crate::link::{Admission, Link, Transition};
+use crate::stats::{CloseReason, PoolStatistics, Stats};
+
+/// A pool of PostgreSQL connections. Cheap to clone: clones share one pool.
+///
+/// See the [crate documentation](crate) for the guarantees and an example.
+pub struct Pool<C: Connector = PgConnector> {
+    pub(crate) shared: Arc<Shared<C>>,
+}
+
+impl<C: Connector> Clone for Pool<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<C: Connector> std::fmt::Debug for Pool<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (total, idle) = self.shared.counts.get();
+        f.debug_struct("Pool")
+            .field("target", &self.shared.target)
+            .field("total", &total)
+            .field("idle", &idle)
+            .field("max_size", &self.shared.config.max_size)
+            .finish()
+    }
+}
+
+/// What [`Pool::shutdown`] did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ShutdownReport {
+    /// Idle connections closed at once.
+    pub closed_idle: usize,
+    /// Checked-out connections that were returned before the timeout.
+    pub returned: usize,
+    /// Checked-out connections force-closed at the timeout (their queries fail).
+    pub forced: usize,
+    /// How long the shutdown took.
+    pub duration: Duration,
+}
+
+/// One open connection, owned by the idle stack or by a checkout.
+pub(crate) struct Conn<Client> {
+    pub client: Client,
+    pub meta: Arc<Meta>,
+    pub uses: u64,
+    pub last_used: Instant,
+    pub validated_epoch: u64,
+    pub expires_at: Option<Instant>,
+    pub statements: crate::guard::StatementCache,
+}
+
+/// What the pool tracks of each connection outside of it: for leak detection and force-close.
+pub(crate) struct Meta {
+    pub id: u64,
+    pub driver: AbortHandle,
+    /// Nanoseconds since the pool started at the last checkout, plus one; 0 when not checked out.
+    pub checked_out_at: AtomicU64,
+    /// Where it was acquired: always null or a `&'static Location`.
+    pub location: AtomicPtr<Location<'static>>,
+    pub leak_reported: AtomicBool,
+    /// Force-closed by shutdown while checked out.
+    pub forced: AtomicBool,
+}
+
+impl Meta {
+    pub fn location(&self) -> Option<&'static Location<'static>> {
+        let p = self.location.load(Relaxed);
+        // Safety: the pointer is only ever null or made from a `&'static Location<'static>`.
+        unsafe { p.as_ref() }
+    }
+}
+
+/// Total and idle counts in one word: total in the high 32 bits, idle in the low 32.
+pub(crate) struct Counts(AtomicU64);
+
+const ONE_TOTAL: u64 = 1 << 32;
+
+impl Counts {
+    pub fn get(&self) -> (usize, usize) {
+        let v = self.0.load(Acquire);
+        ((v >> 32) as usize, (v & 0xffff_ffff) as usize)
+    }
+    fn add(&self, delta: u64) -> u64 {
+        self.0.fetch_add(delta, AcqRel).wrapping_add(delta)
+    }
+    fn sub(&self, delta: u64) -> u64 {
+        self.0.fetch_sub(delta, AcqRel).wrapping_sub(delta)
+    }
+}
+
+/// Driver tasks, so shutdown can force-close connections and report what still runs.
+pub(crate) struct Drivers {
+    pub live: AtomicUsize,
+    pub metas: Mutex<HashMap<u64, Arc<Meta>>>,
+    pub ended: Notify,
+}
+
+pub(crate) struct Shared<C: Connector> {
+    pub connector: C,
+    pub config: PoolConfig,
+    pub target: String,
+    pub semaphore: Semaphore,
+    pub idle: Mutex<Vec<Conn<C::Client>>>,
+    pub counts: Counts,
+    pub stats: Stats,
+    pub link: Link,
+    pub drivers: Arc<Drivers>,
+    pub closed: AtomicBool,
+    pub returned: Notify,
+    pub maintenance_wake: Arc<Notify>,
+    pub suspect_epoch: AtomicU64,
+    pub started_at: Instant,
+    next_id: AtomicU64,
+    rng: Mutex<u64>,
+    pub recovering: AtomicBool,
+    shutdown_report: watch::Sender<Option<ShutdownReport>>,
+}
+
+impl Pool<PgConnector> {
+    /// Validates `config`, opens `min_size` connections concurrently and starts the background
+    /// maintenance task.
+    ///
+    /// # Errors
+    /// - [`PoolError::Config`] with every configuration problem.
+    /// - [`PoolError::Connect`] naming `host:port` when the database cannot be reached within
+    ///   `connect_timeout`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f() -> Result<(), pool::PoolError> {
+    /// let pool = pool::Pool::connect(pool::PoolConfig::from_url("postgres://app@db/app")?).await?;
+    /// let conn = pool.acquire().await?;
+    /// let one: i32 = conn.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(config: PoolConfig) -> Result<Self, PoolError> {
+        config.validate()?;
+        let pg = config
+            .pg_config()
+            .map_err(crate::error::ConfigError::single)?;
+        Pool::connect_with(config, PgConnector::new(pg)).await
+    }
+
+    /// Like [`connect`](Self::connect), but returns at once without touching the database: the
+    /// background task opens `min_size` connections, and acquires connect on demand. Health is
+    /// `initializing` until the first connection is open.
+    ///
+    /// # Errors
+    /// [`PoolError::Config`], or [`PoolError::NoRuntime`] outside a tokio runtime.
+    pub fn connect_lazy(config: PoolConfig) -> Result<Self, PoolError> {
+        config.validate()?;
+        let pg = config
+            .pg_config()
+            .map_err(crate::error::ConfigError::single)?;
+        Pool::connect_lazy_with(config, PgConnector::new(pg))
+    }
+}
+
+impl<C: Connector> Pool<C> {
+    /// [`Pool::connect`] with a connector of your own (a fake in tests, TLS settings, ...).
+    /// `config.url` is only used for messages.
+    pub async fn connect_with(config: PoolConfig, connector: C) -> Result<Self, PoolError> {
+        let pool = Self::build(config, connector)?;
+        let shared = &pool.shared;
+        let started = Instant::now();
+        // At least one connection proves the database is there, even with min_size = 0.
+        let wanted = shared.config.min_size.max(1);
+        let attempts =
+            (0..wanted).map(|_| shared.open_for_idle(started + shared.config.connect_timeout));
+        let results = futures_util::future::join_all(attempts).await;
+        if let Some(err) = results.into_iter().find_map(Result::err) {
+            shared.close_all_idle(CloseReason::Shutdown);
+            shared.closed.store(true, Release);
+            return Err(err);
+        }
+        info!(
+            pool.target = %shared.target,
+            pool.connections = wanted,
+            pool.max_size = shared.config.max_size,
+            elapsed = ?started.elapsed(),
+            "pool connected"
+        );
+        pool.spawn_maintenance();
+        Ok(pool)
+    }
+
+    /// [`Pool::connect_lazy`] with a connector of your own.
+    pub fn connect_lazy_with(config: PoolConfig, connector: C) -> Result<Self, PoolError> {
+        tokio::runtime::Handle::try_current().map_err(|_| PoolError::NoRuntime)?;
+        let pool = Self::build(config, connector)?;
+        pool.spawn_maintenance();
+        Ok(pool)
+    }
+
+    fn build(config: PoolConfig, connector: C) -> Result<Self, PoolError> {
+        config.validate_settings()?;
+        tokio::runtime::Handle::try_current().map_err(|_| PoolError::NoRuntime)?;
+        let now = Instant::now();
+        let seed = seed();
+        let shared = Shared {
+            target: connector.target(),
+            semaphore: Semaphore::new(config.max_size),
+            idle: Mutex::new(Vec::with_capacity(config.max_size)),
+            counts: Counts(AtomicU64::new(0)),
+            stats: Stats::new(),
+            link: Link::new(
+                config.reconnect_backoff_base,
+                config.reconnect_backoff_max,
+                seed,
+                now,
+            ),
+            drivers: Arc::new(Drivers {
+                live: AtomicUsize::new(0),
+                metas: Mutex::new(HashMap::new()),
+                ended: Notify::new(),
+            }),
+            closed: AtomicBool::new(false),
+            returned: Notify::new(),
+            maintenance_wake: Arc::new(Notify::new()),
+            suspect_epoch: AtomicU64::new(0),
+            started_at: now,
+            next_id: AtomicU64::new(1),
+            rng: Mutex::new(seed.rotate_left(17) | 1),
+            recovering: AtomicBool::new(false),
+            shutdown_report: watch::channel(None).0,
+            connector,
+            config,
+        };
+        Ok(Pool {
+            shared: Arc::new(shared),
+        })
+    }
+
+    fn spawn_maintenance(&self) {
+        let weak: Weak<Shared<C>> = Arc::downgrade(&self.shared);
+        let wake = Arc::clone(&self.shared.maintenance_wake);
+        tokio::spawn(crate::maintenance::run(weak, wake));
+    }
+
+    /// A connection, within `acquire_timeout`.
+    ///
+    /// Waiting for a slot, opening a connection and validating an idle one all count against
+    /// that one deadline. Waiters are served first come, first served.
+    ///
+    /// # Errors
+    /// - [`PoolError::Timeout`] with the phase that ran out of time and a statistics snapshot.
+    /// - [`PoolError::Unavailable`] at once when the database is known to be down.
+    /// - [`PoolError::Connect`] when a needed connection could not be opened.
+    /// - [`PoolError::Closed`] after [`shutdown`](Self::shutdown).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future at any await point leaks no slot, permit or connection.
+    /// A connection being validated for the dropped acquire is closed.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f(pool: pool::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let conn = pool.acquire().await?;
+    /// let rows = conn.query("SELECT 1", &[]).await?;
+    /// drop(conn); // back to the pool
+    /// # Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn acquire(
+        &self,
+    ) -> impl std::future::Future<Output = Result<PooledConnection<C>, PoolError>> + Send + '_ {
+        let location = Location::caller();
+        self.shared
+            .acquire(location, self.shared.config.acquire_timeout)
+    }
+
+    /// Like [`acquire`](Self::acquire) with a deadline of `timeout` instead of `acquire_timeout`.
+    #[track_caller]
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<PooledConnection<C>, PoolError>> + Send + '_ {
+        let location = Location::caller();
+        self.shared.acquire(location, timeout)
+    }
+
+    /// A snapshot of the counters; no database round trip and no lock shared with acquire.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # fn f(pool: pool::Pool) {
+    /// let stats = pool.statistics();
+    /// assert_eq!(stats.idle_connections + stats.active_connections, stats.total_connections);
+    /// # }
+    /// ```
+    pub fn statistics(&self) -> PoolStatistics {
+        self.shared.statistics()
+    }
+
+    /// The pool's health from memory alone; see [`HealthReport`] for what each status means.
+    pub async fn health_check(&self) -> HealthReport {
+        self.shared.health()
+    }
+
+    /// Same as [`health_check`](Self::health_check), without `async`.
+    pub fn health(&self) -> HealthReport {
+        self.shared.health()
+    }
+
+    /// The configuration the pool runs with.
+    pub fn config(&self) -> &PoolConfig {
+        &self.shared.config
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has begun.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Acquire)
+    }
+
+    /// Shuts the pool down: new acquires and queued waiters fail at once with
+    /// [`PoolError::Closed`], idle connections close at once, checked-out connections are
+    /// awaited up to `timeout` and then force-closed (their in-flight queries fail promptly).
+    /// The background task stops. Idempotent: later calls wait for the first and return its
+    /// report.
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the waiting, not the shutdown: the pool stays closed, and
+    /// connections returned later are closed.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f(pool: pool::Pool) {
+    /// let report = pool.shutdown(std::time::Duration::from_secs(30)).await;
+    /// println!("{} returned, {} forced in {:?}", report.returned, report.forced, report.duration);
+    /// # }
+    /// ```
+    pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        self.shared.shutdown(timeout).await
+    }
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0x9E37_79B9);
+    t ^ (std::process::id() as u64).rotate_left(32) ^ (&t as *const u64 as u64)
+}
+
+/// Gives the permit back unless defused: covers every await of an acquire that holds a slot.
+struct SlotGuard<'a> {
+    semaphore: &'a Semaphore,
+    armed: bool,
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.semaphore.add_permits(1);
+        }
+    }
+}
+
+/// Counts a waiter while it waits.
+struct WaitingGuard<'a>(&'a AtomicUsize);
+
+impl<'a> WaitingGuard<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A connection taken off the idle stack for validation: closed if the acquire is dropped.
+struct Taken<'a, C: Connector> {
+    shared: &'a Shared<C>,
+    conn: Option<Conn<C::Client>>,
+}
+
+impl<C: Connector> Drop for Taken<'_, C> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.shared.discard(conn, CloseReason::Cancelled);
+        }
+    }
+}
+
+/// Releases a single-flight trial if the attempt is dropped before it reports.
+struct TrialGuard<'a> {
+    link: &'a Link,
+    armed: bool,
+}
+
+impl Drop for TrialGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.link.release_trial();
+        }
+    }
+}
+
+impl<C: Connector> Shared<C> {
+    pub(crate) fn now_nanos(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.started_at).as_nanos() as u64
+    }
+
+    async fn acquire(
+        self: &Arc<Self>,
+        location: &'static Location<'static>,
+        timeout: Duration,
+    ) -> Result<PooledConnection<C>, PoolError> {
+        let start = Instant::now();
+        if self.closed.load(Acquire) {
+            return Err(PoolError::Closed);
+        }
+        let deadline = start + timeout;
+        match self.semaphore.try_acquire() {
+            Ok(permit) => permit.forget(),
+            Err(TryAcquireError::Closed) => return Err(PoolError::Closed),
+            Err(TryAcquireError::NoPermits) => {
+                let _waiting = WaitingGuard::new(&self.stats.waiting);
+                match timeout_at(deadline, self.semaphore.acquire()).await {
+                    Ok(Ok(permit)) => permit.forget(),
+                    Ok(Err(_)) => return Err(PoolError::Closed),
+                    Err(_) => return Err(self.timed_out(TimeoutPhase::Wait, start)),
+                }
+            }
+        }
+        let mut slot = SlotGuard {
+            semaphore: &self.semaphore,
+            armed: true,
+        };
+        loop {
+            let now = Instant::now();
+            let Some(conn) = self.pop_idle() else {
+                let conn = self.open(deadline, start).await?;
+                if self.closed.load(Acquire) {
+                    self.discard(conn, CloseReason::Shutdown);
+                    return Err(PoolError::Closed);
+                }
+                slot.armed = false;
+                return Ok(self.hand_out(conn, location, start, Instant::now()));
+            };
+            let mut taken = Taken {
+                shared: self,
+                conn: Some(conn),
+            };
+            let conn = taken.conn.as_mut().expect("just taken");
+            if self.connector.is_closed(&conn.client) {
+                let conn = taken.conn.take().expect("just taken");
+                self.discard(conn, CloseReason::Broken);
+                continue;
+            }
+            if let Some(reason) = self.retire_reason(conn, now) {
+                let conn = taken.conn.take().expect("just taken");
+                self.discard(conn, reason);
+                continue;
+            }
+            let epoch = self.suspect_epoch.load(Acquire);
+            if conn.validated_epoch < epoch
+                || now.saturating_duration_since(conn.last_used) >= self.config.validation_bypass
+            {
+                let limit = deadline.min(now + self.config.validation_timeout);
+                match timeout_at(limit, self.connector.validate(&conn.client)).await {
+                    Ok(Ok(())) => {
+                        conn.validated_epoch = epoch;
+                        let t = Instant::now();
+                        self.link
+                            .on_success(t, Some(t.saturating_duration_since(now)));
+                    }
+                    Ok(Err(e)) => {
+                        self.stats.validation_failures.fetch_add(1, Relaxed);
+                        let conn = taken.conn.take().expect("just taken");
+                        debug!(conn.id = conn.meta.id, error = %e, "connection failed validation; discarded, trying another");
+                        self.discard(conn, CloseReason::ValidationFailed);
+                        continue;
+                    }
+                    Err(_) => {
+                        self.stats.validation_failures.fetch_add(1, Relaxed);
+                        let conn = taken.conn.take().expect("just taken");
+                        self.discard(conn, CloseReason::ValidationFailed);
+                        if limit == deadline {
+                            return Err(self.timed_out(TimeoutPhase::Validate, start));
+                        }
+                        // A round trip that never came back: the path to the server is silent.
+                        self.silent_path_detected("validation timed out");
+                        continue;
+                    }
+                }
+            }
+            let conn = taken.conn.take().expect("just taken");
+            slot.armed = false;
+            return Ok(self.hand_out(conn, location, start, Instant::now()));
+        }
+    }
+
+    fn hand_out(
+        self: &Arc<Self>,
+        mut conn: Conn<C::Client>,
+        location: &'static Location<'static>,
+        start: Instant,
+        now: Instant,
+    ) -> PooledConnection<C> {
+        conn.uses += 1;
+        conn.meta
+            .checked_out_at
+            .store(self.now_nanos(now) + 1, Relaxed);
+        conn.meta
+            .location
+            .store(location as *const Location<'static> as *mut _, Relaxed);
+        conn.meta.leak_reported.store(false, Relaxed);
+        let (total, idle) = self.counts.get();
+        self.stats.acquired(
+            now.saturating_duration_since(start),
+            total.saturating_sub(idle),
+        );
+        PooledConnection::new(Arc::clone(self), conn, now)
+    }
+
+    fn timed_out(&self, phase: TimeoutPhase, start: Instant) -> PoolError {
+        self.stats.timeouts.fetch_add(1, Relaxed);
+        let waited = start.elapsed();
+        let statistics = Box::new(self.statistics());
+        warn!(
+            pool.target = %self.target,
+            phase = ?phase,
+            waited = ?waited,
+            pool.active = statistics.active_connections,
+            pool.max_size = statistics.max_size,
+            pool.waiting = statistics.waiting_requests,
+            "acquire timed out; raise max_size or acquire_timeout, or return connections sooner"
+        );
+        PoolError::Timeout {
+            phase,
+            waited,
+            statistics,
+        }
+    }
+
+    fn pop_idle(&self) -> Option<Conn<C::Client>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = idle.pop()?;
+        self.counts.sub(1);
+        Some(conn)
+    }
+
+    pub(crate) fn push_idle(&self, mut conn: Conn<C::Client>, now: Instant) {
+        conn.last_used = now;
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.push(conn);
+        self.counts.add(1);
+    }
+
+    pub(crate) fn retire_reason(
+        &self,
+        conn: &Conn<C::Client>,
+        now: Instant,
+    ) -> Option<CloseReason> {
+        if self.config.max_uses.is_some_and(|max| conn.uses >= max) {
+            return Some(CloseReason::MaxUses);
+        }
+        if conn.expires_at.is_some_and(|at| now >= at) {
+            return Some(CloseReason::MaxLifetime);
+        }
+        None
+    }
+
+    /// Gives a checked-out connection back (called by the guard's `Drop`, before the permit).
+    pub(crate) fn release(&self, conn: Conn<C::Client>, now: Instant) {
+        self.stats.releases.fetch_add(1, Relaxed);
+        conn.meta.checked_out_at.store(0, Relaxed);
+        if self.closed.load(Acquire) {
+            let reason = if conn.meta.forced.load(Relaxed) {
+                CloseReason::Forced
+            } else {
+                CloseReason::Shutdown
+            };
+            self.discard(conn, reason);
+            self.returned.notify_waiters();
+            return;
+        }
+        if self.connector.is_closed(&conn.client) {
+            debug!(
+                conn.id = conn.meta.id,
+                "returned connection is closed; discarded"
+            );
+            self.discard(conn, CloseReason::Broken);
+            return;
+        }
+        if let Some(reason) = self.retire_reason(&conn, now) {
+            debug!(conn.id = conn.meta.id, reason = ?reason, "connection recycled");
+            self.discard(conn, reason);
+            self.maintenance_wake.notify_one();
+            return;
+        }
+        self.push_idle(conn, now);
+    }
+
+    /// Closes a connection that is not on the idle stack.
+    pub(crate) fn discard(&self, conn: Conn<C::Client>, reason: CloseReason) {
+        self.counts.sub(ONE_TOTAL);
+        self.close_conn(conn, reason);
+    }
+
+    /// Closes a connection already removed from the counts. Broken or suspect connections get
+    /// their driver aborted (the socket is useless); healthy ones are dropped so the driver
+    /// sends a polite Terminate and ends by itself.
+    fn close_conn(&self, conn: Conn<C::Client>, reason: CloseReason) {
+        self.stats.closed(reason);
+        match reason {
+            CloseReason::Broken
+            | CloseReason::ValidationFailed
+            | CloseReason::Outage
+            | CloseReason::Forced
+            | CloseReason::Cancelled => conn.meta.driver.abort(),
+            _ => {}
+        }
+        drop(conn);
+    }
+
+    /// `n` connections were removed from the idle stack to be closed.
+    pub(crate) fn counts_remove_idle(&self, n: usize) {
+        self.counts.sub(n as u64 * (ONE_TOTAL + 1));
+    }
+
+    /// One idle connection was taken for a probe (it counts as active meanwhile).
+    pub(crate) fn counts_checkout_idle(&self) {
+        self.counts.sub(1);
+    }
+
+    /// A probed connection went back onto the idle stack.
+    pub(crate) fn counts_return_idle(&self) {
+        self.counts.add(1);
+    }
+
+    /// Closes a connection already removed from the counts.
+    pub(crate) fn close_removed(&self, conn: Conn<C::Client>, reason: CloseReason) {
+        self.close_conn(conn, reason);
+    }
+
+    pub(crate) fn close_all_idle(&self, reason: CloseReason) -> usize {
+        let drained: Vec<_> = {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let n = idle.len() as u64;
+            self.counts.sub(n * (ONE_TOTAL + 1));
+            idle.drain(..).collect()
+        };
+        let n = drained.len();
+        for conn in drained {
+            self.close_conn(conn, reason);
+        }
+        n
+    }
+
+    /// A round trip went unanswered: the network path to the server is silent (a blackhole, a
+    /// lost peer). Every idle connection shares that path, so all of them are dropped, and
+    /// those checked out now must be validated before they are handed out again.
+    pub(crate) fn silent_path_detected(&self, what: &str) {
+        self.suspect_epoch.fetch_add(1, AcqRel);
+        let dropped = self.close_all_idle(CloseReason::Outage);
+        let now = Instant::now();
+        if self.link.on_failure(
+            now,
+            format!("{what}: no answer from {}", self.target),
+            false,
+        ) == Transition::OutageBegan
+        {
+            warn!(
+                pool.target = %self.target,
+                dropped_idle = dropped,
+                "database stopped answering ({what}); dropped idle connections, failing fast until it answers again; check the network path to the database"
+            );
+        }
+        self.maintenance_wake.notify_one();
+    }
+
+    /// Opens a connection for an acquire, within the deadline and the outage rules.
+    async fn open(&self, deadline: Instant, start: Instant) -> Result<Conn<C::Client>, PoolError> {
+        let now = Instant::now();
+        let admission = match self.link.admit(now) {
+            Ok(a) => a,
+            Err(refusal) => {
+                self.stats.unavailable.fetch_add(1, Relaxed);
+                return Err(PoolError::Unavailable {
+                    target: self.target.clone(),
+                    down_for: refusal.down_for,
+                    retry_in: refusal.retry_in,
+                    last_error: refusal.last_error,
+                });
+            }
+        };
+        let limit = deadline.min(now + self.config.connect_timeout);
+        match self.connect_once(admission, limit).await {
+            Ok(conn) => {
+                self.counts.add(ONE_TOTAL);
+                Ok(conn)
+            }
+            Err(None) => Err(self.timed_out(TimeoutPhase::Connect, start)),
+            Err(Some(e)) => Err(e),
+        }
+    }
+
+    /// Opens a connection straight onto the idle stack (start-up, maintenance).
+    pub(crate) async fn open_for_idle(&self, limit: Instant) -> Result<(), PoolError> {
+        let admission = self
+            .link
+            .admit(Instant::now())
+            .map_err(|r| PoolError::Unavailable {
+                target: self.target.clone(),
+                down_for: r.down_for,
+                retry_in: r.retry_in,
+                last_error: r.last_error,
+            })?;
+        match self.connect_once(admission, limit).await {
+            Ok(conn) => {
+                self.counts.add(ONE_TOTAL);
+                self.push_idle(conn, Instant::now());
+                Ok(())
+            }
+            Err(Some(e)) => Err(e),
+            Err(None) => Err(PoolError::Connect {
+                target: self.target.clone(),
+                kind: ConnectFailure::TimedOut(self.config.connect_timeout),
+                source: None,
+            }),
+        }
+    }
+
+    /// One bounded connection attempt. `Err(None)`: `limit` passed before `connect_timeout`
+    /// did (the caller's deadline, not the server's fault).
+    async fn connect_once(
+        &self,
+        admission: Admission,
+        limit: Instant,
+    ) -> Result<Conn<C::Client>, Option<PoolError>> {
+        let mut trial = TrialGuard {
+            link: &self.link,
+            armed: admission == Admission::Trial,
+        };
+        let started = Instant::now();
+        let full = started + self.config.connect_timeout;
+        let result = timeout_at(limit, self.connector.connect()).await;
+        let now = Instant::now();
+        trial.armed = false;
+        let (kind, source) = match result {
+            Ok(Ok(connection)) => {
+                let transition = self.link.on_success(now, None);
+                if let Transition::Recovered(outage) = transition {
+                    self.recovering.store(true, Relaxed);
+                    info!(
+                        pool.target = %self.target,
+                        outage = ?outage,
+                        "database connection recovered; serving again"
+                    );
+                }
+                return Ok(self.adopt(connection, now));
+            }
+            Ok(Err(e)) => (e.kind, e.source),
+            Err(_) if limit < full => {
+                if admission == Admission::Trial {
+                    self.link.release_trial();
+                }
+                return Err(None);
+            }
+            Err(_) => (ConnectFailure::TimedOut(self.config.connect_timeout), None),
+        };
+        self.stats.connect_errors.fetch_add(1, Relaxed);
+        let message = crate::redact::redact_url(&kind.to_string());
+        let unreachable = kind == ConnectFailure::Refused;
+        if self.link.on_failure(now, message.clone(), unreachable) == Transition::OutageBegan {
+            self.suspect_epoch.fetch_add(1, AcqRel);
+            warn!(
+                pool.target = %self.target,
+                error = %message,
+                "database unreachable; failing acquires fast and retrying with backoff; check that PostgreSQL is up and reachable"
+            );
+            self.maintenance_wake.notify_one();
+        } else {
+            debug!(pool.target = %self.target, error = %message, "connection attempt failed");
+        }
+        Err(Some(PoolError::Connect {
+            target: self.target.clone(),
+            kind,
+            source,
+        }))
+    }
+
+    /// Spawns the driver of a new connection and wraps it for the pool.
+    fn adopt(
+        &self,
+        connection: crate::connector::Connection<C::Client>,
+        now: Instant,
+    ) -> Conn<C::Client> {
+        let id = self.next_id.fetch_add(1, Relaxed);
+        let drivers = Arc::clone(&self.drivers);
+        drivers.live.fetch_add(1, AcqRel);
+        let task = tokio::spawn(DriverTask {
+            driver: connection.driver,
+            drivers: Arc::clone(&drivers),
+            id,
+        });
+        let meta = Arc::new(Meta {
+            id,
+            driver: task.abort_handle(),
+            checked_out_at: AtomicU64::new(0),
+            location: AtomicPtr::new(std::ptr::null_mut()),
+            leak_reported: AtomicBool::new(false),
+            forced: AtomicBool::new(false),
+        });
+        drivers
+            .metas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Arc::clone(&meta));
+        self.stats.created.fetch_add(1, Relaxed);
+        let expires_at = self.config.max_lifetime.map(|life| {
+            let jitter = {
+                let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+                crate::link::next_f64(&mut rng)
+            };
+            now + life.mul_f64(1.0 - 0.025 * jitter)
+        });
+        debug!(conn.id = id, pool.target = %self.target, "connection opened");
+        Conn {
+            client: connection.client,
+            meta,
+            uses: 0,
+            last_used: now,
+            validated_epoch: self.suspect_epoch.load(Acquire),
+            expires_at,
+            statements: Default::default(),
+        }
+    }
+
+    pub(crate) fn statistics(&self) -> PoolStatistics {
+        let (total, idle) = self.counts.get();
+        let s = &self.stats;
+        let (mean, p99, peak) = s.wait_figures();
+        PoolStatistics {
+            max_size: self.config.max_size,
+            min_size: self.config.min_size,
+            total_connections: total,
+            idle_connections: idle,
+            active_connections: total.saturating_sub(idle),
+            waiting_requests: s.waiting.load(Relaxed),
+            peak_active_connections: s.peak_active.load(Relaxed),
+            total_acquisitions: s.acquisitions.load(Relaxed),
+            total_releases: s.releases.load(Relaxed),
+            acquire_timeouts: s.timeouts.load(Relaxed),
+            acquire_unavailable: s.unavailable.load(Relaxed),
+            connections_created: s.created.load(Relaxed),
+            connect_errors: s.connect_errors.load(Relaxed),
+            validation_failures: s.validation_failures.load(Relaxed),
+            leaks_suspected: s.leaks.load(Relaxed),
+            connections_closed: s.closed_counts(),
+            live_connection_tasks: self.drivers.live.load(Acquire),
+            acquire_wait_mean: mean,
+            acquire_wait_p99: p99,
+            acquire_wait_peak: peak,
+        }
+    }
+
+    pub(crate) fn state(
+        &self,
+        link_status: crate::health::DatabaseStatus,
+        ever_connected: bool,
+    ) -> PoolState {
+        use crate::health::DatabaseStatus::*;
+        if self.shutdown_report.borrow().is_some() {
+            return PoolState::Terminated;
+        }
+        if self.closed.load(Acquire) {
+            return PoolState::ShuttingDown;
+        }
+        let (total, idle) = self.counts.get();
+        match link_status {
+            Disconnected => PoolState::Unhealthy,
+            Connecting if !ever_connected => PoolState::Initializing,
+            Connecting => PoolState::Recovering,
+            Connected => {
+                if total < self.config.min_size {
+                    if self.recovering.load(Relaxed) {
+                        PoolState::Recovering
+                    } else {
+                        PoolState::Degraded
+                    }
+                } else {
+                    self.recovering.store(false, Relaxed);
+                    let active = total - idle;
+                    if active >= self.config.max_size && self.stats.waiting.load(Relaxed) > 0 {
+                        PoolState::Degraded
+                    } else {
+                        PoolState::Healthy
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn health(&self) -> HealthReport {
+        let now = Instant::now();
+        let link = self.link.snapshot(now);
+        let state = self.state(link.status, link.ever_connected);
+        let (total, idle) = self.counts.get();
+        HealthReport {
+            status: state.status(),
+            state,
+            database: DatabaseHealth {
+                status: link.status,
+                target: self.target.clone(),
+                last_probe_latency: link.last_probe_latency,
+                last_error: link.last_error,
+                consecutive_failures: link.consecutive_failures,
+                outage_duration: link.outage_duration,
+            },
+            pool: PoolCounts {
+                total,
+                idle,
+                active: total.saturating_sub(idle),
+                waiting: self.stats.waiting.load(Relaxed),
+                min_size: self.config.min_size,
+                max_size: self.config.max_size,
+            },
+            uptime: now.saturating_duration_since(self.started_at),
+            timestamp_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        }
+    }
+
+    async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let mut report_rx = self.shutdown_report.subscribe();
+        if self.closed.swap(true, AcqRel) {
+            // Someone else runs the shutdown: wait for its report.
+            loop {
+                if let Some(report) = report_rx.borrow_and_update().clone() {
+                    return report;
+                }
+                if report_rx.changed().await.is_err() {
+                    return ShutdownReport {
+                        closed_idle: 0,
+                        returned: 0,
+                        forced: 0,
+                        duration: Duration::ZERO,
+                    };
+                }
+            }
+        }
+        let started = Instant::now();
+        self.semaphore.close();
+        self.maintenance_wake.notify_one();
+        let closed_idle = self.close_all_idle(CloseReason::Shutdown);
+        let (out_at_start, _) = self.counts.get();
+        info!(
+            pool.target = %self.target,
+            closed_idle,
+            checked_out = out_at_start,
+            timeout = ?timeout,
+            "pool shutting down; waiting for checked-out connections"
+        );
+        let deadline = started + timeout;
+        loop {
+            let notified = self.returned.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.counts.get().0 == 0 {
+                break;
+            }
+            if timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        let (still_out, _) = self.counts.get();
+        let mut forced = 0;
+        if still_out > 0 {
+            let metas: Vec<Arc<Meta>> = self
+                .drivers
+                .metas
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            for meta in metas {
+                if meta.checked_out_at.load(Relaxed) != 0 {
+                    meta.forced.store(true, Relaxed);
+                    meta.driver.abort();
+                    forced += 1;
+                    warn!(
+                        conn.id = meta.id,
+                        acquired_at = %meta.location().map(|l| l.to_string()).unwrap_or_default(),
+                        "connection still checked out at the shutdown timeout; force-closed, its query fails"
+                    );
+                }
+            }
+        }
+        // Idle connections were dropped politely; give their drivers a moment to send
+        // Terminate, then abort whatever still runs so no task outlives the shutdown.
+        let grace = Instant::now() + Duration::from_millis(500);
+        loop {
+            let ended = self.drivers.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.drivers.live.load(Acquire) == 0 {
+                break;
+            }
+            if timeout_at(grace, ended).await.is_err() {
+                let metas: Vec<Arc<Meta>> = self
+                    .drivers
+                    .metas
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .cloned()
+                    .collect();
+                for meta in metas {
+                    meta.driver.abort();
+                }
+                break;
+            }
+        }
+        let report = ShutdownReport {
+            closed_idle,
+            returned: out_at_start.saturating_sub(still_out),
+            forced,
+            duration: started.elapsed(),
+        };
+        if forced > 0 {
+            warn!(
+                pool.target = %self.target,
+                returned = report.returned,
+                forced,
+                duration = ?report.duration,
+                "pool shut down; some connections were force-closed: return connections before the timeout, or raise it"
+            );
+        } else {
+            info!(
+                pool.target = %self.target,
+                closed_idle,
+                returned = report.returned,
+                duration = ?report.duration,
+                "pool shut down cleanly"
+            );
+        }
+        self.shutdown_report.send_replace(Some(report.clone()));
+        report
+    }
+}
+
+/// Runs a connection's driver and keeps the live count true however it ends (even aborted).
+struct DriverTask {
+    driver: crate::connector::Driver,
+    drivers: Arc<Drivers>,
+    id: u64,
+}
+
+impl std::future::Future for DriverTask {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        self.driver.as_mut().poll(cx)
+    }
+}
+
+impl Drop for DriverTask {
+    fn drop(&mut self) {
+        self.drivers
+            .metas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+        self.drivers.live.fetch_sub(1, AcqRel);
+        self.drivers.ended.notify_waiters();
+    }
+}

@@ -1,0 +1,306 @@
+//! Counters by outcome, kept in atomics so reading them never takes a lock shared with acquire.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Why a connection was closed by the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// Its driver had ended (server restart, `pg_terminate_backend`, network reset).
+    Broken,
+    /// A validation round trip failed or timed out.
+    ValidationFailed,
+    /// Idle above `min_size` for longer than `idle_timeout`.
+    IdleTimeout,
+    /// Older than `max_lifetime`.
+    MaxLifetime,
+    /// Checked out `max_uses` times.
+    MaxUses,
+    /// Dropped because the database path went silent (a blackhole or a lost peer).
+    Outage,
+    /// Closed by shutdown after it was returned, or while idle.
+    Shutdown,
+    /// Force-closed by shutdown after its timeout, while still checked out.
+    Forced,
+    /// An acquire was cancelled while it held the connection (during validation).
+    Cancelled,
+    /// Closed by the user with [`PooledConnection::discard`](crate::PooledConnection::discard).
+    Discarded,
+}
+
+impl CloseReason {
+    const ALL: [CloseReason; 10] = [
+        CloseReason::Broken,
+        CloseReason::ValidationFailed,
+        CloseReason::IdleTimeout,
+        CloseReason::MaxLifetime,
+        CloseReason::MaxUses,
+        CloseReason::Outage,
+        CloseReason::Shutdown,
+        CloseReason::Forced,
+        CloseReason::Cancelled,
+        CloseReason::Discarded,
+    ];
+}
+
+/// Connections closed, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[allow(missing_docs)]
+pub struct ClosedCounts {
+    pub broken: u64,
+    pub validation_failed: u64,
+    pub idle_timeout: u64,
+    pub max_lifetime: u64,
+    pub max_uses: u64,
+    pub outage: u64,
+    pub shutdown: u64,
+    pub forced: u64,
+    pub cancelled: u64,
+    pub discarded: u64,
+}
+
+impl ClosedCounts {
+    /// All closes together.
+    pub fn total(&self) -> u64 {
+        self.broken
+            + self.validation_failed
+            + self.idle_timeout
+            + self.max_lifetime
+            + self.max_uses
+            + self.outage
+            + self.shutdown
+            + self.forced
+            + self.cancelled
+            + self.discarded
+    }
+}
+
+/// A snapshot of the pool, taken without touching the database or any lock that acquire uses.
+///
+/// `idle_connections + active_connections == total_connections <= max_size` always holds in a
+/// snapshot (the two counts are read together from one atomic word).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct PoolStatistics {
+    /// The configured `max_size`.
+    pub max_size: usize,
+    /// The configured `min_size`.
+    pub min_size: usize,
+    /// Open connections: idle plus checked out.
+    pub total_connections: usize,
+    /// Connections waiting in the pool.
+    pub idle_connections: usize,
+    /// Connections checked out (including ones being validated for a caller).
+    pub active_connections: usize,
+    /// Acquires waiting for a free slot.
+    pub waiting_requests: usize,
+    /// The most connections ever checked out at once.
+    pub peak_active_connections: usize,
+    /// Successful acquires.
+    pub total_acquisitions: u64,
+    /// Connections given back (returned or dropped by their holder).
+    pub total_releases: u64,
+    /// Acquires that ran out of time.
+    pub acquire_timeouts: u64,
+    /// Acquires failed fast because the database was known to be down.
+    pub acquire_unavailable: u64,
+    /// Connections opened.
+    pub connections_created: u64,
+    /// Connection attempts that failed (including timeouts).
+    pub connect_errors: u64,
+    /// Validations (on checkout or by the probe) that failed.
+    pub validation_failures: u64,
+    /// Connections held past `leak_detection_threshold`.
+    pub leaks_suspected: u64,
+    /// Connections closed, by reason.
+    pub connections_closed: ClosedCounts,
+    /// Driver tasks still running (sockets still open), including force-closed ones winding down.
+    pub live_connection_tasks: usize,
+    /// Mean time from `acquire()` to a connection.
+    pub acquire_wait_mean: Duration,
+    /// 99th percentile of that time (the upper bound of its histogram bucket, within 19 %).
+    pub acquire_wait_p99: Duration,
+    /// The longest that time has been.
+    pub acquire_wait_peak: Duration,
+}
+
+/// Buckets per doubling of the histogram (4: bucket bounds grow by 2^(1/4), about 19 %).
+const SUB: u32 = 4;
+const BUCKETS: usize = 64 * SUB as usize;
+
+fn bucket_of(nanos: u64) -> usize {
+    if nanos < SUB as u64 {
+        return nanos as usize;
+    }
+    let msb = 63 - nanos.leading_zeros();
+    let sub = (nanos >> (msb - 2)) & (SUB as u64 - 1);
+    (msb * SUB + sub as u32) as usize
+}
+
+fn bucket_upper(index: usize) -> u64 {
+    if index < SUB as usize {
+        return index as u64;
+    }
+    let msb = index as u32 / SUB;
+    let sub = index as u64 % SUB as u64;
+    ((SUB as u64 + sub + 1) << (msb - 2)).saturating_sub(1)
+}
+
+/// The pool's counters. Everything is `Relaxed`: they are statistics, not synchronisation.
+pub(crate) struct Stats {
+    pub waiting: AtomicUsize,
+    pub peak_active: AtomicUsize,
+    pub acquisitions: AtomicU64,
+    pub releases: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub unavailable: AtomicU64,
+    pub created: AtomicU64,
+    pub connect_errors: AtomicU64,
+    pub validation_failures: AtomicU64,
+    pub leaks: AtomicU64,
+    closed: [AtomicU64; CloseReason::ALL.len()],
+    wait_sum_ns: AtomicU64,
+    wait_peak_ns: AtomicU64,
+    wait_hist: Box<[AtomicU64; BUCKETS]>,
+}
+
+impl Stats {
+    pub fn new() -> Self {
+        Self {
+            waiting: AtomicUsize::new(0),
+            peak_active: AtomicUsize::new(0),
+            acquisitions: AtomicU64::new(0),
+            releases: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            unavailable: AtomicU64::new(0),
+            created: AtomicU64::new(0),
+            connect_errors: AtomicU64::new(0),
+            validation_failures: AtomicU64::new(0),
+            leaks: AtomicU64::new(0),
+            closed: Default::default(),
+            wait_sum_ns: AtomicU64::new(0),
+            wait_peak_ns: AtomicU64::new(0),
+            wait_hist: Box::new(std::array::from_fn(|_| AtomicU64::new(0))),
+        }
+    }
+
+    /// Records a successful acquire that waited `wait` and left `active` connections out.
+    #[inline]
+    pub fn acquired(&self, wait: Duration, active: usize) {
+        self.acquisitions.fetch_add(1, Relaxed);
+        let ns = wait.as_nanos().min(u64::MAX as u128) as u64;
+        self.wait_hist[bucket_of(ns).min(BUCKETS - 1)].fetch_add(1, Relaxed);
+        if ns > 0 {
+            self.wait_sum_ns.fetch_add(ns, Relaxed);
+            if ns > self.wait_peak_ns.load(Relaxed) {
+                self.wait_peak_ns.fetch_max(ns, Relaxed);
+            }
+        }
+        if active > self.peak_active.load(Relaxed) {
+            self.peak_active.fetch_max(active, Relaxed);
+        }
+    }
+
+    pub fn closed(&self, reason: CloseReason) {
+        let i = CloseReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.closed[i].fetch_add(1, Relaxed);
+    }
+
+    pub fn closed_counts(&self) -> ClosedCounts {
+        let c = |r: CloseReason| {
+            self.closed[CloseReason::ALL.iter().position(|x| *x == r).unwrap_or(0)].load(Relaxed)
+        };
+        ClosedCounts {
+            broken: c(CloseReason::Broken),
+            validation_failed: c(CloseReason::ValidationFailed),
+            idle_timeout: c(CloseReason::IdleTimeout),
+            max_lifetime: c(CloseReason::MaxLifetime),
+            max_uses: c(CloseReason::MaxUses),
+            outage: c(CloseReason::Outage),
+            shutdown: c(CloseReason::Shutdown),
+            forced: c(CloseReason::Forced),
+            cancelled: c(CloseReason::Cancelled),
+            discarded: c(CloseReason::Discarded),
+        }
+    }
+
+    /// (mean, p99, peak) of the acquire wait.
+    pub fn wait_figures(&self) -> (Duration, Duration, Duration) {
+        let counts: Vec<u64> = self.wait_hist.iter().map(|b| b.load(Relaxed)).collect();
+        let n: u64 = counts.iter().sum();
+        if n == 0 {
+            return Default::default();
+        }
+        let mean = Duration::from_nanos(self.wait_sum_ns.load(Relaxed) / n);
+        let rank = n - n / 100; // the smallest count covering 99 %
+        let mut seen = 0;
+        let mut p99 = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                p99 = bucket_upper(i);
+                break;
+            }
+        }
+        let peak = self.wait_peak_ns.load(Relaxed);
+        (
+            mean,
+            Duration::from_nanos(p99.min(peak)),
+            Duration::from_nanos(peak),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_monotonic_and_bound_their_values() {
+        let mut last = 0;
+        for ns in [
+            0u64,
+            1,
+            3,
+            4,
+            5,
+            7,
+            8,
+            100,
+            1_000,
+            999_999,
+            1_000_000,
+            5_000_000_000,
+        ] {
+            let b = bucket_of(ns);
+            assert!(b >= last, "{ns}");
+            assert!(bucket_upper(b) >= ns, "{ns} -> {b} -> {}", bucket_upper(b));
+            assert!(bucket_upper(b) as f64 <= ns as f64 * 1.2 + 1.0, "{ns}");
+            last = b;
+        }
+    }
+
+    #[test]
+    fn wait_figures_follow_the_samples() {
+        let stats = Stats::new();
+        for _ in 0..99 {
+            stats.acquired(Duration::from_micros(10), 1);
+        }
+        stats.acquired(Duration::from_millis(50), 3);
+        let (mean, p99, peak) = stats.wait_figures();
+        assert_eq!(peak, Duration::from_millis(50));
+        assert!(p99 <= Duration::from_micros(12), "{p99:?}");
+        assert!(
+            mean > Duration::from_micros(500) && mean < Duration::from_micros(520),
+            "{mean:?}"
+        );
+        assert_eq!(stats.peak_active.load(Relaxed), 3);
+    }
+}

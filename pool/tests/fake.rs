@@ -1,0 +1,541 @@
+//! The pool's behaviour against a fake database, under tokio's paused clock.
+//!
+//! The clock is paused so that timeouts, backoff and probes run in virtual time: the tests
+//! are deterministic and take milliseconds, however long the timeouts they check.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pool::testing::{FakeConnector, FakeDb, Gate};
+use pool::{DatabaseStatus, HealthStatus, Pool, PoolConfig, PoolError, PoolState, TimeoutPhase};
+use tokio::time::{Instant, advance, sleep};
+
+type FakePool = Pool<FakeConnector>;
+
+fn config() -> PoolConfig {
+    PoolConfig::default().min_size(2).max_size(4)
+}
+
+async fn pool_with(config: PoolConfig) -> (FakePool, Arc<FakeDb>) {
+    let db = FakeDb::new();
+    let pool = Pool::connect_with(config, db.connector())
+        .await
+        .expect("connect");
+    (pool, db)
+}
+
+fn assert_invariants(pool: &FakePool) {
+    let s = pool.statistics();
+    assert_eq!(
+        s.idle_connections + s.active_connections,
+        s.total_connections,
+        "{s:?}"
+    );
+    assert!(s.total_connections <= s.max_size, "{s:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn connect_opens_min_size_and_is_healthy() {
+    let (pool, db) = pool_with(config()).await;
+    let s = pool.statistics();
+    assert_eq!((s.total_connections, s.idle_connections), (2, 2));
+    assert_eq!(db.opened(), 2);
+    let health = pool.health_check().await;
+    assert_eq!(health.status, HealthStatus::Healthy);
+    assert_eq!(health.database.status, DatabaseStatus::Connected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn connect_fails_fast_naming_the_target() {
+    let db = FakeDb::new();
+    db.set_connect(Gate::Fail);
+    let started = Instant::now();
+    let err = Pool::connect_with(config(), db.connector())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PoolError::Connect { .. }), "{err:?}");
+    assert!(err.to_string().contains("fake:5432"), "{err}");
+    assert!(started.elapsed() < Duration::from_millis(10));
+
+    db.set_connect(Gate::Hang);
+    let started = Instant::now();
+    let err = Pool::connect_with(config(), db.connector())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("connect_timeout"), "{err}");
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn acquire_and_release_count_and_reuse() {
+    let (pool, db) = pool_with(config()).await;
+    for _ in 0..10 {
+        let conn = pool.acquire().await.unwrap();
+        conn.query().await.unwrap();
+        assert_invariants(&pool);
+    }
+    let s = pool.statistics();
+    assert_eq!((s.total_acquisitions, s.total_releases), (10, 10));
+    assert_eq!(db.opened(), 2, "idle connections are reused");
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiters_are_served_in_arrival_order() {
+    let (pool, _db) = pool_with(config().min_size(1).max_size(1)).await;
+    let held = pool.acquire().await.unwrap();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..5 {
+        let pool = pool.clone();
+        let order = Arc::clone(&order);
+        tasks.push(tokio::spawn(async move {
+            let conn = pool.acquire().await.unwrap();
+            order.lock().unwrap().push(i);
+            sleep(Duration::from_millis(1)).await;
+            drop(conn);
+        }));
+        // Let each waiter enqueue before the next one.
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(pool.statistics().waiting_requests, 5);
+    drop(held);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn exhausted_pool_times_out_waiting_with_statistics() {
+    let (pool, _db) = pool_with(config().max_size(2).acquire_timeout(Duration::from_secs(3))).await;
+    let _a = pool.acquire().await.unwrap();
+    let _b = pool.acquire().await.unwrap();
+    let started = Instant::now();
+    let err = pool.acquire().await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    match &err {
+        PoolError::Timeout {
+            phase, statistics, ..
+        } => {
+            assert_eq!(*phase, TimeoutPhase::Wait);
+            assert_eq!(statistics.active_connections, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("raise max_size"), "{err}");
+    assert_eq!(pool.statistics().acquire_timeouts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_connect_is_bounded_by_the_one_deadline() {
+    let (pool, db) = pool_with(
+        config()
+            .min_size(0)
+            .max_size(2)
+            .acquire_timeout(Duration::from_secs(1)),
+    )
+    .await;
+    let _held = pool.acquire().await.unwrap(); // the one idle connection
+    db.set_connect(Gate::Hang);
+    let started = Instant::now();
+    let err = pool.acquire().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PoolError::Timeout {
+                phase: TimeoutPhase::Connect,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(1),
+        "connect_timeout (2 s) did not add up"
+    );
+    assert_invariants(&pool);
+    assert_eq!(
+        pool.statistics().active_connections,
+        1,
+        "the hanging attempt holds no slot"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_validation_is_bounded_and_the_connection_dropped() {
+    let (pool, db) = pool_with(config().min_size(1).max_size(1)).await;
+    sleep(Duration::from_secs(1)).await; // past the validation bypass window
+    db.set_validate(Gate::Hang);
+    db.set_connect(Gate::Pass);
+    let started = Instant::now();
+    // Validation times out after validation_timeout (1 s); the pool drops the connection,
+    // treats the path as silent, and opens a fresh one within the same deadline.
+    let conn = pool.acquire().await;
+    assert!(started.elapsed() <= Duration::from_secs(5));
+    match conn {
+        Ok(conn) => assert!(conn.id() > 1),
+        Err(e) => assert!(e.is_transient(), "{e:?}"),
+    }
+    assert_invariants(&pool);
+}
+
+/// Drops a future after it has been polled `polls` times.
+struct Cancellable<F> {
+    fut: Pin<Box<F>>,
+    polls_left: usize,
+}
+
+impl<F: Future> Future for Cancellable<F> {
+    type Output = Option<F::Output>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.polls_left == 0 {
+            return Poll::Ready(None);
+        }
+        self.polls_left -= 1;
+        self.fut.as_mut().poll(cx).map(Some)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn acquire_is_cancel_safe_at_every_await_point() {
+    // Each step slow, so there are many await points to cancel at.
+    for (connect, validate) in [
+        (Gate::Delay(Duration::from_millis(30)), Gate::Pass),
+        (Gate::Pass, Gate::Delay(Duration::from_millis(30))),
+        (Gate::Hang, Gate::Hang),
+        (Gate::Fail, Gate::Fail),
+    ] {
+        for polls in 0..12 {
+            let (pool, db) = pool_with(
+                config()
+                    .min_size(1)
+                    .max_size(2)
+                    .probe_interval(Duration::from_secs(3600)),
+            )
+            .await;
+            let held = pool.acquire().await.unwrap();
+            sleep(Duration::from_secs(1)).await; // the idle one now needs validation
+            let spare = pool.acquire().await.unwrap();
+            drop(spare); // one idle connection needing validation, one slot free
+            sleep(Duration::from_secs(1)).await;
+            db.set_connect(connect);
+            db.set_validate(validate);
+            let mut futs = Vec::new();
+            for _ in 0..3 {
+                futs.push(tokio::spawn(Cancellable {
+                    fut: Box::pin({
+                        let pool = pool.clone();
+                        async move { pool.acquire().await.map(drop) }
+                    }),
+                    polls_left: polls,
+                }));
+            }
+            for f in futs {
+                let _ = f.await.unwrap();
+            }
+            drop(held);
+            assert_invariants(&pool);
+            db.heal();
+            // Every slot must be usable again: take them all.
+            let a = pool.acquire_timeout(Duration::from_secs(3)).await;
+            let b = pool.acquire_timeout(Duration::from_secs(3)).await;
+            assert!(
+                a.is_ok() && b.is_ok(),
+                "slot leaked with {connect:?}/{validate:?} after {polls} polls: {:?} {:?} {:?}",
+                a.as_ref().err(),
+                b.as_ref().err(),
+                pool.statistics()
+            );
+            drop((a, b));
+            let report = pool.shutdown(Duration::from_secs(1)).await;
+            assert_eq!(report.forced, 0);
+            assert_eq!(
+                db.opened(),
+                db.closed(),
+                "every connection closed ({connect:?}/{validate:?}, {polls} polls)"
+            );
+            assert_eq!(pool.statistics().live_connection_tasks, 0);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_connects_fail_fast_and_recovery_is_prompt() {
+    let (pool, db) = pool_with(config()).await;
+    db.down();
+    // Idle connections were killed: the pool discards them without a round trip, then the
+    // first connect attempt is refused and starts the outage.
+    let err = pool.acquire().await.unwrap_err();
+    assert!(matches!(err, PoolError::Connect { .. }), "{err:?}");
+    let started = Instant::now();
+    let err = pool.acquire().await.unwrap_err();
+    assert!(matches!(err, PoolError::Unavailable { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_millis(1), "failed fast");
+    assert!(pool.statistics().acquire_unavailable >= 1);
+    sleep(Duration::from_millis(200)).await;
+    let health = pool.health_check().await;
+    assert_eq!(health.status, HealthStatus::Unhealthy);
+    assert_eq!(health.database.status, DatabaseStatus::Disconnected);
+    assert!(health.database.outage_duration.is_some());
+
+    // Attempts during the outage are single-flight with backoff: few of them.
+    let before = db.connect_attempts();
+    for _ in 0..100 {
+        let _ = pool.acquire().await;
+        sleep(Duration::from_millis(10)).await;
+    }
+    let attempts = db.connect_attempts() - before;
+    assert!(attempts < 20, "{attempts} attempts in 1 s of outage");
+
+    // The database returns: the TCP probe notices within outage_probe_interval.
+    db.heal();
+    let healed = Instant::now();
+    loop {
+        if pool.acquire().await.is_ok() {
+            break;
+        }
+        sleep(Duration::from_millis(5)).await;
+    }
+    let recovery = healed.elapsed();
+    assert!(
+        recovery <= Duration::from_millis(250),
+        "recovered after {recovery:?}"
+    );
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(pool.health_check().await.state, PoolState::Healthy);
+    assert_eq!(
+        pool.statistics().total_connections,
+        2,
+        "refilled to min_size"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_blackhole_shows_in_health_and_stops_handouts_within_two_seconds() {
+    let (pool, db) = pool_with(config()).await;
+    sleep(Duration::from_secs(1)).await;
+    db.blackhole();
+    let started = Instant::now();
+    loop {
+        if pool.health_check().await.status == HealthStatus::Unhealthy {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "blackhole not detected within 2 s"
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        pool.statistics().idle_connections,
+        0,
+        "idle connections on the silent path dropped"
+    );
+    // Acquires now fail within their deadline rather than handing out a dead connection.
+    let started = Instant::now();
+    let res = pool.acquire().await;
+    assert!(res.is_err());
+    assert!(started.elapsed() <= Duration::from_secs(5));
+    assert_invariants(&pool);
+    db.heal();
+    sleep(Duration::from_secs(3)).await;
+    let conn = pool
+        .acquire()
+        .await
+        .expect("recovered after the blackhole healed");
+    conn.query().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn stranded_connections_are_found_and_never_handed_out() {
+    let (pool, db) = pool_with(config()).await;
+    let stranded = db.open_ids();
+    db.peer_lost();
+    sleep(Duration::from_secs(3)).await; // a probe times out and drops the idle ones
+    for _ in 0..4 {
+        let conn = pool.acquire().await.expect("new connections pass");
+        assert!(
+            !stranded.contains(&conn.id()),
+            "stranded connection {} handed out",
+            conn.id()
+        );
+        conn.query().await.unwrap();
+    }
+    assert_eq!(pool.health_check().await.status, HealthStatus::Healthy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn killed_connections_are_dropped_not_reused() {
+    let (pool, db) = pool_with(config()).await;
+    let conn = pool.acquire().await.unwrap();
+    let id = conn.id();
+    drop(conn);
+    assert!(db.kill(id));
+    tokio::task::yield_now().await;
+    for _ in 0..4 {
+        let conn = pool.acquire().await.unwrap();
+        assert_ne!(conn.id(), id, "a killed connection was handed out");
+        conn.query().await.unwrap();
+    }
+    assert_eq!(pool.statistics().connections_closed.broken, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_waits_then_forces_and_is_idempotent() {
+    let (pool, db) = pool_with(config()).await;
+    let held = pool.acquire().await.unwrap();
+    let stuck = pool.acquire().await.unwrap();
+    let _a = pool.acquire().await.unwrap();
+    let _b = pool.acquire().await.unwrap();
+    let waiter = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            pool.acquire_timeout(Duration::from_secs(60))
+                .await
+                .map(drop)
+        })
+    };
+    tokio::task::yield_now().await;
+    assert_eq!(pool.statistics().waiting_requests, 1);
+    let returner = tokio::spawn(async move {
+        sleep(Duration::from_secs(1)).await;
+        drop(held);
+    });
+    db.set_query(Gate::Hang);
+    let query = tokio::spawn(async move {
+        let r = stuck.query().await;
+        drop(stuck);
+        r
+    });
+    let started = Instant::now();
+    let report = pool.shutdown(Duration::from_secs(5)).await;
+    assert!(matches!(waiter.await.unwrap(), Err(PoolError::Closed)));
+    returner.await.unwrap();
+    assert_eq!(report.returned, 1);
+    assert_eq!(report.forced, 3);
+    assert_eq!(started.elapsed(), report.duration);
+    assert!(report.duration >= Duration::from_secs(5) && report.duration < Duration::from_secs(6));
+    // The forced query fails promptly.
+    assert!(query.await.unwrap().is_err());
+    assert!(matches!(pool.acquire().await, Err(PoolError::Closed)));
+    assert_eq!(
+        pool.shutdown(Duration::from_secs(5)).await,
+        report,
+        "idempotent"
+    );
+    let health = pool.health_check().await;
+    assert_eq!(health.state, PoolState::Terminated);
+    assert_eq!(pool.statistics().live_connection_tasks, 0);
+    assert_eq!(db.opened(), db.closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_last_handle_leaks_no_task_or_connection() {
+    let (pool, db) = pool_with(config()).await;
+    let weak_probe = pool.clone();
+    drop(weak_probe);
+    drop(pool);
+    sleep(Duration::from_secs(2)).await;
+    assert_eq!(db.opened(), db.closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn leaks_are_reported_with_the_call_site() {
+    let (pool, _db) =
+        pool_with(config().leak_detection_threshold(Some(Duration::from_secs(2)))).await;
+    let conn = pool.acquire().await.unwrap();
+    sleep(Duration::from_secs(3)).await;
+    assert_eq!(pool.statistics().leaks_suspected, 1);
+    sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        pool.statistics().leaks_suspected,
+        1,
+        "reported once per checkout"
+    );
+    drop(conn);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_connections_above_min_are_retired_and_old_ones_recycled() {
+    let (pool, db) = pool_with(
+        config()
+            .idle_timeout(Some(Duration::from_secs(10)))
+            .max_uses(Some(3))
+            .max_lifetime(Some(Duration::from_secs(100))),
+    )
+    .await;
+    let conns: Vec<_> = futures_util::future::join_all((0..4).map(|_| pool.acquire())).await;
+    drop(conns);
+    assert_eq!(pool.statistics().total_connections, 4);
+    sleep(Duration::from_secs(12)).await;
+    let s = pool.statistics();
+    assert_eq!(s.total_connections, 2, "{s:?}");
+    assert_eq!(s.connections_closed.idle_timeout, 2);
+    for _ in 0..6 {
+        drop(pool.acquire().await.unwrap());
+    }
+    assert!(pool.statistics().connections_closed.max_uses >= 1);
+    sleep(Duration::from_secs(101)).await;
+    assert!(pool.statistics().connections_closed.max_lifetime >= 1);
+    assert_eq!(
+        pool.statistics().total_connections,
+        2,
+        "replenished to min_size"
+    );
+    assert!(db.opened() >= 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn lazy_pool_starts_without_the_database() {
+    let db = FakeDb::new();
+    db.set_connect(Gate::Fail);
+    db.set_reachable(false);
+    let pool = Pool::connect_lazy_with(config(), db.connector()).unwrap();
+    assert_eq!(pool.health_check().await.state, PoolState::Initializing);
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(pool.health_check().await.status, HealthStatus::Unhealthy);
+    db.heal();
+    sleep(Duration::from_secs(1)).await;
+    let health = pool.health_check().await;
+    assert_eq!(health.status, HealthStatus::Healthy, "{health:?}");
+    assert_eq!(pool.statistics().total_connections, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn panicking_while_holding_returns_the_connection() {
+    let (pool, _db) = pool_with(config()).await;
+    let p = pool.clone();
+    let res = tokio::spawn(async move {
+        let _conn = p.acquire().await.unwrap();
+        panic!("user code panics while holding a connection");
+    })
+    .await;
+    assert!(res.is_err());
+    let s = pool.statistics();
+    assert_eq!(s.active_connections, 0);
+    assert_eq!(s.total_releases, 1);
+}
+
+#[test]
+fn pool_is_send_sync_clone_static() {
+    fn bounds<T: Send + Sync + Clone + 'static>() {}
+    bounds::<Pool>();
+    bounds::<FakePool>();
+    fn send<T: Send>() {}
+    send::<pool::PooledConnection>();
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_and_statistics_serialize() {
+    let (pool, _db) = pool_with(config()).await;
+    let json = serde_json::to_value(pool.health_check().await).unwrap();
+    assert_eq!(json["status"], "healthy");
+    assert_eq!(json["database"]["status"], "connected");
+    let stats = serde_json::to_value(pool.statistics()).unwrap();
+    assert_eq!(stats["total_connections"], 2);
+    advance(Duration::from_millis(1)).await;
+}
