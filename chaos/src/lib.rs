@@ -4,9 +4,19 @@
 //! scenarios against the pool, and reports what happened.
 //!
 //! # Layout
+//! - [`api`]: the HTTP API, compatible with Toxiproxy 2.x (`chaos serve`).
+//! - [`controller`]: one trait to set faults, on the embedded proxy or on any Toxiproxy-API
+//!   server (`TOXIPROXY_URL`) through our async client.
 //! - [`postgres`]: throwaway PostgreSQL clusters (find binaries, initdb, start, crash, restart),
 //!   or the server at `DATABASE_URL`.
+//! - [`proxy`]: the fault-injecting TCP proxy (Toxiproxy's model: proxies, toxics, streams,
+//!   toxicity), in process.
+//! - [`rng`]: the one seeded random generator that makes a run replayable.
 //! - [`smoke`]: the smoke run behind `chaos run` until the full suite lands.
 
+pub mod api;
+pub mod controller;
 pub mod postgres;
+pub mod proxy;
+pub mod rng;
 pub mod smoke;

@@ -1,0 +1,367 @@
+//! The HTTP API, compatible with Toxiproxy 2.x, so any Toxiproxy client can drive our proxy.
+//!
+//! | method and path | answer |
+//! | --- | --- |
+//! | `GET /proxies` | 200, `{name: proxy}` |
+//! | `POST /proxies` | 201 proxy; 409 name taken; 400 bad body; 500 listen failed |
+//! | `POST /populate` | 201 `{"proxies": [...]}`: identical proxies keep their toxics, changed ones are replaced |
+//! | `GET /proxies/{proxy}` | 200 proxy; 404 |
+//! | `POST` or `PATCH /proxies/{proxy}` | 200 proxy: `enabled`, `listen`, `upstream` |
+//! | `DELETE /proxies/{proxy}` | 204 |
+//! | `GET /proxies/{proxy}/toxics` | 200 `[toxic]` |
+//! | `POST /proxies/{proxy}/toxics` | 200 toxic; 409 name taken; 400 bad body |
+//! | `GET /proxies/{proxy}/toxics/{toxic}` | 200 toxic; 404 |
+//! | `POST` or `PATCH /proxies/{proxy}/toxics/{toxic}` | 200 toxic: `attributes` merge, `toxicity` |
+//! | `DELETE /proxies/{proxy}/toxics/{toxic}` | 204 |
+//! | `POST /reset` | 204: every proxy enabled, every toxic removed |
+//! | `GET /version` | 200 `{"version": ...}` |
+//! | `GET /metrics` | 200 Prometheus text: bytes per proxy and direction, connections |
+//!
+//! A proxy is `{"name", "listen", "upstream", "enabled", "toxics"}` with `listen` as bound
+//! (port 0 resolved). A toxic is `{"name", "type", "stream", "toxicity", "attributes"}` with
+//! Toxiproxy's defaults: stream `downstream`, toxicity 1.0, name `{type}_{stream}`. Errors are
+//! `{"error": message, "status": code}`, and a bad request changes nothing. Requests whose
+//! User-Agent starts with `Mozilla/` get 403, as in Toxiproxy, so a web page cannot drive the
+//! proxy from a browser.
+//!
+//! Our extensions, not in Toxiproxy: the toxic types `hold` (data held, delivered when the
+//! toxic is removed), `peer_lost` (connections open when it is added go silent forever; new
+//! ones pass) and `refuse` (new connections are reset at once; live ones pass). Unknown
+//! attributes are rejected with 400 instead of being ignored, so a typo is not a silent no-op.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::proxy::{Proxies, ProxyConfig, ProxyError, Toxic};
+
+/// The Toxiproxy version whose API this server follows.
+pub const TOXIPROXY_API_VERSION: &str = "2.12.0";
+
+type Shared = State<Arc<Proxies>>;
+
+/// An API error: `{"error": ..., "status": ...}` with its status code.
+struct ApiError(StatusCode, String, Option<Value>);
+
+impl From<ProxyError> for ApiError {
+    fn from(e: ProxyError) -> Self {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError(status, e.to_string(), None)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": self.1, "status": self.0.as_u16()});
+        if let Some(extra) = self.2 {
+            body["proxies"] = extra;
+        }
+        (self.0, axum::Json(body)).into_response()
+    }
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into(), None)
+}
+
+fn parse(body: &Bytes) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|e| bad(format!("bad request body: {e}")))
+}
+
+fn ok(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+/// The API's routes over a set of proxies.
+pub fn router(proxies: Arc<Proxies>) -> Router {
+    Router::new()
+        .route("/proxies", get(list).post(create))
+        .route("/populate", post(populate))
+        .route(
+            "/proxies/{proxy}",
+            get(show).post(update).patch(update).delete(delete),
+        )
+        .route("/proxies/{proxy}/toxics", get(toxics).post(add_toxic))
+        .route(
+            "/proxies/{proxy}/toxics/{toxic}",
+            get(show_toxic)
+                .post(update_toxic)
+                .patch(update_toxic)
+                .delete(delete_toxic),
+        )
+        .route("/reset", post(reset))
+        .route("/version", get(version))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "not found".into(), None) })
+        .layer(middleware::from_fn(forbid_browsers))
+        .with_state(proxies)
+}
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    proxies: Arc<Proxies>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(proxies))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn forbid_browsers(request: Request, next: Next) -> Response {
+    let from_browser = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ua| ua.starts_with("Mozilla/"));
+    if from_browser {
+        return ApiError(
+            StatusCode::FORBIDDEN,
+            "User agent not allowed: the API refuses browsers so web pages cannot drive it".into(),
+            None,
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+fn proxy_config(v: &Value) -> Result<ProxyConfig, ApiError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("bad request body: expected a JSON object"))?;
+    let field = |name: &str| -> Result<String, ApiError> {
+        match obj.get(name) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            None | Some(Value::Null) => Err(bad(format!("missing required field: {name}"))),
+            Some(Value::String(_)) => Err(bad(format!("missing required field: {name}"))),
+            Some(other) => Err(bad(format!("`{name}` must be a string, got {other}"))),
+        }
+    };
+    let enabled = match obj.get("enabled") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(bad(format!("`enabled` must be true or false, got {other}"))),
+    };
+    let listen = match obj.get("listen") {
+        None | Some(Value::Null) => "127.0.0.1:0".to_string(),
+        _ => field("listen")?,
+    };
+    Ok(ProxyConfig {
+        name: field("name")?,
+        listen,
+        upstream: field("upstream")?,
+        enabled,
+    })
+}
+
+async fn list(State(proxies): Shared) -> Response {
+    let map: serde_json::Map<String, Value> = proxies
+        .list()
+        .into_iter()
+        .map(|p| (p.name().to_string(), p.to_json()))
+        .collect();
+    ok(StatusCode::OK, Value::Object(map))
+}
+
+async fn create(State(proxies): Shared, body: Bytes) -> Result<Response, ApiError> {
+    let config = proxy_config(&parse(&body)?)?;
+    let proxy = proxies.create(config)?;
+    Ok(ok(StatusCode::CREATED, proxy.to_json()))
+}
+
+async fn populate(State(proxies): Shared, body: Bytes) -> Result<Response, ApiError> {
+    let value = parse(&body)?;
+    let items = match &value {
+        Value::Array(items) => items.clone(),
+        Value::Object(o) => match o.get("proxies") {
+            Some(Value::Array(items)) => items.clone(),
+            _ => return Err(bad("bad request body: expected a JSON array of proxies")),
+        },
+        _ => return Err(bad("bad request body: expected a JSON array of proxies")),
+    };
+    // Validate everything before changing anything.
+    let configs = items
+        .iter()
+        .map(proxy_config)
+        .collect::<Result<Vec<_>, _>>()?;
+    match proxies.populate(configs) {
+        Ok(done) => Ok(ok(
+            StatusCode::CREATED,
+            json!({"proxies": done.iter().map(|p| p.to_json()).collect::<Vec<_>>()}),
+        )),
+        Err((e, done)) => {
+            let mut err = ApiError::from(e);
+            err.2 = Some(Value::Array(done.iter().map(|p| p.to_json()).collect()));
+            Err(err)
+        }
+    }
+}
+
+async fn show(State(proxies): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
+    Ok(ok(StatusCode::OK, proxies.get(&name)?.to_json()))
+}
+
+async fn update(
+    State(proxies): Shared,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let proxy = proxies.get(&name)?;
+    let v = parse(&body)?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("bad request body: expected a JSON object"))?;
+    let string = |key: &str| -> Result<Option<String>, ApiError> {
+        match obj.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+            Some(other) => Err(bad(format!(
+                "`{key}` must be a non-empty string, got {other}"
+            ))),
+        }
+    };
+    let enabled = match obj.get("enabled") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(other) => return Err(bad(format!("`enabled` must be true or false, got {other}"))),
+    };
+    let (listen, upstream) = (string("listen")?, string("upstream")?);
+    proxy.update(listen, upstream)?;
+    match enabled {
+        Some(true) => proxy.enable()?,
+        Some(false) => proxy.disable(),
+        None => {}
+    }
+    Ok(ok(StatusCode::OK, proxy.to_json()))
+}
+
+async fn delete(State(proxies): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
+    proxies.remove(&name)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn toxics(State(proxies): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
+    let proxy = proxies.get(&name)?;
+    let list: Vec<_> = proxy.toxics().iter().map(Toxic::to_json).collect();
+    Ok(ok(StatusCode::OK, json!(list)))
+}
+
+async fn add_toxic(
+    State(proxies): Shared,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let proxy = proxies.get(&name)?;
+    let toxic = Toxic::from_request(&parse(&body)?).map_err(bad)?;
+    let toxic = proxy.add_toxic(toxic)?;
+    Ok(ok(StatusCode::OK, json!(toxic.to_json())))
+}
+
+async fn show_toxic(
+    State(proxies): Shared,
+    Path((name, toxic)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let toxic = proxies
+        .get(&name)?
+        .toxic(&toxic)
+        .ok_or(ProxyError::ToxicNotFound)?;
+    Ok(ok(StatusCode::OK, json!(toxic.to_json())))
+}
+
+async fn update_toxic(
+    State(proxies): Shared,
+    Path((name, toxic)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let proxy = proxies.get(&name)?;
+    let toxic = proxy.update_toxic(&toxic, &parse(&body)?)?;
+    Ok(ok(StatusCode::OK, json!(toxic.to_json())))
+}
+
+async fn delete_toxic(
+    State(proxies): Shared,
+    Path((name, toxic)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    proxies.get(&name)?.remove_toxic(&toxic)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn reset(State(proxies): Shared) -> Result<Response, ApiError> {
+    proxies.reset()?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn version() -> Response {
+    ok(
+        StatusCode::OK,
+        json!({"version": TOXIPROXY_API_VERSION, "server": concat!("chaos ", env!("CARGO_PKG_VERSION"))}),
+    )
+}
+
+async fn metrics(State(proxies): Shared) -> Response {
+    let mut text = String::new();
+    text.push_str(
+        "# HELP toxiproxy_proxy_sent_bytes_total Bytes forwarded by the proxy, per direction.\n",
+    );
+    text.push_str("# TYPE toxiproxy_proxy_sent_bytes_total counter\n");
+    let list = proxies.list();
+    for p in &list {
+        let s = p.stats();
+        let labels = |dir: &str| {
+            format!(
+                "direction=\"{dir}\",listener=\"{}\",proxy=\"{}\",upstream=\"{}\"",
+                p.listen(),
+                p.name(),
+                p.upstream()
+            )
+        };
+        text.push_str(&format!(
+            "toxiproxy_proxy_sent_bytes_total{{{}}} {}\n",
+            labels("upstream"),
+            s.bytes_upstream
+        ));
+        text.push_str(&format!(
+            "toxiproxy_proxy_sent_bytes_total{{{}}} {}\n",
+            labels("downstream"),
+            s.bytes_downstream
+        ));
+    }
+    for (name, help, kind, get) in [
+        (
+            "chaos_proxy_connections_accepted_total",
+            "Connections accepted.",
+            "counter",
+            0,
+        ),
+        (
+            "chaos_proxy_connections_live",
+            "Connections open now.",
+            "gauge",
+            1,
+        ),
+        (
+            "chaos_proxy_connections_refused_total",
+            "Connections reset by the refuse toxic.",
+            "counter",
+            2,
+        ),
+    ] {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for p in &list {
+            let s = p.stats();
+            let v = [s.accepted, s.live, s.refused][get];
+            text.push_str(&format!("{name}{{proxy=\"{}\"}} {v}\n", p.name()));
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}

@@ -1,0 +1,218 @@
+//! One direction of one proxied connection: read, pass through the toxic chain, write.
+//!
+//! # Implementation details
+//! A connection runs in one task; its two directions are two futures joined in it, sharing the
+//! two sockets by reference (`TcpStream`'s readiness API takes `&self`). With no toxic in a
+//! direction, bytes go straight from the read buffer to the other socket: no copy into a
+//! queue, no channel. With toxics, each chunk is copied into the [`Chain`] with its read time,
+//! and the link sleeps until the chain's next release. Reading continues while data waits in
+//! the chain (up to [`MAX_BUFFERED`]), so a latency toxic delays a stream without capping its
+//! throughput. The read buffer is allocated when data arrives and freed when the socket runs
+//! dry, so idle connections cost almost nothing.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::ToxicSet;
+use super::stage::{Chain, CloseKind, Item, StageKey};
+use super::toxic::{Stream, ToxicKind};
+use crate::rng::Rng;
+
+/// Read buffer size (64 KiB: tokio's 8 KiB default halves bulk throughput).
+const BUF: usize = 64 * 1024;
+/// Bytes a chain may hold before the link stops reading (backpressure).
+pub const MAX_BUFFERED: usize = 8 * 1024 * 1024;
+
+/// Everything a link needs besides its sockets.
+pub(crate) struct LinkCtx<'a> {
+    pub stream: Stream,
+    pub bytes: &'a AtomicU64,
+    pub stranded: &'a AtomicBool,
+    pub rng: Rng,
+}
+
+/// How a link ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// The chain (or the peer) closed the connection this way.
+    Close(CloseKind),
+    /// Told to stop (the other direction ended, or the proxy closed the connection).
+    Stopped,
+}
+
+/// Writes all of `bytes`, or fails.
+async fn write_all(dst: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        dst.writable().await?;
+        match dst.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Runs one direction until it closes or is stopped.
+pub(crate) async fn run(
+    src: &TcpStream,
+    dst: &TcpStream,
+    mut ctx: LinkCtx<'_>,
+    mut toxics: watch::Receiver<Arc<ToxicSet>>,
+    mut stop: watch::Receiver<bool>,
+) -> Ended {
+    let mut chain = Chain::default();
+    let mut rolls: std::collections::HashMap<u64, bool> = Default::default();
+    let mut out: Vec<Item> = Vec::new();
+    let mut buf: Option<Vec<u8>> = None;
+    let mut eof = false;
+    rebuild(
+        &mut chain,
+        &mut rolls,
+        &toxics.borrow_and_update(),
+        &mut ctx,
+        &mut out,
+    );
+    loop {
+        if *stop.borrow() {
+            return Ended::Stopped;
+        }
+        if ctx.stranded.load(Relaxed) {
+            return stranded(src, &mut stop).await;
+        }
+        let now = Instant::now();
+        let wake = if chain.is_empty() {
+            None
+        } else {
+            chain.step(now, &mut ctx.rng, &mut out)
+        };
+        for item in out.drain(..) {
+            match item {
+                Item::Data(bytes, _) => {
+                    tokio::select! {
+                        r = write_all(dst, &bytes) => if r.is_err() { return Ended::Close(CloseKind::Fin) },
+                        _ = stop.changed() => return Ended::Stopped,
+                    }
+                    ctx.bytes.fetch_add(bytes.len() as u64, Relaxed);
+                }
+                Item::Close(kind) => return Ended::Close(kind),
+            }
+        }
+        let can_read = !eof && chain.buffered() < MAX_BUFFERED;
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return Ended::Stopped,
+            changed = toxics.changed() => {
+                if changed.is_err() {
+                    return Ended::Stopped;
+                }
+                let set = Arc::clone(&toxics.borrow_and_update());
+                rebuild(&mut chain, &mut rolls, &set, &mut ctx, &mut out);
+            }
+            _ = sleep_until(wake) => {}
+            ready = src.readable(), if can_read => {
+                if ready.is_err() {
+                    return Ended::Close(CloseKind::Reset);
+                }
+                let b = buf.get_or_insert_with(|| vec![0; BUF]);
+                match src.try_read(b) {
+                    Ok(0) => {
+                        eof = true;
+                        buf = None;
+                        if chain.is_empty() {
+                            return Ended::Close(CloseKind::Fin);
+                        }
+                        chain.push(Item::Close(CloseKind::Fin), Instant::now(), &mut ctx.rng);
+                    }
+                    Ok(n) if chain.is_empty() => {
+                        tokio::select! {
+                            r = write_all(dst, &b[..n]) => if r.is_err() { return Ended::Close(CloseKind::Fin) },
+                            _ = stop.changed() => return Ended::Stopped,
+                        }
+                        ctx.bytes.fetch_add(n as u64, Relaxed);
+                    }
+                    Ok(n) => {
+                        let now = Instant::now();
+                        chain.push(Item::Data(Bytes::copy_from_slice(&b[..n]), now), now, &mut ctx.rng);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf = None,
+                    Err(_) => return Ended::Close(CloseKind::Reset),
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A lost peer: read and drop whatever arrives, never write, never close, until stopped.
+async fn stranded(src: &TcpStream, stop: &mut watch::Receiver<bool>) -> Ended {
+    let mut sink = [0u8; 4096];
+    let mut eof = false;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return Ended::Stopped,
+            r = src.readable(), if !eof => {
+                if r.is_err() {
+                    eof = true;
+                    continue;
+                }
+                match src.try_read(&mut sink) {
+                    Ok(0) => eof = true,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => eof = true,
+                }
+            }
+        }
+    }
+}
+
+/// Brings the chain in line with the toxic set: the toxics of this direction, each included
+/// if its toxicity roll (made once per toxic and direction) says so.
+fn rebuild(
+    chain: &mut Chain,
+    rolls: &mut std::collections::HashMap<u64, bool>,
+    set: &ToxicSet,
+    ctx: &mut LinkCtx<'_>,
+    out: &mut Vec<Item>,
+) {
+    let mut wanted = Vec::new();
+    let mut kinds: std::collections::HashMap<StageKey, ToxicKind> = Default::default();
+    for entry in &set.toxics {
+        if entry.toxic.stream != ctx.stream || entry.toxic.kind.stage_free() {
+            continue;
+        }
+        let toxicity = entry.toxic.toxicity as f64;
+        let on = *rolls
+            .entry(entry.id)
+            .or_insert_with(|| toxicity >= 1.0 || ctx.rng.next_f64() < toxicity);
+        if on {
+            let key = StageKey {
+                id: entry.id,
+                version: entry.version,
+            };
+            wanted.push(key);
+            kinds.insert(key, entry.toxic.kind.clone());
+        }
+    }
+    rolls.retain(|id, _| set.toxics.iter().any(|e| e.id == *id));
+    chain.rebuild(
+        &wanted,
+        |key| kinds[&key].stage().expect("stage toxics only"),
+        Instant::now(),
+        &mut ctx.rng,
+        out,
+    );
+}

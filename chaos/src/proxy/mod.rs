@@ -1,0 +1,701 @@
+//! The fault-injecting TCP proxy: Toxiproxy's model (proxies, toxics, upstream/downstream,
+//! toxicity), in process.
+//!
+//! # Examples
+//! ```no_run
+//! # async fn f() -> Result<(), chaos::proxy::ProxyError> {
+//! use chaos::proxy::{Proxies, ProxyConfig, Toxic, ToxicKind, Stream};
+//! let proxies = Proxies::new(42); // the seed makes jitter, toxicity and slicing replayable
+//! let proxy = proxies.create(ProxyConfig::new("postgres", "127.0.0.1:0", "127.0.0.1:5432"))?;
+//! println!("connect to {}", proxy.listen_addr().unwrap());
+//! proxy.add_toxic(Toxic { name: "slow".into(), kind: ToxicKind::Latency { latency: 100, jitter: 10 },
+//!                         stream: Stream::Downstream, toxicity: 1.0 })?;
+//! proxy.disable(); // the "down" fault: listener closed, live connections cut
+//! proxy.enable()?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - `toxic`: toxic types, attributes, JSON, defaults.
+//! - `stage`: the pipeline model every toxic implements.
+//! - `toxics/`: one file per toxic.
+//! - `link`: one direction of one connection.
+//! - this file: [`Proxy`] (listener, connections, toxics, counters) and [`Proxies`].
+
+pub mod link;
+pub mod stage;
+pub mod toxic;
+pub mod toxics;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info};
+
+use crate::rng::Rng;
+pub use toxic::{Stream, Toxic, ToxicJson, ToxicKind};
+
+/// Why a proxy operation failed. Each variant maps to the HTTP status Toxiproxy uses.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// No such proxy.
+    #[error("proxy not found")]
+    ProxyNotFound,
+    /// No such toxic.
+    #[error("toxic not found")]
+    ToxicNotFound,
+    /// A proxy with this name exists.
+    #[error("proxy already exists")]
+    ProxyExists,
+    /// A toxic with this name exists on the proxy.
+    #[error("toxic already exists")]
+    ToxicExists,
+    /// The request is invalid.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The listen address could not be bound.
+    #[error("could not listen on {addr}: {source}; choose another address or free the port")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ProxyError {
+    /// The HTTP status Toxiproxy answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            ProxyError::ProxyNotFound | ProxyError::ToxicNotFound => 404,
+            ProxyError::ProxyExists | ProxyError::ToxicExists => 409,
+            ProxyError::BadRequest(_) => 400,
+            ProxyError::Bind { .. } => 500,
+        }
+    }
+}
+
+/// What a proxy is: its name, where it listens, where it forwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyConfig {
+    /// Unique name.
+    pub name: String,
+    /// `host:port` to listen on; port 0 picks a free one.
+    pub listen: String,
+    /// `host:port` to forward to.
+    pub upstream: String,
+    /// Whether it accepts connections (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl ProxyConfig {
+    /// An enabled proxy.
+    pub fn new(
+        name: impl Into<String>,
+        listen: impl Into<String>,
+        upstream: impl Into<String>,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            listen: listen.into(),
+            upstream: upstream.into(),
+            enabled: true,
+        }
+    }
+}
+
+/// Counters of one proxy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ProxyStats {
+    /// Connections accepted since creation.
+    pub accepted: u64,
+    /// Connections open now.
+    pub live: u64,
+    /// Connections reset at once by `refuse`.
+    pub refused: u64,
+    /// Bytes forwarded client to server.
+    pub bytes_upstream: u64,
+    /// Bytes forwarded server to client.
+    pub bytes_downstream: u64,
+}
+
+/// A toxic as links see it: with a stable id and a version bumped on every update.
+#[derive(Debug, Clone)]
+pub struct ToxicEntry {
+    pub(crate) id: u64,
+    pub(crate) version: u64,
+    pub(crate) toxic: Toxic,
+}
+
+/// The toxics of a proxy, in the order they were added.
+#[derive(Debug, Default)]
+pub struct ToxicSet {
+    pub(crate) toxics: Vec<ToxicEntry>,
+}
+
+struct ConnEntry {
+    stop: watch::Sender<bool>,
+    stranded: Arc<AtomicBool>,
+}
+
+struct State {
+    config: ProxyConfig,
+    bound: Option<SocketAddr>,
+    accept: Option<JoinHandle<()>>,
+}
+
+struct Inner {
+    name: String,
+    state: Mutex<State>,
+    toxics: watch::Sender<Arc<ToxicSet>>,
+    conns: Mutex<HashMap<u64, ConnEntry>>,
+    rng: Mutex<Rng>,
+    next_id: AtomicU64,
+    accepted: AtomicU64,
+    live: AtomicU64,
+    refused: AtomicU64,
+    bytes_up: AtomicU64,
+    bytes_down: AtomicU64,
+}
+
+/// A running proxy. Cheap to clone: clones control the same proxy.
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("name", &self.inner.name)
+            .field("listen", &self.listen())
+            .field("upstream", &self.upstream())
+            .field("enabled", &self.enabled())
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Proxy {
+    /// Starts a proxy (listening at once when enabled). `seed` drives all of its randomness.
+    /// Must be called inside a tokio runtime.
+    pub fn start(config: ProxyConfig, seed: u64) -> Result<Proxy, ProxyError> {
+        if config.name.trim().is_empty() {
+            return Err(ProxyError::BadRequest(
+                "missing required field: name".into(),
+            ));
+        }
+        if config.upstream.trim().is_empty() {
+            return Err(ProxyError::BadRequest(
+                "missing required field: upstream".into(),
+            ));
+        }
+        let enabled = config.enabled;
+        let proxy = Proxy {
+            inner: Arc::new(Inner {
+                name: config.name.clone(),
+                state: Mutex::new(State {
+                    config: ProxyConfig {
+                        enabled: false,
+                        ..config
+                    },
+                    bound: None,
+                    accept: None,
+                }),
+                toxics: watch::channel(Arc::new(ToxicSet::default())).0,
+                conns: Mutex::new(HashMap::new()),
+                rng: Mutex::new(Rng::new(seed)),
+                next_id: AtomicU64::new(1),
+                accepted: AtomicU64::new(0),
+                live: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+                bytes_up: AtomicU64::new(0),
+                bytes_down: AtomicU64::new(0),
+            }),
+        };
+        if enabled {
+            proxy.enable()?;
+        }
+        Ok(proxy)
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The bound address while enabled.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        lock(&self.inner.state).bound
+    }
+
+    /// The listen address: the bound one (port 0 resolved) once bound, else as configured.
+    pub fn listen(&self) -> String {
+        let state = lock(&self.inner.state);
+        state
+            .bound
+            .map_or_else(|| state.config.listen.clone(), |a| a.to_string())
+    }
+
+    /// The upstream address.
+    pub fn upstream(&self) -> String {
+        lock(&self.inner.state).config.upstream.clone()
+    }
+
+    /// Whether it accepts connections.
+    pub fn enabled(&self) -> bool {
+        lock(&self.inner.state).config.enabled
+    }
+
+    /// The configuration, with the listen address resolved.
+    pub fn config(&self) -> ProxyConfig {
+        let state = lock(&self.inner.state);
+        ProxyConfig {
+            listen: state
+                .bound
+                .map_or_else(|| state.config.listen.clone(), |a| a.to_string()),
+            ..state.config.clone()
+        }
+    }
+
+    /// Starts listening (again). Re-enabling reuses the port bound before.
+    pub fn enable(&self) -> Result<(), ProxyError> {
+        let mut state = lock(&self.inner.state);
+        if state.config.enabled {
+            return Ok(());
+        }
+        let addr = state
+            .bound
+            .map_or_else(|| state.config.listen.clone(), |a| a.to_string());
+        let std_listener = std::net::TcpListener::bind(&addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| ProxyError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        let listener = TcpListener::from_std(std_listener)
+            .map_err(|source| ProxyError::Bind { addr, source })?;
+        state.bound = listener.local_addr().ok();
+        state.config.enabled = true;
+        let inner = Arc::clone(&self.inner);
+        state.accept = Some(tokio::spawn(accept_loop(inner, listener)));
+        info!(proxy = %self.inner.name, listen = ?state.bound, upstream = %state.config.upstream, "proxy listening");
+        Ok(())
+    }
+
+    /// The "down" fault: stops listening and closes every live connection.
+    pub fn disable(&self) {
+        let mut state = lock(&self.inner.state);
+        if let Some(task) = state.accept.take() {
+            task.abort();
+        }
+        state.config.enabled = false;
+        drop(state);
+        for conn in lock(&self.inner.conns).values() {
+            let _ = conn.stop.send(true);
+        }
+        debug!(proxy = %self.inner.name, "proxy disabled");
+    }
+
+    /// Changes where it listens and forwards; a changed listen address rebinds.
+    pub fn update(
+        &self,
+        listen: Option<String>,
+        upstream: Option<String>,
+    ) -> Result<(), ProxyError> {
+        if let Some(upstream) = upstream {
+            lock(&self.inner.state).config.upstream = upstream;
+        }
+        if let Some(listen) = listen {
+            let was_enabled = self.enabled();
+            let same = {
+                let state = lock(&self.inner.state);
+                state.bound.is_some_and(|b| b.to_string() == listen)
+                    || state.config.listen == listen
+            };
+            if !same {
+                self.disable();
+                {
+                    let mut state = lock(&self.inner.state);
+                    state.config.listen = listen;
+                    state.bound = None;
+                }
+                if was_enabled {
+                    self.enable()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The toxics, in order.
+    pub fn toxics(&self) -> Vec<Toxic> {
+        self.inner
+            .toxics
+            .borrow()
+            .toxics
+            .iter()
+            .map(|e| e.toxic.clone())
+            .collect()
+    }
+
+    /// One toxic.
+    pub fn toxic(&self, name: &str) -> Option<Toxic> {
+        self.toxics().into_iter().find(|t| t.name == name)
+    }
+
+    fn modify(
+        &self,
+        f: impl FnOnce(&mut Vec<ToxicEntry>) -> Result<(), ProxyError>,
+    ) -> Result<(), ProxyError> {
+        let mut result = Ok(());
+        self.inner.toxics.send_modify(|set| {
+            let mut toxics = set.toxics.clone();
+            result = f(&mut toxics);
+            if result.is_ok() {
+                *set = Arc::new(ToxicSet { toxics });
+            }
+        });
+        result
+    }
+
+    /// Adds a toxic; it applies to live connections at once.
+    pub fn add_toxic(&self, toxic: Toxic) -> Result<Toxic, ProxyError> {
+        if toxic.kind == ToxicKind::PeerLost {
+            // Strand the connections that are open now; later ones pass.
+            for conn in lock(&self.inner.conns).values() {
+                conn.stranded.store(true, Relaxed);
+            }
+        }
+        let id = self.inner.next_id.fetch_add(1, Relaxed);
+        let added = toxic.clone();
+        self.modify(|toxics| {
+            if toxics.iter().any(|e| e.toxic.name == toxic.name) {
+                return Err(ProxyError::ToxicExists);
+            }
+            toxics.push(ToxicEntry {
+                id,
+                version: 0,
+                toxic,
+            });
+            Ok(())
+        })?;
+        info!(proxy = %self.inner.name, toxic = %added.name, kind = added.kind.type_name(), stream = added.stream.as_str(), "toxic added");
+        Ok(added)
+    }
+
+    /// Updates a toxic's attributes or toxicity from a request body.
+    pub fn update_toxic(&self, name: &str, body: &serde_json::Value) -> Result<Toxic, ProxyError> {
+        let mut updated = None;
+        self.modify(|toxics| {
+            let entry = toxics
+                .iter_mut()
+                .find(|e| e.toxic.name == name)
+                .ok_or(ProxyError::ToxicNotFound)?;
+            entry.toxic = entry.toxic.updated(body).map_err(ProxyError::BadRequest)?;
+            entry.version += 1;
+            updated = Some(entry.toxic.clone());
+            Ok(())
+        })?;
+        Ok(updated.expect("set on success"))
+    }
+
+    /// Removes a toxic; data it held is delivered (except as `timeout` does: it closes).
+    pub fn remove_toxic(&self, name: &str) -> Result<(), ProxyError> {
+        self.modify(|toxics| {
+            let before = toxics.len();
+            toxics.retain(|e| e.toxic.name != name);
+            if toxics.len() == before {
+                Err(ProxyError::ToxicNotFound)
+            } else {
+                Ok(())
+            }
+        })?;
+        info!(proxy = %self.inner.name, toxic = %name, "toxic removed");
+        Ok(())
+    }
+
+    /// Removes every toxic.
+    pub fn remove_all_toxics(&self) {
+        let _ = self.modify(|toxics| {
+            toxics.clear();
+            Ok(())
+        });
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> ProxyStats {
+        let i = &self.inner;
+        ProxyStats {
+            accepted: i.accepted.load(Relaxed),
+            live: i.live.load(Relaxed),
+            refused: i.refused.load(Relaxed),
+            bytes_upstream: i.bytes_up.load(Relaxed),
+            bytes_downstream: i.bytes_down.load(Relaxed),
+        }
+    }
+
+    /// The JSON form of Toxiproxy's API.
+    pub fn to_json(&self) -> serde_json::Value {
+        let config = self.config();
+        serde_json::json!({
+            "name": config.name,
+            "listen": config.listen,
+            "upstream": config.upstream,
+            "enabled": config.enabled,
+            "toxics": self.toxics().iter().map(Toxic::to_json).collect::<Vec<_>>(),
+        })
+    }
+
+    fn roll(&self, toxicity: f32) -> bool {
+        toxicity >= 1.0 || lock(&self.inner.rng).next_f64() < toxicity as f64
+    }
+}
+
+async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
+    let proxy = Proxy { inner };
+    loop {
+        let (client, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                debug!(proxy = %proxy.name(), error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        proxy.inner.accepted.fetch_add(1, Relaxed);
+        let refuse = proxy
+            .inner
+            .toxics
+            .borrow()
+            .toxics
+            .iter()
+            .find(|e| e.toxic.kind == ToxicKind::Refuse)
+            .map(|e| e.toxic.toxicity);
+        if refuse.is_some_and(|t| proxy.roll(t)) {
+            proxy.inner.refused.fetch_add(1, Relaxed);
+            reset(&client);
+            continue;
+        }
+        // The upstream dial happens in the connection's own task: a slow upstream never holds
+        // up accepting other clients.
+        tokio::spawn(connection(proxy.clone(), client, peer));
+    }
+}
+
+/// Closes with a TCP reset (SO_LINGER 0).
+fn reset(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+}
+
+async fn connection(proxy: Proxy, client: TcpStream, peer: SocketAddr) {
+    let inner = &proxy.inner;
+    let id = inner.next_id.fetch_add(1, Relaxed);
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let stranded = Arc::new(AtomicBool::new(false));
+    lock(&inner.conns).insert(
+        id,
+        ConnEntry {
+            stop: stop_tx,
+            stranded: Arc::clone(&stranded),
+        },
+    );
+    inner.live.fetch_add(1, Relaxed);
+    let _registered = Registered { proxy: &proxy, id };
+    if !proxy.enabled() {
+        return;
+    }
+    let upstream = proxy.upstream();
+    let server = tokio::select! {
+        r = TcpStream::connect(&upstream) => match r {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(proxy = %proxy.name(), %upstream, error = %e, "upstream dial failed; closing the client");
+                return;
+            }
+        },
+        _ = stop_rx.changed() => return,
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    debug!(proxy = %proxy.name(), conn = id, %peer, "connection open");
+    let (seed_up, seed_down) = {
+        let mut rng = lock(&inner.rng);
+        (rng.fork(), rng.fork())
+    };
+    // Either direction ending ends the connection: it raises the connection's stop signal,
+    // which the other direction (and `disable`) watch.
+    let finish = || {
+        if let Some(conn) = lock(&inner.conns).get(&id) {
+            conn.stop.send_replace(true);
+        }
+    };
+    let up = async {
+        let r = link::run(
+            &client,
+            &server,
+            link::LinkCtx {
+                stream: Stream::Upstream,
+                bytes: &inner.bytes_up,
+                stranded: &stranded,
+                rng: seed_up,
+            },
+            inner.toxics.subscribe(),
+            stop_rx.clone(),
+        )
+        .await;
+        finish();
+        r
+    };
+    let down = async {
+        let r = link::run(
+            &server,
+            &client,
+            link::LinkCtx {
+                stream: Stream::Downstream,
+                bytes: &inner.bytes_down,
+                stranded: &stranded,
+                rng: seed_down,
+            },
+            inner.toxics.subscribe(),
+            stop_rx.clone(),
+        )
+        .await;
+        finish();
+        r
+    };
+    let (a, b) = tokio::join!(up, down);
+    if [a, b].contains(&link::Ended::Close(stage::CloseKind::Reset)) {
+        reset(&client);
+        reset(&server);
+    }
+    debug!(proxy = %proxy.name(), conn = id, "connection closed");
+}
+
+/// Unregisters a connection however its task ends.
+struct Registered<'a> {
+    proxy: &'a Proxy,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        lock(&self.proxy.inner.conns).remove(&self.id);
+        self.proxy.inner.live.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A set of named proxies: Toxiproxy's server state.
+pub struct Proxies {
+    map: Mutex<BTreeMap<String, Proxy>>,
+    rng: Mutex<Rng>,
+}
+
+impl std::fmt::Debug for Proxies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(lock(&self.map).keys()).finish()
+    }
+}
+
+impl Proxies {
+    /// An empty set; `seed` makes every random choice of every proxy replayable.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            map: Mutex::new(BTreeMap::new()),
+            rng: Mutex::new(Rng::new(seed)),
+        }
+    }
+
+    /// Creates and starts a proxy.
+    pub fn create(&self, config: ProxyConfig) -> Result<Proxy, ProxyError> {
+        let mut map = lock(&self.map);
+        if map.contains_key(&config.name) {
+            return Err(ProxyError::ProxyExists);
+        }
+        let seed = lock(&self.rng).next_u64();
+        let proxy = Proxy::start(config, seed)?;
+        map.insert(proxy.name().to_string(), proxy.clone());
+        Ok(proxy)
+    }
+
+    /// A proxy by name.
+    pub fn get(&self, name: &str) -> Result<Proxy, ProxyError> {
+        lock(&self.map)
+            .get(name)
+            .cloned()
+            .ok_or(ProxyError::ProxyNotFound)
+    }
+
+    /// Every proxy, by name.
+    pub fn list(&self) -> Vec<Proxy> {
+        lock(&self.map).values().cloned().collect()
+    }
+
+    /// Stops and removes a proxy.
+    pub fn remove(&self, name: &str) -> Result<(), ProxyError> {
+        let proxy = lock(&self.map)
+            .remove(name)
+            .ok_or(ProxyError::ProxyNotFound)?;
+        proxy.disable();
+        Ok(())
+    }
+
+    /// Creates or replaces proxies in bulk: an identical proxy keeps its toxics, a changed one
+    /// is replaced, a new one is created. On error, the proxies handled so far stay, and are
+    /// returned with the error.
+    pub fn populate(
+        &self,
+        configs: Vec<ProxyConfig>,
+    ) -> Result<Vec<Proxy>, (ProxyError, Vec<Proxy>)> {
+        let mut done = Vec::new();
+        for config in configs {
+            if let Ok(existing) = self.get(&config.name) {
+                let current = existing.config();
+                let same_listen = current.listen == config.listen
+                    || existing
+                        .listen_addr()
+                        .is_some_and(|a| a.to_string() == config.listen)
+                    || lock(&existing.inner.state).config.listen == config.listen;
+                if same_listen
+                    && current.upstream == config.upstream
+                    && current.enabled == config.enabled
+                {
+                    done.push(existing);
+                    continue;
+                }
+                let _ = self.remove(&config.name);
+            }
+            match self.create(config) {
+                Ok(proxy) => done.push(proxy),
+                Err(e) => return Err((e, done)),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Enables every proxy and removes every toxic (Toxiproxy's `POST /reset`).
+    pub fn reset(&self) -> Result<(), ProxyError> {
+        for proxy in self.list() {
+            proxy.remove_all_toxics();
+            proxy.enable()?;
+        }
+        Ok(())
+    }
+}

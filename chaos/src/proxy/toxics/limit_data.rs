@@ -1,0 +1,79 @@
+//! `limit_data`: passes `bytes` bytes in total, then closes the connection.
+
+use tokio::time::Instant;
+
+use crate::proxy::stage::{CloseKind, Item, Next, Stage, Timed};
+use crate::rng::Rng;
+
+/// The limit_data stage.
+pub struct LimitData {
+    remaining: u64,
+    closed: bool,
+    queue: Timed,
+}
+
+impl LimitData {
+    /// `bytes` to pass before closing.
+    pub fn new(bytes: u64) -> Self {
+        Self {
+            remaining: bytes,
+            closed: false,
+            queue: Timed::default(),
+        }
+    }
+}
+
+impl Stage for LimitData {
+    fn push(&mut self, item: Item, now: Instant, _: &mut Rng) {
+        if self.closed {
+            return;
+        }
+        match item {
+            Item::Data(mut bytes, at) => {
+                bytes.truncate(self.remaining.min(bytes.len() as u64) as usize);
+                self.remaining -= bytes.len() as u64;
+                if !bytes.is_empty() {
+                    self.queue.push(Item::Data(bytes, at), now);
+                }
+                if self.remaining == 0 {
+                    self.closed = true;
+                    self.queue.push(Item::Close(CloseKind::Fin), now);
+                }
+            }
+            close => {
+                self.closed = true;
+                self.queue.push(close, now);
+            }
+        }
+    }
+    fn poll(&mut self, now: Instant, _: &mut Rng) -> Next {
+        self.queue.poll(now)
+    }
+    fn drain(&mut self, _removed: bool) -> Vec<Item> {
+        self.queue.drain()
+    }
+    fn buffered(&self) -> usize {
+        self.queue.bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::toxics::test_util::{data, ready};
+
+    #[tokio::test(start_paused = true)]
+    async fn passes_the_limit_then_closes() {
+        let mut rng = Rng::new(1);
+        let mut s = LimitData::new(5);
+        let t0 = Instant::now();
+        s.push(data("abc", t0), t0, &mut rng);
+        s.push(data("defg", t0), t0, &mut rng);
+        s.push(data("h", t0), t0, &mut rng);
+        let (out, _) = ready(&mut s, t0, &mut rng);
+        assert_eq!(
+            out,
+            vec![data("abc", t0), data("de", t0), Item::Close(CloseKind::Fin)]
+        );
+    }
+}

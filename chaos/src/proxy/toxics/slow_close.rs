@@ -1,0 +1,67 @@
+//! `slow_close`: data passes at once; the close is delayed by `delay` ms.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::proxy::stage::{Item, Next, Stage, Timed};
+use crate::rng::Rng;
+
+/// The slow_close stage.
+pub struct SlowClose {
+    delay: Duration,
+    queue: Timed,
+}
+
+impl SlowClose {
+    /// `delay` in ms.
+    pub fn new(delay: u64) -> Self {
+        Self {
+            delay: Duration::from_millis(delay),
+            queue: Timed::default(),
+        }
+    }
+}
+
+impl Stage for SlowClose {
+    fn push(&mut self, item: Item, now: Instant, _: &mut Rng) {
+        let at = match item {
+            Item::Close(_) => now + self.delay,
+            Item::Data(..) => now,
+        };
+        let at = self.queue.last_at().map_or(at, |last| at.max(last));
+        self.queue.push(item, at);
+    }
+    fn poll(&mut self, now: Instant, _: &mut Rng) -> Next {
+        self.queue.poll(now)
+    }
+    fn drain(&mut self, _removed: bool) -> Vec<Item> {
+        self.queue.drain()
+    }
+    fn buffered(&self) -> usize {
+        self.queue.bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::stage::CloseKind;
+    use crate::proxy::toxics::test_util::{data, ready};
+
+    #[tokio::test(start_paused = true)]
+    async fn data_passes_close_waits() {
+        let mut rng = Rng::new(1);
+        let mut s = SlowClose::new(500);
+        let t0 = Instant::now();
+        s.push(data("a", t0), t0, &mut rng);
+        s.push(Item::Close(CloseKind::Fin), t0, &mut rng);
+        let (out, at) = ready(&mut s, t0, &mut rng);
+        assert_eq!(out, vec![data("a", t0)]);
+        assert_eq!(at, Some(t0 + Duration::from_millis(500)));
+        assert_eq!(
+            ready(&mut s, at.unwrap(), &mut rng).0,
+            vec![Item::Close(CloseKind::Fin)]
+        );
+    }
+}
