@@ -161,6 +161,8 @@ struct State {
 struct Inner {
     name: String,
     state: Mutex<State>,
+    /// The listening socket, outside the accept task so `disable` frees the port at once.
+    listener: Mutex<Option<TcpListener>>,
     toxics: watch::Sender<Arc<ToxicSet>>,
     conns: Mutex<HashMap<u64, ConnEntry>>,
     rng: Mutex<Rng>,
@@ -219,6 +221,7 @@ impl Proxy {
                     bound: None,
                     accept: None,
                 }),
+                listener: Mutex::new(None),
                 toxics: watch::channel(Arc::new(ToxicSet::default())).0,
                 conns: Mutex::new(HashMap::new()),
                 rng: Mutex::new(Rng::new(seed)),
@@ -294,8 +297,9 @@ impl Proxy {
             .map_err(|source| ProxyError::Bind { addr, source })?;
         state.bound = listener.local_addr().ok();
         state.config.enabled = true;
+        *lock(&self.inner.listener) = Some(listener);
         let inner = Arc::clone(&self.inner);
-        state.accept = Some(tokio::spawn(accept_loop(inner, listener)));
+        state.accept = Some(tokio::spawn(accept_loop(inner)));
         info!(proxy = %self.inner.name, listen = ?state.bound, upstream = %state.config.upstream, "proxy listening");
         Ok(())
     }
@@ -303,6 +307,7 @@ impl Proxy {
     /// The "down" fault: stops listening and closes every live connection.
     pub fn disable(&self) {
         let mut state = lock(&self.inner.state);
+        drop(lock(&self.inner.listener).take());
         if let Some(task) = state.accept.take() {
             task.abort();
         }
@@ -469,12 +474,18 @@ impl Proxy {
     }
 }
 
-async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
+async fn accept_loop(inner: Arc<Inner>) {
     let proxy = Proxy { inner };
     loop {
-        let (client, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
+        let accepted = std::future::poll_fn(|cx| match lock(&proxy.inner.listener).as_ref() {
+            Some(listener) => listener.poll_accept(cx).map(Some),
+            None => std::task::Poll::Ready(None),
+        })
+        .await;
+        let (client, peer) = match accepted {
+            None => return, // disabled
+            Some(Ok(accepted)) => accepted,
+            Some(Err(e)) => {
                 debug!(proxy = %proxy.name(), error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;

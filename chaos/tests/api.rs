@@ -1,0 +1,425 @@
+//! The Toxiproxy-compatible HTTP API: every endpoint, status code and error body, and an
+//! unmodified Toxiproxy client (`toxiproxy_rust`, blocking) driving it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chaos::controller::{ControlError, ToxiproxyClient};
+use chaos::proxy::Proxies;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+async fn server() -> (ToxiproxyClient, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let proxies = Arc::new(Proxies::new(1));
+    tokio::spawn(chaos::api::serve(listener, proxies, std::future::pending()));
+    (ToxiproxyClient::new(&format!("http://{addr}")), addr)
+}
+
+async fn echo() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn call(c: &ToxiproxyClient, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    match c.request(method, path, body.as_ref()).await {
+        Ok(r) => r,
+        Err(ControlError::Api {
+            status, message, ..
+        }) => (status, json!({ "error": message })),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A raw request, for bodies and headers no client would send.
+async fn raw(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn proxies_lifecycle_and_status_codes() {
+    let (c, _) = server().await;
+    let upstream = echo().await.to_string();
+    let (status, body) = call(&c, "GET", "/proxies", None).await;
+    assert_eq!((status, body), (200, json!({})));
+
+    let (status, p) = call(
+        &c,
+        "POST",
+        "/proxies",
+        Some(json!({"name": "pg", "listen": "127.0.0.1:0", "upstream": upstream})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(p["name"], "pg");
+    assert_eq!(p["enabled"], true);
+    assert_eq!(p["toxics"], json!([]));
+    let listen = p["listen"].as_str().unwrap().to_string();
+    assert!(!listen.ends_with(":0"), "port 0 is resolved: {listen}");
+
+    let (status, _) = call(
+        &c,
+        "POST",
+        "/proxies",
+        Some(json!({"name": "pg", "listen": "127.0.0.1:0", "upstream": upstream})),
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (status, e) = call(
+        &c,
+        "POST",
+        "/proxies",
+        Some(json!({"name": "x", "listen": listen, "upstream": upstream})),
+    )
+    .await;
+    assert_eq!(status, 500, "listen address in use: {e}");
+    assert_eq!(
+        call(&c, "GET", "/proxies/x", None).await.0,
+        404,
+        "a failed create changes nothing"
+    );
+    let (status, e) = call(
+        &c,
+        "POST",
+        "/proxies",
+        Some(json!({"name": "y", "listen": "127.0.0.1:0"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(e["error"].as_str().unwrap().contains("upstream"), "{e}");
+
+    let (status, p) = call(&c, "GET", "/proxies/pg", None).await;
+    assert_eq!(
+        (status, p["listen"].as_str().unwrap()),
+        (200, listen.as_str())
+    );
+    assert_eq!(call(&c, "GET", "/proxies/nope", None).await.0, 404);
+
+    let (status, p) = call(&c, "POST", "/proxies/pg", Some(json!({"enabled": false}))).await;
+    assert_eq!((status, &p["enabled"]), (200, &json!(false)));
+    assert!(TcpStream::connect(&listen).await.is_err(), "disabled");
+    let (status, p) = call(&c, "PATCH", "/proxies/pg", Some(json!({"enabled": true}))).await;
+    assert_eq!((status, &p["enabled"]), (200, &json!(true)));
+    assert!(
+        TcpStream::connect(&listen).await.is_ok(),
+        "enabled again on the same port"
+    );
+
+    let (status, all) = call(&c, "GET", "/proxies", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(all["pg"]["listen"], json!(listen));
+
+    assert_eq!(call(&c, "DELETE", "/proxies/pg", None).await.0, 204);
+    assert_eq!(call(&c, "DELETE", "/proxies/pg", None).await.0, 404);
+}
+
+#[tokio::test]
+async fn toxics_crud_defaults_and_errors() {
+    let (c, _) = server().await;
+    let upstream = echo().await.to_string();
+    call(
+        &c,
+        "POST",
+        "/proxies",
+        Some(json!({"name": "pg", "listen": "127.0.0.1:0", "upstream": upstream})),
+    )
+    .await;
+
+    let (status, t) = call(
+        &c,
+        "POST",
+        "/proxies/pg/toxics",
+        Some(json!({"type": "latency", "attributes": {"latency": 100}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        t,
+        json!({"name": "latency_downstream", "type": "latency", "stream": "downstream", "toxicity": 1.0, "attributes": {"latency": 100, "jitter": 0}})
+    );
+    let (status, _) = call(
+        &c,
+        "POST",
+        "/proxies/pg/toxics",
+        Some(json!({"type": "latency"})),
+    )
+    .await;
+    assert_eq!(status, 409, "same default name");
+    let (status, t) = call(&c, "POST", "/proxies/pg/toxics", Some(json!({"name": "cut", "type": "limit_data", "stream": "upstream", "toxicity": 0.5, "attributes": {"bytes": 10}}))).await;
+    assert_eq!(
+        (status, &t["stream"], &t["toxicity"]),
+        (200, &json!("upstream"), &json!(0.5))
+    );
+
+    for (body, needle) in [
+        (json!({"type": "lag"}), "invalid toxic type"),
+        (
+            json!({"type": "latency", "name": "n", "attributes": {"latency": -1}}),
+            "non-negative",
+        ),
+        (
+            json!({"type": "latency", "name": "n", "stream": "up"}),
+            "upstream or downstream",
+        ),
+        (
+            json!({"type": "latency", "name": "n", "toxicity": 2}),
+            "between 0 and 1",
+        ),
+    ] {
+        let (status, e) = call(&c, "POST", "/proxies/pg/toxics", Some(body.clone())).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(e["error"].as_str().unwrap().contains(needle), "{body}: {e}");
+    }
+    assert_eq!(
+        call(
+            &c,
+            "POST",
+            "/proxies/nope/toxics",
+            Some(json!({"type": "latency"}))
+        )
+        .await
+        .0,
+        404
+    );
+
+    let (status, list) = call(&c, "GET", "/proxies/pg/toxics", None).await;
+    assert_eq!(
+        (status, list.as_array().unwrap().len()),
+        (200, 2),
+        "bad requests changed nothing"
+    );
+    let (status, t) = call(&c, "GET", "/proxies/pg/toxics/cut", None).await;
+    assert_eq!((status, &t["attributes"]["bytes"]), (200, &json!(10)));
+    assert_eq!(
+        call(&c, "GET", "/proxies/pg/toxics/nope", None).await.0,
+        404
+    );
+
+    let (status, t) = call(
+        &c,
+        "PATCH",
+        "/proxies/pg/toxics/latency_downstream",
+        Some(json!({"attributes": {"jitter": 5}})),
+    )
+    .await;
+    assert_eq!(
+        (status, &t["attributes"]),
+        (200, &json!({"latency": 100, "jitter": 5}))
+    );
+    let (status, t) = call(
+        &c,
+        "POST",
+        "/proxies/pg/toxics/latency_downstream",
+        Some(json!({"toxicity": 0.25})),
+    )
+    .await;
+    assert_eq!((status, &t["toxicity"]), (200, &json!(0.25)));
+    assert_eq!(
+        call(
+            &c,
+            "POST",
+            "/proxies/pg/toxics/latency_downstream",
+            Some(json!({"attributes": {"latency": "slow"}}))
+        )
+        .await
+        .0,
+        400
+    );
+
+    assert_eq!(
+        call(&c, "DELETE", "/proxies/pg/toxics/cut", None).await.0,
+        204
+    );
+    assert_eq!(
+        call(&c, "DELETE", "/proxies/pg/toxics/cut", None).await.0,
+        404
+    );
+
+    call(&c, "POST", "/proxies/pg", Some(json!({"enabled": false}))).await;
+    assert_eq!(call(&c, "POST", "/reset", None).await.0, 204);
+    let (_, p) = call(&c, "GET", "/proxies/pg", None).await;
+    assert_eq!((&p["enabled"], &p["toxics"]), (&json!(true), &json!([])));
+}
+
+#[tokio::test]
+async fn populate_keeps_identical_and_replaces_changed() {
+    let (c, _) = server().await;
+    let upstream = echo().await.to_string();
+    let other = echo().await.to_string();
+    let (status, body) = call(
+        &c,
+        "POST",
+        "/populate",
+        Some(json!([
+            {"name": "a", "listen": "127.0.0.1:0", "upstream": upstream},
+            {"name": "b", "listen": "127.0.0.1:0", "upstream": upstream},
+        ])),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let a_listen = body["proxies"][0]["listen"].as_str().unwrap().to_string();
+    let b_listen = body["proxies"][1]["listen"].as_str().unwrap().to_string();
+    call(
+        &c,
+        "POST",
+        "/proxies/a/toxics",
+        Some(json!({"type": "latency"})),
+    )
+    .await;
+    call(
+        &c,
+        "POST",
+        "/proxies/b/toxics",
+        Some(json!({"type": "latency"})),
+    )
+    .await;
+    let (status, _) = call(
+        &c,
+        "POST",
+        "/populate",
+        Some(json!([
+            {"name": "a", "listen": a_listen, "upstream": upstream},
+            {"name": "b", "listen": b_listen, "upstream": other},
+        ])),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(
+        call(&c, "GET", "/proxies/a", None).await.1["toxics"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "identical: toxics kept"
+    );
+    let b = call(&c, "GET", "/proxies/b", None).await.1;
+    assert_eq!(
+        (
+            b["upstream"].as_str().unwrap(),
+            b["toxics"].as_array().unwrap().len()
+        ),
+        (other.as_str(), 0),
+        "changed: replaced"
+    );
+    assert_eq!(
+        call(&c, "POST", "/populate", Some(json!({"not": "a list"})))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        call(&c, "POST", "/populate", Some(json!([{"name": "c"}])))
+            .await
+            .0,
+        400
+    );
+}
+
+#[tokio::test]
+async fn malformed_bodies_browsers_version_and_metrics() {
+    let (c, addr) = server().await;
+    let bad = raw(addr, "POST /proxies HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\nConnection: close\r\n\r\n{\"name\":").await;
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    assert!(
+        bad.contains("\"status\":400") && bad.contains("\"error\""),
+        "{bad}"
+    );
+
+    let browser = raw(addr, "GET /proxies HTTP/1.1\r\nHost: x\r\nUser-Agent: Mozilla/5.0 (X11)\r\nConnection: close\r\n\r\n").await;
+    assert!(browser.starts_with("HTTP/1.1 403"), "{browser}");
+
+    let (status, v) = call(&c, "GET", "/version", None).await;
+    assert_eq!(status, 200);
+    assert!(v["version"].as_str().unwrap().starts_with("2."));
+
+    let upstream = echo().await.to_string();
+    let (_, p) = call(
+        &c,
+        "POST",
+        "/proxies",
+        Some(json!({"name": "m", "listen": "127.0.0.1:0", "upstream": upstream})),
+    )
+    .await;
+    let mut s = TcpStream::connect(p["listen"].as_str().unwrap())
+        .await
+        .unwrap();
+    s.write_all(b"12345").await.unwrap();
+    let mut buf = [0u8; 5];
+    s.read_exact(&mut buf).await.unwrap();
+    let metrics = raw(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        metrics.contains("toxiproxy_proxy_sent_bytes_total{direction=\"upstream\""),
+        "{metrics}"
+    );
+    assert!(metrics.contains("proxy=\"m\""), "{metrics}");
+    assert!(metrics.contains("} 5\n"), "{metrics}");
+    assert_eq!(call(&c, "GET", "/nowhere", None).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmodified_toxiproxy_client_drives_it() {
+    let (_, addr) = server().await;
+    let upstream = echo().await;
+    let listen = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    // toxiproxy_rust is blocking: run it on a blocking thread.
+    let result = tokio::task::spawn_blocking(move || {
+        let client = toxiproxy_rust::client::Client::new(addr);
+        assert!(client.is_running());
+        let proxies = client
+            .populate(vec![toxiproxy_rust::proxy::ProxyPack::new(
+                "compat".into(),
+                listen.to_string(),
+                upstream.to_string(),
+            )])
+            .map_err(|e| format!("populate: {e}"))?;
+        assert_eq!(proxies.len(), 1);
+        let proxy = client
+            .find_proxy("compat")
+            .map_err(|e| format!("find: {e}"))?;
+        proxy.with_latency("downstream".into(), 50, 0, 1.0);
+        proxy.with_limit_data("upstream".into(), 4096, 1.0);
+        let toxics = proxy.toxics().map_err(|e| format!("toxics: {e}"))?;
+        let names: Vec<_> = toxics.iter().map(|t| t.name.clone()).collect();
+        assert_eq!(names, vec!["latency_downstream", "limit_data_upstream"]);
+        let mut during_down = None;
+        proxy
+            .with_down(|| during_down = Some(std::net::TcpStream::connect(listen).is_err()))
+            .map_err(|e| format!("down: {e}"))?;
+        assert_eq!(during_down, Some(true), "down means refused");
+        let all = client.all().map_err(|e| format!("all: {e}"))?;
+        assert!(all.contains_key("compat"));
+        let proxy = client
+            .find_and_reset_proxy("compat")
+            .map_err(|e| format!("reset proxy: {e}"))?;
+        assert!(proxy.toxics().map_err(|e| e.to_string())?.is_empty());
+        client.reset().map_err(|e| format!("reset: {e}"))?;
+        Ok::<_, String>(())
+    })
+    .await
+    .unwrap();
+    result.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
