@@ -1,1 +1,218 @@
-fn main() {}
+//! `cargo bench -p pool`: the pool against deadpool and a floor, in the same run.
+//!
+//! - checkout+return of a no-op connection: pool (fake connector) vs deadpool (no-op manager)
+//!   vs a floor (tokio Semaphore + Mutex<Vec>), with 1 task and with 64 tasks on 8 slots;
+//! - `SELECT 1` through the pool with `prepare_cached` vs 10 raw tokio-postgres connections
+//!   and vs deadpool-postgres, at 1, 16 and 128 concurrent tasks, on a throwaway PostgreSQL;
+//! - `health_check` and `statistics`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use tokio::runtime::Runtime;
+use tokio::sync::Semaphore;
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+struct NoOp;
+impl deadpool::managed::Manager for NoOp {
+    type Type = u64;
+    type Error = std::convert::Infallible;
+    async fn create(&self) -> Result<u64, Self::Error> {
+        Ok(0)
+    }
+    async fn recycle(&self, _: &mut u64, _: &deadpool::managed::Metrics) -> deadpool::managed::RecycleResult<Self::Error> {
+        Ok(())
+    }
+}
+
+/// The floor: a semaphore and a locked stack, nothing else.
+struct Floor {
+    sem: Semaphore,
+    stack: Mutex<Vec<u64>>,
+}
+impl Floor {
+    async fn cycle(&self) {
+        let permit = self.sem.acquire().await.unwrap();
+        let c = self.stack.lock().unwrap().pop().unwrap_or(0);
+        std::hint::black_box(c);
+        self.stack.lock().unwrap().push(c);
+        drop(permit);
+    }
+}
+
+/// Runs `iters` cycles spread over `tasks` tasks, each making its futures as it goes; returns
+/// the wall time.
+async fn spread<F, Fut>(tasks: usize, iters: u64, make: F) -> Duration
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let per = iters.div_ceil(tasks as u64);
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let make = make.clone();
+            tokio::spawn(async move {
+                for _ in 0..per {
+                    make().await;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+    started.elapsed()
+}
+
+fn checkout(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("checkout_return");
+    group.measurement_time(Duration::from_secs(3)).sample_size(30);
+    for (tasks, slots) in [(1usize, 8usize), (64, 8)] {
+        let (ours, db) = rt.block_on(async {
+            let db = pool::testing::FakeDb::new();
+            let p = pool::Pool::connect_with(
+                pool::PoolConfig::default().min_size(slots).max_size(slots).validation_bypass(Duration::from_secs(3600)),
+                db.connector(),
+            )
+            .await
+            .unwrap();
+            (p, db)
+        });
+        let _keep = db;
+        let theirs: deadpool::managed::Pool<NoOp> = deadpool::managed::Pool::builder(NoOp).max_size(slots).build().unwrap();
+        let floor = Arc::new(Floor { sem: Semaphore::new(slots), stack: Mutex::new(vec![0; slots]) });
+        let label = format!("{tasks}_tasks_{slots}_slots");
+        group.bench_function(format!("pool/{label}"), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let p = ours.clone();
+                spread(tasks, iters, move || {
+                    let p = p.clone();
+                    async move { drop(std::hint::black_box(p.acquire().await.unwrap())) }
+                })
+            })
+        });
+        group.bench_function(format!("deadpool/{label}"), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let p = theirs.clone();
+                spread(tasks, iters, move || {
+                    let p = p.clone();
+                    async move { drop(std::hint::black_box(p.get().await.unwrap())) }
+                })
+            })
+        });
+        group.bench_function(format!("floor/{label}"), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let f = Arc::clone(&floor);
+                spread(tasks, iters, move || {
+                    let f = Arc::clone(&f);
+                    async move { f.cycle().await }
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+fn select_one(c: &mut Criterion) {
+    let db = match chaos::postgres::Database::from_env() {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("skipping the SELECT 1 benchmarks: {e}");
+            return;
+        }
+    };
+    let url = db.url();
+    let rt = runtime();
+    let ours = rt.block_on(async {
+        pool::Pool::connect(pool::PoolConfig::from_url(&url).unwrap().min_size(10).max_size(10)).await.unwrap()
+    });
+    let theirs = {
+        let mut cfg = deadpool_postgres::Config::new();
+        cfg.url = Some(url.clone());
+        cfg.pool = Some(deadpool_postgres::PoolConfig::new(10));
+        cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), tokio_postgres::NoTls).unwrap()
+    };
+    // Ten raw connections, each with its statement prepared once; tasks take them round-robin.
+    let raw: Arc<Vec<(tokio_postgres::Client, tokio_postgres::Statement)>> = Arc::new(rt.block_on(async {
+        let mut v = Vec::new();
+        for _ in 0..10 {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            let stmt = client.prepare("SELECT 1").await.unwrap();
+            v.push((client, stmt));
+        }
+        v
+    }));
+    let mut group = c.benchmark_group("select_1");
+    group.measurement_time(Duration::from_secs(4)).sample_size(20);
+    for tasks in [1usize, 16, 128] {
+        group.bench_function(format!("pool/{tasks}_tasks"), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let p = ours.clone();
+                spread(tasks, iters, move || {
+                    let p = p.clone();
+                    async move {
+                        let conn = p.acquire().await.unwrap();
+                        let stmt = conn.prepare_cached("SELECT 1").await.unwrap();
+                        conn.query_one(&stmt, &[]).await.unwrap();
+                    }
+                })
+            })
+        });
+        group.bench_function(format!("deadpool/{tasks}_tasks"), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let p = theirs.clone();
+                spread(tasks, iters, move || {
+                    let p = p.clone();
+                    async move {
+                        let conn = p.get().await.unwrap();
+                        let stmt = conn.prepare_cached("SELECT 1").await.unwrap();
+                        conn.query_one(&stmt, &[]).await.unwrap();
+                    }
+                })
+            })
+        });
+        if tasks <= 16 {
+            group.bench_function(format!("raw_10_connections/{tasks}_tasks"), |b| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    let raw = Arc::clone(&raw);
+                    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                    let next = Arc::clone(&next);
+                    spread(tasks, iters, move || {
+                        let raw = Arc::clone(&raw);
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % raw.len();
+                        async move {
+                            let (client, stmt) = &raw[i];
+                            client.query_one(stmt, &[]).await.unwrap();
+                        }
+                    })
+                })
+            });
+        }
+    }
+    group.finish();
+    rt.block_on(ours.shutdown(Duration::from_secs(5)));
+}
+
+fn observe(c: &mut Criterion) {
+    let rt = runtime();
+    let p = rt.block_on(async {
+        let db = pool::testing::FakeDb::new();
+        pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap()
+    });
+    let _guard = rt.enter();
+    let mut group = c.benchmark_group("observe");
+    group.measurement_time(Duration::from_secs(2)).sample_size(30);
+    group.bench_function("statistics", |b| b.iter(|| std::hint::black_box(p.statistics())));
+    group.bench_function("health", |b| b.iter(|| std::hint::black_box(p.health())));
+    group.finish();
+}
+
+criterion_group!(benches, checkout, select_one, observe);
+criterion_main!(benches);

@@ -446,29 +446,37 @@ impl<C: Connector> Shared<C> {
         location: &'static Location<'static>,
         timeout: Duration,
     ) -> Result<PooledConnection<C>, PoolError> {
-        let start = Instant::now();
         if self.closed.load(Acquire) {
             return Err(PoolError::Closed);
         }
-        let deadline = start + timeout;
+        // One clock read on the fast path: it is the start, the checkout time and the
+        // reference for the validation bypass window.
+        let start;
+        let mut now;
         match self.semaphore.try_acquire() {
-            Ok(permit) => permit.forget(),
+            Ok(permit) => {
+                permit.forget();
+                start = Instant::now();
+                now = start;
+            }
             Err(TryAcquireError::Closed) => return Err(PoolError::Closed),
             Err(TryAcquireError::NoPermits) => {
+                start = Instant::now();
                 let _waiting = WaitingGuard::new(&self.stats.waiting);
-                match timeout_at(deadline, self.semaphore.acquire()).await {
+                match timeout_at(start + timeout, self.semaphore.acquire()).await {
                     Ok(Ok(permit)) => permit.forget(),
                     Ok(Err(_)) => return Err(PoolError::Closed),
                     Err(_) => return Err(self.timed_out(TimeoutPhase::Wait, start)),
                 }
+                now = Instant::now();
             }
         }
+        let deadline = start + timeout;
         let mut slot = SlotGuard {
             semaphore: &self.semaphore,
             armed: true,
         };
         loop {
-            let now = Instant::now();
             let Some(conn) = self.pop_idle() else {
                 let conn = self.open(deadline, start).await?;
                 if self.closed.load(Acquire) {
@@ -510,6 +518,7 @@ impl<C: Connector> Shared<C> {
                         let conn = taken.conn.take().expect("just taken");
                         debug!(conn.id = conn.meta.id, error = %e, "connection failed validation; discarded, trying another");
                         self.discard(conn, CloseReason::ValidationFailed);
+                        now = Instant::now();
                         continue;
                     }
                     Err(_) => {
@@ -521,13 +530,14 @@ impl<C: Connector> Shared<C> {
                         }
                         // A round trip that never came back: the path to the server is silent.
                         self.silent_path_detected("validation timed out");
+                        now = Instant::now();
                         continue;
                     }
                 }
             }
             let conn = taken.conn.take().expect("just taken");
             slot.armed = false;
-            return Ok(self.hand_out(conn, location, start, Instant::now()));
+            return Ok(self.hand_out(conn, location, start, now));
         }
     }
 

@@ -14,7 +14,6 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -71,6 +70,8 @@ pub(crate) async fn run(
     let mut rolls: std::collections::HashMap<u64, bool> = Default::default();
     let mut out: Vec<Item> = Vec::new();
     let mut buf: Option<Vec<u8>> = None;
+    // With toxics, chunks are read into fresh buffers and handed to the chain without a copy.
+    let mut chunk = bytes::BytesMut::new();
     let mut eof = false;
     rebuild(
         &mut chain,
@@ -120,26 +121,31 @@ pub(crate) async fn run(
                 if ready.is_err() {
                     return Ended::Close(CloseKind::Reset);
                 }
+                if !chain.is_empty() {
+                    chunk.reserve(BUF);
+                    match src.try_read_buf(&mut chunk) {
+                        Ok(0) => {
+                            eof = true;
+                            chain.push(Item::Close(CloseKind::Fin), Instant::now(), &mut ctx.rng);
+                        }
+                        Ok(_) => {
+                            let now = Instant::now();
+                            chain.push(Item::Data(chunk.split().freeze(), now), now, &mut ctx.rng);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => return Ended::Close(CloseKind::Reset),
+                    }
+                    continue;
+                }
                 let b = buf.get_or_insert_with(|| vec![0; BUF]);
                 match src.try_read(b) {
-                    Ok(0) => {
-                        eof = true;
-                        buf = None;
-                        if chain.is_empty() {
-                            return Ended::Close(CloseKind::Fin);
-                        }
-                        chain.push(Item::Close(CloseKind::Fin), Instant::now(), &mut ctx.rng);
-                    }
-                    Ok(n) if chain.is_empty() => {
+                    Ok(0) => return Ended::Close(CloseKind::Fin),
+                    Ok(n) => {
                         tokio::select! {
                             r = write_all(dst, &b[..n]) => if r.is_err() { return Ended::Close(CloseKind::Fin) },
                             _ = stop.changed() => return Ended::Stopped,
                         }
                         ctx.bytes.fetch_add(n as u64, Relaxed);
-                    }
-                    Ok(n) => {
-                        let now = Instant::now();
-                        chain.push(Item::Data(Bytes::copy_from_slice(&b[..n]), now), now, &mut ctx.rng);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf = None,
                     Err(_) => return Ended::Close(CloseKind::Reset),
