@@ -17,7 +17,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 
 fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 async fn echo_server() -> SocketAddr {
@@ -53,7 +57,9 @@ async fn sink_server() -> SocketAddr {
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 256 * 1024];
                 loop {
-                    let Ok(mut left) = s.read_u64().await else { return };
+                    let Ok(mut left) = s.read_u64().await else {
+                        return;
+                    };
                     while left > 0 {
                         match s.read(&mut buf[..left.min(256 * 1024) as usize]).await {
                             Ok(0) | Err(_) => return,
@@ -71,13 +77,18 @@ async fn sink_server() -> SocketAddr {
 }
 
 fn proxy_to(proxies: &Proxies, name: &str, upstream: SocketAddr) -> Proxy {
-    proxies.create(ProxyConfig::new(name, "127.0.0.1:0", upstream.to_string())).unwrap()
+    proxies
+        .create(ProxyConfig::new(name, "127.0.0.1:0", upstream.to_string()))
+        .unwrap()
 }
 
 fn latency(ms: u64, stream: Stream) -> Toxic {
     Toxic {
         name: format!("latency_{}", stream.as_str()),
-        kind: ToxicKind::Latency { latency: ms, jitter: 0 },
+        kind: ToxicKind::Latency {
+            latency: ms,
+            jitter: 0,
+        },
         stream,
         toxicity: 1.0,
     }
@@ -104,11 +115,21 @@ fn rtt(c: &mut Criterion) {
         let zero = proxy_to(&proxies, "zero", echo);
         zero.add_toxic(latency(0, Stream::Upstream)).unwrap();
         zero.add_toxic(latency(0, Stream::Downstream)).unwrap();
-        (echo, plain.listen_addr().unwrap(), zero.listen_addr().unwrap())
+        (
+            echo,
+            plain.listen_addr().unwrap(),
+            zero.listen_addr().unwrap(),
+        )
     });
     let mut group = c.benchmark_group("rtt_64B");
-    group.measurement_time(Duration::from_secs(3)).sample_size(50);
-    for (name, addr) in [("direct", direct), ("proxy", plain), ("proxy_latency_0ms", zero)] {
+    group
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50);
+    for (name, addr) in [
+        ("direct", direct),
+        ("proxy", plain),
+        ("proxy_latency_0ms", zero),
+    ] {
         group.bench_function(name, |b| {
             b.to_async(&rt).iter_custom(|iters| async move {
                 let mut sock = TcpStream::connect(addr).await.unwrap();
@@ -137,19 +158,35 @@ fn bulk(c: &mut Criterion) {
         zero.add_toxic(latency(0, Stream::Upstream)).unwrap();
         let ten = proxy_to(&proxies, "bulk_ten", sink);
         ten.add_toxic(latency(10, Stream::Upstream)).unwrap();
-        (sink, plain.listen_addr().unwrap(), zero.listen_addr().unwrap(), ten.listen_addr().unwrap())
+        (
+            sink,
+            plain.listen_addr().unwrap(),
+            zero.listen_addr().unwrap(),
+            ten.listen_addr().unwrap(),
+        )
     });
     let chunk = vec![1u8; 256 * 1024];
     let mut group = c.benchmark_group("bulk");
-    group.measurement_time(Duration::from_secs(4)).sample_size(10);
+    group
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(10);
     const ONE: u64 = 16 << 20;
     group.throughput(Throughput::Bytes(ONE));
-    for (name, addr) in [("1_stream/direct", direct), ("1_stream/proxy", plain), ("1_stream/proxy_latency_0ms", zero), ("1_stream/proxy_latency_10ms", ten)] {
+    for (name, addr) in [
+        ("1_stream/direct", direct),
+        ("1_stream/proxy", plain),
+        ("1_stream/proxy_latency_0ms", zero),
+        ("1_stream/proxy_latency_10ms", ten),
+    ] {
         let mut sock = rt.block_on(TcpStream::connect(addr)).unwrap();
-        group.bench_function(name, |b| b.iter(|| rt.block_on(send(&mut sock, &chunk, ONE))));
+        group.bench_function(name, |b| {
+            b.iter(|| rt.block_on(send(&mut sock, &chunk, ONE)))
+        });
     }
     for (name, addr) in [("8_streams/direct", direct), ("8_streams/proxy", plain)] {
-        let socks: Vec<_> = (0..8).map(|_| rt.block_on(TcpStream::connect(addr)).unwrap()).collect();
+        let socks: Vec<_> = (0..8)
+            .map(|_| rt.block_on(TcpStream::connect(addr)).unwrap())
+            .collect();
         let mut socks: Vec<Option<TcpStream>> = socks.into_iter().map(Some).collect();
         group.bench_function(name, |b| {
             b.iter(|| {
@@ -189,7 +226,11 @@ fn cpu_seconds() -> f64 {
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 

@@ -12,11 +12,17 @@
 //! - [`proxy`]: the fault-injecting TCP proxy (Toxiproxy's model: proxies, toxics, streams,
 //!   toxicity), in process.
 //! - [`rng`]: the one seeded random generator that makes a run replayable.
-//! - [`smoke`]: the smoke run behind `chaos run` until the full suite lands.
+//! - [`report`]: the report model and its renderers (text, Markdown, JSON, SVG, HTML).
+//! - [`scenario`]: validation scenarios, the fault matrix, the pools under test.
+//! - [`suite`]: `chaos run`: plan, progress, report files.
+//! - [`smoke`]: a quick start/crash/restart check of the throwaway cluster.
 
 pub mod api;
 pub mod controller;
 pub mod postgres;
 pub mod proxy;
+pub mod report;
 pub mod rng;
+pub mod scenario;
 pub mod smoke;
+pub mod suite;

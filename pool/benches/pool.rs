@@ -14,7 +14,11 @@ use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
 
 fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 struct NoOp;
@@ -24,7 +28,11 @@ impl deadpool::managed::Manager for NoOp {
     async fn create(&self) -> Result<u64, Self::Error> {
         Ok(0)
     }
-    async fn recycle(&self, _: &mut u64, _: &deadpool::managed::Metrics) -> deadpool::managed::RecycleResult<Self::Error> {
+    async fn recycle(
+        &self,
+        _: &mut u64,
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<Self::Error> {
         Ok(())
     }
 }
@@ -72,12 +80,17 @@ where
 fn checkout(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("checkout_return");
-    group.measurement_time(Duration::from_secs(3)).sample_size(30);
+    group
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(30);
     for (tasks, slots) in [(1usize, 8usize), (64, 8)] {
         let (ours, db) = rt.block_on(async {
             let db = pool::testing::FakeDb::new();
             let p = pool::Pool::connect_with(
-                pool::PoolConfig::default().min_size(slots).max_size(slots).validation_bypass(Duration::from_secs(3600)),
+                pool::PoolConfig::default()
+                    .min_size(slots)
+                    .max_size(slots)
+                    .validation_bypass(Duration::from_secs(3600)),
                 db.connector(),
             )
             .await
@@ -85,8 +98,14 @@ fn checkout(c: &mut Criterion) {
             (p, db)
         });
         let _keep = db;
-        let theirs: deadpool::managed::Pool<NoOp> = deadpool::managed::Pool::builder(NoOp).max_size(slots).build().unwrap();
-        let floor = Arc::new(Floor { sem: Semaphore::new(slots), stack: Mutex::new(vec![0; slots]) });
+        let theirs: deadpool::managed::Pool<NoOp> = deadpool::managed::Pool::builder(NoOp)
+            .max_size(slots)
+            .build()
+            .unwrap();
+        let floor = Arc::new(Floor {
+            sem: Semaphore::new(slots),
+            stack: Mutex::new(vec![0; slots]),
+        });
         let label = format!("{tasks}_tasks_{slots}_slots");
         group.bench_function(format!("pool/{label}"), |b| {
             b.to_async(&rt).iter_custom(|iters| {
@@ -130,27 +149,43 @@ fn select_one(c: &mut Criterion) {
     let url = db.url();
     let rt = runtime();
     let ours = rt.block_on(async {
-        pool::Pool::connect(pool::PoolConfig::from_url(&url).unwrap().min_size(10).max_size(10)).await.unwrap()
+        pool::Pool::connect(
+            pool::PoolConfig::from_url(&url)
+                .unwrap()
+                .min_size(10)
+                .max_size(10),
+        )
+        .await
+        .unwrap()
     });
     let theirs = {
         let mut cfg = deadpool_postgres::Config::new();
         cfg.url = Some(url.clone());
         cfg.pool = Some(deadpool_postgres::PoolConfig::new(10));
-        cfg.create_pool(Some(deadpool_postgres::Runtime::Tokio1), tokio_postgres::NoTls).unwrap()
+        cfg.create_pool(
+            Some(deadpool_postgres::Runtime::Tokio1),
+            tokio_postgres::NoTls,
+        )
+        .unwrap()
     };
     // Ten raw connections, each with its statement prepared once; tasks take them round-robin.
-    let raw: Arc<Vec<(tokio_postgres::Client, tokio_postgres::Statement)>> = Arc::new(rt.block_on(async {
-        let mut v = Vec::new();
-        for _ in 0..10 {
-            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-            tokio::spawn(conn);
-            let stmt = client.prepare("SELECT 1").await.unwrap();
-            v.push((client, stmt));
-        }
-        v
-    }));
+    let raw: Arc<Vec<(tokio_postgres::Client, tokio_postgres::Statement)>> =
+        Arc::new(rt.block_on(async {
+            let mut v = Vec::new();
+            for _ in 0..10 {
+                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                let stmt = client.prepare("SELECT 1").await.unwrap();
+                v.push((client, stmt));
+            }
+            v
+        }));
     let mut group = c.benchmark_group("select_1");
-    group.measurement_time(Duration::from_secs(4)).sample_size(20);
+    group
+        .measurement_time(Duration::from_secs(4))
+        .sample_size(20);
     for tasks in [1usize, 16, 128] {
         group.bench_function(format!("pool/{tasks}_tasks"), |b| {
             b.to_async(&rt).iter_custom(|iters| {
@@ -204,12 +239,18 @@ fn observe(c: &mut Criterion) {
     let rt = runtime();
     let p = rt.block_on(async {
         let db = pool::testing::FakeDb::new();
-        pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap()
+        pool::Pool::connect_with(pool::PoolConfig::default(), db.connector())
+            .await
+            .unwrap()
     });
     let _guard = rt.enter();
     let mut group = c.benchmark_group("observe");
-    group.measurement_time(Duration::from_secs(2)).sample_size(30);
-    group.bench_function("statistics", |b| b.iter(|| std::hint::black_box(p.statistics())));
+    group
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
+    group.bench_function("statistics", |b| {
+        b.iter(|| std::hint::black_box(p.statistics()))
+    });
     group.bench_function("health", |b| b.iter(|| std::hint::black_box(p.health())));
     group.finish();
 }

@@ -13,7 +13,22 @@ use crate::connector::Connector;
 use crate::pool::Shared;
 use crate::stats::CloseReason;
 
-pub(crate) async fn run<C: Connector>(weak: Weak<Shared<C>>, wake: Arc<Notify>) {
+/// `first_tick_now`: a lazy pool connects at once; an eager one just did, and waits an interval.
+pub(crate) async fn run<C: Connector>(
+    weak: Weak<Shared<C>>,
+    wake: Arc<Notify>,
+    first_tick_now: bool,
+) {
+    if !first_tick_now {
+        let interval = match weak.upgrade() {
+            Some(shared) => shared.config.probe_interval,
+            None => return,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = wake.notified() => {}
+        }
+    }
     loop {
         let interval = {
             let Some(shared) = weak.upgrade() else {
@@ -47,8 +62,12 @@ impl<C: Connector> Shared<C> {
             );
             self.link.on_probe(Instant::now(), reachable);
             if reachable {
-                // The one trial attempt, if due: refills the pool without waiting for traffic.
+                // The one trial attempt, if due: refills the pool without waiting for traffic,
+                // and once it succeeds the rest of min_size follows at once.
                 self.replenish(1).await;
+                if !self.link.in_outage() {
+                    self.replenish(usize::MAX).await;
+                }
             }
             return;
         }

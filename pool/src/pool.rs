@@ -216,7 +216,7 @@ impl<C: Connector> Pool<C> {
             elapsed = ?started.elapsed(),
             "pool connected"
         );
-        pool.spawn_maintenance();
+        pool.spawn_maintenance(false);
         Ok(pool)
     }
 
@@ -224,7 +224,7 @@ impl<C: Connector> Pool<C> {
     pub fn connect_lazy_with(config: PoolConfig, connector: C) -> Result<Self, PoolError> {
         tokio::runtime::Handle::try_current().map_err(|_| PoolError::NoRuntime)?;
         let pool = Self::build(config, connector)?;
-        pool.spawn_maintenance();
+        pool.spawn_maintenance(true);
         Ok(pool)
     }
 
@@ -267,10 +267,10 @@ impl<C: Connector> Pool<C> {
         })
     }
 
-    fn spawn_maintenance(&self) {
+    fn spawn_maintenance(&self, first_tick_now: bool) {
         let weak: Weak<Shared<C>> = Arc::downgrade(&self.shared);
         let wake = Arc::clone(&self.shared.maintenance_wake);
-        tokio::spawn(crate::maintenance::run(weak, wake));
+        tokio::spawn(crate::maintenance::run(weak, wake, first_tick_now));
     }
 
     /// A connection, within `acquire_timeout`.

@@ -14,10 +14,45 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run against a throwaway PostgreSQL (or DATABASE_URL): the default command.
-    Run,
+    /// Run the chaos suite against a throwaway PostgreSQL (or DATABASE_URL): the default.
+    Run(RunArgs),
+    /// A quick start/crash/restart check of the throwaway cluster.
+    Smoke,
     /// Serve the Toxiproxy-compatible HTTP API (any Toxiproxy client can drive it).
     Serve(ServeArgs),
+}
+
+#[derive(Debug, Default, clap::Args)]
+struct RunArgs {
+    /// Which pools to run: ours, deadpool-postgres, bb8-postgres, or all side by side (peers
+    /// run at their defaults and with recommended timeouts).
+    #[arg(long, value_enum, default_value = "pool")]
+    pool: Option<chaos::scenario::PoolChoice>,
+    /// Run only this scenario (repeatable); see --list.
+    #[arg(long = "scenario", value_name = "NAME")]
+    scenarios: Vec<String>,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    list: bool,
+    /// Seed of every random choice (jitter, toxicity, slicing): the same seed replays a run.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// CI-sized run (under a minute for one pool).
+    #[arg(long)]
+    quick: bool,
+    /// Where the report files go (default target/chaos/<time>/).
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// What to print at the end.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Option<Format>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Markdown,
 }
 
 #[derive(Debug, clap::Args)]
@@ -38,17 +73,24 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
         )
-        .with_writer(std::io::stderr)
+        .with(chaos::scenario::logs::CaptureLayer)
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let result = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => runtime.block_on(run()),
+    let result = match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
+        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Smoke => runtime.block_on(smoke()),
         Command::Serve(args) => runtime.block_on(serve(args)),
     };
     match result {
@@ -60,7 +102,45 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    if args.list {
+        for (name, what) in chaos::suite::all_scenarios() {
+            println!("{name:<20} {what}");
+        }
+        return Ok(());
+    }
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(1)
+    });
+    let out = args.out.unwrap_or_else(chaos::suite::default_out);
+    let options = chaos::suite::Options {
+        pool: args.pool.unwrap_or(chaos::scenario::PoolChoice::Pool),
+        scenarios: args.scenarios,
+        seed,
+        quick: args.quick,
+        out: out.clone(),
+    };
+    eprintln!("chaos: starting the database and the proxy (seed {seed})...");
+    let report = chaos::suite::run(options).await?;
+    match args.format.unwrap_or(Format::Text) {
+        Format::Text => println!("{}", report.to_text()),
+        Format::Json => println!("{}", report.to_json()),
+        Format::Markdown => println!("{}", report.to_markdown()),
+    }
+    eprintln!(
+        "chaos: report written to {}/ (index.html, report.json, report.md, *.svg, history/)",
+        out.display()
+    );
+    if !report.passed() {
+        anyhow::bail!("some scenarios of the pool missed their criteria (see the report)");
+    }
+    Ok(())
+}
+
+async fn smoke() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     println!("chaos: starting the database...");
     let db = tokio::task::spawn_blocking(chaos::postgres::Database::from_env).await??;

@@ -1,0 +1,492 @@
+//! The report of a chaos run: one serde model ([`ChaosReport`]) and its renderers (terminal
+//! table, Markdown, JSON, an SVG timeline per scenario, an `index.html` that shows them
+//! together).
+//!
+//! The history is recorded as Jepsen does: every request is an [`Op`] with its start and end
+//! and an outcome, `ok`, `fail` (it definitely did not happen; with the error kind) or `info`
+//! (unknown: the connection died mid-query, or it never answered); every fault is a window.
+
+pub mod svg;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// What happened to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// It succeeded.
+    Ok,
+    /// It definitely did not happen (no connection was handed out).
+    Fail,
+    /// Unknown: it may have run (the connection died mid-query, or it never answered).
+    Info,
+}
+
+/// One request of the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Op {
+    /// Start, in ms since the scenario began.
+    pub start_ms: f64,
+    /// End, in ms since the scenario began.
+    pub end_ms: f64,
+    /// What happened.
+    pub outcome: Outcome,
+    /// For `fail` and `info`: the kind of error (`timeout`, `unavailable`, `closed`, `query`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Op {
+    /// How long it took.
+    pub fn latency_ms(&self) -> f64 {
+        self.end_ms - self.start_ms
+    }
+}
+
+/// Outcome counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Succeeded.
+    pub ok: u64,
+    /// Definitely failed.
+    pub fail: u64,
+    /// Unknown.
+    pub info: u64,
+}
+
+impl Counts {
+    /// Counts one outcome.
+    pub fn add(&mut self, o: Outcome) {
+        match o {
+            Outcome::Ok => self.ok += 1,
+            Outcome::Fail => self.fail += 1,
+            Outcome::Info => self.info += 1,
+        }
+    }
+    /// All requests.
+    pub fn total(&self) -> u64 {
+        self.ok + self.fail + self.info
+    }
+}
+
+/// Requests before, during and after the fault.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phases {
+    /// Before the fault.
+    pub before: Counts,
+    /// While it was active.
+    pub during: Counts,
+    /// After it was healed.
+    pub after: Counts,
+}
+
+/// A fault's window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultWindow {
+    /// What was injected.
+    pub label: String,
+    /// Start, ms since the scenario began.
+    pub start_ms: f64,
+    /// Heal, ms since the scenario began.
+    pub end_ms: f64,
+}
+
+/// A verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The criterion held.
+    Pass,
+    /// It did not.
+    Fail,
+    /// It could not be measured here (e.g. a restart against a server we do not own).
+    Unknown,
+}
+
+impl Verdict {
+    /// A short mark for tables.
+    pub fn mark(self) -> &'static str {
+        match self {
+            Verdict::Pass => "PASS",
+            Verdict::Fail => "FAIL",
+            Verdict::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// One pass criterion, with what was measured beside its bound.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Criterion {
+    /// Short id (`no_hang`, `SC-002`, ...).
+    pub id: String,
+    /// What it checks.
+    pub description: String,
+    /// The measured value.
+    pub measured: String,
+    /// The bound.
+    pub bound: String,
+    /// Pass, fail or unknown.
+    pub verdict: Verdict,
+}
+
+/// Health over time: (ms since the scenario began, status).
+pub type HealthSample = (f64, String);
+
+/// One scenario against one pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioReport {
+    /// Scenario name.
+    pub name: String,
+    /// The pool under test.
+    pub pool: String,
+    /// What the scenario does.
+    pub description: String,
+    /// The fault window, if any.
+    pub fault: Option<FaultWindow>,
+    /// Requests by phase.
+    pub phases: Phases,
+    /// Other figures (longest acquire, recovery time, ...), by name.
+    pub metrics: BTreeMap<String, f64>,
+    /// The pass criteria.
+    pub criteria: Vec<Criterion>,
+    /// Things worth a look that are not criteria.
+    pub anomalies: Vec<String>,
+    /// Health status samples (our pool only).
+    pub health: Vec<HealthSample>,
+    /// Length of the scenario, ms.
+    pub duration_ms: f64,
+    /// The history (written to its own file, not into the JSON report).
+    #[serde(skip)]
+    pub ops: Vec<Op>,
+}
+
+impl ScenarioReport {
+    /// Fail if any criterion failed; unknown if none failed and some are unknown.
+    pub fn verdict(&self) -> Verdict {
+        if self.criteria.iter().any(|c| c.verdict == Verdict::Fail) {
+            Verdict::Fail
+        } else if self.criteria.iter().any(|c| c.verdict == Verdict::Unknown) {
+            Verdict::Unknown
+        } else {
+            Verdict::Pass
+        }
+    }
+
+    /// A file-name-safe id.
+    pub fn slug(&self) -> String {
+        format!("{}-{}", self.pool, self.name)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
+}
+
+/// A whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChaosReport {
+    /// `chaos` version.
+    pub version: String,
+    /// The seed that replays the run.
+    pub seed: u64,
+    /// CI-sized run.
+    pub quick: bool,
+    /// The database (password redacted).
+    pub database: String,
+    /// The proxy: embedded, or the Toxiproxy server.
+    pub proxy: String,
+    /// Every scenario, in run order.
+    pub scenarios: Vec<ScenarioReport>,
+}
+
+impl ChaosReport {
+    /// Whether the run passed: no scenario of our pool failed. Peers failing is a result.
+    pub fn passed(&self) -> bool {
+        self.scenarios
+            .iter()
+            .filter(|s| s.pool == "pool")
+            .all(|s| s.verdict() != Verdict::Fail)
+    }
+
+    /// The JSON report.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("serializable")
+    }
+
+    /// The terminal summary: one row per scenario and pool.
+    pub fn to_text(&self) -> String {
+        let mut rows = vec![[
+            "scenario".to_string(),
+            "pool".into(),
+            "before ok/fail/info".into(),
+            "during ok/fail/info".into(),
+            "after ok/fail/info".into(),
+            "longest".into(),
+            "recovery".into(),
+            "verdict".into(),
+        ]];
+        for s in &self.scenarios {
+            let c = |c: &Counts| format!("{}/{}/{}", c.ok, c.fail, c.info);
+            let ms = |k: &str| {
+                s.metrics
+                    .get(k)
+                    .map_or("-".to_string(), |v| format!("{v:.0} ms"))
+            };
+            rows.push([
+                s.name.clone(),
+                s.pool.clone(),
+                c(&s.phases.before),
+                c(&s.phases.during),
+                c(&s.phases.after),
+                ms("longest_request_ms"),
+                ms("recovery_ms"),
+                s.verdict().mark().to_string(),
+            ]);
+        }
+        let widths: Vec<usize> = (0..8)
+            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::new();
+        for (n, row) in rows.iter().enumerate() {
+            let line: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            let _ = writeln!(out, "{}", line.join("  ").trim_end());
+            if n == 0 {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    widths
+                        .iter()
+                        .map(|w| "-".repeat(*w))
+                        .collect::<Vec<_>>()
+                        .join("  ")
+                );
+            }
+        }
+        let failed: Vec<String> = self
+            .scenarios
+            .iter()
+            .flat_map(|s| {
+                s.criteria
+                    .iter()
+                    .filter(|c| c.verdict == Verdict::Fail)
+                    .map(move |c| {
+                        format!(
+                            "{} / {}: {} = {} (bound {})",
+                            s.pool, s.name, c.id, c.measured, c.bound
+                        )
+                    })
+            })
+            .collect();
+        if !failed.is_empty() {
+            let _ = writeln!(out, "\nfailed criteria:");
+            for f in failed {
+                let _ = writeln!(out, "  - {f}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "\n{} (seed {}; replay with --seed {})",
+            if self.passed() { "PASSED" } else { "FAILED" },
+            self.seed,
+            self.seed
+        );
+        out
+    }
+
+    /// The Markdown report: summary table, then every criterion of every scenario.
+    pub fn to_markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# Chaos report\n");
+        let _ = writeln!(
+            out,
+            "- result: **{}**\n- seed: `{}` (replay with `--seed {}`)\n- database: {}\n- proxy: {}\n- size: {}\n",
+            if self.passed() { "passed" } else { "failed" },
+            self.seed,
+            self.seed,
+            self.database,
+            self.proxy,
+            if self.quick { "quick" } else { "full" }
+        );
+        let _ = writeln!(
+            out,
+            "| scenario | pool | before ok/fail/info | during ok/fail/info | after ok/fail/info | longest | recovery | verdict |"
+        );
+        let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- | --- | --- |");
+        for s in &self.scenarios {
+            let c = |c: &Counts| format!("{}/{}/{}", c.ok, c.fail, c.info);
+            let ms = |k: &str| {
+                s.metrics
+                    .get(k)
+                    .map_or("-".to_string(), |v| format!("{v:.0} ms"))
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                s.name,
+                s.pool,
+                c(&s.phases.before),
+                c(&s.phases.during),
+                c(&s.phases.after),
+                ms("longest_request_ms"),
+                ms("recovery_ms"),
+                s.verdict().mark()
+            );
+        }
+        for s in &self.scenarios {
+            let _ = writeln!(out, "\n## {} / {}\n\n{}\n", s.pool, s.name, s.description);
+            let _ = writeln!(
+                out,
+                "| criterion | what | measured | bound | verdict |\n| --- | --- | --- | --- | --- |"
+            );
+            for c in &s.criteria {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} |",
+                    c.id,
+                    c.description,
+                    c.measured,
+                    c.bound,
+                    c.verdict.mark()
+                );
+            }
+            if !s.anomalies.is_empty() {
+                let _ = writeln!(out, "\nAnomalies:");
+                for a in &s.anomalies {
+                    let _ = writeln!(out, "- {a}");
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Fixed report data for renderer snapshots.
+    pub fn sample() -> ChaosReport {
+        let mut ops = Vec::new();
+        for i in 0..60 {
+            let start = i as f64 * 100.0;
+            let (outcome, latency, error) = match i {
+                20..=29 => (Outcome::Fail, 0.5, Some("unavailable".to_string())),
+                30 => (Outcome::Info, 900.0, Some("query".to_string())),
+                _ => (Outcome::Ok, 1.0 + (i % 7) as f64, None),
+            };
+            ops.push(Op {
+                start_ms: start,
+                end_ms: start + latency,
+                outcome,
+                error,
+            });
+        }
+        let scenario = ScenarioReport {
+            name: "down".into(),
+            pool: "pool".into(),
+            description: "The proxy is disabled (listener closed, connections cut), then enabled."
+                .into(),
+            fault: Some(FaultWindow {
+                label: "proxy disabled".into(),
+                start_ms: 2000.0,
+                end_ms: 3000.0,
+            }),
+            phases: Phases {
+                before: Counts {
+                    ok: 20,
+                    fail: 0,
+                    info: 0,
+                },
+                during: Counts {
+                    ok: 0,
+                    fail: 10,
+                    info: 1,
+                },
+                after: Counts {
+                    ok: 29,
+                    fail: 0,
+                    info: 0,
+                },
+            },
+            metrics: BTreeMap::from([
+                ("longest_request_ms".into(), 900.0),
+                ("recovery_ms".into(), 12.0),
+            ]),
+            criteria: vec![
+                Criterion {
+                    id: "no_hang".into(),
+                    description: "no request outlived its deadline".into(),
+                    measured: "900 ms".into(),
+                    bound: "< 2500 ms".into(),
+                    verdict: Verdict::Pass,
+                },
+                Criterion {
+                    id: "recovery".into(),
+                    description: "first success after heal".into(),
+                    measured: "12 ms".into(),
+                    bound: "< 1000 ms".into(),
+                    verdict: Verdict::Pass,
+                },
+            ],
+            anomalies: vec![],
+            health: vec![
+                (0.0, "healthy".into()),
+                (2100.0, "unhealthy".into()),
+                (3050.0, "healthy".into()),
+            ],
+            duration_ms: 6000.0,
+            ops,
+        };
+        let mut peer = scenario.clone();
+        peer.pool = "bb8".into();
+        peer.health.clear();
+        peer.criteria[1] = Criterion {
+            id: "recovery".into(),
+            description: "first success after heal".into(),
+            measured: "none".into(),
+            bound: "< 1000 ms".into(),
+            verdict: Verdict::Fail,
+        };
+        peer.anomalies = vec!["no success after the heal".into()];
+        ChaosReport {
+            version: "0.0.0".into(),
+            seed: 42,
+            quick: true,
+            database: "throwaway cluster".into(),
+            proxy: "embedded".into(),
+            scenarios: vec![scenario, peer],
+        }
+    }
+
+    #[test]
+    fn text_report() {
+        insta::assert_snapshot!(sample().to_text());
+    }
+
+    #[test]
+    fn markdown_report() {
+        insta::assert_snapshot!(sample().to_markdown());
+    }
+
+    #[test]
+    fn json_report() {
+        insta::assert_snapshot!(sample().to_json());
+    }
+
+    #[test]
+    fn peers_failing_do_not_fail_the_run() {
+        assert!(sample().passed());
+    }
+}

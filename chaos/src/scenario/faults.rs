@@ -1,0 +1,229 @@
+//! The fault matrix: each fault, how it is injected and healed, and how fast recovery must be.
+
+use std::time::Duration;
+
+use super::{Env, ScenarioProxy};
+use crate::postgres::StopMode;
+use crate::proxy::{Stream, Toxic, ToxicKind};
+
+/// How a fault is made.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// The proxy disabled: listener closed, live connections cut.
+    Down,
+    /// A toxic on the proxy for the window.
+    Toxic(ToxicSpec),
+    /// `pg_terminate_backend` of every backend of the pool.
+    TerminateBackends,
+    /// The server stopped immediately (a crash), restarted at the heal.
+    ServerRestart,
+    /// Down/up every 500 ms.
+    Flapping,
+}
+
+/// A toxic, as constants.
+#[derive(Debug, Clone, Copy)]
+pub struct ToxicSpec {
+    /// Toxic type.
+    pub kind: fn() -> ToxicKind,
+    /// Direction.
+    pub stream: Stream,
+}
+
+/// One entry of the matrix.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// Scenario name (for `--scenario`).
+    pub name: &'static str,
+    /// What it does, for the report.
+    pub description: &'static str,
+    /// Short label for the timeline.
+    pub label: &'static str,
+    /// How it is made.
+    pub kind: Kind,
+    /// Needs a throwaway cluster (it stops the server).
+    pub needs_cluster: bool,
+    /// Fixed fault window, [quick, full] ms, instead of the default.
+    pub during_ms: Option<[u64; 2]>,
+    /// Bound on the time from the heal to the first success.
+    pub recovery_bound_ms: f64,
+}
+
+const fn toxic(
+    name: &'static str,
+    description: &'static str,
+    label: &'static str,
+    kind: fn() -> ToxicKind,
+    stream: Stream,
+) -> Fault {
+    Fault {
+        name,
+        description,
+        label,
+        kind: Kind::Toxic(ToxicSpec { kind, stream }),
+        needs_cluster: false,
+        during_ms: None,
+        recovery_bound_ms: 1000.0,
+    }
+}
+
+/// Every fault, in run order.
+pub const FAULTS: &[Fault] = &[
+    Fault {
+        name: "down",
+        description: "The proxy is disabled: its listener closes and every live connection is cut; then it is enabled again.",
+        label: "proxy down",
+        kind: Kind::Down,
+        needs_cluster: false,
+        during_ms: None,
+        recovery_bound_ms: 1000.0,
+    },
+    toxic(
+        "refuse",
+        "New connections are reset at once while live ones keep working (a server refusing connections).",
+        "refuse new connections",
+        || ToxicKind::Refuse,
+        Stream::Downstream,
+    ),
+    toxic(
+        "reset_peer",
+        "Every connection that sends data is reset (TCP RST).",
+        "reset_peer",
+        || ToxicKind::ResetPeer { timeout: 0 },
+        Stream::Upstream,
+    ),
+    toxic(
+        "blackhole_timeout",
+        "Data from the server is dropped and sockets stay open (a blackhole); healed by removing the toxic, which closes the affected connections.",
+        "blackhole (timeout 0)",
+        || ToxicKind::Timeout { timeout: 0 },
+        Stream::Downstream,
+    ),
+    toxic(
+        "peer_lost",
+        "The connections open at that moment go silent forever (a crashed host, lost NAT state); new connections pass.",
+        "peer lost",
+        || ToxicKind::PeerLost,
+        Stream::Downstream,
+    ),
+    toxic(
+        "latency_jitter",
+        "100 ms +- 50 ms of latency on every answer.",
+        "latency 100+-50 ms",
+        || ToxicKind::Latency {
+            latency: 100,
+            jitter: 50,
+        },
+        Stream::Downstream,
+    ),
+    toxic(
+        "bandwidth",
+        "Answers limited to 2 KB/s.",
+        "bandwidth 2 KB/s",
+        || ToxicKind::Bandwidth { rate: 2 },
+        Stream::Downstream,
+    ),
+    toxic(
+        "slicer",
+        "Answers sliced into 8 +- 4 byte writes, 200 us apart.",
+        "slicer 8+-4 B",
+        || ToxicKind::Slicer {
+            average_size: 8,
+            size_variation: 4,
+            delay: 200,
+        },
+        Stream::Downstream,
+    ),
+    toxic(
+        "limit_data",
+        "Every connection is cut after 2000 bytes from the server.",
+        "limit_data 2000 B",
+        || ToxicKind::LimitData { bytes: 2000 },
+        Stream::Downstream,
+    ),
+    toxic(
+        "slow_close",
+        "Closes from the server are delayed by 1 s.",
+        "slow_close 1 s",
+        || ToxicKind::SlowClose { delay: 1000 },
+        Stream::Downstream,
+    ),
+    Fault {
+        name: "terminate_backends",
+        description: "pg_terminate_backend of every backend of the pool, at once.",
+        label: "pg_terminate_backend",
+        kind: Kind::TerminateBackends,
+        needs_cluster: false,
+        during_ms: Some([300, 300]),
+        recovery_bound_ms: 1000.0,
+    },
+    Fault {
+        name: "server_restart",
+        description: "The PostgreSQL server is stopped immediately (a crash) and restarted on the same port.",
+        label: "server crashed",
+        kind: Kind::ServerRestart,
+        needs_cluster: true,
+        during_ms: None,
+        recovery_bound_ms: 1000.0,
+    },
+    Fault {
+        name: "flapping",
+        description: "The proxy goes down and up every 500 ms.",
+        label: "flapping 500 ms",
+        kind: Kind::Flapping,
+        needs_cluster: false,
+        during_ms: Some([3000, 10000]),
+        recovery_bound_ms: 1000.0,
+    },
+];
+
+/// Injects `fault` for `during`, then heals it.
+pub async fn apply(
+    env: &Env,
+    proxy: &ScenarioProxy,
+    fault: &Fault,
+    app: &str,
+    during: Duration,
+) -> anyhow::Result<()> {
+    match fault.kind {
+        Kind::Down => {
+            env.faults.set_enabled(&proxy.name, false).await?;
+            tokio::time::sleep(during).await;
+            env.faults.set_enabled(&proxy.name, true).await?;
+        }
+        Kind::Toxic(spec) => {
+            let kind = (spec.kind)();
+            let t = Toxic {
+                name: format!("chaos_{}", kind.type_name()),
+                kind,
+                stream: spec.stream,
+                toxicity: 1.0,
+            };
+            env.faults.add_toxic(&proxy.name, &t).await?;
+            tokio::time::sleep(during).await;
+            env.faults.remove_toxic(&proxy.name, &t.name).await?;
+        }
+        Kind::TerminateBackends => {
+            env.terminate(app).await?;
+            tokio::time::sleep(during).await;
+        }
+        Kind::ServerRestart => {
+            let cluster = std::sync::Arc::clone(env.db.require_cluster("server_restart")?);
+            let c = std::sync::Arc::clone(&cluster);
+            tokio::task::spawn_blocking(move || c.stop(StopMode::Immediate)).await??;
+            tokio::time::sleep(during).await;
+            tokio::task::spawn_blocking(move || cluster.restart()).await??;
+        }
+        Kind::Flapping => {
+            let end = tokio::time::Instant::now() + during;
+            let mut up = true;
+            while tokio::time::Instant::now() < end {
+                up = !up;
+                env.faults.set_enabled(&proxy.name, up).await?;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            env.faults.set_enabled(&proxy.name, true).await?;
+        }
+    }
+    Ok(())
+}

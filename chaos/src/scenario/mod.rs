@@ -1,0 +1,637 @@
+//! The chaos suite: the replaced system's validation scenarios, measured for real, and a fault
+//! matrix run against each pool under a steady load plus bursts.
+//!
+//! Every scenario writes its pass criteria (measured value beside the bound) into its report.
+//! A fault scenario has three phases: before the fault, during it, after the heal. Requests
+//! are recorded as a Jepsen-style history; after the pool shuts down, the server is asked
+//! (`pg_stat_activity`, by `application_name`) whether any connection was left behind.
+
+pub mod faults;
+pub mod logs;
+pub mod subject;
+pub mod validation;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::controller::{ControlError, Embedded, FaultController, Remote};
+use crate::postgres::Database;
+use crate::proxy::{ProxyConfig, Toxic};
+use crate::report::{Counts, Criterion, FaultWindow, Op, Outcome, Phases, ScenarioReport, Verdict};
+pub use faults::{FAULTS, Fault};
+use subject::Subject;
+
+/// Which pools to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PoolChoice {
+    /// Ours.
+    Pool,
+    /// deadpool-postgres, at its defaults and with recommended timeouts.
+    Deadpool,
+    /// bb8-postgres, at its defaults and with recommended timeouts.
+    Bb8,
+    /// All of them, side by side.
+    All,
+}
+
+/// Sizes of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Load before the fault.
+    pub before: Duration,
+    /// The fault.
+    pub during: Duration,
+    /// Load after the heal.
+    pub after: Duration,
+    /// Steady workers.
+    pub workers: usize,
+    /// Pause between one worker's requests.
+    pub pace: Duration,
+    /// CI-sized.
+    pub quick: bool,
+}
+
+impl Timing {
+    /// Full or quick (CI-sized).
+    pub fn new(quick: bool) -> Self {
+        if quick {
+            Timing {
+                before: Duration::from_millis(500),
+                during: Duration::from_millis(1000),
+                after: Duration::from_millis(1000),
+                workers: 4,
+                pace: Duration::from_millis(20),
+                quick: true,
+            }
+        } else {
+            Timing {
+                before: Duration::from_millis(1500),
+                during: Duration::from_millis(3000),
+                after: Duration::from_millis(2500),
+                workers: 6,
+                pace: Duration::from_millis(10),
+                quick: false,
+            }
+        }
+    }
+}
+
+/// Pool size used by every scenario.
+pub const MAX_SIZE: usize = 5;
+/// Acquire deadline given to every pool that has one.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bound on each query.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
+/// A request still running after this is cut and recorded as a hang.
+pub const HANG_CUTOFF: Duration = Duration::from_secs(4);
+
+/// Faults, driven on the embedded proxy or on a Toxiproxy server.
+#[derive(Debug, Clone)]
+pub enum Faults {
+    /// In process.
+    Embedded(Embedded),
+    /// Over HTTP.
+    Remote(Remote),
+}
+
+impl Faults {
+    async fn create_proxy(&self, c: ProxyConfig) -> Result<ProxyConfig, ControlError> {
+        match self {
+            Faults::Embedded(e) => e.create_proxy(c).await,
+            Faults::Remote(r) => r.create_proxy(c).await,
+        }
+    }
+    async fn delete_proxy(&self, name: &str) -> Result<(), ControlError> {
+        match self {
+            Faults::Embedded(e) => e.delete_proxy(name).await,
+            Faults::Remote(r) => r.delete_proxy(name).await,
+        }
+    }
+    /// Enables or disables a proxy.
+    pub async fn set_enabled(&self, name: &str, on: bool) -> Result<(), ControlError> {
+        match self {
+            Faults::Embedded(e) => e.set_enabled(name, on).await,
+            Faults::Remote(r) => r.set_enabled(name, on).await,
+        }
+    }
+    /// Adds a toxic.
+    pub async fn add_toxic(&self, name: &str, t: &Toxic) -> Result<(), ControlError> {
+        match self {
+            Faults::Embedded(e) => e.add_toxic(name, t).await,
+            Faults::Remote(r) => r.add_toxic(name, t).await,
+        }
+    }
+    /// Removes a toxic.
+    pub async fn remove_toxic(&self, name: &str, t: &str) -> Result<(), ControlError> {
+        match self {
+            Faults::Embedded(e) => e.remove_toxic(name, t).await,
+            Faults::Remote(r) => r.remove_toxic(name, t).await,
+        }
+    }
+}
+
+/// Where the suite runs: the database, the fault controller and the upstream address.
+pub struct Env {
+    /// The database.
+    pub db: Database,
+    /// The fault controller.
+    pub faults: Faults,
+    /// The proxy listen address to ask for (`127.0.0.1:0` for the embedded proxy).
+    pub listen: String,
+    /// What the proxy forwards to (the database's host:port, as the proxy sees it).
+    pub upstream: String,
+    /// The seed.
+    pub seed: u64,
+}
+
+/// A proxy made for one scenario, with the URL that goes through it.
+pub struct ScenarioProxy {
+    /// Proxy name.
+    pub name: String,
+    /// Database URL through the proxy.
+    pub url: String,
+}
+
+impl Env {
+    /// `host:port` of a `postgres://` URL.
+    pub fn host_port(url: &str) -> String {
+        let pg: tokio_postgres::Config = url.parse().expect("a valid database URL");
+        let host = match pg.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".into(),
+        };
+        format!("{host}:{}", pg.get_ports().first().copied().unwrap_or(5432))
+    }
+
+    /// Creates a proxy named `name` and the URL that goes through it.
+    pub async fn proxy(&self, name: &str) -> anyhow::Result<ScenarioProxy> {
+        let _ = self.faults.delete_proxy(name).await;
+        let created = self
+            .faults
+            .create_proxy(ProxyConfig::new(
+                name,
+                self.listen.clone(),
+                self.upstream.clone(),
+            ))
+            .await?;
+        let listen = created.listen.replace("0.0.0.0", "127.0.0.1");
+        let url = self
+            .db
+            .url()
+            .replace(&Env::host_port(&self.db.url()), &listen);
+        Ok(ScenarioProxy {
+            name: name.to_string(),
+            url,
+        })
+    }
+
+    /// Removes a scenario's proxy.
+    pub async fn drop_proxy(&self, p: &ScenarioProxy) {
+        let _ = self.faults.delete_proxy(&p.name).await;
+    }
+
+    /// Server-side connections with this `application_name` (direct, not through the proxy).
+    pub async fn server_connections(&self, app: &str) -> anyhow::Result<i64> {
+        let (client, conn) = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio_postgres::connect(&self.db.url(), tokio_postgres::NoTls),
+        )
+        .await??;
+        let driver = tokio::spawn(conn);
+        let n: i64 = client
+            .query_one(
+                include_str!("../../../fixtures/sql/connections.sql"),
+                &[&app],
+            )
+            .await?
+            .get(0);
+        drop(client);
+        let _ = driver.await;
+        Ok(n)
+    }
+
+    /// Waits (bounded) until the server shows no connection for `app`; returns what is left.
+    pub async fn wait_no_connections(&self, app: &str, within: Duration) -> i64 {
+        let deadline = Instant::now() + within;
+        loop {
+            let n = self.server_connections(app).await.unwrap_or(-1);
+            if n == 0 || Instant::now() >= deadline {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Terminates every server connection of `app`.
+    pub async fn terminate(&self, app: &str) -> anyhow::Result<i64> {
+        let (client, conn) = tokio_postgres::connect(&self.db.url(), tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        Ok(client
+            .query_one("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", &[&app])
+            .await?
+            .get(0))
+    }
+}
+
+/// Builds a subject of `kind` connected through `url`, tagged `app`.
+pub async fn make_subject(kind: &str, url: &str, app: &str) -> anyhow::Result<Box<dyn Subject>> {
+    Ok(match kind {
+        "pool" => {
+            let config = pool::PoolConfig::from_url(url)?
+                .application_name(app.to_string())
+                .min_size(2)
+                .max_size(MAX_SIZE)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_timeout(ACQUIRE_TIMEOUT)
+                .validation_timeout(Duration::from_millis(500))
+                .probe_timeout(Duration::from_millis(500));
+            Box::new(subject::OurPool(pool::Pool::connect(config).await?))
+        }
+        "deadpool" => Box::new(subject::Deadpool::new(
+            url,
+            MAX_SIZE,
+            app,
+            false,
+            ACQUIRE_TIMEOUT,
+        )?),
+        "deadpool+timeouts" => Box::new(subject::Deadpool::new(
+            url,
+            MAX_SIZE,
+            app,
+            true,
+            ACQUIRE_TIMEOUT,
+        )?),
+        "bb8" => Box::new(subject::Bb8::new(
+            url,
+            MAX_SIZE,
+            app,
+            false,
+            ACQUIRE_TIMEOUT,
+        )?),
+        "bb8+timeouts" => Box::new(subject::Bb8::new(
+            url,
+            MAX_SIZE,
+            app,
+            true,
+            ACQUIRE_TIMEOUT,
+        )?),
+        other => anyhow::bail!("unknown pool {other}"),
+    })
+}
+
+/// The subject names a choice expands to.
+pub fn subjects(choice: PoolChoice) -> Vec<&'static str> {
+    match choice {
+        PoolChoice::Pool => vec!["pool"],
+        PoolChoice::Deadpool => vec!["deadpool", "deadpool+timeouts"],
+        PoolChoice::Bb8 => vec!["bb8", "bb8+timeouts"],
+        PoolChoice::All => vec![
+            "pool",
+            "deadpool",
+            "deadpool+timeouts",
+            "bb8",
+            "bb8+timeouts",
+        ],
+    }
+}
+
+/// What a running scenario shares with its workers.
+struct Recorder {
+    origin: Instant,
+    ops: Mutex<Vec<Op>>,
+}
+
+impl Recorder {
+    fn ms(&self, t: Instant) -> f64 {
+        t.saturating_duration_since(self.origin).as_secs_f64() * 1000.0
+    }
+    async fn request(&self, subject: &dyn Subject) {
+        let started = Instant::now();
+        let (outcome, error) =
+            match tokio::time::timeout(HANG_CUTOFF, subject.request("SELECT 1", QUERY_TIMEOUT))
+                .await
+            {
+                Ok(answer) => answer,
+                Err(_) => (Outcome::Info, Some("hang".to_string())),
+            };
+        let op = Op {
+            start_ms: self.ms(started),
+            end_ms: self.ms(Instant::now()),
+            outcome,
+            error,
+        };
+        self.ops.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+    }
+}
+
+/// Progress of a running scenario, for the terminal.
+pub trait Progress: Send + Sync {
+    /// A phase began (`before`, `fault: ...`, `after`, `shutdown`).
+    fn phase(&self, scenario: &str, pool: &str, phase: &str);
+}
+
+/// Runs one fault against one pool: load, fault, heal, load, shutdown, leak check.
+pub async fn run_fault(
+    env: &Env,
+    fault: &Fault,
+    kind: &str,
+    timing: Timing,
+    progress: &dyn Progress,
+) -> ScenarioReport {
+    let app = format!("chaos-{}-{}", kind.replace('+', "-"), fault.name);
+    let mut report = ScenarioReport {
+        name: fault.name.to_string(),
+        pool: kind.to_string(),
+        description: fault.description.to_string(),
+        fault: None,
+        phases: Phases::default(),
+        metrics: BTreeMap::new(),
+        criteria: Vec::new(),
+        anomalies: Vec::new(),
+        health: Vec::new(),
+        duration_ms: 0.0,
+        ops: Vec::new(),
+    };
+    if fault.needs_cluster && env.db.cluster().is_none() {
+        report.criteria.push(unknown(
+            "server_restart",
+            "needs a throwaway cluster: DATABASE_URL points at a server this process does not own",
+        ));
+        return report;
+    }
+    let proxy = match env.proxy(&format!("chaos_{}", app.replace('-', "_"))).await {
+        Ok(p) => p,
+        Err(e) => {
+            report.criteria.push(unknown(
+                "setup",
+                &format!("could not create the proxy: {e}"),
+            ));
+            return report;
+        }
+    };
+    let subject: Arc<dyn Subject> = match make_subject(kind, &proxy.url, &app).await {
+        Ok(s) => Arc::from(s),
+        Err(e) => {
+            report.criteria.push(Criterion {
+                id: "setup".into(),
+                description: "the pool starts".into(),
+                measured: e.to_string(),
+                bound: "starts".into(),
+                verdict: Verdict::Fail,
+            });
+            env.drop_proxy(&proxy).await;
+            return report;
+        }
+    };
+    let recorder = Arc::new(Recorder {
+        origin: Instant::now(),
+        ops: Mutex::new(Vec::new()),
+    });
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut tasks = Vec::new();
+    for _ in 0..timing.workers {
+        let (s, r, run) = (
+            Arc::clone(&subject),
+            Arc::clone(&recorder),
+            Arc::clone(&running),
+        );
+        tasks.push(tokio::spawn(async move {
+            while run.load(std::sync::atomic::Ordering::Relaxed) {
+                r.request(&*s).await;
+                tokio::time::sleep(timing.pace).await;
+            }
+        }));
+    }
+    // Bursts of 3x max_size every second, and health samples every 50 ms.
+    {
+        let (s, r, run) = (
+            Arc::clone(&subject),
+            Arc::clone(&recorder),
+            Arc::clone(&running),
+        );
+        tasks.push(tokio::spawn(async move {
+            while run.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+                let burst: Vec<_> = (0..3 * MAX_SIZE).map(|_| r.request(&*s)).collect();
+                futures_util::future::join_all(burst).await;
+            }
+        }));
+    }
+    let health = Arc::new(Mutex::new(Vec::<(f64, String)>::new()));
+    {
+        let (s, r, h, stop) = (
+            Arc::clone(&subject),
+            Arc::clone(&recorder),
+            Arc::clone(&health),
+            Arc::clone(&stop),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                if let Some(status) = s.health() {
+                    let mut h = h.lock().unwrap_or_else(|e| e.into_inner());
+                    if h.last().is_none_or(|(_, last)| *last != status) {
+                        h.push((r.ms(Instant::now()), status));
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = stop.notified() => return,
+                }
+            }
+        }));
+    }
+
+    progress.phase(fault.name, kind, "before");
+    tokio::time::sleep(timing.before).await;
+    progress.phase(fault.name, kind, &format!("fault: {}", fault.label));
+    let fault_start = recorder.ms(Instant::now());
+    let during = match fault.during_ms {
+        Some([quick, full]) => Duration::from_millis(if timing.quick { quick } else { full }),
+        None => timing.during,
+    };
+    let applied = faults::apply(env, &proxy, fault, &app, during).await;
+    if let Err(e) = &applied {
+        report
+            .anomalies
+            .push(format!("fault could not be applied: {e}"));
+    }
+    let heal_at_ms = recorder.ms(Instant::now());
+    progress.phase(fault.name, kind, "after");
+    tokio::time::sleep(timing.after).await;
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks.drain(..timing.workers + 1) {
+        let _ = t.await;
+    }
+    stop.notify_waiters();
+    for t in tasks {
+        let _ = t.await;
+    }
+    progress.phase(fault.name, kind, "shutdown");
+    subject.shutdown().await;
+    let pool_left = subject.open_connections();
+    drop(subject);
+    if matches!(fault.kind, faults::Kind::Toxic(_)) && fault.name == "peer_lost" {
+        // A lost peer keeps the server's side of its connections open by design (nothing
+        // tells the server); they go when the fault's proxy goes. The pool's side is checked
+        // by `pool_empty`.
+        env.drop_proxy(&proxy).await;
+    }
+    let server_left = env.wait_no_connections(&app, Duration::from_secs(5)).await;
+    env.drop_proxy(&proxy).await;
+
+    let mut ops = std::mem::take(&mut *recorder.ops.lock().unwrap_or_else(|e| e.into_inner()));
+    ops.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+    report.fault = Some(FaultWindow {
+        label: fault.label.to_string(),
+        start_ms: fault_start,
+        end_ms: heal_at_ms,
+    });
+    report.health = std::mem::take(&mut *health.lock().unwrap_or_else(|e| e.into_inner()));
+    report.duration_ms = recorder.ms(Instant::now());
+    judge(
+        &mut report,
+        &ops,
+        fault,
+        fault_start,
+        heal_at_ms,
+        pool_left,
+        server_left,
+        applied.is_ok(),
+    );
+    report.ops = ops;
+    report
+}
+
+fn unknown(id: &str, why: &str) -> Criterion {
+    Criterion {
+        id: id.into(),
+        description: why.into(),
+        measured: "not measured".into(),
+        bound: "-".into(),
+        verdict: Verdict::Unknown,
+    }
+}
+
+fn verdict(ok: bool) -> Verdict {
+    if ok { Verdict::Pass } else { Verdict::Fail }
+}
+
+/// Computes phases, figures and verdicts from the history.
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    report: &mut ScenarioReport,
+    ops: &[Op],
+    fault: &Fault,
+    start: f64,
+    heal: f64,
+    pool_left: usize,
+    server_left: i64,
+    applied: bool,
+) {
+    let mut phases = Phases::default();
+    for op in ops {
+        let bucket: &mut Counts = if op.start_ms < start {
+            &mut phases.before
+        } else if op.start_ms < heal {
+            &mut phases.during
+        } else {
+            &mut phases.after
+        };
+        bucket.add(op.outcome);
+    }
+    report.phases = phases;
+    let longest = ops.iter().map(Op::latency_ms).fold(0.0, f64::max);
+    report.metrics.insert("longest_request_ms".into(), longest);
+    let bound_ms = (ACQUIRE_TIMEOUT + QUERY_TIMEOUT).as_secs_f64() * 1000.0 + 500.0;
+    let hangs = ops.iter().filter(|o| o.latency_ms() > bound_ms).count();
+    report.criteria.push(Criterion {
+        id: "no_hang".into(),
+        description: "no request outlived its deadline (acquire + query bound, plus 500 ms)".into(),
+        measured: format!("longest {longest:.0} ms, {hangs} over"),
+        bound: format!("<= {bound_ms:.0} ms"),
+        verdict: verdict(hangs == 0),
+    });
+    let first_ok = ops
+        .iter()
+        .find(|o| o.start_ms >= heal && o.outcome == Outcome::Ok);
+    let recovery_bound = fault.recovery_bound_ms;
+    match first_ok {
+        Some(op) => {
+            let recovery = (op.end_ms - heal).max(0.0);
+            report.metrics.insert("recovery_ms".into(), recovery);
+            report.criteria.push(Criterion {
+                id: "recovery".into(),
+                description: "time from the heal to the first success".into(),
+                measured: format!("{recovery:.0} ms"),
+                bound: format!("<= {recovery_bound:.0} ms"),
+                verdict: verdict(recovery <= recovery_bound),
+            });
+            let settled = op.end_ms + 500.0;
+            let late: Vec<&Op> = ops
+                .iter()
+                .filter(|o| o.start_ms >= settled && o.outcome != Outcome::Ok)
+                .collect();
+            report
+                .metrics
+                .insert("failures_after_recovery".into(), late.len() as f64);
+            report.criteria.push(Criterion {
+                id: "no_failure_after_recovery".into(),
+                description: "no request failed once the pool had recovered (500 ms after the first success): no dead connection handed out".into(),
+                measured: format!("{} failed", late.len()),
+                bound: "0".into(),
+                verdict: verdict(late.is_empty()),
+            });
+            if let Some(op) = late.first() {
+                report.anomalies.push(format!(
+                    "first failure after recovery at {:.0} ms: {:?} {}",
+                    op.start_ms,
+                    op.outcome,
+                    op.error.clone().unwrap_or_default()
+                ));
+            }
+        }
+        None => {
+            report.criteria.push(Criterion {
+                id: "recovery".into(),
+                description: "time from the heal to the first success".into(),
+                measured: "no success after the heal".into(),
+                bound: format!("<= {recovery_bound:.0} ms"),
+                verdict: Verdict::Fail,
+            });
+        }
+    }
+    report.metrics.insert(
+        "server_connections_after_shutdown".into(),
+        server_left as f64,
+    );
+    report.criteria.push(Criterion {
+        id: "no_leak".into(),
+        description:
+            "connections left on the server after shutdown (pg_stat_activity by application_name)"
+                .into(),
+        measured: server_left.to_string(),
+        bound: "0".into(),
+        verdict: verdict(server_left == 0),
+    });
+    report
+        .metrics
+        .insert("pool_connections_after_shutdown".into(), pool_left as f64);
+    if report.pool == "pool" {
+        report.criteria.push(Criterion {
+            id: "pool_empty".into(),
+            description: "connections left in the pool after shutdown".into(),
+            measured: pool_left.to_string(),
+            bound: "0".into(),
+            verdict: verdict(pool_left == 0),
+        });
+    }
+    if !applied {
+        for c in &mut report.criteria {
+            c.verdict = Verdict::Unknown;
+        }
+    }
+}

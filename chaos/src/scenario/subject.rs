@@ -1,0 +1,228 @@
+//! The pools under test, behind one trait: ours, deadpool-postgres and bb8-postgres, each
+//! peer at its documented defaults and with recommended timeouts.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::report::Outcome;
+
+/// A boxed future, so the trait stays object-safe.
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What one request ended as, and the error kind when it did not succeed.
+pub type Answer = (Outcome, Option<String>);
+
+/// A pool the suite drives.
+pub trait Subject: Send + Sync {
+    /// The name in reports (`pool`, `deadpool`, `deadpool+timeouts`, ...).
+    fn name(&self) -> String;
+    /// Acquires a connection and runs `sql`; the query is bounded by `query_timeout`.
+    fn request<'a>(&'a self, sql: &'a str, query_timeout: Duration) -> BoxFut<'a, Answer>;
+    /// Health as our pool reports it (`None` for peers, which have no such thing).
+    fn health(&self) -> Option<String>;
+    /// Connections the pool holds (idle + in use).
+    fn open_connections(&self) -> usize;
+    /// Shuts down and drops every connection.
+    fn shutdown(&self) -> BoxFut<'_, ()>;
+}
+
+/// How a query error is classified: a failure before anything was sent is `fail`; once the
+/// query was sent, the outcome is unknown (`info`).
+fn query_error(e: &tokio_postgres::Error) -> Answer {
+    if e.as_db_error().is_some() {
+        (Outcome::Fail, Some("query_error".into()))
+    } else {
+        (Outcome::Info, Some("connection_lost".into()))
+    }
+}
+
+async fn run_query(client: &tokio_postgres::Client, sql: &str, limit: Duration) -> Answer {
+    match tokio::time::timeout(limit, client.simple_query(sql)).await {
+        Ok(Ok(_)) => (Outcome::Ok, None),
+        Ok(Err(e)) => query_error(&e),
+        Err(_) => (Outcome::Info, Some("query_timeout".into())),
+    }
+}
+
+/// Our pool.
+pub struct OurPool(pub pool::Pool);
+
+impl Subject for OurPool {
+    fn name(&self) -> String {
+        "pool".into()
+    }
+    fn request<'a>(&'a self, sql: &'a str, limit: Duration) -> BoxFut<'a, Answer> {
+        Box::pin(async move {
+            match self.0.acquire().await {
+                Ok(conn) => {
+                    let answer = run_query(&conn, sql, limit).await;
+                    if answer.0 != Outcome::Ok {
+                        // The server may still be busy with it: do not give it to the next user.
+                        pool::PooledConnection::discard(conn);
+                    }
+                    answer
+                }
+                Err(e) => (Outcome::Fail, Some(e.kind().to_string())),
+            }
+        })
+    }
+    fn health(&self) -> Option<String> {
+        let status = self.0.health().status;
+        Some(serde_json::to_value(status).ok()?.as_str()?.to_string())
+    }
+    fn open_connections(&self) -> usize {
+        self.0.statistics().total_connections
+    }
+    fn shutdown(&self) -> BoxFut<'_, ()> {
+        Box::pin(async move {
+            self.0.shutdown(Duration::from_secs(5)).await;
+        })
+    }
+}
+
+/// deadpool-postgres, with or without timeouts.
+pub struct Deadpool {
+    pool: deadpool_postgres::Pool,
+    timeouts: bool,
+}
+
+impl Deadpool {
+    /// `timeouts`: wait, create and recycle bounded by `acquire_timeout` (recommended);
+    /// otherwise its defaults (no timeouts, fast recycling).
+    pub fn new(
+        url: &str,
+        max_size: usize,
+        app: &str,
+        timeouts: bool,
+        acquire_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut pg: tokio_postgres::Config = url.parse()?;
+        pg.application_name(app);
+        let manager = deadpool_postgres::Manager::from_config(
+            pg,
+            tokio_postgres::NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        let mut builder = deadpool_postgres::Pool::builder(manager)
+            .max_size(max_size)
+            .runtime(deadpool_postgres::Runtime::Tokio1);
+        if timeouts {
+            builder = builder
+                .wait_timeout(Some(acquire_timeout))
+                .create_timeout(Some(acquire_timeout))
+                .recycle_timeout(Some(acquire_timeout));
+        }
+        Ok(Self {
+            pool: builder.build()?,
+            timeouts,
+        })
+    }
+}
+
+impl Subject for Deadpool {
+    fn name(&self) -> String {
+        if self.timeouts {
+            "deadpool+timeouts".into()
+        } else {
+            "deadpool".into()
+        }
+    }
+    fn request<'a>(&'a self, sql: &'a str, limit: Duration) -> BoxFut<'a, Answer> {
+        Box::pin(async move {
+            match self.pool.get().await {
+                Ok(conn) => {
+                    let answer = run_query(&conn, sql, limit).await;
+                    if answer.0 != Outcome::Ok {
+                        let _ = deadpool_postgres::Object::take(conn);
+                    }
+                    answer
+                }
+                Err(e) => {
+                    let kind = match e {
+                        deadpool_postgres::PoolError::Timeout(_) => "timeout",
+                        deadpool_postgres::PoolError::Backend(_) => "connect",
+                        deadpool_postgres::PoolError::Closed => "closed",
+                        _ => "other",
+                    };
+                    (Outcome::Fail, Some(kind.into()))
+                }
+            }
+        })
+    }
+    fn health(&self) -> Option<String> {
+        None
+    }
+    fn open_connections(&self) -> usize {
+        self.pool.status().size
+    }
+    fn shutdown(&self) -> BoxFut<'_, ()> {
+        Box::pin(async move {
+            self.pool.close();
+        })
+    }
+}
+
+/// bb8-postgres, at its defaults (30 s connection timeout) or with recommended timeouts.
+pub struct Bb8 {
+    pool: bb8::Pool<bb8_postgres::PostgresConnectionManager<tokio_postgres::NoTls>>,
+    timeouts: bool,
+}
+
+impl Bb8 {
+    /// Builds the pool lazily (bb8 would otherwise block start-up on the database).
+    pub fn new(
+        url: &str,
+        max_size: usize,
+        app: &str,
+        timeouts: bool,
+        acquire_timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut pg: tokio_postgres::Config = url.parse()?;
+        pg.application_name(app);
+        if timeouts {
+            pg.connect_timeout(acquire_timeout);
+        }
+        let manager = bb8_postgres::PostgresConnectionManager::new(pg, tokio_postgres::NoTls);
+        let mut builder = bb8::Pool::builder().max_size(max_size as u32);
+        if timeouts {
+            builder = builder
+                .connection_timeout(acquire_timeout)
+                .test_on_check_out(true);
+        }
+        Ok(Self {
+            pool: builder.build_unchecked(manager),
+            timeouts,
+        })
+    }
+}
+
+impl Subject for Bb8 {
+    fn name(&self) -> String {
+        if self.timeouts {
+            "bb8+timeouts".into()
+        } else {
+            "bb8".into()
+        }
+    }
+    fn request<'a>(&'a self, sql: &'a str, limit: Duration) -> BoxFut<'a, Answer> {
+        Box::pin(async move {
+            match self.pool.get().await {
+                Ok(conn) => run_query(&conn, sql, limit).await,
+                Err(bb8::RunError::TimedOut) => (Outcome::Fail, Some("timeout".into())),
+                Err(bb8::RunError::User(_)) => (Outcome::Fail, Some("connect".into())),
+            }
+        })
+    }
+    fn health(&self) -> Option<String> {
+        None
+    }
+    fn open_connections(&self) -> usize {
+        self.pool.state().connections as usize
+    }
+    fn shutdown(&self) -> BoxFut<'_, ()> {
+        Box::pin(async {})
+    }
+}

@@ -1,0 +1,227 @@
+//! `chaos run`: chooses the scenarios, runs them with progress bars, writes the report files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::controller::{Embedded, Remote, ToxiproxyClient};
+use crate::postgres::{Database, redact_url};
+use crate::proxy::Proxies;
+use crate::report::{ChaosReport, svg};
+use crate::scenario::{self, Env, Faults, PoolChoice, Progress, Timing, validation::VALIDATION};
+
+/// Options of a run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Pools to run.
+    pub pool: PoolChoice,
+    /// Only these scenarios (all when empty).
+    pub scenarios: Vec<String>,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// CI-sized.
+    pub quick: bool,
+    /// Where the report files go.
+    pub out: PathBuf,
+}
+
+/// Every scenario name: validation first, then the fault matrix.
+pub fn all_scenarios() -> Vec<(&'static str, &'static str)> {
+    let mut v: Vec<(&str, &str)> = VALIDATION
+        .iter()
+        .map(|n| (*n, "validation (pool only)"))
+        .collect();
+    v.extend(scenario::FAULTS.iter().map(|f| (f.name, f.description)));
+    v
+}
+
+struct Bars {
+    multi: MultiProgress,
+    current: std::sync::Mutex<Option<ProgressBar>>,
+}
+
+impl Progress for Bars {
+    fn phase(&self, scenario: &str, pool: &str, phase: &str) {
+        if let Some(bar) = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            bar.set_message(format!("{pool:<18} {scenario:<20} {phase}"));
+            bar.inc(1);
+        }
+    }
+}
+
+/// Sets up the database and the proxy, runs everything, writes the files. Returns the report.
+pub async fn run(options: Options) -> anyhow::Result<ChaosReport> {
+    let db = tokio::task::spawn_blocking(Database::from_env).await??;
+    let (faults, listen, proxy_desc) = match std::env::var("TOXIPROXY_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            let client = ToxiproxyClient::new(&url);
+            client.request("GET", "/version", None).await?;
+            (
+                Faults::Remote(Remote(client)),
+                std::env::var("TOXIPROXY_LISTEN").unwrap_or_else(|_| "127.0.0.1:0".into()),
+                format!("Toxiproxy at {url}"),
+            )
+        }
+        _ => (
+            Faults::Embedded(Embedded(Arc::new(Proxies::new(options.seed)))),
+            "127.0.0.1:0".to_string(),
+            "embedded".to_string(),
+        ),
+    };
+    let upstream =
+        std::env::var("TOXIPROXY_UPSTREAM").unwrap_or_else(|_| Env::host_port(&db.url()));
+    let env = Env {
+        db,
+        faults,
+        listen,
+        upstream,
+        seed: options.seed,
+    };
+    let timing = Timing::new(options.quick);
+    let wanted =
+        |name: &str| options.scenarios.is_empty() || options.scenarios.iter().any(|s| s == name);
+    let pools = scenario::subjects(options.pool);
+
+    let mut plan: Vec<(String, String)> = Vec::new();
+    if pools.contains(&"pool") {
+        // The log check runs last, after every other scenario has produced events.
+        for name in VALIDATION.iter().filter(|n| **n != "sc_logs" && wanted(n)) {
+            plan.push(((*name).into(), "pool".into()));
+        }
+    }
+    for kind in &pools {
+        for f in scenario::FAULTS.iter().filter(|f| wanted(f.name)) {
+            plan.push((f.name.into(), (*kind).into()));
+        }
+    }
+    if pools.contains(&"pool") && wanted("sc_logs") {
+        plan.push(("sc_logs".into(), "pool".into()));
+    }
+    anyhow::ensure!(
+        !plan.is_empty(),
+        "no scenario matches {:?}; see `chaos run --list`",
+        options.scenarios
+    );
+
+    let bars = Bars {
+        multi: MultiProgress::new(),
+        current: std::sync::Mutex::new(None),
+    };
+    let overall = bars.multi.add(ProgressBar::new(plan.len() as u64));
+    overall.set_style(
+        ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} scenarios, {elapsed}")
+            .unwrap()
+            .progress_chars("=> "),
+    );
+    overall.set_prefix("chaos");
+    let mut report = ChaosReport {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        seed: options.seed,
+        quick: options.quick,
+        database: match &env.db {
+            Database::Owned(c) => format!("throwaway cluster on 127.0.0.1:{}", c.port()),
+            Database::External { url } => redact_url(url),
+        },
+        proxy: proxy_desc,
+        scenarios: Vec::new(),
+    };
+    for (name, kind) in &plan {
+        let bar = bars.multi.add(ProgressBar::new(4));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>8} [{bar:10}] {msg}")
+                .unwrap()
+                .progress_chars("=> "),
+        );
+        bar.set_prefix("running");
+        *bars.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+        let r = if name.starts_with("sc_") {
+            scenario::validation::run(&env, name, timing, &bars).await
+        } else {
+            let fault = scenario::FAULTS
+                .iter()
+                .find(|f| f.name == name)
+                .expect("planned");
+            scenario::run_fault(&env, fault, kind, timing, &bars).await
+        };
+        bar.set_prefix(r.verdict().mark());
+        bar.finish_with_message(format!("{kind:<18} {name:<20} {}", summary(&r)));
+        overall.inc(1);
+        report.scenarios.push(r);
+    }
+    overall.finish();
+    write_files(&report, &options.out)?;
+    Ok(report)
+}
+
+fn summary(r: &crate::report::ScenarioReport) -> String {
+    let p = &r.phases;
+    let rec = r
+        .metrics
+        .get("recovery_ms")
+        .map_or(String::new(), |v| format!(", recovery {v:.0} ms"));
+    if p.before.total() + p.during.total() + p.after.total() == 0 {
+        return format!("{} criteria", r.criteria.len());
+    }
+    format!(
+        "ok {} fail {} info {}{rec}",
+        p.before.ok + p.during.ok + p.after.ok,
+        p.before.fail + p.during.fail + p.after.fail,
+        p.before.info + p.during.info + p.after.info
+    )
+}
+
+/// Writes report.json, report.md, report.txt, one SVG per scenario, index.html and the
+/// histories (history/<scenario>.jsonl).
+pub fn write_files(report: &ChaosReport, out: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(out.join("history"))
+        .with_context(|| format!("could not create {}", out.display()))?;
+    std::fs::write(out.join("report.json"), report.to_json())?;
+    std::fs::write(out.join("report.md"), report.to_markdown())?;
+    std::fs::write(out.join("report.txt"), report.to_text())?;
+    std::fs::write(out.join("index.html"), svg::index_html(report))?;
+    for s in &report.scenarios {
+        std::fs::write(out.join(format!("{}.svg", s.slug())), svg::timeline(s))?;
+        let lines: Vec<String> = s
+            .ops
+            .iter()
+            .map(|op| serde_json::to_string(op).expect("serializable"))
+            .collect();
+        std::fs::write(
+            out.join("history").join(format!("{}.jsonl", s.slug())),
+            lines.join("\n"),
+        )?;
+    }
+    Ok(())
+}
+
+/// `target/chaos/<UTC time>/`.
+pub fn default_out() -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    PathBuf::from(format!(
+        "target/chaos/{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    ))
+}

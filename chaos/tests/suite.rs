@@ -1,0 +1,84 @@
+//! The chaos suite end to end, CI-sized (`--quick`): every scenario against our pool on a
+//! throwaway PostgreSQL through the embedded proxy, and the report files it writes.
+
+use chaos::scenario::PoolChoice;
+use chaos::suite::{Options, run};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_suite_passes_and_writes_its_reports() {
+    // As the `chaos` binary does: capture the pool's lifecycle events for SC-010.
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let _ = tracing_subscriber::registry()
+            .with(chaos::scenario::logs::CaptureLayer)
+            .try_init();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let report = run(Options {
+        pool: PoolChoice::Pool,
+        scenarios: Vec::new(),
+        seed: 7,
+        quick: true,
+        out: out.path().to_path_buf(),
+    })
+    .await
+    .expect("the suite runs");
+    let failed: Vec<String> = report
+        .scenarios
+        .iter()
+        .flat_map(|s| {
+            s.criteria
+                .iter()
+                .filter(|c| c.verdict == chaos::report::Verdict::Fail)
+                .map(move |c| format!("{}: {} = {} (bound {})", s.name, c.id, c.measured, c.bound))
+        })
+        .collect();
+    assert!(report.passed(), "failed criteria:\n{}", failed.join("\n"));
+    assert_eq!(report.scenarios.len(), chaos::suite::all_scenarios().len());
+    for file in [
+        "report.json",
+        "report.md",
+        "report.txt",
+        "index.html",
+        "pool-down.svg",
+        "history/pool-down.jsonl",
+    ] {
+        assert!(out.path().join(file).is_file(), "{file} written");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["seed"], 7);
+    // Every fault scenario recorded requests in each phase and judged leaks.
+    for s in report
+        .scenarios
+        .iter()
+        .filter(|s| s.fault.is_some() && !s.name.starts_with("sc_"))
+    {
+        assert!(
+            s.phases.before.total() > 0 && s.phases.after.total() > 0,
+            "{} recorded no load",
+            s.name
+        );
+        assert!(
+            s.criteria.iter().any(|c| c.id == "no_leak"),
+            "{} has no leak check",
+            s.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_scenarios_are_a_clear_error() {
+    let err = run(Options {
+        pool: PoolChoice::Pool,
+        scenarios: vec!["no_such_fault".into()],
+        seed: 1,
+        quick: true,
+        out: tempfile::tempdir().unwrap().path().to_path_buf(),
+    })
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("--list"), "{err}");
+}
