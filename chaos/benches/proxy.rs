@@ -251,6 +251,22 @@ fn figures() {
         }
 
         let echo = echo_server().await;
+        // Round-trip percentiles: 20,000 64-byte round trips each, direct then proxied.
+        let rtt_proxy = proxy_to(&proxies, "rtt", echo);
+        for (name, addr) in [("direct", echo), ("proxy", rtt_proxy.listen_addr().unwrap())] {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.set_nodelay(true).unwrap();
+            let mut lat = Vec::with_capacity(20_000);
+            let (msg, mut back) = ([7u8; 64], [0u8; 64]);
+            for _ in 0..20_000 {
+                let t = Instant::now();
+                s.write_all(&msg).await.unwrap();
+                s.read_exact(&mut back).await.unwrap();
+                lat.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            lat.sort_by(f64::total_cmp);
+            println!("figure rtt/{name}: p50 {:.1} us, p99 {:.1} us", lat[lat.len() / 2], lat[lat.len() * 99 / 100]);
+        }
         let idle = proxy_to(&proxies, "idle", echo);
         let addr = idle.listen_addr().unwrap();
         let mut warm = Vec::new();

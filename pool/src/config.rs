@@ -35,6 +35,7 @@ use crate::error::{ConfigError, ConfigProblem};
 /// | `tcp_user_timeout` | 15 s | unacknowledged data older than this kills the socket (Linux) |
 /// | `statement_cache_capacity` | 256 | prepared statements kept per connection by `prepare_cached` |
 /// | `application_name` | `pool` | `application_name` of every connection, unless the URL sets one |
+/// | `jitter_seed` | random | seed of the backoff and lifetime jitter: set it to make a test repeatable |
 ///
 /// Durations deserialize from a number of milliseconds or a string with a unit
 /// (`"250ms"`, `"5s"`, `"2m"`, `"1h"`).
@@ -92,6 +93,7 @@ pub struct PoolConfig {
     pub(crate) tcp_user_timeout: Duration,
     pub(crate) statement_cache_capacity: usize,
     pub(crate) application_name: String,
+    pub(crate) jitter_seed: Option<u64>,
 }
 
 impl Default for PoolConfig {
@@ -119,6 +121,7 @@ impl Default for PoolConfig {
             tcp_user_timeout: Duration::from_secs(15),
             statement_cache_capacity: 256,
             application_name: "pool".to_string(),
+            jitter_seed: None,
         }
     }
 }
@@ -245,6 +248,7 @@ impl PoolConfig {
             "tcp_user_timeout" => self.tcp_user_timeout = parse_duration(value)?,
             "statement_cache_capacity" => self.statement_cache_capacity = num(value)?,
             "application_name" => self.application_name = value.to_string(),
+            "jitter_seed" => self.jitter_seed = opt(value, num)?,
             _ => return Err("is not a pool setting (see PoolConfig's documentation)".into()),
         }
         Ok(())
@@ -436,6 +440,8 @@ impl PoolConfig {
         statement_cache_capacity: usize,
         /// `application_name` of the connections, unless the URL sets one (default `pool`).
         application_name: String,
+        /// Seed of the backoff and lifetime jitter (default random): makes a test repeatable.
+        jitter_seed: Option<u64>,
     }
 
     /// `min_size`.

@@ -152,6 +152,22 @@ impl Link {
     /// A connection attempt or probe failed; `unreachable` when the server could not even be
     /// reached (refused, reset), so that the TCP probe notices its return.
     pub fn on_failure(&self, now: Instant, error: String, unreachable: bool) -> Transition {
+        self.failed(now, error, unreachable, false)
+    }
+
+    /// A round trip on an existing connection went unanswered: an outage, but a fresh
+    /// connection is the best test of the path, so the next attempt is due at once.
+    pub fn on_silent(&self, now: Instant, error: String) -> Transition {
+        self.failed(now, error, false, true)
+    }
+
+    fn failed(
+        &self,
+        now: Instant,
+        error: String,
+        unreachable: bool,
+        retry_now: bool,
+    ) -> Transition {
         let mut s = self.lock();
         if unreachable {
             s.reachable = false;
@@ -164,7 +180,11 @@ impl Link {
             .saturating_mul(1u32 << s.consecutive_failures.min(20).saturating_sub(1))
             .min(self.max);
         let jitter = next_f64(&mut s.rng);
-        s.next_attempt = now + exp.mul_f64(jitter);
+        s.next_attempt = if retry_now {
+            now
+        } else {
+            now + exp.mul_f64(jitter)
+        };
         self.status.store(DISCONNECTED, Ordering::Release);
         if s.outage_since.is_none() {
             s.outage_since = Some(now);

@@ -62,9 +62,10 @@ impl<C: Connector> Shared<C> {
             );
             self.link.on_probe(Instant::now(), reachable);
             if reachable {
-                // The one trial attempt, if due: refills the pool without waiting for traffic,
-                // and once it succeeds the rest of min_size follows at once.
-                self.replenish(1).await;
+                // The one trial attempt, if due, whatever the pool's size (its connections may
+                // be the stranded ones): ends the outage without waiting for traffic, and then
+                // the rest of min_size follows at once.
+                self.trial().await;
                 if !self.link.in_outage() {
                     self.replenish(usize::MAX).await;
                 }
@@ -74,6 +75,20 @@ impl<C: Connector> Shared<C> {
         self.retire_idle(now);
         self.replenish(usize::MAX).await;
         self.probe().await;
+    }
+
+    /// During an outage: one connection attempt under a free slot, if the link admits one.
+    async fn trial(&self) {
+        let Ok(permit) = self.semaphore.try_acquire() else {
+            return;
+        };
+        if let Err(e) = self
+            .open_for_idle(Instant::now() + self.config.connect_timeout)
+            .await
+        {
+            debug!(error = %e, "reconnection attempt failed; retrying after the backoff");
+        }
+        drop(permit);
     }
 
     /// Opens connections until `min_size` (at most `limit` of them), each under a free slot.
@@ -165,8 +180,15 @@ impl<C: Connector> Shared<C> {
                 let mut c = c;
                 c.validated_epoch = self.suspect_epoch.load(Acquire);
                 let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                idle.insert(0, c);
-                self.counts_return_idle();
+                if self.closed.load(Acquire) {
+                    // Shutdown drained the stack meanwhile: close it instead of parking it.
+                    drop(idle);
+                    self.discard(c, CloseReason::Shutdown);
+                    self.returned.notify_waiters();
+                } else {
+                    idle.insert(0, c);
+                    self.counts_return_idle();
+                }
             }
             Ok(Err(e)) => {
                 self.stats.validation_failures.fetch_add(1, Relaxed);

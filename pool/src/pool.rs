@@ -232,7 +232,7 @@ impl<C: Connector> Pool<C> {
         config.validate_settings()?;
         tokio::runtime::Handle::try_current().map_err(|_| PoolError::NoRuntime)?;
         let now = Instant::now();
-        let seed = seed();
+        let seed = config.jitter_seed.unwrap_or_else(seed);
         let shared = Shared {
             target: connector.target(),
             semaphore: Semaphore::new(config.max_size),
@@ -591,9 +591,18 @@ impl<C: Connector> Shared<C> {
         Some(conn)
     }
 
+    /// Puts a connection on the idle stack, unless shutdown has begun: then it is closed.
+    /// The check is made under the idle lock, which shutdown also takes to drain the stack
+    /// after setting `closed`, so no connection can slip in after the drain.
     pub(crate) fn push_idle(&self, mut conn: Conn<C::Client>, now: Instant) {
         conn.last_used = now;
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closed.load(Acquire) {
+            drop(idle);
+            self.discard(conn, CloseReason::Shutdown);
+            self.returned.notify_waiters();
+            return;
+        }
         idle.push(conn);
         self.counts.add(1);
     }
@@ -706,11 +715,10 @@ impl<C: Connector> Shared<C> {
         self.suspect_epoch.fetch_add(1, AcqRel);
         let dropped = self.close_all_idle(CloseReason::Outage);
         let now = Instant::now();
-        if self.link.on_failure(
-            now,
-            format!("{what}: no answer from {}", self.target),
-            false,
-        ) == Transition::OutageBegan
+        if self
+            .link
+            .on_silent(now, format!("{what}: no answer from {}", self.target))
+            == Transition::OutageBegan
         {
             warn!(
                 pool.target = %self.target,

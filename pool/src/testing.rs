@@ -302,19 +302,18 @@ impl Connector for FakeConnector {
         self.db.lock().conns.insert(id, Arc::clone(&state));
         self.db.opened.fetch_add(1, SeqCst);
         let (alive, dropped) = oneshot::channel::<()>();
-        let db = Arc::clone(&self.db);
-        let driver_state = Arc::clone(&state);
+        // Made before the future, so the server sees the socket close however the driver
+        // ends: finished, aborted, or dropped before it ever ran (as a real socket would).
+        let closed = SocketClosed {
+            db: Arc::clone(&self.db),
+            id,
+            state: Arc::clone(&state),
+        };
         let driver = async move {
-            // Ends when the client is dropped or the server kills the connection, and in every
-            // case (even aborted) the server sees the socket close.
-            let _closed = SocketClosed {
-                db,
-                id,
-                state: driver_state,
-            };
+            let closed = closed;
             tokio::select! {
                 _ = dropped => {}
-                _ = _closed.state.kill.notified() => {}
+                _ = closed.state.kill.notified() => {}
             }
         };
         Ok(Connection {

@@ -240,6 +240,8 @@ async fn acquire_is_cancel_safe_at_every_await_point() {
             drop(held);
             assert_invariants(&pool);
             db.heal();
+            // Let the pool recover from any outage the faults caused (virtual time).
+            sleep(Duration::from_secs(3)).await;
             // Every slot must be usable again: take them all.
             let a = pool.acquire_timeout(Duration::from_secs(3)).await;
             let b = pool.acquire_timeout(Duration::from_secs(3)).await;
@@ -538,4 +540,23 @@ async fn health_and_statistics_serialize() {
     let stats = serde_json::to_value(pool.statistics()).unwrap();
     assert_eq!(stats["total_connections"], 2);
     advance(Duration::from_millis(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn killing_an_idle_backend_then_acquiring_leaves_nothing_open() {
+    let (pool, db) = pool_with(config().min_size(1)).await;
+    let id = db.open_ids()[0];
+    db.kill(id);
+    let conn = pool.acquire().await.unwrap();
+    assert_ne!(conn.id(), id);
+    drop(conn);
+    pool.shutdown(Duration::from_secs(1)).await;
+    sleep(Duration::from_secs(2)).await;
+    let s = pool.statistics();
+    assert_eq!(
+        (db.opened(), db.closed()),
+        (2, 2),
+        "{s:?} open ids {:?}",
+        db.open_ids()
+    );
 }

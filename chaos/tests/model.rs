@@ -1,0 +1,328 @@
+//! Random interleavings, model level: the real pool over a fake database (named so: it is
+//! scripted, not a server) under tokio's paused clock, so thousands of cases run in seconds and
+//! every timing is exact. After every step the pool is checked against its invariants and
+//! against a reference model of its counters; proptest shrinks a failure to a minimal script.
+//!
+//! Replay a failure: the seed is saved in `proptest-regressions/model.txt` (committed) and
+//! rerun first; `PROPTEST_CASES=20000 cargo test -p chaos --test model` searches longer.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
+use std::time::Duration;
+
+use pool::testing::{FakeConnector, FakeDb};
+use pool::{Pool, PoolConfig, PoolError, PooledConnection};
+use proptest::prelude::*;
+use tokio::time::Instant;
+
+const MAX_SIZE: usize = 3;
+const ACQUIRE: Duration = Duration::from_secs(1);
+
+/// One step of a script.
+#[derive(Clone)]
+enum Step {
+    Acquire(Option<u16>),
+    CancelAcquire(u8),
+    Release(u8),
+    Query(u8),
+    CancelQuery(u8),
+    PanicHolding,
+    Kill(u8),
+    Fault(Fault),
+    Heal,
+    Advance(u16),
+    Shutdown(u16),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Down,
+    Refuse,
+    Blackhole,
+    PeerLost,
+    Latency,
+}
+
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Acquire(None) => write!(f, "acquire()"),
+            Step::Acquire(Some(ms)) => write!(f, "acquire(timeout {ms} ms)"),
+            Step::CancelAcquire(n) => write!(f, "acquire, dropped after {n} polls"),
+            Step::Release(i) => write!(f, "release held #{i}"),
+            Step::Query(i) => write!(f, "query on held #{i}"),
+            Step::CancelQuery(i) => write!(
+                f,
+                "query on held #{i}, dropped mid-query, connection discarded"
+            ),
+            Step::PanicHolding => write!(f, "a task panics while holding a connection"),
+            Step::Kill(i) => write!(f, "server kills the backend of held #{i} (or an idle one)"),
+            Step::Fault(k) => write!(f, "fault: {k:?}"),
+            Step::Heal => write!(f, "heal, then the next acquire must succeed"),
+            Step::Advance(ms) => write!(f, "advance {ms} ms"),
+            Step::Shutdown(ms) => write!(f, "shutdown(timeout {ms} ms) in the background"),
+        }
+    }
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => proptest::option::of(50u16..2000).prop_map(Step::Acquire),
+        2 => (0u8..6).prop_map(Step::CancelAcquire),
+        5 => any::<u8>().prop_map(Step::Release),
+        3 => any::<u8>().prop_map(Step::Query),
+        1 => any::<u8>().prop_map(Step::CancelQuery),
+        1 => Just(Step::PanicHolding),
+        2 => any::<u8>().prop_map(Step::Kill),
+        2 => prop_oneof![Just(Fault::Down), Just(Fault::Refuse), Just(Fault::Blackhole), Just(Fault::PeerLost), Just(Fault::Latency)].prop_map(Step::Fault),
+        2 => Just(Step::Heal),
+        3 => (1u16..3000).prop_map(Step::Advance),
+        1 => (0u16..3000).prop_map(Step::Shutdown),
+    ]
+}
+
+/// What the counters must say.
+#[derive(Default, Debug)]
+struct Model {
+    acquisitions: u64,
+    releases: u64,
+    closed: bool,
+}
+
+type Conn = PooledConnection<FakeConnector>;
+
+async fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(std::pin::Pin::new(&mut *f).poll(cx))).await
+}
+
+fn check(pool: &Pool<FakeConnector>, model: &Model, at: &str) -> Result<(), String> {
+    let s = pool.statistics();
+    if s.idle_connections + s.active_connections != s.total_connections
+        || s.total_connections > MAX_SIZE
+    {
+        return Err(format!(
+            "{at}: counts broken: {} idle + {} active vs {} total (max {MAX_SIZE})",
+            s.idle_connections, s.active_connections, s.total_connections
+        ));
+    }
+    if s.total_acquisitions != model.acquisitions || s.total_releases != model.releases {
+        return Err(format!(
+            "{at}: statistics disagree with the model: acquisitions {} (model {}), releases {} (model {})",
+            s.total_acquisitions, model.acquisitions, s.total_releases, model.releases
+        ));
+    }
+    Ok(())
+}
+
+async fn acquire(
+    pool: &Pool<FakeConnector>,
+    timeout: Option<u16>,
+    model: &mut Model,
+    held: &mut Vec<Conn>,
+) -> Result<(), String> {
+    let deadline = timeout.map_or(ACQUIRE, |ms| Duration::from_millis(ms as u64));
+    let started = Instant::now();
+    let r = match timeout {
+        Some(_) => pool.acquire_timeout(deadline).await,
+        None => pool.acquire().await,
+    };
+    if started.elapsed() > deadline {
+        return Err(format!(
+            "acquire took {:?}, past its deadline {deadline:?}",
+            started.elapsed()
+        ));
+    }
+    match r {
+        Ok(c) if model.closed => {
+            drop(c);
+            Err("a connection was handed out after shutdown began".into())
+        }
+        Ok(c) => {
+            model.acquisitions += 1;
+            held.push(c);
+            Ok(())
+        }
+        Err(PoolError::Closed) if !model.closed => Err("Closed before any shutdown".into()),
+        Err(_) => Ok(()),
+    }
+}
+
+async fn run(steps: Vec<Step>) -> Result<(), String> {
+    let db = FakeDb::new();
+    let config = PoolConfig::default()
+        .min_size(1)
+        .max_size(MAX_SIZE)
+        .acquire_timeout(ACQUIRE)
+        .validation_timeout(Duration::from_millis(250))
+        .probe_timeout(Duration::from_millis(250))
+        .connect_timeout(Duration::from_millis(500))
+        .reconnect_backoff_max(Duration::from_millis(500))
+        .jitter_seed(Some(7))
+        .leak_detection_threshold(None);
+    let pool = Pool::connect_with(config, db.connector())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut model = Model::default();
+    let mut held: Vec<Conn> = Vec::new();
+    let mut shutdown: Option<tokio::task::JoinHandle<pool::ShutdownReport>> = None;
+    for (n, step) in steps.iter().enumerate() {
+        let at = format!("after step {n} ({step:?})");
+        match step.clone() {
+            Step::Acquire(t) => acquire(&pool, t, &mut model, &mut held)
+                .await
+                .map_err(|e| format!("{at}: {e}"))?,
+            Step::CancelAcquire(polls) => {
+                let mut fut = Box::pin(pool.acquire());
+                for _ in 0..polls {
+                    if let Poll::Ready(r) = poll_once(&mut fut).await {
+                        if let Ok(c) = r {
+                            model.acquisitions += 1;
+                            held.push(c);
+                        }
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+            }
+            Step::Release(i) if !held.is_empty() => {
+                drop(held.remove(i as usize % held.len()));
+                model.releases += 1;
+            }
+            Step::Query(i) if !held.is_empty() => {
+                let c = &held[i as usize % held.len()];
+                let _ = tokio::time::timeout(Duration::from_secs(1), c.query()).await;
+            }
+            Step::CancelQuery(i) if !held.is_empty() => {
+                let c = held.remove(i as usize % held.len());
+                {
+                    let mut q = Box::pin(c.query());
+                    let _ = poll_once(&mut q).await;
+                }
+                PooledConnection::discard(c);
+                model.releases += 1;
+            }
+            Step::PanicHolding => {
+                let acquired = Arc::new(AtomicBool::new(false));
+                let (p, a) = (pool.clone(), Arc::clone(&acquired));
+                let r = tokio::spawn(async move {
+                    if let Ok(_c) = p.acquire().await {
+                        a.store(true, Ordering::SeqCst);
+                        panic!("user code panics while holding a connection");
+                    }
+                })
+                .await;
+                if acquired.load(Ordering::SeqCst) {
+                    if r.is_ok() {
+                        return Err(format!("{at}: the panic did not happen"));
+                    }
+                    if model.closed {
+                        return Err(format!(
+                            "{at}: a connection was handed out after shutdown began"
+                        ));
+                    }
+                    model.acquisitions += 1;
+                    model.releases += 1;
+                }
+            }
+            Step::Kill(i) => {
+                if held.is_empty() {
+                    if let Some(id) = db.open_ids().first() {
+                        db.kill(*id);
+                    }
+                } else {
+                    db.kill(held[i as usize % held.len()].id());
+                }
+            }
+            Step::Fault(k) => match k {
+                Fault::Down => db.down(),
+                Fault::Refuse => db.refuse(),
+                Fault::Blackhole => db.blackhole(),
+                Fault::PeerLost => db.peer_lost(),
+                Fault::Latency => db.latency(Duration::from_millis(50)),
+            },
+            Step::Heal => {
+                db.heal();
+                // An attempt that started during a blackhole hangs until connect_timeout (0.5 s);
+                // then the backoff cap (0.5 s) and a probe interval: the pool must be back.
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                if !model.closed && held.len() < MAX_SIZE {
+                    let before = model.acquisitions;
+                    acquire(&pool, None, &mut model, &mut held)
+                        .await
+                        .map_err(|e| format!("{at}: {e}"))?;
+                    if model.acquisitions == before {
+                        return Err(format!(
+                            "{at}: no connection within {ACQUIRE:?} after a heal plus connect_timeout and the backoff cap"
+                        ));
+                    }
+                }
+            }
+            Step::Advance(ms) => tokio::time::sleep(Duration::from_millis(ms as u64)).await,
+            Step::Shutdown(ms) if shutdown.is_none() => {
+                model.closed = true;
+                let p = pool.clone();
+                shutdown = Some(tokio::spawn(async move {
+                    p.shutdown(Duration::from_millis(ms as u64)).await
+                }));
+                tokio::task::yield_now().await;
+            }
+            _ => {}
+        }
+        check(&pool, &model, &at)?;
+    }
+    // The end: everything given back, shut down, and nothing left open or running.
+    model.releases += held.len() as u64;
+    held.clear();
+    let report = match shutdown {
+        Some(task) => task.await.map_err(|e| e.to_string())?,
+        None => pool.shutdown(Duration::from_secs(1)).await,
+    };
+    let _ = report;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    check(&pool, &model, "at the end")?;
+    let s = pool.statistics();
+    if s.total_connections != 0 || s.live_connection_tasks != 0 {
+        return Err(format!(
+            "after shutdown: {} connections, {} driver tasks still live",
+            s.total_connections, s.live_connection_tasks
+        ));
+    }
+    if db.opened() != db.closed() {
+        return Err(format!(
+            "after shutdown: {} connections opened, {} closed on the server",
+            db.opened(),
+            db.closed()
+        ));
+    }
+    if s.connections_created != s.connections_closed.total() {
+        return Err(format!(
+            "after shutdown: {} created, {} closed by the pool",
+            s.connections_created,
+            s.connections_closed.total()
+        ));
+    }
+    Ok(())
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 4096, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_interleavings_keep_every_invariant(steps in proptest::collection::vec(step(), 1..40)) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        let result = rt.block_on(run(steps.clone()));
+        if let Err(e) = result {
+            let script: Vec<String> = steps.iter().enumerate().map(|(i, s)| format!("  {i:>2}. {s:?}")).collect();
+            return Err(TestCaseError::fail(format!("{e}\nscript:\n{}", script.join("\n"))));
+        }
+    }
+}
