@@ -141,8 +141,13 @@ async fn acquire(
         }
         Ok(c) => {
             model.acquisitions += 1;
+            let open = c.is_open();
             held.push(c);
-            Ok(())
+            if open {
+                Ok(())
+            } else {
+                Err("a dead connection (killed or closed) was handed out".into())
+            }
         }
         Err(PoolError::Closed) if !model.closed => Err("Closed before any shutdown".into()),
         Err(_) => Ok(()),

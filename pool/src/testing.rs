@@ -257,6 +257,11 @@ impl FakeClient {
         self.id
     }
 
+    /// Whether the server side of this connection is still open (not killed, not closed).
+    pub fn is_open(&self) -> bool {
+        !self.state.closed.load(SeqCst)
+    }
+
     /// Runs a query through the current query gate.
     pub async fn query(&self) -> Result<(), FakeError> {
         let gate = self.db.lock().query;
