@@ -209,14 +209,7 @@ impl<C: Connector> Shared<C> {
             return;
         };
         let now_ns = self.now_nanos(now);
-        let metas: Vec<_> = self
-            .drivers
-            .metas
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let metas: Vec<_> = self.drivers.snapshot();
         for meta in metas {
             let at = meta.checked_out_at.load(Relaxed);
             if at == 0 || meta.leak_reported.load(Relaxed) {

@@ -131,6 +131,18 @@ pub(crate) struct Drivers {
     pub ended: Notify,
 }
 
+impl Drivers {
+    /// The connections whose driver still runs, taken out of the lock.
+    pub fn snapshot(&self) -> Vec<Arc<Meta>> {
+        self.metas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
 pub(crate) struct Shared<C: Connector> {
     pub connector: C,
     pub config: PoolConfig,
@@ -1029,14 +1041,7 @@ impl<C: Connector> Shared<C> {
         let (still_out, _) = self.counts.get();
         let mut forced = 0;
         if still_out > 0 {
-            let metas: Vec<Arc<Meta>> = self
-                .drivers
-                .metas
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .values()
-                .cloned()
-                .collect();
+            let metas: Vec<Arc<Meta>> = self.drivers.snapshot();
             for meta in metas {
                 if meta.checked_out_at.load(Relaxed) != 0 {
                     meta.forced.store(true, Relaxed);
@@ -1061,14 +1066,7 @@ impl<C: Connector> Shared<C> {
                 break;
             }
             if timeout_at(grace, ended).await.is_err() {
-                let metas: Vec<Arc<Meta>> = self
-                    .drivers
-                    .metas
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .values()
-                    .cloned()
-                    .collect();
+                let metas: Vec<Arc<Meta>> = self.drivers.snapshot();
                 for meta in metas {
                     meta.driver.abort();
                 }
