@@ -79,6 +79,9 @@ impl<C: Connector> Shared<C> {
 
     /// During an outage: one connection attempt under a free slot, if the link admits one.
     async fn trial(&self) {
+        if self.closed.load(Acquire) {
+            return;
+        }
         let Ok(permit) = self.semaphore.try_acquire() else {
             return;
         };

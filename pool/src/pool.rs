@@ -161,6 +161,8 @@ pub(crate) struct Shared<C: Connector> {
     next_id: AtomicU64,
     rng: Mutex<u64>,
     pub recovering: AtomicBool,
+    /// Connection attempts in flight; shutdown waits for them (each is bounded).
+    connecting: AtomicUsize,
     shutdown_report: watch::Sender<Option<ShutdownReport>>,
 }
 
@@ -270,6 +272,7 @@ impl<C: Connector> Pool<C> {
             next_id: AtomicU64::new(1),
             rng: Mutex::new(seed.rotate_left(17) | 1),
             recovering: AtomicBool::new(false),
+            connecting: AtomicUsize::new(0),
             shutdown_report: watch::channel(None).0,
             connector,
             config,
@@ -431,6 +434,19 @@ impl<C: Connector> Drop for Taken<'_, C> {
         if let Some(conn) = self.conn.take() {
             self.shared.discard(conn, CloseReason::Cancelled);
         }
+    }
+}
+
+/// Counts a connection attempt while it is in flight, however it ends.
+struct Connecting<'a> {
+    count: &'a AtomicUsize,
+    drivers: &'a Drivers,
+}
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, AcqRel);
+        self.drivers.ended.notify_waiters();
     }
 }
 
@@ -806,6 +822,11 @@ impl<C: Connector> Shared<C> {
         };
         let started = Instant::now();
         let full = started + self.config.connect_timeout;
+        self.connecting.fetch_add(1, AcqRel);
+        let _connecting = Connecting {
+            count: &self.connecting,
+            drivers: &self.drivers,
+        };
         let result = timeout_at(limit, self.connector.connect()).await;
         let now = Instant::now();
         trial.armed = false;
@@ -1055,22 +1076,38 @@ impl<C: Connector> Shared<C> {
                 }
             }
         }
-        // Idle connections were dropped politely; give their drivers a moment to send
-        // Terminate, then abort whatever still runs so no task outlives the shutdown.
-        let grace = Instant::now() + Duration::from_millis(500);
+        // Attempts in flight finish (each is bounded by connect_timeout) and their connections
+        // are closed on arrival; idle connections were dropped politely. Give the drivers a
+        // moment to send Terminate, then abort whatever still runs, and wait for the aborted
+        // tasks to wind down, so no task outlives the shutdown.
+        let attempts_done =
+            Instant::now() + self.config.connect_timeout + Duration::from_millis(100);
+        let grace =
+            Instant::now().max(attempts_done.min(Instant::now() + Duration::from_millis(500)));
+        let mut aborted = false;
         loop {
             let ended = self.drivers.ended.notified();
             tokio::pin!(ended);
             ended.as_mut().enable();
-            if self.drivers.live.load(Acquire) == 0 {
+            let connecting = self.connecting.load(Acquire);
+            if self.drivers.live.load(Acquire) == 0 && connecting == 0 {
                 break;
             }
-            if timeout_at(grace, ended).await.is_err() {
-                let metas: Vec<Arc<Meta>> = self.drivers.snapshot();
-                for meta in metas {
+            let wait_until = if connecting > 0 {
+                attempts_done
+            } else if aborted {
+                Instant::now() + Duration::from_millis(200)
+            } else {
+                grace
+            };
+            if timeout_at(wait_until, ended).await.is_err() {
+                if aborted || connecting > 0 && Instant::now() < attempts_done {
+                    break;
+                }
+                for meta in self.drivers.snapshot() {
                     meta.driver.abort();
                 }
-                break;
+                aborted = true;
             }
         }
         let report = ShutdownReport {
