@@ -34,6 +34,7 @@ enum Step {
     Heal,
     Advance(u16),
     Shutdown(u16),
+    Waiters(u8),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -63,6 +64,10 @@ impl std::fmt::Debug for Step {
             Step::Heal => write!(f, "heal, then the next acquire must succeed"),
             Step::Advance(ms) => write!(f, "advance {ms} ms"),
             Step::Shutdown(ms) => write!(f, "shutdown(timeout {ms} ms) in the background"),
+            Step::Waiters(n) => write!(
+                f,
+                "{n} waiters queue behind a full pool; one slot is released; they must be served in order"
+            ),
         }
     }
 }
@@ -80,6 +85,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => Just(Step::Heal),
         3 => (1u16..3000).prop_map(Step::Advance),
         1 => (0u16..3000).prop_map(Step::Shutdown),
+        2 => (1u8..5).prop_map(Step::Waiters),
     ]
 }
 
@@ -265,6 +271,32 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
                 }
             }
             Step::Advance(ms) => tokio::time::sleep(Duration::from_millis(ms as u64)).await,
+            Step::Waiters(n) if !model.closed && held.len() == MAX_SIZE => {
+                let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+                let mut tasks = Vec::new();
+                for i in 0..n as usize {
+                    let (p, o) = (pool.clone(), Arc::clone(&order));
+                    tasks.push(tokio::spawn(async move {
+                        let r = p.acquire_timeout(Duration::from_secs(10)).await;
+                        o.lock().unwrap().push(i);
+                        r.is_ok()
+                    }));
+                    // Each waiter queues before the next one arrives.
+                    tokio::task::yield_now().await;
+                }
+                drop(held.remove(0));
+                model.releases += 1;
+                for t in tasks {
+                    if t.await.map_err(|e| format!("{at}: {e}"))? {
+                        model.acquisitions += 1;
+                        model.releases += 1;
+                    }
+                }
+                let order = order.lock().unwrap().clone();
+                if order != (0..n as usize).collect::<Vec<_>>() {
+                    return Err(format!("{at}: waiters served out of order: {order:?}"));
+                }
+            }
             Step::Shutdown(ms) if shutdown.is_none() => {
                 model.closed = true;
                 let p = pool.clone();
@@ -311,6 +343,31 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
     Ok(())
 }
 
+/// What a failure prints: the error, then the (shrunk) script, one numbered step a line.
+fn counterexample(error: &str, steps: &[Step]) -> String {
+    let script: Vec<String> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("  {i:>2}. {s:?}"))
+        .collect();
+    format!("{error}\nscript:\n{}", script.join("\n"))
+}
+
+#[test]
+fn a_counterexample_reads_as_a_script() {
+    let steps = [
+        Step::Fault(Fault::Down),
+        Step::Acquire(None),
+        Step::Acquire(Some(250)),
+        Step::CancelAcquire(2),
+        Step::Heal,
+    ];
+    insta::assert_snapshot!(counterexample(
+        "after step 4 (heal, then the next acquire must succeed): no connection within 1s after a heal plus connect_timeout and the backoff cap",
+        &steps
+    ));
+}
+
 fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
@@ -326,8 +383,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
         let result = rt.block_on(run(steps.clone()));
         if let Err(e) = result {
-            let script: Vec<String> = steps.iter().enumerate().map(|(i, s)| format!("  {i:>2}. {s:?}")).collect();
-            return Err(TestCaseError::fail(format!("{e}\nscript:\n{}", script.join("\n"))));
+            return Err(TestCaseError::fail(counterexample(&e, &steps)));
         }
     }
 }

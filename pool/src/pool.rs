@@ -854,7 +854,14 @@ impl<C: Connector> Shared<C> {
         };
         self.stats.connect_errors.fetch_add(1, Relaxed);
         let message = crate::redact::redact_url(&kind.to_string());
-        let unreachable = kind == ConnectFailure::Refused;
+        // A server that is starting up or recovering (SQLSTATE 57P03) accepts TCP before it
+        // accepts logins: count it as not there yet, so the TCP probe's next success makes
+        // the next attempt due at once instead of after the whole backoff.
+        let unreachable = match &kind {
+            ConnectFailure::Refused => true,
+            ConnectFailure::Server(message) => message.contains("(57P03)"),
+            _ => false,
+        };
         if self.link.on_failure(now, message.clone(), unreachable) == Transition::OutageBegan {
             self.suspect_epoch.fetch_add(1, AcqRel);
             warn!(
