@@ -580,34 +580,8 @@ pub fn shared() -> Result<&'static Database, Arc<ClusterError>> {
         .map_err(Arc::clone)
 }
 
-/// Replaces the password of a `postgres://user:password@host/db` URL (or a `password=...`
-/// key/value) with `***`, for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    if let Some(scheme_end) = url.find("://") {
-        let rest = &url[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            let userinfo = &rest[..at];
-            if let Some(colon) = userinfo.find(':') {
-                return format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &rest[at..]
-                );
-            }
-        }
-        url.to_string()
-    } else {
-        url.split_whitespace()
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => kv.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
+/// Passwords are redacted with the pool's own function, so both crates redact alike.
+pub use pool::redact_url;
 
 /// Where server binaries are looked for, in order; the first directory holding both
 /// `initdb` and `postgres` wins.
@@ -767,19 +741,6 @@ fn tail(text: &str, lines: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_passwords_in_urls_and_key_values() {
-        assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/app?sslmode=disable"),
-            "postgres://app:***@db:5432/app?sslmode=disable"
-        );
-        assert_eq!(redact_url("postgres://app@db/app"), "postgres://app@db/app");
-        assert_eq!(
-            redact_url("host=db user=app password=s3cret dbname=app"),
-            "host=db user=app password=*** dbname=app"
-        );
-    }
 
     #[test]
     fn versions_sort_numerically() {
