@@ -764,12 +764,7 @@ impl<C: Connector> Shared<C> {
             Ok(a) => a,
             Err(refusal) => {
                 self.stats.unavailable.fetch_add(1, Relaxed);
-                return Err(PoolError::Unavailable {
-                    target: self.target.clone(),
-                    down_for: refusal.down_for,
-                    retry_in: refusal.retry_in,
-                    last_error: refusal.last_error,
-                });
+                return Err(self.unavailable(refusal));
             }
         };
         let limit = deadline.min(now + self.config.connect_timeout);
@@ -783,17 +778,22 @@ impl<C: Connector> Shared<C> {
         }
     }
 
+    /// The error for an attempt the outage rules do not allow now.
+    fn unavailable(&self, refusal: crate::link::Refusal) -> PoolError {
+        PoolError::Unavailable {
+            target: self.target.clone(),
+            down_for: refusal.down_for,
+            retry_in: refusal.retry_in,
+            last_error: refusal.last_error,
+        }
+    }
+
     /// Opens a connection straight onto the idle stack (start-up, maintenance).
     pub(crate) async fn open_for_idle(&self, limit: Instant) -> Result<(), PoolError> {
         let admission = self
             .link
             .admit(Instant::now())
-            .map_err(|r| PoolError::Unavailable {
-                target: self.target.clone(),
-                down_for: r.down_for,
-                retry_in: r.retry_in,
-                last_error: r.last_error,
-            })?;
+            .map_err(|r| self.unavailable(r))?;
         match self.connect_once(admission, limit).await {
             Ok(conn) => {
                 self.counts.add(ONE_TOTAL);
