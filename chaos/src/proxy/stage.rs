@@ -114,6 +114,27 @@ impl Timed {
     }
 }
 
+/// The `poll`, `drain` and `buffered` of a stage whose items wait in a `queue: Timed` field
+/// and leave at their release time (most toxics: only their `push` differs).
+macro_rules! released_from_queue {
+    () => {
+        fn poll(
+            &mut self,
+            now: tokio::time::Instant,
+            _: &mut $crate::rng::Rng,
+        ) -> $crate::proxy::stage::Next {
+            self.queue.poll(now)
+        }
+        fn drain(&mut self, _removed: bool) -> Vec<$crate::proxy::stage::Item> {
+            self.queue.drain()
+        }
+        fn buffered(&self) -> usize {
+            self.queue.bytes()
+        }
+    };
+}
+pub(crate) use released_from_queue;
+
 /// The stages of one direction, in toxic order, each tagged with its toxic's identity.
 #[derive(Default)]
 pub struct Chain {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::proxy::stage::{Item, Next, Stage, Timed};
+use crate::proxy::stage::{Item, Stage, Timed, released_from_queue};
 use crate::rng::Rng;
 
 /// The bandwidth stage.
@@ -50,15 +50,7 @@ impl Stage for Bandwidth {
             other => self.queue.push(other, start),
         }
     }
-    fn poll(&mut self, now: Instant, _: &mut Rng) -> Next {
-        self.queue.poll(now)
-    }
-    fn drain(&mut self, _removed: bool) -> Vec<Item> {
-        self.queue.drain()
-    }
-    fn buffered(&self) -> usize {
-        self.queue.bytes()
-    }
+    released_from_queue!();
 }
 
 #[cfg(test)]

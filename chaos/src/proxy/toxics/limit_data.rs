@@ -2,7 +2,7 @@
 
 use tokio::time::Instant;
 
-use crate::proxy::stage::{CloseKind, Item, Next, Stage, Timed};
+use crate::proxy::stage::{CloseKind, Item, Stage, Timed, released_from_queue};
 use crate::rng::Rng;
 
 /// The limit_data stage.
@@ -46,15 +46,7 @@ impl Stage for LimitData {
             }
         }
     }
-    fn poll(&mut self, now: Instant, _: &mut Rng) -> Next {
-        self.queue.poll(now)
-    }
-    fn drain(&mut self, _removed: bool) -> Vec<Item> {
-        self.queue.drain()
-    }
-    fn buffered(&self) -> usize {
-        self.queue.bytes()
-    }
+    released_from_queue!();
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::proxy::stage::{Item, Next, Stage, Timed};
+use crate::proxy::stage::{Item, Stage, Timed, released_from_queue};
 use crate::rng::Rng;
 
 /// The slow_close stage.
@@ -32,15 +32,7 @@ impl Stage for SlowClose {
         let at = self.queue.last_at().map_or(at, |last| at.max(last));
         self.queue.push(item, at);
     }
-    fn poll(&mut self, now: Instant, _: &mut Rng) -> Next {
-        self.queue.poll(now)
-    }
-    fn drain(&mut self, _removed: bool) -> Vec<Item> {
-        self.queue.drain()
-    }
-    fn buffered(&self) -> usize {
-        self.queue.bytes()
-    }
+    released_from_queue!();
 }
 
 #[cfg(test)]
