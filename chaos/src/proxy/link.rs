@@ -85,7 +85,7 @@ pub(crate) async fn run(
             return Ended::Stopped;
         }
         if ctx.stranded.load(Relaxed) {
-            return stranded(src, &mut stop).await;
+            return stranded(src, &mut toxics, &mut stop).await;
         }
         let now = Instant::now();
         let wake = if chain.is_empty() {
@@ -162,13 +162,28 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// A lost peer: read and drop whatever arrives, never write, never close, until stopped.
-async fn stranded(src: &TcpStream, stop: &mut watch::Receiver<bool>) -> Ended {
+/// A lost peer: read and drop whatever arrives, never write, never close, until stopped or
+/// until no `peer_lost` toxic is left. Then the connection is reset, as a peer that comes back
+/// without the connection's state answers the next segment with RST.
+async fn stranded(
+    src: &TcpStream,
+    toxics: &mut watch::Receiver<Arc<ToxicSet>>,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended {
     let mut sink = [0u8; 4096];
     let mut eof = false;
     loop {
+        let lost = |set: &ToxicSet| {
+            set.toxics
+                .iter()
+                .any(|e| e.toxic.kind == ToxicKind::PeerLost)
+        };
+        if !lost(&toxics.borrow_and_update()) {
+            return Ended::Close(super::stage::CloseKind::Reset);
+        }
         tokio::select! {
             _ = stop.changed() => return Ended::Stopped,
+            changed = toxics.changed() => if changed.is_err() { return Ended::Stopped },
             r = src.readable(), if !eof => {
                 if r.is_err() {
                     eof = true;

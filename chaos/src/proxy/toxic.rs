@@ -73,8 +73,8 @@ pub enum ToxicKind {
     },
     /// Ours: holds all data; delivers it when removed (a partition that heals).
     Hold,
-    /// Ours: connections open when it is added go silent forever (data dropped, never closed);
-    /// new connections pass (a crashed host, or lost NAT state).
+    /// Ours: connections open when it is added go silent (data dropped, never closed) until it
+    /// is removed, then are reset; new connections pass (a crashed host, or lost NAT state).
     PeerLost,
     /// Ours: new connections are reset at once; live ones pass (a refusing server).
     Refuse,

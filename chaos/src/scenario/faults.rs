@@ -101,7 +101,7 @@ pub const FAULTS: &[Fault] = &[
     ),
     toxic(
         "peer_lost",
-        "The connections open at that moment go silent forever (a crashed host, lost NAT state); new connections pass.",
+        "The connections open at that moment go silent (a crashed host, lost NAT state); new connections pass. At the heal they are reset, as a peer that comes back without their state does.",
         "peer lost",
         || ToxicKind::PeerLost,
         Stream::Downstream,

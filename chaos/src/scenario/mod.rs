@@ -474,12 +474,6 @@ pub async fn run_fault(
     subject.shutdown().await;
     let pool_left = subject.open_connections();
     drop(subject);
-    if matches!(fault.kind, faults::Kind::Toxic(_)) && fault.name == "peer_lost" {
-        // A lost peer keeps the server's side of its connections open by design (nothing
-        // tells the server); they go when the fault's proxy goes. The pool's side is checked
-        // by `pool_empty`.
-        env.drop_proxy(&proxy).await;
-    }
     let server_left = env.wait_no_connections(&app, Duration::from_secs(5)).await;
     env.drop_proxy(&proxy).await;
 
