@@ -55,8 +55,10 @@ impl Progress for Bars {
     }
 }
 
-/// Sets up the database and the proxy, runs everything, writes the files. Returns the report.
-pub async fn run(options: Options) -> anyhow::Result<ChaosReport> {
+/// Starts what a run needs: the database (a throwaway cluster, or `DATABASE_URL`) and the fault
+/// controller (the embedded proxy, or the Toxiproxy at `TOXIPROXY_URL`). Returns the
+/// environment and a description of the proxy for the report.
+pub async fn environment(seed: u64) -> anyhow::Result<(Env, String)> {
     let db = tokio::task::spawn_blocking(Database::from_env).await??;
     let (faults, listen, proxy_desc) = match std::env::var("TOXIPROXY_URL") {
         Ok(url) if !url.trim().is_empty() => {
@@ -69,7 +71,7 @@ pub async fn run(options: Options) -> anyhow::Result<ChaosReport> {
             )
         }
         _ => (
-            Faults::Embedded(Embedded(Arc::new(Proxies::new(options.seed)))),
+            Faults::Embedded(Embedded(Arc::new(Proxies::new(seed)))),
             "127.0.0.1:0".to_string(),
             "embedded".to_string(),
         ),
@@ -81,8 +83,14 @@ pub async fn run(options: Options) -> anyhow::Result<ChaosReport> {
         faults,
         listen,
         upstream,
-        seed: options.seed,
+        seed,
     };
+    Ok((env, proxy_desc))
+}
+
+/// Sets up the database and the proxy, runs everything, writes the files. Returns the report.
+pub async fn run(options: Options) -> anyhow::Result<ChaosReport> {
+    let (env, proxy_desc) = environment(options.seed).await?;
     let timing = Timing::new(options.quick);
     let wanted =
         |name: &str| options.scenarios.is_empty() || options.scenarios.iter().any(|s| s == name);

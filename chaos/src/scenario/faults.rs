@@ -185,45 +185,85 @@ pub async fn apply(
     app: &str,
     during: Duration,
 ) -> anyhow::Result<()> {
+    apply_until(env, proxy, fault, app, tokio::time::sleep(during)).await
+}
+
+/// Injects `fault`, holds it until `heal` completes, then heals it. A fault that is a single
+/// act (`terminate_backends`) is made once and then waits for `heal` like the others.
+pub async fn apply_until(
+    env: &Env,
+    proxy: &ScenarioProxy,
+    fault: &Fault,
+    app: &str,
+    heal: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     match fault.kind {
         Kind::Down => {
             env.faults.set_enabled(&proxy.name, false).await?;
-            tokio::time::sleep(during).await;
+            heal.await;
             env.faults.set_enabled(&proxy.name, true).await?;
         }
         Kind::Toxic(spec) => {
-            let kind = (spec.kind)();
-            let t = Toxic {
-                name: format!("chaos_{}", kind.type_name()),
-                kind,
-                stream: spec.stream,
-                toxicity: 1.0,
-            };
+            let t = spec.toxic();
             env.faults.add_toxic(&proxy.name, &t).await?;
-            tokio::time::sleep(during).await;
+            heal.await;
             env.faults.remove_toxic(&proxy.name, &t.name).await?;
         }
         Kind::TerminateBackends => {
             env.terminate(app).await?;
-            tokio::time::sleep(during).await;
+            heal.await;
         }
         Kind::ServerRestart => {
             let cluster = std::sync::Arc::clone(env.db.require_cluster("server_restart")?);
             let c = std::sync::Arc::clone(&cluster);
             tokio::task::spawn_blocking(move || c.stop(StopMode::Immediate)).await??;
-            tokio::time::sleep(during).await;
+            heal.await;
             tokio::task::spawn_blocking(move || cluster.restart()).await??;
         }
         Kind::Flapping => {
-            let end = tokio::time::Instant::now() + during;
+            tokio::pin!(heal);
             let mut up = true;
-            while tokio::time::Instant::now() < end {
+            loop {
                 up = !up;
                 env.faults.set_enabled(&proxy.name, up).await?;
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::select! {
+                    _ = &mut heal => break,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
             }
             env.faults.set_enabled(&proxy.name, true).await?;
         }
     }
     Ok(())
+}
+
+impl ToxicSpec {
+    /// The toxic this spec makes, named `chaos_<type>`, at full toxicity.
+    pub fn toxic(&self) -> Toxic {
+        let kind = (self.kind)();
+        Toxic {
+            name: format!("chaos_{}", kind.type_name()),
+            kind,
+            stream: self.stream,
+            toxicity: 1.0,
+        }
+    }
+}
+
+/// Undoes whatever a fault interrupted before its heal (a soak stopped mid-fault): the proxy
+/// enabled, every toxic the matrix uses removed, the server running. Errors are ignored: each
+/// step is a no-op when there is nothing to undo.
+pub async fn heal_everything(env: &Env, proxy: &ScenarioProxy) {
+    let _ = env.faults.set_enabled(&proxy.name, true).await;
+    for f in FAULTS {
+        if let Kind::Toxic(spec) = f.kind {
+            let _ = env.faults.remove_toxic(&proxy.name, &spec.toxic().name).await;
+        }
+    }
+    if let Some(cluster) = env.db.cluster()
+        && !cluster.is_running()
+    {
+        let c = std::sync::Arc::clone(cluster);
+        let _ = tokio::task::spawn_blocking(move || c.restart()).await;
+    }
 }
