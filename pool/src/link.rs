@@ -6,12 +6,20 @@
 //! next one is due after an exponential backoff with full jitter
 //! (`random(0, min(max, base * 2^failures))`), so a recovering server is not stampeded.
 //! Acquires that need a new connection while no attempt is allowed fail at once with
-//! `Unavailable` instead of waiting out their timeout.
+//! `Unavailable` instead of waiting out their timeout, unless the connections already open
+//! still answer (new connections refused, old ones fine): then they wait for one of those.
+//!
+//! Only a successful connect ends an outage. A round trip on an open connection (validation,
+//! the idle probe) proves that session works, not that new ones can be made; it is recorded
+//! ([`Link::on_round_trip`]) without ending the outage, or a server that refuses new
+//! connections would flip the pool between up and down and stampede it with attempts.
 //!
 //! The backoff must not delay recovery: the maintenance task probes reachability with a cheap
 //! TCP connect every `outage_probe_interval`, and the moment the server is reachable again the
-//! next attempt becomes due immediately. Attempts that reach the server and still fail (it is
-//! starting up, or full) keep backing off.
+//! next attempt becomes due immediately. That shortcut is taken only when something said
+//! nothing was listening (the probe failed, an attempt was refused at TCP connect, or the
+//! server was still starting up); attempts that reach a listener and still fail (reset after
+//! accept, the server full) keep backing off, whatever the probe says.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -37,6 +45,9 @@ pub(crate) struct Refusal {
     pub down_for: Duration,
     pub retry_in: Duration,
     pub last_error: String,
+    /// Open connections answered a round trip since the outage began: waiting for one of
+    /// them is better than failing.
+    pub sessions_answer: bool,
 }
 
 struct State {
@@ -48,6 +59,7 @@ struct State {
     ever_connected: bool,
     last_error: Option<String>,
     last_probe_latency: Option<Duration>,
+    sessions_answer: bool,
     rng: u64,
 }
 
@@ -85,6 +97,7 @@ impl Link {
                 ever_connected: false,
                 last_error: None,
                 last_probe_latency: None,
+                sessions_answer: false,
                 rng: seed | 1,
             }),
             base,
@@ -108,6 +121,12 @@ impl Link {
         self.lock().outage_since.is_some()
     }
 
+    /// During an outage: whether open connections are believed to still answer.
+    pub fn sessions_answer(&self) -> bool {
+        let s = self.lock();
+        s.outage_since.is_some() && s.sessions_answer
+    }
+
     /// May a connection attempt start now?
     pub fn admit(&self, now: Instant) -> Result<Admission, Refusal> {
         if self.status.load(Ordering::Acquire) == CONNECTED {
@@ -126,6 +145,7 @@ impl Link {
             down_for: now.saturating_duration_since(since),
             retry_in: s.next_attempt.saturating_duration_since(now),
             last_error: s.last_error.clone().unwrap_or_else(|| "unknown".into()),
+            sessions_answer: s.sessions_answer,
         })
     }
 
@@ -139,6 +159,7 @@ impl Link {
         s.consecutive_failures = 0;
         s.reachable = true;
         s.ever_connected = true;
+        s.sessions_answer = false;
         if latency.is_some() {
             s.last_probe_latency = latency;
         }
@@ -149,8 +170,20 @@ impl Link {
         }
     }
 
-    /// A connection attempt or probe failed; `unreachable` when the server could not even be
-    /// reached (refused, reset), so that the TCP probe notices its return.
+    /// A round trip on an open connection succeeded in `latency`. Outside an outage that is
+    /// all; during one it means the open sessions still work (acquires wait for them), but
+    /// the outage lasts until a connect succeeds.
+    pub fn on_round_trip(&self, latency: Duration) {
+        let mut s = self.lock();
+        s.last_probe_latency = Some(latency);
+        if s.outage_since.is_some() {
+            s.sessions_answer = true;
+        }
+    }
+
+    /// A connection attempt failed; `unreachable` when nothing was listening (refused at TCP
+    /// connect) or the server was not ready yet, so that the TCP probe's next success makes
+    /// the next attempt due at once.
     pub fn on_failure(&self, now: Instant, error: String, unreachable: bool) -> Transition {
         self.failed(now, error, unreachable, false)
     }
@@ -172,6 +205,10 @@ impl Link {
         if unreachable {
             s.reachable = false;
         }
+        if retry_now {
+            // The open sessions are the silent ones.
+            s.sessions_answer = false;
+        }
         s.trial_in_flight = false;
         s.consecutive_failures = s.consecutive_failures.saturating_add(1);
         s.last_error = Some(error);
@@ -188,6 +225,10 @@ impl Link {
         self.status.store(DISCONNECTED, Ordering::Release);
         if s.outage_since.is_none() {
             s.outage_since = Some(now);
+            // A listener that turns new connections away may still serve the open ones; they
+            // are validated before their next use, and a silent one ends this assumption.
+            // With nothing listening, the server (and every session on it) is gone.
+            s.sessions_answer = !unreachable && !retry_now;
             Transition::OutageBegan
         } else {
             Transition::None

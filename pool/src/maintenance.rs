@@ -179,7 +179,7 @@ impl<C: Connector> Shared<C> {
         match result {
             Ok(Ok(())) => {
                 self.link
-                    .on_success(now, Some(now.saturating_duration_since(started)));
+                    .on_round_trip(now.saturating_duration_since(started));
                 let mut c = c;
                 c.validated_epoch = self.suspect_epoch.load(Acquire);
                 let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());

@@ -155,6 +155,11 @@ pub(crate) struct Shared<C: Connector> {
     pub drivers: Arc<Drivers>,
     pub closed: AtomicBool,
     pub returned: Notify,
+    /// Acquires waiting for a returned connection while new ones are refused, oldest first;
+    /// `release` hands a returned connection straight to the first one still waiting.
+    handoff: Mutex<std::collections::VecDeque<tokio::sync::oneshot::Sender<Conn<C::Client>>>>,
+    /// Entries in `handoff` (a cheap check on the release path).
+    handoff_len: AtomicUsize,
     pub maintenance_wake: Arc<Notify>,
     pub suspect_epoch: AtomicU64,
     pub started_at: Instant,
@@ -266,6 +271,8 @@ impl<C: Connector> Pool<C> {
             }),
             closed: AtomicBool::new(false),
             returned: Notify::new(),
+            handoff: Mutex::new(std::collections::VecDeque::new()),
+            handoff_len: AtomicUsize::new(0),
             maintenance_wake: Arc::new(Notify::new()),
             suspect_epoch: AtomicU64::new(0),
             started_at: now,
@@ -450,6 +457,42 @@ impl Drop for Connecting<'_> {
     }
 }
 
+/// An acquire's place in the hand-off queue. On drop (timeout or cancel) it closes its
+/// channel and puts back a connection that was handed over too late, then drops the closed
+/// entries so the queue does not grow.
+struct HandoffWait<'a, C: Connector> {
+    shared: &'a Shared<C>,
+    rx: Option<tokio::sync::oneshot::Receiver<Conn<C::Client>>>,
+}
+
+impl<C: Connector> Drop for HandoffWait<'_, C> {
+    fn drop(&mut self) {
+        let Some(mut rx) = self.rx.take() else {
+            return;
+        };
+        rx.close();
+        if let Ok(conn) = rx.try_recv() {
+            // Handed over as we left: checked out until now, so idle again.
+            self.shared.push_idle(conn, Instant::now());
+        }
+        let mut queue = self
+            .shared
+            .handoff
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        queue.retain(|tx| !tx.is_closed());
+        self.shared.handoff_len.store(queue.len(), Release);
+    }
+}
+
+/// What `open` gives an acquire.
+enum Opened<T> {
+    /// A new connection.
+    Conn(T),
+    /// No attempt is allowed now, but open connections answer: wait for one to be returned.
+    WaitForReturn,
+}
+
 /// Releases a single-flight trial if the attempt is dropped before it reports.
 struct TrialGuard<'a> {
     link: &'a Link,
@@ -505,14 +548,33 @@ impl<C: Connector> Shared<C> {
             armed: true,
         };
         loop {
-            let Some(conn) = self.pop_idle() else {
-                let conn = self.open(deadline, start).await?;
-                if self.closed.load(Acquire) {
-                    self.discard(conn, CloseReason::Shutdown);
-                    return Err(PoolError::Closed);
-                }
-                slot.armed = false;
-                return Ok(self.hand_out(conn, location, start, Instant::now()));
+            let conn = match self.pop_idle() {
+                Some(conn) => conn,
+                None => match self.open(deadline, start).await? {
+                    Opened::Conn(conn) => {
+                        if self.closed.load(Acquire) {
+                            self.discard(conn, CloseReason::Shutdown);
+                            return Err(PoolError::Closed);
+                        }
+                        slot.armed = false;
+                        return Ok(self.hand_out(conn, location, start, Instant::now()));
+                    }
+                    Opened::WaitForReturn => {
+                        // New connections are refused but the open ones answer: wait, in
+                        // arrival order, for one of them to come back. Short waits, so a
+                        // recovery (or a shutdown) is noticed on the next round.
+                        let conn = self.wait_for_return(deadline).await;
+                        now = Instant::now();
+                        match conn {
+                            Some(conn) => conn,
+                            None if self.closed.load(Acquire) => return Err(PoolError::Closed),
+                            None if now >= deadline => {
+                                return Err(self.timed_out(TimeoutPhase::Wait, start));
+                            }
+                            None => continue,
+                        }
+                    }
+                },
             };
             let mut taken = Taken {
                 shared: self,
@@ -537,9 +599,7 @@ impl<C: Connector> Shared<C> {
                 match timeout_at(limit, self.connector.validate(&conn.client)).await {
                     Ok(Ok(())) => {
                         conn.validated_epoch = epoch;
-                        let t = Instant::now();
-                        self.link
-                            .on_success(t, Some(t.saturating_duration_since(now)));
+                        self.link.on_round_trip(now.elapsed());
                     }
                     Ok(Err(e)) => {
                         self.stats.validation_failures.fetch_add(1, Relaxed);
@@ -612,6 +672,51 @@ impl<C: Connector> Shared<C> {
         }
     }
 
+    /// Waits (up to 100 ms, within `deadline`) for `release` to hand over a connection.
+    /// Cancel-safe: a connection handed over to a waiter that is gone goes back to the pool.
+    async fn wait_for_return(&self, deadline: Instant) -> Option<Conn<C::Client>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut queue = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
+            queue.push_back(tx);
+            self.handoff_len.store(queue.len(), Release);
+        }
+        let mut wait = HandoffWait {
+            shared: self,
+            rx: Some(rx),
+        };
+        // A connection may have been returned between `pop_idle` and joining the queue.
+        if let Some(conn) = self.pop_idle() {
+            return Some(conn);
+        }
+        let until = deadline.min(Instant::now() + Duration::from_millis(100));
+        let rx = wait.rx.as_mut().expect("present until drop");
+        match timeout_at(until, rx).await {
+            Ok(Ok(conn)) => {
+                wait.rx = None;
+                Some(conn)
+            }
+            _ => None,
+        }
+    }
+
+    /// Gives `conn` to the oldest acquire still waiting for a returned connection, or gives
+    /// it back when none is.
+    fn hand_over(&self, mut conn: Conn<C::Client>) -> Option<Conn<C::Client>> {
+        let mut queue = self.handoff.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(tx) = queue.pop_front() {
+            match tx.send(conn) {
+                Ok(()) => {
+                    self.handoff_len.store(queue.len(), Release);
+                    return None;
+                }
+                Err(back) => conn = back,
+            }
+        }
+        self.handoff_len.store(0, Release);
+        Some(conn)
+    }
+
     fn pop_idle(&self) -> Option<Conn<C::Client>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let conn = idle.pop()?;
@@ -677,6 +782,16 @@ impl<C: Connector> Shared<C> {
             self.maintenance_wake.notify_one();
             return;
         }
+        let conn = if self.handoff_len.load(Acquire) > 0 {
+            let mut conn = conn;
+            conn.last_used = now;
+            match self.hand_over(conn) {
+                Some(conn) => conn,
+                None => return,
+            }
+        } else {
+            conn
+        };
         self.push_idle(conn, now);
     }
 
@@ -758,11 +873,18 @@ impl<C: Connector> Shared<C> {
     }
 
     /// Opens a connection for an acquire, within the deadline and the outage rules.
-    async fn open(&self, deadline: Instant, start: Instant) -> Result<Conn<C::Client>, PoolError> {
+    async fn open(
+        &self,
+        deadline: Instant,
+        start: Instant,
+    ) -> Result<Opened<Conn<C::Client>>, PoolError> {
         let now = Instant::now();
         let admission = match self.link.admit(now) {
             Ok(a) => a,
             Err(refusal) => {
+                if refusal.sessions_answer && self.counts.get().0 > 0 {
+                    return Ok(Opened::WaitForReturn);
+                }
                 self.stats.unavailable.fetch_add(1, Relaxed);
                 return Err(self.unavailable(refusal));
             }
@@ -771,9 +893,12 @@ impl<C: Connector> Shared<C> {
         match self.connect_once(admission, limit).await {
             Ok(conn) => {
                 self.counts.add(ONE_TOTAL);
-                Ok(conn)
+                Ok(Opened::Conn(conn))
             }
             Err(None) => Err(self.timed_out(TimeoutPhase::Connect, start)),
+            Err(Some(_)) if self.link.sessions_answer() && self.counts.get().0 > 0 => {
+                Ok(Opened::WaitForReturn)
+            }
             Err(Some(e)) => Err(e),
         }
     }
@@ -858,7 +983,7 @@ impl<C: Connector> Shared<C> {
         // accepts logins: count it as not there yet, so the TCP probe's next success makes
         // the next attempt due at once instead of after the whole backoff.
         let unreachable = match &kind {
-            ConnectFailure::Refused => true,
+            ConnectFailure::Refused => crate::connector::nothing_listening(source.as_deref()),
             ConnectFailure::Server(message) => message.contains("(57P03)"),
             _ => false,
         };

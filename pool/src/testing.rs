@@ -292,9 +292,16 @@ impl Connector for FakeConnector {
         self.db.connect_attempts.fetch_add(1, SeqCst);
         let gate = self.db.lock().connect;
         if gate.pass().await.is_err() {
+            // As the kernel says it: refused when nothing listens (down), reset when a
+            // listener turns the connection away (refuse).
+            let kind = if self.db.lock().reachable {
+                std::io::ErrorKind::ConnectionReset
+            } else {
+                std::io::ErrorKind::ConnectionRefused
+            };
             return Err(ConnectError {
                 kind: ConnectFailure::Refused,
-                source: None,
+                source: Some(Box::new(std::io::Error::from(kind))),
             });
         }
         let id = self.db.next_id.fetch_add(1, SeqCst);

@@ -316,6 +316,81 @@ async fn refused_connects_fail_fast_and_recovery_is_prompt() {
     );
 }
 
+/// Found by the soak: a server that turns new connections away while the open ones work
+/// (a proxy refusing, a full connection limit) made the pool flip between up and down,
+/// because a successful validation ended the outage; every flip let a stampede of connects
+/// through and failed acquires that could have waited for an open connection.
+#[tokio::test(start_paused = true)]
+async fn refused_new_connections_do_not_flap_and_open_ones_keep_serving() {
+    let (pool, db) = pool_with(config()).await;
+    db.refuse();
+    let before = db.connect_attempts();
+    // Three holders on two connections: the third needs a new one, which is refused, so it
+    // waits for an open one instead of failing.
+    let a = pool.acquire().await.unwrap();
+    let b = pool.acquire().await.unwrap();
+    let third = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.acquire().await.map(|c| pool::PooledConnection::id(&c)) }
+    });
+    sleep(Duration::from_millis(100)).await;
+    let a_id = pool::PooledConnection::id(&a);
+    drop(a);
+    assert_eq!(
+        third.await.unwrap().unwrap(),
+        a_id,
+        "served by the returned one"
+    );
+    drop(b);
+    // For 5 s, four tasks keep asking with two connections open: every request is served by
+    // an open connection (waiting for one when both are out), none fails.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut failed = 0;
+            let end = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < end {
+                match pool.acquire().await {
+                    Ok(conn) => {
+                        conn.query().await.unwrap();
+                        sleep(Duration::from_millis(3)).await;
+                    }
+                    Err(_) => failed += 1,
+                }
+            }
+            failed
+        }));
+    }
+    let mut failed = 0;
+    for t in tasks {
+        failed += t.await.unwrap();
+    }
+    assert_eq!(failed, 0, "acquires failed while open connections answered");
+    let attempts = db.connect_attempts() - before;
+    assert!(
+        attempts <= 12,
+        "{attempts} connect attempts in 5 s: single-flight with backoff, not a stampede"
+    );
+    assert_eq!(pool.statistics().total_connections, 2);
+    assert_eq!(
+        pool.health_check().await.database.status,
+        DatabaseStatus::Disconnected,
+        "new connections are refused: the outage lasts"
+    );
+    db.heal();
+    sleep(Duration::from_secs(3)).await;
+    let _third = (
+        pool.acquire().await.unwrap(),
+        pool.acquire().await.unwrap(),
+        pool.acquire().await.unwrap(),
+    );
+    assert_eq!(
+        pool.health_check().await.database.status,
+        DatabaseStatus::Connected
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_blackhole_shows_in_health_and_stops_handouts_within_two_seconds() {
     let (pool, db) = pool_with(config()).await;
