@@ -15,6 +15,7 @@
 //! - [`report`]: the report model and its renderers (text, Markdown, JSON, SVG, HTML).
 //! - [`scenario`]: validation scenarios, the fault matrix, the pools under test.
 //! - [`suite`]: `chaos run`: plan, progress, report files.
+//! - [`soak`]: `chaos soak`: a long mixed workload with random faults and a leak verdict.
 //! - [`smoke`]: a quick start/crash/restart check of the throwaway cluster.
 
 pub mod api;
@@ -25,4 +26,5 @@ pub mod report;
 pub mod rng;
 pub mod scenario;
 pub mod smoke;
+pub mod soak;
 pub mod suite;

@@ -20,6 +20,39 @@ enum Command {
     Smoke,
     /// Serve the Toxiproxy-compatible HTTP API (any Toxiproxy client can drive it).
     Serve(ServeArgs),
+    /// Long-running leak soak: a mixed workload with random faults; fails if anything grows.
+    Soak(SoakArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SoakArgs {
+    /// How long to run: 60s, 30m, 24h... Ctrl-C (or SIGTERM) ends it early with a report.
+    #[arg(long, default_value = "10m", value_parser = duration)]
+    duration: std::time::Duration,
+    /// Seed of every random choice (workload mix, which fault, when, for how long).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Where report.json, report.txt and soak.svg go (default target/chaos/soak-<time>/);
+    /// they are rewritten at every checkpoint, so a killed run leaves its report.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// Mean time between faults (default: an eighth of the run, between 10s and 3m).
+    #[arg(long, value_parser = duration)]
+    fault_every: Option<std::time::Duration>,
+    /// Sampling period (default: a two-hundredth of the run, between 1s and 5s).
+    #[arg(long, value_parser = duration)]
+    sample_every: Option<std::time::Duration>,
+    /// Samples before this are left out of the trend fit (default: a tenth of the run, between
+    /// 10s and 30m).
+    #[arg(long, value_parser = duration)]
+    warmup: Option<std::time::Duration>,
+    /// The pool's max_size (bursts reach 10x this).
+    #[arg(long, default_value_t = 10)]
+    max_size: usize,
+}
+
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    pool::parse_duration(text)
 }
 
 #[derive(Debug, Default, clap::Args)]
@@ -92,6 +125,7 @@ fn main() -> ExitCode {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Smoke => runtime.block_on(smoke()),
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Soak(args) => runtime.block_on(soak(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -136,6 +170,128 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     if !report.passed() {
         anyhow::bail!("some scenarios of the pool missed their criteria (see the report)");
+    }
+    Ok(())
+}
+
+struct SoakProgress {
+    bar: Option<indicatif::ProgressBar>,
+    planned: std::time::Duration,
+    started: std::time::Instant,
+}
+
+impl chaos::soak::Progress for SoakProgress {
+    fn sample(&self, s: &chaos::soak::Sample, totals: &chaos::soak::Totals, fault: Option<&str>) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(s.t_s as u64);
+            bar.set_message(format!(
+                "rss {:.1} MiB, fds {}, tasks {}, conns {}/{} (server {}), ok {} failed {}{}",
+                s.rss_mib.unwrap_or(0.0),
+                s.fds.unwrap_or(0.0),
+                s.tasks,
+                s.pool_total,
+                s.pool_total - s.pool_idle,
+                s.server_connections.map_or("-".into(), |v| v.to_string()),
+                totals.ok,
+                totals.failed,
+                fault.map_or(String::new(), |f| format!(" | fault: {f}"))
+            ));
+        }
+    }
+    fn checkpoint(&self, r: &chaos::soak::SoakReport) {
+        if self.bar.is_none() {
+            // Not a terminal (CI): one line per checkpoint instead of a bar.
+            let grown: Vec<&str> = r.grown().iter().map(|t| t.series.as_str()).collect();
+            eprintln!(
+                "soak: {:>6.0}s of {:.0}s, {} requests ({} failed), {} faults, trend so far: {}",
+                self.started.elapsed().as_secs_f64(),
+                self.planned.as_secs_f64(),
+                r.totals.requests,
+                r.totals.failed,
+                r.faults.len(),
+                if grown.is_empty() {
+                    "flat".to_string()
+                } else {
+                    format!("growing: {}", grown.join(", "))
+                }
+            );
+        }
+    }
+}
+
+async fn soak(args: SoakArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(1)
+    });
+    anyhow::ensure!(
+        args.duration >= std::time::Duration::from_secs(20),
+        "--duration {:?} is too short to fit a trend; give at least 20s (60s is the smallest useful soak)",
+        args.duration
+    );
+    anyhow::ensure!(args.max_size >= 1, "--max-size must be at least 1");
+    let out = args.out.unwrap_or_else(|| {
+        let run = chaos::suite::default_out();
+        let stamp = run
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        std::path::PathBuf::from(format!("target/chaos/soak-{stamp}"))
+    });
+    let mut options = chaos::soak::Options::new(args.duration, seed, out.clone());
+    options.fault_every = args.fault_every;
+    options.sample_every = args.sample_every;
+    options.warmup = args.warmup;
+    options.max_size = args.max_size;
+    eprintln!(
+        "chaos soak: {:?} (seed {seed}; warm-up {:?}, a fault every {:?} on average, a sample every {:?}); report in {}/",
+        args.duration,
+        options.warmup(),
+        options.fault_every(),
+        options.sample_every(),
+        out.display()
+    );
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(args.duration.as_secs());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("soak [{bar:30}] {elapsed}/{duration} {msg}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar
+    });
+    let progress = SoakProgress {
+        bar: bar.clone(),
+        planned: args.duration,
+        started: std::time::Instant::now(),
+    };
+    let report = chaos::soak::run(options, chaos::soak::stop_signal(), &progress).await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    println!("{}", report.to_text());
+    eprintln!(
+        "chaos soak: report written to {}/ (report.json, report.txt, soak.svg)",
+        out.display()
+    );
+    if report.verdict == chaos::report::Verdict::Fail {
+        let grown: Vec<String> = report
+            .grown()
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {:+.1} {} (allowed {:.1})",
+                    t.series, t.growth, t.unit, t.allowed
+                )
+            })
+            .collect();
+        if grown.is_empty() {
+            anyhow::bail!("the soak failed its criteria (see the report)");
+        }
+        anyhow::bail!("leak: {} grew over the soak", grown.join(", "));
     }
     Ok(())
 }

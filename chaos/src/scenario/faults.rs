@@ -257,7 +257,10 @@ pub async fn heal_everything(env: &Env, proxy: &ScenarioProxy) {
     let _ = env.faults.set_enabled(&proxy.name, true).await;
     for f in FAULTS {
         if let Kind::Toxic(spec) = f.kind {
-            let _ = env.faults.remove_toxic(&proxy.name, &spec.toxic().name).await;
+            let _ = env
+                .faults
+                .remove_toxic(&proxy.name, &spec.toxic().name)
+                .await;
         }
     }
     if let Some(cluster) = env.db.cluster()

@@ -1,0 +1,535 @@
+//! The soak's report: one serde model ([`SoakReport`]) written as JSON at every checkpoint and
+//! at the end, a terminal summary, and an SVG with each series over time and the fault
+//! windows marked.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::trend::Trend;
+use crate::report::svg::escape;
+use crate::report::{Criterion, Verdict};
+
+/// Where a soak is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SoakState {
+    /// A checkpoint of a soak still running (or killed after it): the verdict is provisional
+    /// and the shutdown checks are missing.
+    Checkpoint,
+    /// Ran for the planned duration.
+    Finished,
+    /// Stopped early by Ctrl-C or SIGTERM, then shut down cleanly.
+    Interrupted,
+}
+
+/// One sample of the process, the pool and the server.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds since the soak began.
+    pub t_s: f64,
+    /// Resident memory of this process, MiB (`None` where /proc is missing).
+    pub rss_mib: Option<f64>,
+    /// Open file descriptors of this process.
+    pub fds: Option<f64>,
+    /// Live tokio tasks (the pool's drivers and maintenance, the proxy's connections, the
+    /// workload).
+    pub tasks: f64,
+    /// Pool: open connections.
+    pub pool_total: usize,
+    /// Pool: idle connections.
+    pub pool_idle: usize,
+    /// Pool: acquires waiting.
+    pub waiting: usize,
+    /// Pool: connection driver tasks still running.
+    pub live_connection_tasks: usize,
+    /// Server-side connections of the soak's `application_name` (`None` while the server is
+    /// down).
+    pub server_connections: Option<f64>,
+    /// Requests that ended since the previous sample.
+    pub requests: u64,
+    /// Of which succeeded.
+    pub ok: u64,
+    /// Of which failed.
+    pub failed: u64,
+    /// Of which were cancelled on purpose by the workload.
+    pub cancelled: u64,
+    /// Median latency of the successful requests, ms.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile latency of the successful requests, ms.
+    pub p99_ms: Option<f64>,
+    /// Failures by kind since the previous sample.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// One fault injected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultEvent {
+    /// The matrix's name for it (`down`, `peer_lost`, `server_restart`...).
+    pub name: String,
+    /// Short label.
+    pub label: String,
+    /// When it was injected, seconds since the soak began.
+    pub start_s: f64,
+    /// When it was healed (`None` while it lasts).
+    pub end_s: Option<f64>,
+    /// Why it could not be injected or healed, if so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Request totals.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Requests that ended.
+    pub requests: u64,
+    /// Succeeded.
+    pub ok: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Cancelled on purpose by the workload (a dropped future or a query cut by a timeout).
+    pub cancelled: u64,
+    /// Requests that outlived the hang cutoff (every pool call is bounded; this must be 0).
+    pub hangs: u64,
+    /// The slowest request, ms.
+    pub longest_ms: f64,
+    /// Failures by kind.
+    pub errors: BTreeMap<String, u64>,
+}
+
+/// What the pool and the server said after the pool shut down.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndCheck {
+    /// Connections the pool opened during the soak.
+    pub opened: u64,
+    /// Connections the pool closed (for any reason).
+    pub closed: u64,
+    /// Connection driver tasks still running after shutdown.
+    pub live_connection_tasks: usize,
+    /// Server-side connections of the soak's `application_name` left after shutdown.
+    pub server_connections_left: i64,
+    /// Checked-out connections returned during shutdown.
+    pub shutdown_returned: usize,
+    /// Checked-out connections force-closed by shutdown.
+    pub shutdown_forced: usize,
+    /// How long shutdown took, ms.
+    pub shutdown_ms: f64,
+    /// Connections the pool closed, by reason (discarded by the workload, broken, recycled...).
+    pub closed_by_reason: BTreeMap<String, u64>,
+}
+
+/// The whole soak.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SoakReport {
+    /// chaos version.
+    pub version: String,
+    /// Checkpoint, finished or interrupted.
+    pub state: SoakState,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// The database (password redacted).
+    pub database: String,
+    /// The proxy (embedded or a Toxiproxy URL).
+    pub proxy: String,
+    /// Planned duration, seconds.
+    pub planned_s: f64,
+    /// How long it ran, seconds.
+    pub elapsed_s: f64,
+    /// Samples before this are not fitted.
+    pub warmup_s: f64,
+    /// Sampling period, seconds.
+    pub sample_every_s: f64,
+    /// Mean time between faults, seconds.
+    pub fault_every_s: f64,
+    /// The pool's max_size.
+    pub max_size: usize,
+    /// Request totals.
+    pub totals: Totals,
+    /// Every fault injected.
+    pub faults: Vec<FaultEvent>,
+    /// Fitted trends of the leak-checked series.
+    pub trends: Vec<Trend>,
+    /// The shutdown checks (missing at a checkpoint).
+    pub end: Option<EndCheck>,
+    /// Every criterion, measured value beside its bound.
+    pub criteria: Vec<Criterion>,
+    /// Overall: fail when any criterion failed.
+    pub verdict: Verdict,
+    /// Every sample.
+    pub samples: Vec<Sample>,
+}
+
+fn human(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+impl SoakReport {
+    /// Pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("the report serializes")
+    }
+
+    /// The series that grew (failed trends), for the error message.
+    pub fn grown(&self) -> Vec<&Trend> {
+        self.trends
+            .iter()
+            .filter(|t| t.verdict == Verdict::Fail)
+            .collect()
+    }
+
+    /// The terminal summary.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let state = match self.state {
+            SoakState::Checkpoint => "checkpoint",
+            SoakState::Finished => "finished",
+            SoakState::Interrupted => "interrupted",
+        };
+        let _ = writeln!(
+            out,
+            "soak {state} after {} of {} (seed {}; warm-up {}, a sample every {}, a fault every {} on average)",
+            human(self.elapsed_s),
+            human(self.planned_s),
+            self.seed,
+            human(self.warmup_s),
+            human(self.sample_every_s),
+            human(self.fault_every_s),
+        );
+        let _ = writeln!(
+            out,
+            "\n{:<20} {:>10} {:>10} {:>12} {:>10} {:>10}  verdict",
+            "series", "start", "end", "slope/hour", "growth", "allowed"
+        );
+        for t in &self.trends {
+            let _ = writeln!(
+                out,
+                "{:<20} {:>10.1} {:>10.1} {:>+12.2} {:>+10.2} {:>10.1}  {}",
+                t.series,
+                t.start,
+                t.end,
+                t.slope_per_hour,
+                t.growth,
+                t.allowed,
+                t.verdict.mark()
+            );
+        }
+        let tot = &self.totals;
+        let _ = writeln!(
+            out,
+            "\nrequests {}: ok {}, failed {}, cancelled on purpose {}, hangs {}; longest {:.0} ms",
+            tot.requests, tot.ok, tot.failed, tot.cancelled, tot.hangs, tot.longest_ms
+        );
+        if !tot.errors.is_empty() {
+            let list: Vec<String> = tot.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let _ = writeln!(out, "failures by kind: {}", list.join(", "));
+        }
+        let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
+        for f in &self.faults {
+            *by_name.entry(&f.name).or_default() += 1;
+        }
+        let list: Vec<String> = by_name.iter().map(|(k, v)| format!("{k} x{v}")).collect();
+        let _ = writeln!(
+            out,
+            "faults injected {}: {}",
+            self.faults.len(),
+            list.join(", ")
+        );
+        if let Some(e) = &self.end {
+            let _ = writeln!(
+                out,
+                "connections opened {}, closed {}; after shutdown: {} on the server, {} driver tasks; shutdown {:.0} ms ({} returned, {} forced)",
+                e.opened,
+                e.closed,
+                e.server_connections_left,
+                e.live_connection_tasks,
+                e.shutdown_ms,
+                e.shutdown_returned,
+                e.shutdown_forced
+            );
+            let reasons: Vec<String> = e
+                .closed_by_reason
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            let _ = writeln!(out, "closed by reason: {}", reasons.join(", "));
+        }
+        let _ = writeln!(out);
+        for c in &self.criteria {
+            let _ = writeln!(
+                out,
+                "{:<8} {:<28} {} (bound {})",
+                c.verdict.mark(),
+                c.id,
+                c.measured,
+                c.bound
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n{}",
+            match self.verdict {
+                Verdict::Pass => "LEAK-FREE".to_string(),
+                Verdict::Unknown => "UNKNOWN (too short to fit a trend)".to_string(),
+                Verdict::Fail => {
+                    let grown: Vec<&str> = self.grown().iter().map(|t| t.series.as_str()).collect();
+                    if grown.is_empty() {
+                        "FAILED".to_string()
+                    } else {
+                        format!("LEAK: {} grew", grown.join(", "))
+                    }
+                }
+            }
+        );
+        out
+    }
+}
+
+const W: f64 = 960.0;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 20.0;
+const PANEL_H: f64 = 120.0;
+const GAP: f64 = 34.0;
+const TOP: f64 = 56.0;
+/// Most points drawn per line; longer series are thinned to bucket extremes.
+const MAX_DRAWN: usize = 1200;
+
+type Line = (&'static str, &'static str, Vec<(f64, f64)>);
+
+/// Keeps the extremes of each bucket so a thinned spike still shows.
+fn thin(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    if points.len() <= MAX_DRAWN {
+        return points.to_vec();
+    }
+    let per = points.len().div_ceil(MAX_DRAWN / 2);
+    let mut out = Vec::new();
+    for c in points.chunks(per) {
+        let lo = c
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("non-empty");
+        let hi = c
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("non-empty");
+        if lo.0 <= hi.0 {
+            out.extend([*lo, *hi]);
+        } else {
+            out.extend([*hi, *lo]);
+        }
+    }
+    out
+}
+
+/// The SVG: one panel per series, time on x, fault windows shaded in every panel, the fitted
+/// trend of each leak-checked series drawn dashed over its window.
+pub fn svg(r: &SoakReport) -> String {
+    let series = |f: &dyn Fn(&Sample) -> Option<f64>| -> Vec<(f64, f64)> {
+        r.samples
+            .iter()
+            .filter_map(|s| f(s).map(|v| (s.t_s, v)))
+            .collect()
+    };
+    let rate = |f: &dyn Fn(&Sample) -> u64| -> Vec<(f64, f64)> {
+        let mut prev = 0.0;
+        r.samples
+            .iter()
+            .map(|s| {
+                let dt = (s.t_s - prev).max(1e-3);
+                prev = s.t_s;
+                (s.t_s, f(s) as f64 / dt)
+            })
+            .collect()
+    };
+    let panels: Vec<(&str, Option<&str>, Vec<Line>)> = vec![
+        (
+            "resident memory (MiB)",
+            Some("rss_mib"),
+            vec![("rss", "#1d3557", series(&|s| s.rss_mib))],
+        ),
+        (
+            "open file descriptors",
+            Some("fds"),
+            vec![("fds", "#1d3557", series(&|s| s.fds))],
+        ),
+        (
+            "live tokio tasks",
+            Some("tasks"),
+            vec![("tasks", "#1d3557", series(&|s| Some(s.tasks)))],
+        ),
+        (
+            "connections: server side (pg_stat_activity) and in the pool",
+            Some("server_connections"),
+            vec![
+                ("server", "#1d3557", series(&|s| s.server_connections)),
+                ("pool", "#8d99ae", series(&|s| Some(s.pool_total as f64))),
+            ],
+        ),
+        (
+            "requests per second",
+            None,
+            vec![
+                ("ok", "#2a9d3a", rate(&|s| s.ok)),
+                ("failed", "#d62828", rate(&|s| s.failed)),
+                ("cancelled", "#f08c00", rate(&|s| s.cancelled)),
+            ],
+        ),
+        (
+            "latency of successes (ms): p50, p99",
+            None,
+            vec![
+                ("p50", "#2a9d3a", series(&|s| s.p50_ms)),
+                ("p99", "#9d0208", series(&|s| s.p99_ms)),
+            ],
+        ),
+    ];
+    let h = TOP + panels.len() as f64 * (PANEL_H + GAP) + 10.0;
+    let end = r.elapsed_s.max(1.0);
+    let x = |t: f64| LEFT + (t / end).clamp(0.0, 1.0) * (W - LEFT - RIGHT);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="11">
+<rect width="{W}" height="{h}" fill="#ffffff"/>
+<text x="{LEFT}" y="20" font-size="14" font-weight="bold">soak: {} of {}, {} faults, seed {}: {}</text>
+<text x="{LEFT}" y="38" fill="#555">fault windows shaded red; warm-up shaded grey; dashed: fitted trend (Theil–Sen) over the measured window</text>
+"##,
+        human(r.elapsed_s),
+        human(r.planned_s),
+        r.faults.len(),
+        r.seed,
+        match r.verdict {
+            Verdict::Pass => "leak-free",
+            Verdict::Fail => "FAILED",
+            Verdict::Unknown => "unknown",
+        }
+    );
+    let tick = [
+        10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0,
+    ]
+    .into_iter()
+    .find(|t| end / t <= 10.0)
+    .unwrap_or(21600.0);
+    for (i, (title, trend_of, lines)) in panels.iter().enumerate() {
+        let top = TOP + i as f64 * (PANEL_H + GAP);
+        let bottom = top + PANEL_H;
+        let trend = trend_of.and_then(|n| r.trends.iter().find(|t| t.series == n));
+        let max = lines
+            .iter()
+            .flat_map(|l| l.2.iter().map(|p| p.1))
+            .chain(trend.map(|t| t.fitted_start + t.growth))
+            .fold(1.0f64, f64::max)
+            * 1.1;
+        let y = |v: f64| bottom - (v / max).clamp(0.0, 1.0) * PANEL_H;
+        let _ = writeln!(
+            out,
+            r##"<text x="{LEFT}" y="{:.1}" font-weight="bold">{}</text>"##,
+            top - 6.0,
+            escape(title)
+        );
+        let _ = writeln!(
+            out,
+            r##"<rect x="{LEFT}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="#8d99ae" fill-opacity="0.12"/>"##,
+            (x(r.warmup_s) - LEFT).max(0.0),
+            PANEL_H
+        );
+        for f in &r.faults {
+            let (a, b) = (x(f.start_s), x(f.end_s.unwrap_or(r.elapsed_s)));
+            let _ = writeln!(
+                out,
+                r##"<rect x="{a:.1}" y="{top:.1}" width="{:.1}" height="{PANEL_H}" fill="#d62828" fill-opacity="0.14"><title>{}</title></rect>"##,
+                (b - a).max(1.0),
+                escape(&f.label)
+            );
+            if i == 0 {
+                let _ = writeln!(
+                    out,
+                    r##"<text x="{a:.1}" y="{:.1}" font-size="9" fill="#9d0208" transform="rotate(-90 {a:.1} {:.1})">{}</text>"##,
+                    top + PANEL_H - 2.0,
+                    top + PANEL_H - 2.0,
+                    escape(&f.name)
+                );
+            }
+        }
+        for frac in [0.0, 0.5, 1.0] {
+            let v = max / 1.1 * frac;
+            let _ = writeln!(
+                out,
+                r##"<line x1="{LEFT}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}" stroke="#e0e0e0"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#555">{}</text>"##,
+                W - RIGHT,
+                LEFT - 4.0,
+                y(v) + 4.0,
+                if v >= 100.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.1}")
+                },
+                y = y(v)
+            );
+        }
+        let mut t = 0.0;
+        while t <= end {
+            let _ = writeln!(
+                out,
+                r##"<line x1="{px:.1}" x2="{px:.1}" y1="{bottom:.1}" y2="{:.1}" stroke="#999"/><text x="{px:.1}" y="{:.1}" text-anchor="middle" fill="#555">{}</text>"##,
+                bottom + 4.0,
+                bottom + 15.0,
+                human(t),
+                px = x(t)
+            );
+            t += tick;
+        }
+        let mut legend_x = W - RIGHT;
+        for (name, color, points) in lines.iter().rev() {
+            let pts: Vec<String> = thin(points)
+                .iter()
+                .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
+                .collect();
+            let _ = writeln!(
+                out,
+                r##"<polyline points="{}" fill="none" stroke="{color}" stroke-width="1.4"/>"##,
+                pts.join(" ")
+            );
+            let _ = writeln!(
+                out,
+                r##"<text x="{legend_x:.1}" y="{:.1}" text-anchor="end" fill="{color}">{name}</text>"##,
+                top - 6.0
+            );
+            legend_x -= 8.0 * name.len() as f64 + 14.0;
+        }
+        if let Some(t) = trend {
+            let (t0, t1) = (t.window_start_s, t.window_start_s + t.window_s);
+            let _ = writeln!(
+                out,
+                r##"<line x1="{:.1}" x2="{:.1}" y1="{:.1}" y2="{:.1}" stroke="{}" stroke-width="2" stroke-dasharray="6 4"><title>{}: {:+.2} {} per hour, {}</title></line>"##,
+                x(t0),
+                x(t1),
+                y(t.fitted_start),
+                y(t.fitted_start + t.growth),
+                if t.verdict == Verdict::Fail {
+                    "#d62828"
+                } else {
+                    "#f08c00"
+                },
+                t.series,
+                t.slope_per_hour,
+                t.unit,
+                t.verdict.mark()
+            );
+        }
+        let _ = writeln!(
+            out,
+            r##"<line x1="{LEFT}" x2="{LEFT}" y1="{top:.1}" y2="{bottom:.1}" stroke="#999"/><line x1="{LEFT}" x2="{:.1}" y1="{bottom:.1}" y2="{bottom:.1}" stroke="#999"/>"##,
+            W - RIGHT
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
