@@ -583,8 +583,12 @@ pub async fn run(
         workers.push(tokio::spawn(async move {
             while load.running.load(Relaxed) {
                 let (work, x) = load.pick();
+                let failed_before = lock(&load.totals).failed;
                 load.request(work, x).await;
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                // A real client backs off after a failure instead of spinning.
+                let failed = lock(&load.totals).failed > failed_before;
+                let pause = if failed { 25 } else { 2 };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
             }
         }));
     }

@@ -301,7 +301,8 @@ const TOP: f64 = 56.0;
 /// Most points drawn per line; longer series are thinned to bucket extremes.
 const MAX_DRAWN: usize = 1200;
 
-type Line = (&'static str, &'static str, Vec<(f64, f64)>);
+/// A named, coloured line as segments: a gap in the samples (the server down) breaks it.
+type Line = (&'static str, &'static str, Vec<Vec<(f64, f64)>>);
 
 /// Keeps the extremes of each bucket so a thinned spike still shows.
 fn thin(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
@@ -331,22 +332,29 @@ fn thin(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
 /// The SVG: one panel per series, time on x, fault windows shaded in every panel, the fitted
 /// trend of each leak-checked series drawn dashed over its window.
 pub fn svg(r: &SoakReport) -> String {
-    let series = |f: &dyn Fn(&Sample) -> Option<f64>| -> Vec<(f64, f64)> {
-        r.samples
-            .iter()
-            .filter_map(|s| f(s).map(|v| (s.t_s, v)))
-            .collect()
+    let series = |f: &dyn Fn(&Sample) -> Option<f64>| -> Vec<Vec<(f64, f64)>> {
+        let mut segments = vec![Vec::new()];
+        for s in &r.samples {
+            match f(s) {
+                Some(v) => segments.last_mut().expect("one").push((s.t_s, v)),
+                None if segments.last().is_some_and(|l| !l.is_empty()) => segments.push(Vec::new()),
+                None => {}
+            }
+        }
+        segments
     };
-    let rate = |f: &dyn Fn(&Sample) -> u64| -> Vec<(f64, f64)> {
+    let rate = |f: &dyn Fn(&Sample) -> u64| -> Vec<Vec<(f64, f64)>> {
         let mut prev = 0.0;
-        r.samples
-            .iter()
-            .map(|s| {
-                let dt = (s.t_s - prev).max(1e-3);
-                prev = s.t_s;
-                (s.t_s, f(s) as f64 / dt)
-            })
-            .collect()
+        vec![
+            r.samples
+                .iter()
+                .map(|s| {
+                    let dt = (s.t_s - prev).max(1e-3);
+                    prev = s.t_s;
+                    (s.t_s, f(s) as f64 / dt)
+                })
+                .collect(),
+        ]
     };
     let panels: Vec<(&str, Option<&str>, Vec<Line>)> = vec![
         (
@@ -423,7 +431,7 @@ pub fn svg(r: &SoakReport) -> String {
         let trend = trend_of.and_then(|n| r.trends.iter().find(|t| t.series == n));
         let max = lines
             .iter()
-            .flat_map(|l| l.2.iter().map(|p| p.1))
+            .flat_map(|l| l.2.iter().flatten().map(|p| p.1))
             .chain(trend.map(|t| t.fitted_start + t.growth))
             .fold(1.0f64, f64::max)
             * 1.1;
@@ -487,16 +495,18 @@ pub fn svg(r: &SoakReport) -> String {
             t += tick;
         }
         let mut legend_x = W - RIGHT;
-        for (name, color, points) in lines.iter().rev() {
-            let pts: Vec<String> = thin(points)
-                .iter()
-                .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
-                .collect();
-            let _ = writeln!(
-                out,
-                r##"<polyline points="{}" fill="none" stroke="{color}" stroke-width="1.4"/>"##,
-                pts.join(" ")
-            );
+        for (name, color, segments) in lines.iter().rev() {
+            for points in segments.iter().filter(|p| !p.is_empty()) {
+                let pts: Vec<String> = thin(points)
+                    .iter()
+                    .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    r##"<polyline points="{}" fill="none" stroke="{color}" stroke-width="1.4"/>"##,
+                    pts.join(" ")
+                );
+            }
             let _ = writeln!(
                 out,
                 r##"<text x="{legend_x:.1}" y="{:.1}" text-anchor="end" fill="{color}">{name}</text>"##,
@@ -532,4 +542,139 @@ pub fn svg(r: &SoakReport) -> String {
     }
     out.push_str("</svg>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::soak::trend;
+
+    /// A fixed soak: 10 minutes, a flat memory series, a leaking connection series, two
+    /// faults (one while the server was down: no server sample).
+    pub(crate) fn sample() -> SoakReport {
+        let samples: Vec<Sample> = (0..=120)
+            .map(|i| {
+                let t = i as f64 * 5.0;
+                let down = (200.0..230.0).contains(&t);
+                Sample {
+                    t_s: t,
+                    rss_mib: Some(20.0 + (i % 3) as f64 * 0.5),
+                    fds: Some(40.0 + (i % 4) as f64),
+                    tasks: 30.0,
+                    pool_total: 8,
+                    pool_idle: 3,
+                    waiting: 0,
+                    live_connection_tasks: 8,
+                    server_connections: (!down).then_some(8.0 + t / 20.0),
+                    requests: 500,
+                    ok: if down { 0 } else { 480 },
+                    failed: if down { 480 } else { 0 },
+                    cancelled: 20,
+                    p50_ms: (!down).then_some(0.4),
+                    p99_ms: (!down).then_some(180.0),
+                    errors: if down {
+                        BTreeMap::from([("acquire unavailable".to_string(), 480)])
+                    } else {
+                        BTreeMap::new()
+                    },
+                }
+            })
+            .collect();
+        let window: Vec<(f64, f64)> = samples
+            .iter()
+            .filter(|s| s.t_s >= 60.0)
+            .filter_map(|s| s.server_connections.map(|v| (s.t_s, v)))
+            .collect();
+        let rss: Vec<(f64, f64)> = samples
+            .iter()
+            .filter(|s| s.t_s >= 60.0)
+            .map(|s| (s.t_s, s.rss_mib.unwrap_or(0.0)))
+            .collect();
+        let allow = trend::allowances(10);
+        let trends = vec![
+            trend::fit("rss_mib", "MiB", &rss, allow[0].2),
+            trend::fit("server_connections", "connections", &window, allow[3].2),
+        ];
+        SoakReport {
+            version: "0.0.0".into(),
+            state: SoakState::Finished,
+            seed: 42,
+            database: "throwaway cluster".into(),
+            proxy: "embedded".into(),
+            planned_s: 600.0,
+            elapsed_s: 600.0,
+            warmup_s: 60.0,
+            sample_every_s: 5.0,
+            fault_every_s: 75.0,
+            max_size: 10,
+            totals: Totals {
+                requests: 60_500,
+                ok: 56_000,
+                failed: 2_900,
+                cancelled: 1_600,
+                hangs: 0,
+                longest_ms: 2_010.0,
+                errors: BTreeMap::from([("acquire unavailable".to_string(), 2_900)]),
+            },
+            faults: vec![
+                FaultEvent {
+                    name: "server_restart".into(),
+                    label: "server crashed".into(),
+                    start_s: 200.0,
+                    end_s: Some(230.0),
+                    error: None,
+                },
+                FaultEvent {
+                    name: "latency_jitter".into(),
+                    label: "latency 100+-50 ms".into(),
+                    start_s: 400.0,
+                    end_s: Some(410.0),
+                    error: None,
+                },
+            ],
+            trends,
+            end: Some(EndCheck {
+                opened: 120,
+                closed: 120,
+                live_connection_tasks: 0,
+                server_connections_left: 0,
+                shutdown_returned: 2,
+                shutdown_forced: 0,
+                shutdown_ms: 12.0,
+                closed_by_reason: BTreeMap::from([
+                    ("discarded".to_string(), 100),
+                    ("shutdown".to_string(), 20),
+                ]),
+            }),
+            criteria: Vec::new(),
+            verdict: Verdict::Fail,
+            samples,
+        }
+    }
+
+    #[test]
+    fn the_text_names_the_series_that_grew() {
+        let r = sample();
+        let text = r.to_text();
+        assert!(text.contains("LEAK: server_connections grew"), "{text}");
+        insta::assert_snapshot!(text);
+    }
+
+    #[test]
+    fn the_svg_has_a_panel_per_series_and_breaks_lines_at_gaps() {
+        let svg = svg(&sample());
+        assert_eq!(
+            svg.matches("font-weight=\"bold\">").count(),
+            7,
+            "title + 6 panels"
+        );
+        insta::assert_snapshot!(svg);
+    }
+
+    #[test]
+    fn the_json_reads_back() {
+        let r = sample();
+        let back: SoakReport = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(back, r);
+    }
 }

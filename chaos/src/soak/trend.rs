@@ -178,12 +178,17 @@ pub fn fit(series: &str, unit: &str, points: &[(f64, f64)], allowance: Allowance
         }
         _ => (0.0, 0.0, Verdict::Unknown),
     };
-    let fitted_start = median(
-        &mut reduced
-            .iter()
-            .map(|p| p.1 - slope.unwrap_or(0.0) * (p.0 - window_start_s))
-            .collect::<Vec<_>>(),
-    );
+    // No points (a checkpoint during the warm-up): zeros, so the JSON has no NaN.
+    let fitted_start = if reduced.is_empty() {
+        0.0
+    } else {
+        median(
+            &mut reduced
+                .iter()
+                .map(|p| p.1 - slope.unwrap_or(0.0) * (p.0 - window_start_s))
+                .collect::<Vec<_>>(),
+        )
+    };
     Trend {
         series: series.into(),
         unit: unit.into(),
@@ -192,12 +197,12 @@ pub fn fit(series: &str, unit: &str, points: &[(f64, f64)], allowance: Allowance
         window_s,
         fitted_start,
         start: if reduced.is_empty() {
-            f64::NAN
+            0.0
         } else {
             edge(&reduced[..tenth])
         },
         end: if reduced.is_empty() {
-            f64::NAN
+            0.0
         } else {
             edge(&reduced[reduced.len() - tenth..])
         },
@@ -255,6 +260,13 @@ mod tests {
     fn too_few_points_is_unknown() {
         let t = fit("c", "n", &series(3, |t| t * 100.0), FLAT);
         assert_eq!(t.verdict, Verdict::Unknown);
+        let none = fit("c", "n", &[], FLAT);
+        assert_eq!(none.verdict, Verdict::Unknown);
+        assert!(
+            serde_json::to_string(&none)
+                .unwrap()
+                .contains("\"start\":0.0")
+        );
     }
 
     #[test]
