@@ -236,6 +236,94 @@ impl Env {
     }
 }
 
+/// Why a scenario could not start.
+#[derive(Debug)]
+pub enum SetupError {
+    /// The fault injector could not be set up (the scenario is `unknown`).
+    Injector(String),
+    /// The pool under test did not start (a failed criterion).
+    Pool(String),
+}
+
+/// A pool under test and the handle of its fault injector.
+pub type Opened = (Box<dyn Subject>, String);
+
+/// Where a fault scenario runs: something that makes a pool under test, injects a fault on
+/// its path to the database, and says what the server still holds afterwards. [`Env`] is the
+/// real one (a proxy in front of PostgreSQL); a fake database under paused time makes a
+/// deterministic one (`chaos/tests/deterministic.rs`).
+pub trait Arena: Send + Sync {
+    /// Whether the server may be stopped and restarted.
+    fn owns_server(&self) -> bool;
+    /// Makes a pool of `kind`, tagged `app`, behind its own fault injector; returns the pool
+    /// and a handle for [`Arena::inject`] and [`Arena::close`].
+    fn open<'a>(
+        &'a self,
+        kind: &'a str,
+        app: &'a str,
+    ) -> subject::BoxFut<'a, Result<Opened, SetupError>>;
+    /// Injects `fault` for `during`, then heals it.
+    fn inject<'a>(
+        &'a self,
+        handle: &'a str,
+        fault: &'a Fault,
+        app: &'a str,
+        during: Duration,
+    ) -> subject::BoxFut<'a, anyhow::Result<()>>;
+    /// Connections of `app` the server still holds, waiting (bounded) for them to go.
+    fn left_on_server<'a>(&'a self, app: &'a str) -> subject::BoxFut<'a, i64>;
+    /// Removes the fault injector made by `open`.
+    fn close<'a>(&'a self, handle: &'a str) -> subject::BoxFut<'a, ()>;
+}
+
+impl Arena for Env {
+    fn owns_server(&self) -> bool {
+        self.db.cluster().is_some()
+    }
+    fn open<'a>(
+        &'a self,
+        kind: &'a str,
+        app: &'a str,
+    ) -> subject::BoxFut<'a, Result<Opened, SetupError>> {
+        Box::pin(async move {
+            let proxy = self
+                .proxy(&format!("chaos_{}", app.replace('-', "_")))
+                .await
+                .map_err(|e| SetupError::Injector(format!("could not create the proxy: {e}")))?;
+            match make_subject(kind, &proxy.url, app).await {
+                Ok(s) => Ok((s, proxy.name)),
+                Err(e) => {
+                    self.drop_proxy(&proxy).await;
+                    Err(SetupError::Pool(e.to_string()))
+                }
+            }
+        })
+    }
+    fn inject<'a>(
+        &'a self,
+        handle: &'a str,
+        fault: &'a Fault,
+        app: &'a str,
+        during: Duration,
+    ) -> subject::BoxFut<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let proxy = ScenarioProxy {
+                name: handle.to_string(),
+                url: String::new(),
+            };
+            faults::apply(self, &proxy, fault, app, during).await
+        })
+    }
+    fn left_on_server<'a>(&'a self, app: &'a str) -> subject::BoxFut<'a, i64> {
+        Box::pin(self.wait_no_connections(app, Duration::from_secs(5)))
+    }
+    fn close<'a>(&'a self, handle: &'a str) -> subject::BoxFut<'a, ()> {
+        Box::pin(async move {
+            let _ = self.faults.delete_proxy(handle).await;
+        })
+    }
+}
+
 /// Builds a subject of `kind` connected through `url`, tagged `app`.
 pub async fn make_subject(kind: &str, url: &str, app: &str) -> anyhow::Result<Box<dyn Subject>> {
     Ok(match kind {
@@ -335,7 +423,7 @@ pub trait Progress: Send + Sync {
 
 /// Runs one fault against one pool: load, fault, heal, load, shutdown, leak check.
 pub async fn run_fault(
-    env: &Env,
+    env: &dyn Arena,
     fault: &Fault,
     kind: &str,
     timing: Timing,
@@ -355,34 +443,27 @@ pub async fn run_fault(
         duration_ms: 0.0,
         ops: Vec::new(),
     };
-    if fault.needs_cluster && env.db.cluster().is_none() {
+    if fault.needs_cluster && !env.owns_server() {
         report.criteria.push(unknown(
             "server_restart",
             "needs a throwaway cluster: DATABASE_URL points at a server this process does not own",
         ));
         return report;
     }
-    let proxy = match env.proxy(&format!("chaos_{}", app.replace('-', "_"))).await {
-        Ok(p) => p,
-        Err(e) => {
-            report.criteria.push(unknown(
-                "setup",
-                &format!("could not create the proxy: {e}"),
-            ));
+    let (subject, proxy): (Arc<dyn Subject>, String) = match env.open(kind, &app).await {
+        Ok((s, handle)) => (Arc::from(s), handle),
+        Err(SetupError::Injector(e)) => {
+            report.criteria.push(unknown("setup", &e));
             return report;
         }
-    };
-    let subject: Arc<dyn Subject> = match make_subject(kind, &proxy.url, &app).await {
-        Ok(s) => Arc::from(s),
-        Err(e) => {
+        Err(SetupError::Pool(e)) => {
             report.criteria.push(Criterion {
                 id: "setup".into(),
                 description: "the pool starts".into(),
-                measured: e.to_string(),
+                measured: e,
                 bound: "starts".into(),
                 verdict: Verdict::Fail,
             });
-            env.drop_proxy(&proxy).await;
             return report;
         }
     };
@@ -453,7 +534,7 @@ pub async fn run_fault(
         Some([quick, full]) => Duration::from_millis(if timing.quick { quick } else { full }),
         None => timing.during,
     };
-    let applied = faults::apply(env, &proxy, fault, &app, during).await;
+    let applied = env.inject(&proxy, fault, &app, during).await;
     if let Err(e) = &applied {
         report
             .anomalies
@@ -474,8 +555,8 @@ pub async fn run_fault(
     subject.shutdown().await;
     let pool_left = subject.open_connections();
     drop(subject);
-    let server_left = env.wait_no_connections(&app, Duration::from_secs(5)).await;
-    env.drop_proxy(&proxy).await;
+    let server_left = env.left_on_server(&app).await;
+    env.close(&proxy).await;
 
     let mut ops = std::mem::take(&mut *recorder.ops.lock().unwrap_or_else(|e| e.into_inner()));
     ops.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
