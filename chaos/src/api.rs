@@ -26,8 +26,10 @@
 //!
 //! Our extensions, not in Toxiproxy: the toxic types `hold` (data held, delivered when the
 //! toxic is removed), `peer_lost` (connections open when it is added go silent until it is
-//! removed, then are reset; new ones pass) and `refuse` (new connections are reset at once; live ones pass). Unknown
-//! attributes are rejected with 400 instead of being ignored, so a typo is not a silent no-op.
+//! removed, then are reset; new ones pass), `handshake_hang` (new connections are accepted
+//! and never answered, and stay so after removal; live ones pass) and `refuse` (new
+//! connections are reset at once; live ones pass). Unknown attributes are rejected with 400
+//! instead of being ignored, so a typo is not a silent no-op.
 
 use std::sync::Arc;
 

@@ -336,6 +336,37 @@ async fn peer_lost_strands_live_connections_and_passes_new_ones() {
 }
 
 #[tokio::test]
+async fn handshake_hang_leaves_new_connections_unanswered_even_after_removal() {
+    let (_p, proxy) = setup().await;
+    let mut old = connect(&proxy).await;
+    round_trip(&mut old, b"x").await;
+    proxy
+        .add_toxic(toxic(ToxicKind::HandshakeHang, Stream::Downstream))
+        .unwrap();
+    let mut stuck = connect(&proxy).await;
+    stuck.write_all(b"startup packet").await.unwrap();
+    assert!(
+        silent_for(&mut stuck, Duration::from_millis(300)).await,
+        "never answered"
+    );
+    round_trip(&mut old, b"live ones pass").await;
+    proxy.remove_toxic("handshake_hang_downstream").unwrap();
+    assert!(
+        silent_for(&mut stuck, Duration::from_millis(200)).await,
+        "a hung handshake stays hung: the server never answers it"
+    );
+    let mut new = connect(&proxy).await;
+    round_trip(&mut new, b"new ones pass again").await;
+    // The client giving up closes it on the proxy too.
+    drop(stuck);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proxy.stats().live > 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(proxy.stats().live, 2, "old and new remain");
+}
+
+#[tokio::test]
 async fn hold_delivers_everything_when_removed() {
     let (_p, proxy) = setup().await;
     let mut sock = connect(&proxy).await;

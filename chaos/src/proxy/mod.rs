@@ -505,9 +505,18 @@ async fn accept_loop(inner: Arc<Inner>) {
             reset(&client);
             continue;
         }
+        let hang = proxy
+            .inner
+            .toxics
+            .borrow()
+            .toxics
+            .iter()
+            .find(|e| e.toxic.kind == ToxicKind::HandshakeHang)
+            .map(|e| e.toxic.toxicity);
+        let hung = hang.is_some_and(|t| proxy.roll(t));
         // The upstream dial happens in the connection's own task: a slow upstream never holds
         // up accepting other clients.
-        tokio::spawn(connection(proxy.clone(), client, peer));
+        tokio::spawn(connection(proxy.clone(), client, peer, hung));
     }
 }
 
@@ -516,7 +525,29 @@ fn reset(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
-async fn connection(proxy: Proxy, client: TcpStream, peer: SocketAddr) {
+/// A connection accepted under `handshake_hang`: never dialled upstream, never answered;
+/// whatever the client sends is dropped, until it closes or the proxy cuts it.
+async fn hung(client: &TcpStream, stop: &mut watch::Receiver<bool>) {
+    let mut sink = [0u8; 4096];
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            r = client.readable() => {
+                if r.is_err() {
+                    return;
+                }
+                match client.try_read(&mut sink) {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+}
+
+async fn connection(proxy: Proxy, client: TcpStream, peer: SocketAddr, hang: bool) {
     let inner = &proxy.inner;
     let id = inner.next_id.fetch_add(1, Relaxed);
     let (stop_tx, mut stop_rx) = watch::channel(false);
@@ -532,6 +563,10 @@ async fn connection(proxy: Proxy, client: TcpStream, peer: SocketAddr) {
     let _registered = Registered { proxy: &proxy, id };
     if !proxy.enabled() {
         return;
+    }
+    if hang {
+        debug!(proxy = %proxy.name(), conn = id, %peer, "connection hung in its handshake");
+        return hung(&client, &mut stop_rx).await;
     }
     let upstream = proxy.upstream();
     let server = tokio::select! {

@@ -78,10 +78,14 @@ pub enum ToxicKind {
     PeerLost,
     /// Ours: new connections are reset at once; live ones pass (a refusing server).
     Refuse,
+    /// Ours: new connections are accepted and then never answered, for as long as the client
+    /// keeps them (a server stuck in its startup handshake); live ones pass. Connections hung
+    /// while it was present stay hung after it is removed.
+    HandshakeHang,
 }
 
 /// The names of our extensions, not in Toxiproxy.
-pub const EXTENSIONS: [&str; 3] = ["hold", "peer_lost", "refuse"];
+pub const EXTENSIONS: [&str; 4] = ["hold", "peer_lost", "refuse", "handshake_hang"];
 
 impl ToxicKind {
     /// The type name.
@@ -97,6 +101,7 @@ impl ToxicKind {
             ToxicKind::Hold => "hold",
             ToxicKind::PeerLost => "peer_lost",
             ToxicKind::Refuse => "refuse",
+            ToxicKind::HandshakeHang => "handshake_hang",
         }
     }
 
@@ -108,7 +113,7 @@ impl ToxicKind {
             "timeout" | "reset_peer" => &["timeout"],
             "slicer" => &["average_size", "size_variation", "delay"],
             "limit_data" => &["bytes"],
-            "hold" | "peer_lost" | "refuse" => &[],
+            "hold" | "peer_lost" | "refuse" | "handshake_hang" => &[],
             _ => return None,
         })
     }
@@ -119,7 +124,7 @@ impl ToxicKind {
     pub fn parse(type_name: &str, attributes: &Map<String, Value>) -> Result<Self, String> {
         let names = Self::attribute_names(type_name).ok_or_else(|| {
             format!(
-                "invalid toxic type `{type_name}`: expected one of latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data, hold, peer_lost, refuse"
+                "invalid toxic type `{type_name}`: expected one of latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data, hold, peer_lost, refuse, handshake_hang"
             )
         })?;
         for key in attributes.keys() {
@@ -168,6 +173,7 @@ impl ToxicKind {
             "hold" => ToxicKind::Hold,
             "peer_lost" => ToxicKind::PeerLost,
             "refuse" => ToxicKind::Refuse,
+            "handshake_hang" => ToxicKind::HandshakeHang,
             _ => unreachable!("checked above"),
         })
     }
@@ -193,7 +199,10 @@ impl ToxicKind {
                 ("delay", delay),
             ],
             ToxicKind::LimitData { bytes } => vec![("bytes", bytes)],
-            ToxicKind::Hold | ToxicKind::PeerLost | ToxicKind::Refuse => vec![],
+            ToxicKind::Hold
+            | ToxicKind::PeerLost
+            | ToxicKind::Refuse
+            | ToxicKind::HandshakeHang => vec![],
         };
         pairs
             .into_iter()
@@ -201,9 +210,13 @@ impl ToxicKind {
             .collect()
     }
 
-    /// Whether this toxic acts on connections rather than on data (`peer_lost`, `refuse`).
+    /// Whether this toxic acts on connections rather than on data (`peer_lost`, `refuse`,
+    /// `handshake_hang`).
     pub fn stage_free(&self) -> bool {
-        matches!(self, ToxicKind::PeerLost | ToxicKind::Refuse)
+        matches!(
+            self,
+            ToxicKind::PeerLost | ToxicKind::Refuse | ToxicKind::HandshakeHang
+        )
     }
 
     /// The stage that runs this toxic on one direction of one connection; `None` for toxics
@@ -230,7 +243,7 @@ impl ToxicKind {
             )),
             ToxicKind::LimitData { bytes } => Box::new(toxics::limit_data::LimitData::new(bytes)),
             ToxicKind::Hold => Box::new(toxics::hold::Hold::default()),
-            ToxicKind::PeerLost | ToxicKind::Refuse => return None,
+            ToxicKind::PeerLost | ToxicKind::Refuse | ToxicKind::HandshakeHang => return None,
         })
     }
 }

@@ -106,6 +106,18 @@ pub const FAULTS: &[Fault] = &[
         || ToxicKind::PeerLost,
         Stream::Downstream,
     ),
+    Fault {
+        name: "handshake_hang",
+        description: "New connections are accepted but never answered (a server stuck in its startup handshake); open ones keep working. Connections hung during the fault stay hung after the heal until the client gives up on them.",
+        label: "handshake hangs",
+        kind: Kind::Toxic(ToxicSpec {
+            kind: || ToxicKind::HandshakeHang,
+            stream: Stream::Downstream,
+        }),
+        needs_cluster: false,
+        during_ms: None,
+        recovery_bound_ms: 1000.0,
+    },
     toxic(
         "latency_jitter",
         "100 ms +- 50 ms of latency on every answer.",

@@ -630,6 +630,28 @@ fn judge(
         bound: format!("<= {bound_ms:.0} ms"),
         verdict: verdict(hangs == 0),
     });
+    // A pool that gives up must give up on time: wait, connect and validation share one
+    // deadline (peers that time each step separately let them add up).
+    let give_up_bound = ACQUIRE_TIMEOUT.as_secs_f64() * 1000.0 + 250.0;
+    let slowest_failure = ops
+        .iter()
+        .filter(|o| o.outcome == Outcome::Fail)
+        .map(Op::latency_ms)
+        .fold(0.0, f64::max);
+    let late_failures = ops
+        .iter()
+        .filter(|o| o.outcome == Outcome::Fail && o.latency_ms() > give_up_bound)
+        .count();
+    report
+        .metrics
+        .insert("slowest_failure_ms".into(), slowest_failure);
+    report.criteria.push(Criterion {
+        id: "acquire_deadline".into(),
+        description: "a failed acquire gave up within the acquire timeout (plus 250 ms)".into(),
+        measured: format!("slowest failure {slowest_failure:.0} ms, {late_failures} over"),
+        bound: format!("<= {give_up_bound:.0} ms"),
+        verdict: verdict(late_failures == 0),
+    });
     let first_ok = ops
         .iter()
         .find(|o| o.start_ms >= heal && o.outcome == Outcome::Ok);
