@@ -204,6 +204,29 @@ pub fn timeline(s: &ScenarioReport) -> String {
     out
 }
 
+/// `pool passed`, plus how the peers did when they ran (their failures are results, not a
+/// failed run).
+fn headline(report: &ChaosReport) -> String {
+    let ours = if report.passed() {
+        "pool passed"
+    } else {
+        "pool FAILED"
+    };
+    let peers: Vec<&ScenarioReport> = report
+        .scenarios
+        .iter()
+        .filter(|s| s.pool != "pool")
+        .collect();
+    if peers.is_empty() {
+        return ours.to_string();
+    }
+    let failed = peers
+        .iter()
+        .filter(|s| s.verdict() == super::Verdict::Fail)
+        .count();
+    format!("{ours}; peers failed {failed} of {} scenarios", peers.len())
+}
+
 /// A page with the summary table and every timeline.
 pub fn index_html(report: &ChaosReport) -> String {
     let mut out = String::new();
@@ -217,7 +240,7 @@ pub fn index_html(report: &ChaosReport) -> String {
 <p>seed <code>{}</code> (replay with <code>--seed {}</code>) &middot; {} &middot; proxy: {} &middot; {} run</p>
 <table><tr><th>scenario</th><th>pool</th><th>before ok/fail/info</th><th>during</th><th>after</th><th>verdict</th></tr>
 "#,
-        if report.passed() { "passed" } else { "failed" },
+        headline(report),
         report.seed,
         report.seed,
         escape(&report.database),
