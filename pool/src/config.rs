@@ -127,9 +127,16 @@ impl Default for PoolConfig {
 }
 
 macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty),* $(,)?) => {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty = $example:expr),* $(,)?) => {
         $(
             $(#[$doc])*
+            ///
+            /// # Examples
+            #[doc = concat!(
+                "```\n# use std::time::Duration;\nlet config = pool::PoolConfig::from_url(\"postgres://app@db/app\").unwrap().",
+                stringify!($name), "(", stringify!($example), ");\n",
+                "assert!(config.validate().is_ok());\n```"
+            )]
             #[must_use]
             pub fn $name(mut self, value: $ty) -> Self {
                 self.$name = value;
@@ -178,6 +185,15 @@ impl PoolConfig {
     }
 
     /// Like [`from_env`](Self::from_env), from an explicit list of variables.
+    ///
+    /// # Examples
+    /// ```
+    /// let vars = [("DATABASE_URL", "postgres://app@db:5432/app"), ("POOL_MAX_SIZE", "20")];
+    /// let config =
+    ///     pool::PoolConfig::from_vars(vars.map(|(k, v)| (k.to_string(), v.to_string())))?;
+    /// assert_eq!(config.get_max_size(), 20);
+    /// # Ok::<(), pool::ConfigError>(())
+    /// ```
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
@@ -393,73 +409,104 @@ impl PoolConfig {
     }
 
     /// The URL with its password replaced by `***`.
+    ///
+    /// # Examples
+    /// ```
+    /// let config = pool::PoolConfig::from_url("postgres://app:s3cret@db/app")?;
+    /// assert!(!config.redacted_url().contains("s3cret"));
+    /// # Ok::<(), pool::ConfigError>(())
+    /// ```
     pub fn redacted_url(&self) -> String {
         crate::redact::redact_url(&self.url)
     }
 
     setters! {
         /// Connections kept open even when idle (default 2).
-        min_size: usize,
+        min_size: usize = 3,
         /// Connections open at most (default 10).
-        max_size: usize,
+        max_size: usize = 20,
         /// The one deadline of an acquire (default 5 s).
-        acquire_timeout: Duration,
+        acquire_timeout: Duration = Duration::from_secs(2),
         /// Bound on one connection attempt (default 2 s).
-        connect_timeout: Duration,
+        connect_timeout: Duration = Duration::from_secs(1),
         /// Bound on a validation round trip (default 1 s).
-        validation_timeout: Duration,
+        validation_timeout: Duration = Duration::from_millis(500),
         /// Connections idle less than this are handed out without validation (default 500 ms).
-        validation_bypass: Duration,
+        validation_bypass: Duration = Duration::from_millis(250),
         /// Idle connections above `min_size` close after this (default 60 s; `None` = never).
-        idle_timeout: Option<Duration>,
+        idle_timeout: Option<Duration> = Some(Duration::from_secs(300)),
         /// Connections are retired after this, minus up to 2.5 % jitter (default 1 h).
-        max_lifetime: Option<Duration>,
+        max_lifetime: Option<Duration> = Some(Duration::from_secs(1800)),
         /// Connections are retired after this many checkouts (default 50 000).
-        max_uses: Option<u64>,
+        max_uses: Option<u64> = Some(10_000),
         /// Hold time after which a leak is suspected and logged (default 30 s; `None` = off).
-        leak_detection_threshold: Option<Duration>,
+        leak_detection_threshold: Option<Duration> = Some(Duration::from_secs(10)),
         /// Interval of the background probe while the database is up (default 500 ms).
-        probe_interval: Duration,
+        probe_interval: Duration = Duration::from_secs(1),
         /// Bound on one probe (default 1 s).
-        probe_timeout: Duration,
+        probe_timeout: Duration = Duration::from_millis(500),
         /// Interval of the TCP probe during an outage (default 100 ms).
-        outage_probe_interval: Duration,
+        outage_probe_interval: Duration = Duration::from_millis(200),
         /// First reconnection backoff during an outage (default 100 ms).
-        reconnect_backoff_base: Duration,
+        reconnect_backoff_base: Duration = Duration::from_millis(50),
         /// Cap of the reconnection backoff (default 2 s).
-        reconnect_backoff_max: Duration,
+        reconnect_backoff_max: Duration = Duration::from_secs(5),
         /// TCP keepalive idle time (default 10 s).
-        tcp_keepalive_idle: Duration,
+        tcp_keepalive_idle: Duration = Duration::from_secs(30),
         /// TCP keepalive probe interval (default 2 s).
-        tcp_keepalive_interval: Duration,
+        tcp_keepalive_interval: Duration = Duration::from_secs(5),
         /// TCP keepalive probes before the socket is dead (default 3).
-        tcp_keepalive_retries: u32,
+        tcp_keepalive_retries: u32 = 5,
         /// TCP user timeout (default 15 s).
-        tcp_user_timeout: Duration,
+        tcp_user_timeout: Duration = Duration::from_secs(20),
         /// Prepared statements cached per connection (default 256).
-        statement_cache_capacity: usize,
+        statement_cache_capacity: usize = 64,
         /// `application_name` of the connections, unless the URL sets one (default `pool`).
-        application_name: String,
+        application_name: String = "billing".to_string(),
         /// Seed of the backoff and lifetime jitter (default random): makes a test repeatable.
-        jitter_seed: Option<u64>,
+        jitter_seed: Option<u64> = Some(42),
     }
 
     /// `min_size`.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(pool::PoolConfig::default().min_size(3).get_min_size(), 3);
+    /// ```
     pub fn get_min_size(&self) -> usize {
         self.min_size
     }
 
     /// `max_size`.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(pool::PoolConfig::default().max_size(20).get_max_size(), 20);
+    /// ```
     pub fn get_max_size(&self) -> usize {
         self.max_size
     }
 
     /// `acquire_timeout`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// let config = pool::PoolConfig::default().acquire_timeout(Duration::from_secs(2));
+    /// assert_eq!(config.get_acquire_timeout(), Duration::from_secs(2));
+    /// ```
     pub fn get_acquire_timeout(&self) -> Duration {
         self.acquire_timeout
     }
 
     /// The effective `application_name` (the URL's, or the configured one).
+    ///
+    /// # Examples
+    /// ```
+    /// let config = pool::PoolConfig::from_url("postgres://db/app?application_name=billing")?;
+    /// assert_eq!(config.get_application_name(), "billing");
+    /// # Ok::<(), pool::ConfigError>(())
+    /// ```
     pub fn get_application_name(&self) -> String {
         self.pg_config()
             .ok()
@@ -490,6 +537,14 @@ impl fmt::Debug for PoolConfig {
 }
 
 /// Parses `250ms`, `5s`, `2m`, `1h`, `1500us`, or a bare number of milliseconds.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(pool::parse_duration("250ms"), Ok(Duration::from_millis(250)));
+/// assert_eq!(pool::parse_duration("2m"), Ok(Duration::from_secs(120)));
+/// assert!(pool::parse_duration("soon").is_err());
+/// ```
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t

@@ -12,9 +12,21 @@ use std::time::Duration;
 use crate::error::{BoxError, ConnectFailure};
 
 /// A boxed future that drives a connection's socket until it closes.
+///
+/// # Examples
+/// ```
+/// let driver: pool::Driver = Box::pin(async { /* drive the socket */ });
+/// # drop(driver);
+/// ```
 pub type Driver = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// A freshly opened connection: the client handed to users and the driver task the pool spawns.
+///
+/// # Examples
+/// ```
+/// let connection = pool::Connection { client: 42u32, driver: Box::pin(async {}) };
+/// assert_eq!(connection.client, 42);
+/// ```
 pub struct Connection<C> {
     /// The client users query through.
     pub client: C,
@@ -24,6 +36,12 @@ pub struct Connection<C> {
 }
 
 /// Why a connection attempt failed.
+///
+/// # Examples
+/// ```
+/// let e = pool::ConnectError { kind: pool::ConnectFailure::Refused, source: None };
+/// assert!(matches!(e.kind, pool::ConnectFailure::Refused));
+/// ```
 #[derive(Debug)]
 pub struct ConnectError {
     /// The kind of failure.
@@ -36,6 +54,38 @@ pub struct ConnectError {
 /// else or to fake a database in tests.
 ///
 /// None of these calls needs its own timeout: the pool bounds every one of them.
+///
+/// # Examples
+/// A connector that pools something else (here, nothing: every "connection" is a number):
+/// ```
+/// use pool::{BoxError, ConnectError, Connection, Connector};
+///
+/// struct Numbers;
+///
+/// impl Connector for Numbers {
+///     type Client = u64;
+///     async fn connect(&self) -> Result<Connection<u64>, ConnectError> {
+///         Ok(Connection { client: 7, driver: Box::pin(std::future::pending()) })
+///     }
+///     fn is_closed(&self, _client: &u64) -> bool {
+///         false
+///     }
+///     async fn validate(&self, _client: &u64) -> Result<(), BoxError> {
+///         Ok(())
+///     }
+///     async fn probe(&self) -> Result<(), BoxError> {
+///         Ok(())
+///     }
+///     fn target(&self) -> String {
+///         "numbers:0".into()
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), pool::PoolError> {
+/// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), Numbers).await?;
+/// assert_eq!(*pool.acquire().await?, 7);
+/// # pool.shutdown(std::time::Duration::from_secs(1)).await; Ok(()) }
+/// ```
 pub trait Connector: Send + Sync + 'static {
     /// What a checked-out connection dereferences to.
     type Client: Send + Sync + 'static;
@@ -68,6 +118,13 @@ enum Tls {
 }
 
 /// Connects with tokio-postgres, without TLS by default (feature `rustls` adds TLS).
+///
+/// # Examples
+/// ```
+/// let pg: tokio_postgres::Config = "host=db user=app".parse().unwrap();
+/// let connector = pool::PgConnector::new(pg);
+/// # drop(connector);
+/// ```
 #[derive(Clone)]
 pub struct PgConnector {
     config: tokio_postgres::Config,
@@ -87,6 +144,14 @@ impl std::fmt::Debug for PgConnector {
 
 impl PgConnector {
     /// A connector for these settings, without TLS.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f() -> Result<(), pool::PoolError> {
+    /// let pg: tokio_postgres::Config = "host=db user=app".parse().unwrap();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), pool::PgConnector::new(pg)).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn new(config: tokio_postgres::Config) -> Self {
         let target = target_of(&config);
         Self {
@@ -97,6 +162,13 @@ impl PgConnector {
     }
 
     /// A connector that negotiates TLS with rustls, trusting the webpki root certificates.
+    ///
+    /// # Examples
+    /// ```ignore
+    /// // With the `rustls` feature.
+    /// let pg: tokio_postgres::Config = "host=db user=app sslmode=require".parse().unwrap();
+    /// let connector = pool::PgConnector::with_rustls(pg);
+    /// ```
     #[cfg(feature = "rustls")]
     pub fn with_rustls(config: tokio_postgres::Config) -> Self {
         let roots = rustls::RootCertStore {
@@ -116,6 +188,12 @@ impl PgConnector {
     }
 
     /// The connection settings.
+    ///
+    /// # Examples
+    /// ```
+    /// let pg: tokio_postgres::Config = "host=db user=app".parse().unwrap();
+    /// assert_eq!(pool::PgConnector::new(pg).config().get_user(), Some("app"));
+    /// ```
     pub fn config(&self) -> &tokio_postgres::Config {
         &self.config
     }

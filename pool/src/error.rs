@@ -6,6 +6,11 @@ use std::time::Duration;
 use crate::stats::PoolStatistics;
 
 /// Which step of an acquire ran out of time.
+///
+/// # Examples
+/// ```
+/// assert_eq!(pool::TimeoutPhase::Connect.to_string(), "opening a connection");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -29,6 +34,18 @@ impl fmt::Display for TimeoutPhase {
 }
 
 /// Why a pool operation failed.
+///
+/// # Examples
+/// ```no_run
+/// # async fn f(pool: pool::Pool) {
+/// match pool.acquire().await {
+///     Ok(conn) => { /* use it */ }
+///     Err(pool::PoolError::Unavailable { retry_in, .. }) => eprintln!("database down; retry in {retry_in:?}"),
+///     Err(e @ pool::PoolError::Timeout { .. }) => eprintln!("{e}"),
+///     Err(e) => eprintln!("{e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PoolError {
@@ -84,9 +101,21 @@ pub enum PoolError {
 }
 
 /// A boxed error, for sources.
+///
+/// # Examples
+/// ```
+/// let e: pool::BoxError = "refused".into();
+/// assert_eq!(e.to_string(), "refused");
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What went wrong with a connection attempt.
+///
+/// # Examples
+/// ```
+/// let f = pool::ConnectFailure::Server("too many clients already (53300)".into());
+/// assert!(f.to_string().contains("53300"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -119,6 +148,11 @@ impl fmt::Display for ConnectFailure {
 
 impl PoolError {
     /// Whether retrying later may succeed (timeouts, outages, connection failures).
+    ///
+    /// # Examples
+    /// ```
+    /// assert!(!pool::PoolError::Closed.is_transient());
+    /// ```
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
@@ -127,6 +161,11 @@ impl PoolError {
     }
 
     /// A short stable name of the variant, for metrics and reports.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(pool::PoolError::Closed.kind(), "closed");
+    /// ```
     pub fn kind(&self) -> &'static str {
         match self {
             PoolError::Timeout { .. } => "timeout",
@@ -140,6 +179,13 @@ impl PoolError {
 }
 
 /// One problem with a configuration value, and how to fix it.
+///
+/// # Examples
+/// ```
+/// let config = pool::PoolConfig::from_url("postgres://app@db/app").unwrap();
+/// let err = config.min_size(5).max_size(2).validate().unwrap_err();
+/// assert_eq!(err.problems[0].field, "min_size");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
     /// The setting (or environment variable) at fault.
@@ -158,6 +204,14 @@ impl ConfigProblem {
 }
 
 /// An invalid configuration: every problem found, not just the first.
+///
+/// # Examples
+/// ```
+/// let config = pool::PoolConfig::from_url("postgres://app@db/app").unwrap();
+/// let err = config.min_size(5).max_size(2).validate().unwrap_err();
+/// println!("{err}"); // every problem, each with its fix
+/// assert!(!err.problems.is_empty());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// Each problem, in field order.

@@ -25,6 +25,15 @@ pub(crate) struct StatementCache(Mutex<HashMap<String, tokio_postgres::Statement
 /// If you cancel a query (drop its future) the server still finishes it, and the next query on
 /// this connection waits behind it. When you give up on a slow query, close the connection with
 /// [`PooledConnection::discard`] instead of returning it.
+///
+/// # Examples
+/// ```no_run
+/// # async fn f(pool: pool::Pool) -> Result<(), Box<dyn std::error::Error>> {
+/// let conn = pool.acquire().await?;       // derefs to tokio_postgres::Client
+/// let one: i32 = conn.query_one("SELECT 1", &[]).await?.get(0);
+/// drop(conn);                              // back to the pool
+/// # Ok(()) }
+/// ```
 #[must_use = "a connection is returned to the pool as soon as it is dropped"]
 pub struct PooledConnection<C: Connector = PgConnector> {
     shared: Arc<Shared<C>>,
@@ -47,6 +56,15 @@ impl<C: Connector> PooledConnection<C> {
 
     /// Closes the connection instead of returning it (after a cancelled query, or when the
     /// session state was changed in a way the next user must not see).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f(pool: pool::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let conn = pool.acquire().await?;
+    /// conn.batch_execute("SET search_path = tenant_42").await?;
+    /// pool::PooledConnection::discard(conn); // the next user must not inherit the session state
+    /// # Ok(()) }
+    /// ```
     pub fn discard(mut this: Self) {
         if let Some(conn) = this.conn.take() {
             this.shared
@@ -63,16 +81,40 @@ impl<C: Connector> PooledConnection<C> {
     }
 
     /// The pool's id of this connection (as in logs and leak warnings).
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f(pool: pool::Pool) -> Result<(), pool::PoolError> {
+    /// let conn = pool.acquire().await?;
+    /// tracing::info!(conn.id = pool::PooledConnection::id(&conn), "using");
+    /// # Ok(()) }
+    /// ```
     pub fn id(this: &Self) -> u64 {
         this.conn().meta.id
     }
 
     /// How long this connection has been checked out.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f(pool: pool::Pool) -> Result<(), pool::PoolError> {
+    /// let conn = pool.acquire().await?;
+    /// assert!(pool::PooledConnection::held_for(&conn) < std::time::Duration::from_secs(1));
+    /// # Ok(()) }
+    /// ```
     pub fn held_for(this: &Self) -> Duration {
         this.acquired_at.elapsed()
     }
 
     /// How many times this connection has been checked out, this time included.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f(pool: pool::Pool) -> Result<(), pool::PoolError> {
+    /// let conn = pool.acquire().await?;
+    /// assert!(pool::PooledConnection::uses(&conn) >= 1);
+    /// # Ok(()) }
+    /// ```
     pub fn uses(this: &Self) -> u64 {
         this.conn().uses
     }
@@ -113,6 +155,15 @@ impl PooledConnection<PgConnector> {
     }
 
     /// How many statements this connection has cached.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f(pool: pool::Pool) -> Result<(), Box<dyn std::error::Error>> {
+    /// let conn = pool.acquire().await?;
+    /// conn.prepare_cached("SELECT 1").await?;
+    /// assert!(pool::PooledConnection::statement_cache_len(&conn) >= 1);
+    /// # Ok(()) }
+    /// ```
     pub fn statement_cache_len(this: &Self) -> usize {
         this.conn()
             .statements

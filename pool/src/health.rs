@@ -11,6 +11,13 @@ use serde::Serialize;
 /// | `Healthy` | state `healthy`: the database answers and the pool holds at least `min_size` connections |
 /// | `Degraded` | states `initializing`, `recovering`, `degraded`: serving, or about to, but below strength |
 /// | `Unhealthy` | states `unhealthy`, `shutting_down`, `terminated`: requests will fail |
+///
+/// # Examples
+/// ```no_run
+/// # async fn f(pool: pool::Pool) {
+/// let ready = pool.health().status != pool::HealthStatus::Unhealthy;
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {
@@ -29,6 +36,15 @@ pub enum HealthStatus {
 /// | `Connected` | the last connection attempt, validation or probe succeeded |
 /// | `Connecting` | before the first connection, or during an outage once the server is reachable again and a connection attempt is under way |
 /// | `Disconnected` | the last attempt failed or timed out, or a probe went unanswered: an outage |
+///
+/// # Examples
+/// ```no_run
+/// # async fn f(pool: pool::Pool) {
+/// if pool.health().database.status == pool::DatabaseStatus::Disconnected {
+///     eprintln!("database outage: {:?}", pool.health().database.last_error);
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DatabaseStatus {
@@ -51,6 +67,11 @@ pub enum DatabaseStatus {
 /// | `recovering` | the outage has ended (or the server is reachable again) and the pool is refilling | degraded |
 /// | `shutting_down` | `shutdown` has begun | unhealthy |
 /// | `terminated` | `shutdown` has finished | unhealthy |
+///
+/// # Examples
+/// ```
+/// assert_eq!(pool::PoolState::Recovering.status(), pool::HealthStatus::Degraded);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[allow(missing_docs)]
@@ -66,6 +87,11 @@ pub enum PoolState {
 
 impl PoolState {
     /// The [`HealthStatus`] this state maps to.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(pool::PoolState::ShuttingDown.status(), pool::HealthStatus::Unhealthy);
+    /// ```
     pub fn status(self) -> HealthStatus {
         match self {
             PoolState::Healthy => HealthStatus::Healthy,
@@ -80,6 +106,14 @@ impl PoolState {
 }
 
 /// The database side of a [`HealthReport`].
+///
+/// # Examples
+/// ```no_run
+/// # async fn f(pool: pool::Pool) {
+/// let db = pool.health().database;
+/// println!("{:?}, last probe {:?}, {} failures", db.status, db.last_probe_latency, db.consecutive_failures);
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DatabaseHealth {
     /// Connected, connecting or disconnected.
@@ -97,6 +131,14 @@ pub struct DatabaseHealth {
 }
 
 /// Connection counts in a [`HealthReport`].
+///
+/// # Examples
+/// ```no_run
+/// # async fn f(pool: pool::Pool) {
+/// let counts = pool.health().pool;
+/// println!("{} of {} in use", counts.active, counts.max_size);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[allow(missing_docs)]
 pub struct PoolCounts {

@@ -37,6 +37,18 @@ use crate::stats::{CloseReason, PoolStatistics, Stats};
 /// A pool of PostgreSQL connections. Cheap to clone: clones share one pool.
 ///
 /// See the [crate documentation](crate) for the guarantees and an example.
+///
+/// # Examples
+/// ```no_run
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// let pool = pool::Pool::connect(pool::PoolConfig::from_url("postgres://app@db/app")?).await?;
+/// let conn = pool.acquire().await?;
+/// conn.query_one("SELECT 1", &[]).await?;
+/// drop(conn);
+/// pool.shutdown(Duration::from_secs(30)).await;
+/// # Ok(()) }
+/// ```
 pub struct Pool<C: Connector = PgConnector> {
     pub(crate) shared: Arc<Shared<C>>,
 }
@@ -62,6 +74,14 @@ impl<C: Connector> std::fmt::Debug for Pool<C> {
 }
 
 /// What [`Pool::shutdown`] did.
+///
+/// # Examples
+/// ```no_run
+/// # async fn f(pool: pool::Pool) {
+/// let report = pool.shutdown(std::time::Duration::from_secs(30)).await;
+/// println!("{} returned, {} forced, in {:?}", report.returned, report.forced, report.duration);
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ShutdownReport {
     /// Idle connections closed at once.
@@ -202,6 +222,14 @@ impl Pool<PgConnector> {
     ///
     /// # Errors
     /// [`PoolError::Config`], or [`PoolError::NoRuntime`] outside a tokio runtime.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Starts even while the database is down; connects in the background.
+    /// let pool = pool::Pool::connect_lazy(pool::PoolConfig::from_url("postgres://app@db/app")?)?;
+    /// # Ok(()) }
+    /// ```
     pub fn connect_lazy(config: PoolConfig) -> Result<Self, PoolError> {
         config.validate()?;
         let pg = config
@@ -214,6 +242,17 @@ impl Pool<PgConnector> {
 impl<C: Connector> Pool<C> {
     /// [`Pool::connect`] with a connector of your own (a fake in tests, TLS settings, ...).
     /// `config.url` is only used for messages.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), pool::PoolError> {
+    /// # #[cfg(feature = "test-util")] {
+    /// let db = pool::testing::FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await?;
+    /// assert_eq!(pool.statistics().total_connections, 2);
+    /// # }
+    /// # Ok(()) }
+    /// ```
     pub async fn connect_with(config: PoolConfig, connector: C) -> Result<Self, PoolError> {
         let pool = Self::build(config, connector)?;
         let shared = &pool.shared;
@@ -240,6 +279,18 @@ impl<C: Connector> Pool<C> {
     }
 
     /// [`Pool::connect_lazy`] with a connector of your own.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), pool::PoolError> {
+    /// # #[cfg(feature = "test-util")] {
+    /// let db = pool::testing::FakeDb::new();
+    /// db.down();
+    /// let pool = pool::Pool::connect_lazy_with(pool::PoolConfig::default(), db.connector())?;
+    /// assert_eq!(pool.health().state, pool::PoolState::Initializing);
+    /// # }
+    /// # Ok(()) }
+    /// ```
     pub fn connect_lazy_with(config: PoolConfig, connector: C) -> Result<Self, PoolError> {
         tokio::runtime::Handle::try_current().map_err(|_| PoolError::NoRuntime)?;
         let pool = Self::build(config, connector)?;
@@ -328,6 +379,14 @@ impl<C: Connector> Pool<C> {
     }
 
     /// Like [`acquire`](Self::acquire) with a deadline of `timeout` instead of `acquire_timeout`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f(pool: pool::Pool) -> Result<(), pool::PoolError> {
+    /// // A tighter deadline than the pool's for a latency-sensitive path.
+    /// let conn = pool.acquire_timeout(std::time::Duration::from_millis(200)).await?;
+    /// # Ok(()) }
+    /// ```
     #[track_caller]
     pub fn acquire_timeout(
         &self,
@@ -351,21 +410,51 @@ impl<C: Connector> Pool<C> {
     }
 
     /// The pool's health from memory alone; see [`HealthReport`] for what each status means.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f(pool: pool::Pool) {
+    /// let report = pool.health_check().await;
+    /// println!("{}", serde_json::to_string(&report).unwrap());
+    /// # }
+    /// ```
     pub async fn health_check(&self) -> HealthReport {
         self.shared.health()
     }
 
     /// Same as [`health_check`](Self::health_check), without `async`.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # fn f(pool: pool::Pool) {
+    /// if pool.health().status == pool::HealthStatus::Unhealthy { /* report not ready */ }
+    /// # }
+    /// ```
     pub fn health(&self) -> HealthReport {
         self.shared.health()
     }
 
     /// The configuration the pool runs with.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # fn f(pool: pool::Pool) {
+    /// println!("max_size {}", pool.config().get_max_size());
+    /// # }
+    /// ```
     pub fn config(&self) -> &PoolConfig {
         &self.shared.config
     }
 
     /// Whether [`shutdown`](Self::shutdown) has begun.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f(pool: pool::Pool) {
+    /// pool.shutdown(std::time::Duration::from_secs(5)).await;
+    /// assert!(pool.is_closed());
+    /// # }
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.shared.closed.load(Acquire)
     }

@@ -6,6 +6,14 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// Why a connection was closed by the pool.
+///
+/// # Examples
+/// ```no_run
+/// # fn f(pool: pool::Pool) {
+/// let closed = pool.statistics().connections_closed;
+/// println!("broken {}, recycled {}", closed.broken, closed.max_lifetime + closed.max_uses);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -48,6 +56,12 @@ impl CloseReason {
 }
 
 /// Connections closed, by reason.
+///
+/// # Examples
+/// ```
+/// let closed = pool::ClosedCounts { broken: 2, shutdown: 3, ..Default::default() };
+/// assert_eq!(closed.total(), 5);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[allow(missing_docs)]
 pub struct ClosedCounts {
@@ -65,6 +79,11 @@ pub struct ClosedCounts {
 
 impl ClosedCounts {
     /// All closes together.
+    ///
+    /// # Examples
+    /// ```
+    /// assert_eq!(pool::ClosedCounts::default().total(), 0);
+    /// ```
     pub fn total(&self) -> u64 {
         self.broken
             + self.validation_failed
@@ -83,6 +102,14 @@ impl ClosedCounts {
 ///
 /// `idle_connections + active_connections == total_connections <= max_size` always holds in a
 /// snapshot (the two counts are read together from one atomic word).
+///
+/// # Examples
+/// ```no_run
+/// # fn f(pool: pool::Pool) {
+/// let s = pool.statistics();
+/// println!("{}/{} in use, {} waiting, p99 wait {:?}", s.active_connections, s.max_size, s.waiting_requests, s.acquire_wait_p99);
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct PoolStatistics {

@@ -28,6 +28,18 @@ use crate::connector::{ConnectError, Connection, Connector};
 use crate::error::{BoxError, ConnectFailure};
 
 /// What a scripted step does.
+///
+/// # Examples
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use pool::testing::{FakeDb, Gate};
+/// let db = FakeDb::new();
+/// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+/// db.set_connect(Gate::Delay(std::time::Duration::from_millis(50)));
+/// let conn = pool.acquire().await.unwrap(); // an idle one: no connect needed
+/// # drop(conn);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
     /// Succeeds at once.
@@ -92,6 +104,16 @@ struct Inner {
 }
 
 /// The fake server: scripts its behaviour and counts what the pool did to it.
+///
+/// # Examples
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use pool::testing::{FakeDb, Gate};
+/// let db = FakeDb::new();
+/// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+/// assert_eq!(db.opened(), 2); // min_size
+/// # }
+/// ```
 pub struct FakeDb {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
@@ -111,6 +133,12 @@ impl std::fmt::Debug for FakeDb {
 
 impl FakeDb {
     /// A fake server where everything passes.
+    ///
+    /// # Examples
+    /// ```
+    /// let db = pool::testing::FakeDb::new();
+    /// assert_eq!(db.opened(), 0);
+    /// ```
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             inner: Mutex::new(Inner {
@@ -132,6 +160,16 @@ impl FakeDb {
     }
 
     /// A connector for a pool.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// assert_eq!(pool.statistics().total_connections, 2);
+    /// # }
+    /// ```
     pub fn connector(self: &Arc<Self>) -> FakeConnector {
         FakeConnector {
             db: Arc::clone(self),
@@ -139,33 +177,118 @@ impl FakeDb {
     }
 
     /// How connection attempts behave.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// db.set_connect(Gate::Hang);
+    /// db.kill_all();
+    /// let err = pool.acquire_timeout(std::time::Duration::from_millis(100)).await.unwrap_err();
+    /// assert_eq!(err.kind(), "timeout");
+    /// # }
+    /// ```
     pub fn set_connect(&self, gate: Gate) {
         self.lock().connect = gate;
     }
     /// How validation round trips behave.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// db.set_validate(Gate::Fail);
+    /// tokio::time::sleep(std::time::Duration::from_secs(1)).await; // past the bypass window
+    /// let conn = pool.acquire().await; // idle ones fail validation, a new one is opened
+    /// assert!(conn.is_ok());
+    /// # }
+    /// ```
     pub fn set_validate(&self, gate: Gate) {
         self.lock().validate = gate;
     }
     /// How queries behave.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// db.set_query(Gate::Fail);
+    /// let conn = pool.acquire().await.unwrap();
+    /// assert!(conn.query().await.is_err());
+    /// # }
+    /// ```
     pub fn set_query(&self, gate: Gate) {
         self.lock().query = gate;
     }
     /// Whether the TCP probe reaches the server.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// db.set_reachable(false); // the TCP probe fails
+    /// # }
+    /// ```
     pub fn set_reachable(&self, reachable: bool) {
         self.lock().reachable = reachable;
     }
 
     /// The server is down: connects are refused, live connections are killed.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// db.down();
+    /// assert!(pool.acquire().await.is_err());
+    /// # }
+    /// ```
     pub fn down(&self) {
         self.set_connect(Gate::Fail);
         self.set_reachable(false);
         self.kill_all();
     }
     /// Connects are refused; live connections keep working.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// db.refuse();
+    /// let conn = pool.acquire().await.unwrap(); // open connections still work
+    /// conn.query().await.unwrap();
+    /// # }
+    /// ```
     pub fn refuse(&self) {
         self.set_connect(Gate::Fail);
     }
     /// Every round trip and connect hangs; sockets stay open (a blackhole).
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// db.blackhole();
+    /// let conn = pool.acquire().await.unwrap(); // recently used: no validation
+    /// let r = tokio::time::timeout(std::time::Duration::from_secs(1), conn.query()).await;
+    /// assert!(r.is_err(), "never answered");
+    /// # pool::PooledConnection::discard(conn);
+    /// # }
+    /// ```
     pub fn blackhole(&self) {
         let mut inner = self.lock();
         inner.connect = Gate::Hang;
@@ -173,18 +296,58 @@ impl FakeDb {
         inner.query = Gate::Hang;
     }
     /// Live connections go silent forever; new ones work (a lost peer).
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// db.peer_lost();
+    /// let conn = pool.acquire().await.unwrap();
+    /// assert!(tokio::time::timeout(std::time::Duration::from_secs(1), conn.query()).await.is_err());
+    /// # pool::PooledConnection::discard(conn);
+    /// # }
+    /// ```
     pub fn peer_lost(&self) {
         for conn in self.lock().conns.values() {
             conn.stranded.store(true, SeqCst);
         }
     }
     /// Round trips take `latency`.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// db.latency(std::time::Duration::from_millis(100));
+    /// let conn = pool.acquire().await.unwrap();
+    /// let t = tokio::time::Instant::now();
+    /// conn.query().await.unwrap();
+    /// assert!(t.elapsed() >= std::time::Duration::from_millis(100));
+    /// # }
+    /// ```
     pub fn latency(&self, latency: Duration) {
         let mut inner = self.lock();
         inner.validate = Gate::Delay(latency);
         inner.query = Gate::Delay(latency);
     }
     /// Everything passes again (stranded connections stay stranded, as they would).
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// db.down();
+    /// db.heal();
+    /// tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    /// assert!(pool.acquire().await.is_ok());
+    /// # }
+    /// ```
     pub fn heal(&self) {
         let mut inner = self.lock();
         inner.connect = Gate::Pass;
@@ -194,6 +357,19 @@ impl FakeDb {
     }
 
     /// Kills one server connection (like `pg_terminate_backend`); `false` if it was not open.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// let id = db.open_ids()[0];
+    /// assert!(db.kill(id));
+    /// tokio::time::sleep(std::time::Duration::from_millis(10)).await; // the driver ends
+    /// assert!(!db.open_ids().contains(&id));
+    /// # }
+    /// ```
     pub fn kill(&self, id: u64) -> bool {
         match self.lock().conns.get(&id) {
             Some(conn) => {
@@ -205,6 +381,18 @@ impl FakeDb {
         }
     }
     /// Kills every server connection.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// db.kill_all();
+    /// tokio::time::sleep(std::time::Duration::from_millis(10)).await; // the drivers end
+    /// assert!(db.open_ids().is_empty());
+    /// # }
+    /// ```
     pub fn kill_all(&self) {
         for conn in self.lock().conns.values() {
             conn.closed.store(true, SeqCst);
@@ -213,26 +401,79 @@ impl FakeDb {
     }
 
     /// Ids of the server connections that are open.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// assert_eq!(db.open_ids().len(), 2);
+    /// # }
+    /// ```
     pub fn open_ids(&self) -> Vec<u64> {
         let mut ids: Vec<u64> = self.lock().conns.keys().copied().collect();
         ids.sort_unstable();
         ids
     }
     /// Connections opened so far.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// assert_eq!(db.opened(), 2);
+    /// # }
+    /// ```
     pub fn opened(&self) -> u64 {
         self.opened.load(SeqCst)
     }
     /// Connections whose socket has closed.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// pool.shutdown(std::time::Duration::from_secs(1)).await;
+    /// tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    /// assert_eq!(db.closed(), db.opened());
+    /// # }
+    /// ```
     pub fn closed(&self) -> u64 {
         self.closed.load(SeqCst)
     }
     /// Connection attempts so far (successful or not).
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// assert_eq!(db.connect_attempts(), 2);
+    /// # }
+    /// ```
     pub fn connect_attempts(&self) -> u64 {
         self.connect_attempts.load(SeqCst)
     }
 }
 
 /// The client of a fake connection.
+///
+/// # Examples
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use pool::testing::{FakeDb, Gate};
+/// let db = FakeDb::new();
+/// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+/// let conn = pool.acquire().await.unwrap(); // derefs to FakeClient
+/// assert!(conn.is_open());
+/// # }
+/// ```
 pub struct FakeClient {
     id: u64,
     state: Arc<ConnState>,
@@ -247,22 +488,69 @@ impl std::fmt::Debug for FakeClient {
 }
 
 /// A fake query failed.
+///
+/// # Examples
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use pool::testing::{FakeDb, Gate};
+/// let db = FakeDb::new();
+/// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+/// db.set_query(Gate::Fail);
+/// let conn = pool.acquire().await.unwrap();
+/// let pool::testing::FakeError(id) = conn.query().await.unwrap_err();
+/// assert_eq!(id, conn.id());
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("fake connection {0} is closed or failed")]
 pub struct FakeError(pub u64);
 
 impl FakeClient {
     /// The server-side id of this connection.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// let conn = pool.acquire().await.unwrap();
+    /// assert!(db.open_ids().contains(&conn.id()));
+    /// # }
+    /// ```
     pub fn id(&self) -> u64 {
         self.id
     }
 
     /// Whether the server side of this connection is still open (not killed, not closed).
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// let conn = pool.acquire().await.unwrap();
+    /// db.kill(conn.id());
+    /// assert!(!conn.is_open());
+    /// # }
+    /// ```
     pub fn is_open(&self) -> bool {
         !self.state.closed.load(SeqCst)
     }
 
     /// Runs a query through the current query gate.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// let conn = pool.acquire().await.unwrap();
+    /// conn.query().await.unwrap();
+    /// # }
+    /// ```
     pub async fn query(&self) -> Result<(), FakeError> {
         let gate = self.db.lock().query;
         self.state
@@ -273,6 +561,17 @@ impl FakeClient {
 }
 
 /// Connects to a [`FakeDb`].
+///
+/// # Examples
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use pool::testing::{FakeDb, Gate};
+/// let db = FakeDb::new();
+/// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+/// let connector = db.connector();
+/// assert!(std::sync::Arc::ptr_eq(connector.db(), &db));
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct FakeConnector {
     db: Arc<FakeDb>,
@@ -280,6 +579,16 @@ pub struct FakeConnector {
 
 impl FakeConnector {
     /// The fake server behind this connector.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// assert_eq!(db.connector().db().opened(), 2);
+    /// # }
+    /// ```
     pub fn db(&self) -> &Arc<FakeDb> {
         &self.db
     }
