@@ -138,6 +138,50 @@ fn checkout(c: &mut Criterion) {
     group.finish();
 }
 
+/// The three contenders of the `SELECT 1` benchmark, made inside the runtime that runs them so
+/// their connection drivers live there too.
+struct Contenders {
+    ours: pool::Pool,
+    theirs: deadpool_postgres::Pool,
+    raw: Arc<Vec<(tokio_postgres::Client, tokio_postgres::Statement)>>,
+}
+
+async fn contenders(url: &str) -> Contenders {
+    let ours = pool::Pool::connect(
+        pool::PoolConfig::from_url(url)
+            .unwrap()
+            .min_size(10)
+            .max_size(10),
+    )
+    .await
+    .unwrap();
+    let theirs = {
+        let mut cfg = deadpool_postgres::Config::new();
+        cfg.url = Some(url.to_string());
+        cfg.pool = Some(deadpool_postgres::PoolConfig::new(10));
+        cfg.create_pool(
+            Some(deadpool_postgres::Runtime::Tokio1),
+            tokio_postgres::NoTls,
+        )
+        .unwrap()
+    };
+    // Ten raw connections, each with its statement prepared once; tasks take them round-robin.
+    let mut raw = Vec::new();
+    for _ in 0..10 {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let stmt = client.prepare("SELECT 1").await.unwrap();
+        raw.push((client, stmt));
+    }
+    Contenders {
+        ours,
+        theirs,
+        raw: Arc::new(raw),
+    }
+}
+
 fn select_one(c: &mut Criterion) {
     let db = match chaos::postgres::Database::from_env() {
         Ok(db) => db,
@@ -147,46 +191,25 @@ fn select_one(c: &mut Criterion) {
         }
     };
     let url = db.url();
-    let rt = runtime();
-    let ours = rt.block_on(async {
-        pool::Pool::connect(
-            pool::PoolConfig::from_url(&url)
-                .unwrap()
-                .min_size(10)
-                .max_size(10),
-        )
-        .await
-        .unwrap()
-    });
-    let theirs = {
-        let mut cfg = deadpool_postgres::Config::new();
-        cfg.url = Some(url.clone());
-        cfg.pool = Some(deadpool_postgres::PoolConfig::new(10));
-        cfg.create_pool(
-            Some(deadpool_postgres::Runtime::Tokio1),
-            tokio_postgres::NoTls,
-        )
-        .unwrap()
-    };
-    // Ten raw connections, each with its statement prepared once; tasks take them round-robin.
-    let raw: Arc<Vec<(tokio_postgres::Client, tokio_postgres::Statement)>> =
-        Arc::new(rt.block_on(async {
-            let mut v = Vec::new();
-            for _ in 0..10 {
-                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .unwrap();
-                tokio::spawn(conn);
-                let stmt = client.prepare("SELECT 1").await.unwrap();
-                v.push((client, stmt));
-            }
-            v
-        }));
     let mut group = c.benchmark_group("select_1");
     group
         .measurement_time(Duration::from_secs(4))
         .sample_size(20);
     for tasks in [1usize, 16, 128] {
+        // Placement is controlled: one task runs on a current-thread runtime, where the caller
+        // and every connection driver share the thread for all three contenders (on a
+        // multi-thread runtime each round trip would cost a cross-thread wakeup or not,
+        // depending on where tokio happened to put the driver). Concurrent tasks run on 2
+        // workers, as a service would.
+        let rt = if tasks == 1 {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        } else {
+            runtime()
+        };
+        let Contenders { ours, theirs, raw } = rt.block_on(contenders(&url));
         group.bench_function(format!("pool/{tasks}_tasks"), |b| {
             b.to_async(&rt).iter_custom(|iters| {
                 let p = ours.clone();
@@ -230,9 +253,10 @@ fn select_one(c: &mut Criterion) {
                 })
             });
         }
+        rt.block_on(ours.shutdown(Duration::from_secs(5)));
+        drop((theirs, raw));
     }
     group.finish();
-    rt.block_on(ours.shutdown(Duration::from_secs(5)));
 }
 
 fn observe(c: &mut Criterion) {
