@@ -90,6 +90,7 @@ pub async fn environment(seed: u64) -> anyhow::Result<(Env, String)> {
 
 /// Sets up the database and the proxy, runs everything, writes the files. Returns the report.
 pub async fn run(options: Options) -> anyhow::Result<ChaosReport> {
+    crate::scenario::logs::start();
     let (env, proxy_desc) = environment(options.seed).await?;
     let timing = Timing::new(options.quick);
     let wanted =

@@ -2,6 +2,7 @@
 //! messages) is checked, not assumed.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, Layer};
@@ -18,9 +19,17 @@ pub struct Captured {
 }
 
 static EVENTS: Mutex<Vec<Captured>> = Mutex::new(Vec::new());
+static CAPTURING: AtomicBool = AtomicBool::new(false);
 
-/// A tracing layer keeping the `pool` crate's events at INFO and above.
+/// A tracing layer keeping the `pool` crate's events at INFO and above (at most 10,000),
+/// once [`start`] has been called. Off by default: a soak must not measure its own log
+/// buffer growing.
 pub struct CaptureLayer;
+
+/// Starts capturing (the suite does, for SC-010).
+pub fn start() {
+    CAPTURING.store(true, Relaxed);
+}
 
 struct Fields(String, Vec<String>);
 
@@ -44,7 +53,10 @@ impl Visit for Fields {
 impl<S: tracing::Subscriber> Layer<S> for CaptureLayer {
     fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
         let meta = event.metadata();
-        if !meta.target().starts_with("pool") || *meta.level() > tracing::Level::INFO {
+        if !CAPTURING.load(Relaxed)
+            || !meta.target().starts_with("pool")
+            || *meta.level() > tracing::Level::INFO
+        {
             return;
         }
         let mut f = Fields(String::new(), Vec::new());
