@@ -142,6 +142,8 @@ fn checkout(c: &mut Criterion) {
 /// their connection drivers live there too.
 struct Contenders {
     ours: pool::Pool,
+    /// Ours with `IdleOrder::Fifo`: load rotates over the ten connections.
+    fifo: pool::Pool,
     theirs: deadpool_postgres::Pool,
     raw: Arc<Vec<(tokio_postgres::Client, tokio_postgres::Statement)>>,
 }
@@ -152,6 +154,15 @@ async fn contenders(url: &str) -> Contenders {
             .unwrap()
             .min_size(10)
             .max_size(10),
+    )
+    .await
+    .unwrap();
+    let fifo = pool::Pool::connect(
+        pool::PoolConfig::from_url(url)
+            .unwrap()
+            .min_size(10)
+            .max_size(10)
+            .idle_order(pool::IdleOrder::Fifo),
     )
     .await
     .unwrap();
@@ -177,6 +188,7 @@ async fn contenders(url: &str) -> Contenders {
     }
     Contenders {
         ours,
+        fifo,
         theirs,
         raw: Arc::new(raw),
     }
@@ -209,10 +221,28 @@ fn select_one(c: &mut Criterion) {
         } else {
             runtime()
         };
-        let Contenders { ours, theirs, raw } = rt.block_on(contenders(&url));
+        let Contenders {
+            ours,
+            fifo,
+            theirs,
+            raw,
+        } = rt.block_on(contenders(&url));
         group.bench_function(format!("pool/{tasks}_tasks"), |b| {
             b.to_async(&rt).iter_custom(|iters| {
                 let p = ours.clone();
+                spread(tasks, iters, move || {
+                    let p = p.clone();
+                    async move {
+                        let conn = p.acquire().await.unwrap();
+                        let stmt = conn.prepare_cached("SELECT 1").await.unwrap();
+                        conn.query_one(&stmt, &[]).await.unwrap();
+                    }
+                })
+            })
+        });
+        group.bench_function(format!("pool_fifo/{tasks}_tasks"), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let p = fifo.clone();
                 spread(tasks, iters, move || {
                     let p = p.clone();
                     async move {
@@ -254,6 +284,7 @@ fn select_one(c: &mut Criterion) {
             });
         }
         rt.block_on(ours.shutdown(Duration::from_secs(5)));
+        rt.block_on(fifo.shutdown(Duration::from_secs(5)));
         drop((theirs, raw));
     }
     group.finish();

@@ -808,7 +808,11 @@ impl<C: Connector> Shared<C> {
 
     fn pop_idle(&self) -> Option<Conn<C::Client>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conn = idle.pop()?;
+        let conn = match self.config.idle_order {
+            crate::config::IdleOrder::Lifo => idle.pop()?,
+            crate::config::IdleOrder::Fifo if idle.is_empty() => return None,
+            crate::config::IdleOrder::Fifo => idle.remove(0),
+        };
         self.counts.sub(1);
         Some(conn)
     }

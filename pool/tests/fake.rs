@@ -635,3 +635,22 @@ async fn killing_an_idle_backend_then_acquiring_leaves_nothing_open() {
         db.open_ids()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn lifo_reuses_the_hot_connection_and_fifo_rotates() {
+    let ids = |pool: FakePool| async move {
+        let mut ids = Vec::new();
+        for _ in 0..4 {
+            let conn = pool.acquire().await.unwrap();
+            ids.push(pool::PooledConnection::id(&conn));
+        }
+        ids
+    };
+    let (lifo, _db) = pool_with(config().min_size(3)).await;
+    let l = ids(lifo).await;
+    assert!(l.iter().all(|id| *id == l[0]), "{l:?}");
+    let (fifo, _db) = pool_with(config().min_size(3).idle_order(pool::IdleOrder::Fifo)).await;
+    let f = ids(fifo).await;
+    assert_eq!(f[0], f[3], "{f:?}: three connections in turn");
+    assert!(f[0] != f[1] && f[1] != f[2] && f[0] != f[2], "{f:?}");
+}
