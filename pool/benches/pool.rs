@@ -205,7 +205,7 @@ fn select_one(c: &mut Criterion) {
     let url = db.url();
     let mut group = c.benchmark_group("select_1");
     group
-        .measurement_time(Duration::from_secs(4))
+        .measurement_time(Duration::from_secs(8))
         .sample_size(20);
     for tasks in [1usize, 16, 128] {
         // Placement is controlled: one task runs on a current-thread runtime, where the caller
