@@ -159,7 +159,17 @@ pub async fn run(options: Options) -> anyhow::Result<ChaosReport> {
             scenario::run_fault(&env, fault, kind, timing, &bars).await
         };
         bar.set_prefix(r.verdict().mark());
-        bar.finish_with_message(format!("{kind:<18} {name:<20} {}", summary(&r)));
+        let line = format!("{kind:<18} {name:<20} {}", summary(&r));
+        if bars.multi.is_hidden() {
+            // Not a terminal (CI, a pipe): one line per scenario instead of bars.
+            eprintln!(
+                "chaos: [{}/{}] {:<7} {line}",
+                overall.position() + 1,
+                plan.len(),
+                r.verdict().mark()
+            );
+        }
+        bar.finish_with_message(line);
         overall.inc(1);
         report.scenarios.push(r);
     }
