@@ -211,29 +211,6 @@ fn target_of(config: &tokio_postgres::Config) -> String {
 }
 
 /// Sorts a tokio-postgres error into a [`ConnectFailure`].
-/// Whether a refused attempt found nothing listening (refused at TCP connect, no route), as
-/// opposed to a listener that accepted and then reset or closed. Without any error to look at,
-/// it counts as nothing listening.
-pub(crate) fn nothing_listening(
-    source: Option<&(dyn std::error::Error + Send + Sync + 'static)>,
-) -> bool {
-    let mut next: Option<&(dyn std::error::Error + 'static)> = match source {
-        Some(e) => Some(e),
-        None => return true,
-    };
-    while let Some(err) = next {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            return matches!(
-                io.kind(),
-                ConnectionRefused | AddrNotAvailable | HostUnreachable | NetworkUnreachable
-            );
-        }
-        next = err.source();
-    }
-    false
-}
-
 pub(crate) fn classify(e: &tokio_postgres::Error) -> ConnectFailure {
     if let Some(db) = e.as_db_error() {
         return ConnectFailure::Server(format!("{} ({})", db.message(), db.code().code()));

@@ -16,10 +16,13 @@
 //!
 //! The backoff must not delay recovery: the maintenance task probes reachability with a cheap
 //! TCP connect every `outage_probe_interval`, and the moment the server is reachable again the
-//! next attempt becomes due immediately. That shortcut is taken only when something said
-//! nothing was listening (the probe failed, an attempt was refused at TCP connect, or the
-//! server was still starting up); attempts that reach a listener and still fail (reset after
-//! accept, the server full) keep backing off, whatever the probe says.
+//! next attempt becomes due immediately. An attempt that never reached PostgreSQL (refused,
+//! or reset or closed before the server said anything, as a proxy or load balancer does while
+//! the server behind it is down) counts as unreachable too, so behind a proxy, whose port
+//! always answers the probe, attempts are paced by the probe interval, one at a time. They
+//! cost the server nothing. Attempts that reach PostgreSQL and fail (authentication, too many
+//! clients) keep backing off; a server still starting up (57P03) is retried at the probe's
+//! pace, since it will accept logins within moments.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -225,10 +228,12 @@ impl Link {
         self.status.store(DISCONNECTED, Ordering::Release);
         if s.outage_since.is_none() {
             s.outage_since = Some(now);
-            // A listener that turns new connections away may still serve the open ones; they
-            // are validated before their next use, and a silent one ends this assumption.
-            // With nothing listening, the server (and every session on it) is gone.
-            s.sessions_answer = !unreachable && !retry_now;
+            // New connections failing says little about the open ones: a proxy refusing new
+            // connections still serves them, a crashed server's are already dead (their
+            // drivers have ended, so they are discarded as soon as they come back and the
+            // pool empties). They are validated before their next use, and one going silent
+            // ends this assumption.
+            s.sessions_answer = !retry_now;
             Transition::OutageBegan
         } else {
             Transition::None

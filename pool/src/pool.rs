@@ -1076,7 +1076,7 @@ impl<C: Connector> Shared<C> {
         // accepts logins: count it as not there yet, so the TCP probe's next success makes
         // the next attempt due at once instead of after the whole backoff.
         let unreachable = match &kind {
-            ConnectFailure::Refused => crate::connector::nothing_listening(source.as_deref()),
+            ConnectFailure::Refused => true,
             ConnectFailure::Server(message) => message.contains("(57P03)"),
             _ => false,
         };

@@ -367,15 +367,17 @@ async fn refused_new_connections_do_not_flap_and_open_ones_keep_serving() {
         failed += t.await.unwrap();
     }
     assert_eq!(failed, 0, "acquires failed while open connections answered");
+    // Refused before reaching PostgreSQL: retried one at a time at the outage probe's pace
+    // (100 ms), never in a burst.
     let attempts = db.connect_attempts() - before;
     assert!(
-        attempts <= 12,
-        "{attempts} connect attempts in 5 s: single-flight with backoff, not a stampede"
+        attempts <= 60,
+        "{attempts} connect attempts in 5 s: single-flight and paced, not a stampede"
     );
     assert_eq!(pool.statistics().total_connections, 2);
-    assert_eq!(
+    assert_ne!(
         pool.health_check().await.database.status,
-        DatabaseStatus::Disconnected,
+        DatabaseStatus::Connected,
         "new connections are refused: the outage lasts"
     );
     db.heal();
