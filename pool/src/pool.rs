@@ -560,17 +560,21 @@ impl<C: Connector> Drop for HandoffWait<'_, C> {
             return;
         };
         rx.close();
-        if let Ok(conn) = rx.try_recv() {
-            // Handed over as we left: checked out until now, so idle again.
-            self.shared.push_idle(conn, Instant::now());
+        {
+            let mut queue = self
+                .shared
+                .handoff
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            queue.retain(|tx| !tx.is_closed());
+            self.shared.handoff_len.store(queue.len(), Release);
         }
-        let mut queue = self
-            .shared
-            .handoff
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        queue.retain(|tx| !tx.is_closed());
-        self.shared.handoff_len.store(queue.len(), Release);
+        if let Ok(conn) = rx.try_recv() {
+            // Handed over as we left: to the next waiter, or back to the idle stack.
+            if let Some(conn) = self.shared.hand_over(conn) {
+                self.shared.push_idle(conn, Instant::now());
+            }
+        }
     }
 }
 

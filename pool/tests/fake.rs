@@ -656,3 +656,36 @@ async fn lifo_reuses_the_hot_connection_and_fifo_rotates() {
     assert_eq!(f[0], f[3], "{f:?}: three connections in turn");
     assert!(f[0] != f[1] && f[1] != f[2] && f[0] != f[2], "{f:?}");
 }
+
+/// A waiter for a returned connection that is dropped just as one is handed to it gives the
+/// connection back: nothing is lost, the counts stay whole.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_dropped_as_a_connection_is_handed_over_loses_nothing() {
+    let (pool, db) = pool_with(config()).await;
+    db.refuse();
+    let a = pool.acquire().await.unwrap();
+    let b = pool.acquire().await.unwrap();
+    // The first attempt to connect is refused and starts the outage; the open sessions answer.
+    let mut waiter = Box::pin(pool.acquire());
+    for _ in 0..3 {
+        assert!(
+            futures_poll(&mut waiter).await.is_pending(),
+            "waits for a return"
+        );
+    }
+    drop(a); // handed to the waiter, which is never polled again
+    drop(waiter);
+    assert_invariants(&pool);
+    let s = pool.statistics();
+    assert_eq!((s.total_connections, s.idle_connections), (2, 1), "{s:?}");
+    let again = pool
+        .acquire()
+        .await
+        .expect("the handed-over connection is back");
+    drop((again, b));
+    assert_invariants(&pool);
+}
+
+async fn futures_poll<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *f).poll(cx))).await
+}
