@@ -51,6 +51,14 @@ struct SoakArgs {
     max_size: usize,
 }
 
+/// A fresh seed when none is given (printed, so the run can be replayed).
+fn seed_from_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(1)
+}
+
 fn duration(text: &str) -> Result<std::time::Duration, String> {
     pool::parse_duration(text)
 }
@@ -143,12 +151,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(1)
-    });
+    let seed = args.seed.unwrap_or_else(seed_from_clock);
     let out = args.out.unwrap_or_else(chaos::suite::default_out);
     let options = chaos::suite::Options {
         pool: args.pool.unwrap_or(chaos::scenario::PoolChoice::Pool),
@@ -221,12 +224,7 @@ impl chaos::soak::Progress for SoakProgress {
 
 async fn soak(args: SoakArgs) -> anyhow::Result<()> {
     use std::io::IsTerminal;
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(1)
-    });
+    let seed = args.seed.unwrap_or_else(seed_from_clock);
     anyhow::ensure!(
         args.duration >= std::time::Duration::from_secs(20),
         "--duration {:?} is too short to fit a trend; give at least 20s (60s is the smallest useful soak)",
