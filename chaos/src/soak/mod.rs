@@ -189,7 +189,8 @@ impl Load {
         (work, b)
     }
 
-    async fn request(&self, work: Work, x: f64) {
+    /// Runs one request and records it; returns whether it failed.
+    async fn request(&self, work: Work, x: f64) -> bool {
         let started = Instant::now();
         let result = match work {
             Work::Dropped => {
@@ -205,6 +206,7 @@ impl Load {
             },
         };
         let took = started.elapsed().as_secs_f64() * 1000.0;
+        let failed = result.is_err();
         let mut w = lock(&self.window);
         let mut t = lock(&self.totals);
         t.requests += 1;
@@ -229,6 +231,7 @@ impl Load {
                 *t.errors.entry(kind).or_default() += 1;
             }
         }
+        failed
     }
 
     async fn work(&self, work: Work, x: f64) -> Result<Done, String> {
@@ -583,11 +586,8 @@ pub async fn run(
         workers.push(tokio::spawn(async move {
             while load.running.load(Relaxed) {
                 let (work, x) = load.pick();
-                let failed_before = lock(&load.totals).failed;
-                load.request(work, x).await;
                 // A real client backs off after a failure instead of spinning.
-                let failed = lock(&load.totals).failed > failed_before;
-                let pause = if failed { 25 } else { 2 };
+                let pause = if load.request(work, x).await { 25 } else { 2 };
                 tokio::time::sleep(Duration::from_millis(pause)).await;
             }
         }));
