@@ -30,8 +30,13 @@
 //!   of waiting out the timeout; a silent path (blackhole, lost peer) is found by the
 //!   background probe, whose timeout is bounded, and the connections on it are dropped. While
 //!   the database is down, attempts are single-flight with jittered exponential backoff, and a
-//!   cheap TCP probe notices its return within `outage_probe_interval` (100 ms).
-//! - **Fair**: waiters are served first come, first served.
+//!   cheap TCP probe notices its return within `outage_probe_interval` (100 ms). Only a
+//!   successful connect ends an outage; while new connections are refused but the open ones
+//!   still answer (a proxy turning new clients away, a full server), acquires wait, in order,
+//!   for an open connection instead of failing.
+//! - **Fair**: waiters are served first come, first served. Idle connections are handed out
+//!   most recently used first ([`IdleOrder::Lifo`], so spare ones retire), or in rotation
+//!   ([`IdleOrder::Fifo`]).
 //! - **Observable**: [`Pool::statistics`] and [`Pool::health_check`] read memory only.
 //! - **Graceful**: [`Pool::shutdown`] waits for checked-out connections up to a timeout, then
 //!   force-closes them; no task outlives it.
