@@ -103,7 +103,9 @@ pub struct PoolConfig {
 pub enum IdleOrder {
     /// The most recently returned (the default): load concentrates on few connections, so
     /// the rest stay idle long enough for `idle_timeout` to retire them, and the hot ones keep
-    /// warm caches.
+    /// warm caches. An acquire that had to queue for a slot (the pool is saturated, nothing
+    /// will retire) gets the longest idle one instead, whose backend has finished the work it
+    /// does after answering.
     #[default]
     Lifo,
     /// The least recently returned: load rotates over every open connection. On a server

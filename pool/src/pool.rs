@@ -617,6 +617,8 @@ impl<C: Connector> Shared<C> {
         // reference for the validation bypass window.
         let start;
         let mut now;
+        // Whether this acquire had to queue for a slot: the pool is saturated.
+        let mut contended = false;
         match self.semaphore.try_acquire() {
             Ok(permit) => {
                 permit.forget();
@@ -633,6 +635,7 @@ impl<C: Connector> Shared<C> {
                     Err(_) => return Err(self.timed_out(TimeoutPhase::Wait, start)),
                 }
                 now = Instant::now();
+                contended = true;
             }
         }
         let deadline = start + timeout;
@@ -641,7 +644,7 @@ impl<C: Connector> Shared<C> {
             armed: true,
         };
         loop {
-            let conn = match self.pop_idle() {
+            let conn = match self.pop_idle(contended) {
                 Some(conn) => conn,
                 None => match self.open(deadline, start).await? {
                     Opened::Conn(conn) => {
@@ -779,7 +782,7 @@ impl<C: Connector> Shared<C> {
             rx: Some(rx),
         };
         // A connection may have been returned between `pop_idle` and joining the queue.
-        if let Some(conn) = self.pop_idle() {
+        if let Some(conn) = self.pop_idle(true) {
             return Some(conn);
         }
         let until = deadline.min(Instant::now() + Duration::from_millis(100));
@@ -810,12 +813,18 @@ impl<C: Connector> Shared<C> {
         Some(conn)
     }
 
-    fn pop_idle(&self) -> Option<Conn<C::Client>> {
+    /// Takes an idle connection: the most recently returned under `IdleOrder::Lifo`, unless
+    /// the acquire had to queue (`contended`): then, as under `Fifo`, the longest idle one,
+    /// whose backend has finished whatever it did after its last answer.
+    fn pop_idle(&self, contended: bool) -> Option<Conn<C::Client>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let conn = match self.config.idle_order {
-            crate::config::IdleOrder::Lifo => idle.pop()?,
-            crate::config::IdleOrder::Fifo if idle.is_empty() => return None,
-            crate::config::IdleOrder::Fifo => idle.remove(0),
+        let newest = self.config.idle_order == crate::config::IdleOrder::Lifo && !contended;
+        let conn = if newest {
+            idle.pop()?
+        } else if idle.is_empty() {
+            return None;
+        } else {
+            idle.remove(0)
         };
         self.counts.sub(1);
         Some(conn)
