@@ -270,32 +270,21 @@ fn select_one(c: &mut Criterion) {
             theirs,
             raw,
         } = rt.block_on(contenders(&url));
-        group.bench_function(format!("pool/{tasks}_tasks"), |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let p = ours.clone();
-                spread(tasks, iters, move || {
-                    let p = p.clone();
-                    async move {
-                        let conn = p.acquire().await.unwrap();
-                        let stmt = conn.prepare_cached("SELECT 1").await.unwrap();
-                        conn.query_one(&stmt, &[]).await.unwrap();
-                    }
+        for (name, pool) in [("pool", &ours), ("pool_fifo", &fifo)] {
+            group.bench_function(format!("{name}/{tasks}_tasks"), |b| {
+                b.to_async(&rt).iter_custom(|iters| {
+                    let p = pool.clone();
+                    spread(tasks, iters, move || {
+                        let p = p.clone();
+                        async move {
+                            let conn = p.acquire().await.unwrap();
+                            let stmt = conn.prepare_cached("SELECT 1").await.unwrap();
+                            conn.query_one(&stmt, &[]).await.unwrap();
+                        }
+                    })
                 })
-            })
-        });
-        group.bench_function(format!("pool_fifo/{tasks}_tasks"), |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let p = fifo.clone();
-                spread(tasks, iters, move || {
-                    let p = p.clone();
-                    async move {
-                        let conn = p.acquire().await.unwrap();
-                        let stmt = conn.prepare_cached("SELECT 1").await.unwrap();
-                        conn.query_one(&stmt, &[]).await.unwrap();
-                    }
-                })
-            })
-        });
+            });
+        }
         group.bench_function(format!("deadpool/{tasks}_tasks"), |b| {
             b.to_async(&rt).iter_custom(|iters| {
                 let p = theirs.clone();
