@@ -469,6 +469,20 @@ impl Proxy {
         })
     }
 
+    /// Whether a connection-level toxic of `kind` is present and its toxicity roll says it
+    /// applies to the connection just accepted.
+    fn applies_to_new(&self, kind: &ToxicKind) -> bool {
+        let toxicity = self
+            .inner
+            .toxics
+            .borrow()
+            .toxics
+            .iter()
+            .find(|e| e.toxic.kind == *kind)
+            .map(|e| e.toxic.toxicity);
+        toxicity.is_some_and(|t| self.roll(t))
+    }
+
     fn roll(&self, toxicity: f32) -> bool {
         toxicity >= 1.0 || lock(&self.inner.rng).next_f64() < toxicity as f64
     }
@@ -492,28 +506,12 @@ async fn accept_loop(inner: Arc<Inner>) {
             }
         };
         proxy.inner.accepted.fetch_add(1, Relaxed);
-        let refuse = proxy
-            .inner
-            .toxics
-            .borrow()
-            .toxics
-            .iter()
-            .find(|e| e.toxic.kind == ToxicKind::Refuse)
-            .map(|e| e.toxic.toxicity);
-        if refuse.is_some_and(|t| proxy.roll(t)) {
+        if proxy.applies_to_new(&ToxicKind::Refuse) {
             proxy.inner.refused.fetch_add(1, Relaxed);
             reset(&client);
             continue;
         }
-        let hang = proxy
-            .inner
-            .toxics
-            .borrow()
-            .toxics
-            .iter()
-            .find(|e| e.toxic.kind == ToxicKind::HandshakeHang)
-            .map(|e| e.toxic.toxicity);
-        let hung = hang.is_some_and(|t| proxy.roll(t));
+        let hung = proxy.applies_to_new(&ToxicKind::HandshakeHang);
         // The upstream dial happens in the connection's own task: a slow upstream never holds
         // up accepting other clients.
         tokio::spawn(connection(proxy.clone(), client, peer, hung));
