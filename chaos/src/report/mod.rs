@@ -164,6 +164,23 @@ pub struct ScenarioReport {
 }
 
 impl ScenarioReport {
+    /// A report for `pool` in scenario `name`, with nothing measured yet.
+    pub fn new(name: &str, pool: &str, description: &str) -> Self {
+        ScenarioReport {
+            name: name.into(),
+            pool: pool.into(),
+            description: description.into(),
+            fault: None,
+            phases: Phases::default(),
+            metrics: BTreeMap::new(),
+            criteria: Vec::new(),
+            anomalies: Vec::new(),
+            health: Vec::new(),
+            duration_ms: 0.0,
+            ops: Vec::new(),
+        }
+    }
+
     /// Fail if any criterion failed; unknown if none failed and some are unknown.
     pub fn verdict(&self) -> Verdict {
         if self.criteria.iter().any(|c| c.verdict == Verdict::Fail) {

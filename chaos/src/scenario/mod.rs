@@ -11,7 +11,6 @@ pub mod logs;
 pub mod subject;
 pub mod validation;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -430,19 +429,7 @@ pub async fn run_fault(
     progress: &dyn Progress,
 ) -> ScenarioReport {
     let app = format!("chaos-{}-{}", kind.replace('+', "-"), fault.name);
-    let mut report = ScenarioReport {
-        name: fault.name.to_string(),
-        pool: kind.to_string(),
-        description: fault.description.to_string(),
-        fault: None,
-        phases: Phases::default(),
-        metrics: BTreeMap::new(),
-        criteria: Vec::new(),
-        anomalies: Vec::new(),
-        health: Vec::new(),
-        duration_ms: 0.0,
-        ops: Vec::new(),
-    };
+    let mut report = ScenarioReport::new(fault.name, kind, fault.description);
     if fault.needs_cluster && !env.owns_server() {
         report.criteria.push(unknown(
             "server_restart",

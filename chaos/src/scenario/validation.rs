@@ -1,13 +1,12 @@
 //! The replaced system's validation script (`validation_scenarios.py`), every scenario and
 //! success criterion measured for real, with its bound beside the measured value.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::{Env, Progress, Timing};
-use crate::report::{Criterion, FaultWindow, Op, Outcome, Phases, ScenarioReport, Verdict};
+use crate::report::{Criterion, FaultWindow, Op, Outcome, ScenarioReport, Verdict};
 use pool::{HealthStatus, Pool, PoolConfig};
 
 /// Validation scenario names, in run order.
@@ -25,19 +24,7 @@ pub const VALIDATION: &[&str] = &[
 ];
 
 fn blank(name: &str, description: &str) -> ScenarioReport {
-    ScenarioReport {
-        name: name.into(),
-        pool: "pool".into(),
-        description: description.into(),
-        fault: None,
-        phases: Phases::default(),
-        metrics: BTreeMap::new(),
-        criteria: Vec::new(),
-        anomalies: Vec::new(),
-        health: Vec::new(),
-        duration_ms: 0.0,
-        ops: Vec::new(),
-    }
+    ScenarioReport::new(name, "pool", description)
 }
 
 fn crit(id: &str, description: &str, measured: String, bound: &str, ok: bool) -> Criterion {
