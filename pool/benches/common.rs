@@ -1,0 +1,116 @@
+//! What both `SELECT 1` benchmarks (criterion's `pool` and the interleaved `ratios`) share:
+//! the contenders and where the server and the benchmark run.
+
+use std::sync::Arc;
+
+/// The three contenders of the `SELECT 1` benchmark, made inside the runtime that runs them so
+/// their connection drivers live there too.
+pub struct Contenders {
+    pub ours: pool::Pool,
+    /// Ours with `IdleOrder::Fifo`: load rotates over the ten connections.
+    pub fifo: pool::Pool,
+    pub theirs: deadpool_postgres::Pool,
+    pub raw: Arc<Vec<(tokio_postgres::Client, tokio_postgres::Statement)>>,
+}
+
+pub async fn contenders(url: &str) -> Contenders {
+    let ours = pool::Pool::connect(
+        pool::PoolConfig::from_url(url)
+            .unwrap()
+            .min_size(10)
+            .max_size(10),
+    )
+    .await
+    .unwrap();
+    let fifo = pool::Pool::connect(
+        pool::PoolConfig::from_url(url)
+            .unwrap()
+            .min_size(10)
+            .max_size(10)
+            .idle_order(pool::IdleOrder::Fifo),
+    )
+    .await
+    .unwrap();
+    let theirs = {
+        let mut cfg = deadpool_postgres::Config::new();
+        cfg.url = Some(url.to_string());
+        cfg.pool = Some(deadpool_postgres::PoolConfig::new(10));
+        cfg.create_pool(
+            Some(deadpool_postgres::Runtime::Tokio1),
+            tokio_postgres::NoTls,
+        )
+        .unwrap()
+    };
+    // Ten raw connections, each with its statement prepared once; tasks take them round-robin.
+    let mut raw = Vec::new();
+    for _ in 0..10 {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let stmt = client.prepare("SELECT 1").await.unwrap();
+        raw.push((client, stmt));
+    }
+    Contenders {
+        ours,
+        fifo,
+        theirs,
+        raw: Arc::new(raw),
+    }
+}
+
+/// With `BENCH_PIN=1` (Linux), the server's processes go to the last CPU and this process to
+/// the others, so the two stop preempting each other: on a 2-core machine that is the
+/// quietest placement there is. Off by default, since it changes what is measured.
+pub fn pin_apart(db: &chaos::postgres::Database) {
+    #[cfg(target_os = "linux")]
+    {
+        if std::env::var_os("BENCH_PIN").is_none() {
+            return;
+        }
+        let Some(cluster) = db.cluster() else {
+            return;
+        };
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if cpus < 2 {
+            return;
+        }
+        let set = |cpu_range: std::ops::Range<usize>| {
+            // SAFETY: a zeroed cpu_set_t is a valid empty set.
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            for cpu in cpu_range {
+                // SAFETY: cpu < CPU_SETSIZE.
+                unsafe { libc::CPU_SET(cpu, &mut set) };
+            }
+            set
+        };
+        let server = set(cpus - 1..cpus);
+        let client = set(0..cpus - 1);
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        for pid in cluster.pids() {
+            // SAFETY: plain syscall on a pid we started.
+            unsafe { libc::sched_setaffinity(pid as libc::pid_t, size, &server) };
+        }
+        // SAFETY: plain syscall on this thread; threads made later inherit it.
+        unsafe { libc::sched_setaffinity(0, size, &client) };
+        eprintln!(
+            "pinned: server on CPU {}, benchmark on CPUs 0..{}",
+            cpus - 1,
+            cpus - 1
+        );
+    }
+}
+
+/// The runtime `tasks` concurrent tasks run on: one task on a current-thread runtime, so the
+/// caller and every connection's driver share its thread for every contender; more on 2
+/// workers, as a service would.
+pub fn runtime_for(tasks: usize) -> tokio::runtime::Runtime {
+    let mut builder = if tasks == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    };
+    builder.enable_all().build().unwrap()
+}
