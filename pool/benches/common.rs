@@ -1,7 +1,41 @@
 //! What both `SELECT 1` benchmarks (criterion's `pool` and the interleaved `ratios`) share:
 //! the contenders and where the server and the benchmark run.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
+
+/// A deadpool manager of no-op connections: deadpool's own cost per checkout.
+pub struct NoOp;
+impl deadpool::managed::Manager for NoOp {
+    type Type = u64;
+    type Error = std::convert::Infallible;
+    async fn create(&self) -> Result<u64, Self::Error> {
+        Ok(0)
+    }
+    async fn recycle(
+        &self,
+        _: &mut u64,
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<Self::Error> {
+        Ok(())
+    }
+}
+
+/// The floor: a semaphore and a locked stack, nothing else.
+pub struct Floor {
+    pub sem: Semaphore,
+    pub stack: Mutex<Vec<u64>>,
+}
+impl Floor {
+    pub async fn cycle(&self) {
+        let permit = self.sem.acquire().await.unwrap();
+        let c = self.stack.lock().unwrap().pop().unwrap_or(0);
+        std::hint::black_box(c);
+        self.stack.lock().unwrap().push(c);
+        drop(permit);
+    }
+}
 
 /// The three contenders of the `SELECT 1` benchmark, made inside the runtime that runs them so
 /// their connection drivers live there too.

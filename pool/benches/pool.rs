@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 
 #[path = "common.rs"]
 mod common;
-use common::{Contenders, contenders, pin_apart};
+use common::{Contenders, Floor, NoOp, contenders, pin_apart};
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -23,37 +23,6 @@ fn runtime() -> Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-struct NoOp;
-impl deadpool::managed::Manager for NoOp {
-    type Type = u64;
-    type Error = std::convert::Infallible;
-    async fn create(&self) -> Result<u64, Self::Error> {
-        Ok(0)
-    }
-    async fn recycle(
-        &self,
-        _: &mut u64,
-        _: &deadpool::managed::Metrics,
-    ) -> deadpool::managed::RecycleResult<Self::Error> {
-        Ok(())
-    }
-}
-
-/// The floor: a semaphore and a locked stack, nothing else.
-struct Floor {
-    sem: Semaphore,
-    stack: Mutex<Vec<u64>>,
-}
-impl Floor {
-    async fn cycle(&self) {
-        let permit = self.sem.acquire().await.unwrap();
-        let c = self.stack.lock().unwrap().pop().unwrap_or(0);
-        std::hint::black_box(c);
-        self.stack.lock().unwrap().push(c);
-        drop(permit);
-    }
 }
 
 /// Runs `iters` cycles spread over `tasks` tasks, each making its futures as it goes; returns

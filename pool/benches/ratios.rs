@@ -1,54 +1,76 @@
-//! `cargo bench -p pool --bench ratios`: `SELECT 1` throughput ratios, measured interleaved.
+//! `cargo bench -p pool --bench ratios`: the pool's ratios against its baselines, measured
+//! interleaved.
 //!
 //! Criterion measures one contender after another, so on a shared 2-core machine a burst of
-//! noise during one of them (the server's checkpointer, another process) moves the ratio by
-//! up to 25 %. Here the contenders take turns in short windows (rounds of `RATIO_WINDOW_MS`,
-//! default 250 ms, each contender once per round in a rotating order) and every ratio is the
-//! median over `RATIO_ROUNDS` rounds (default 24) of the ratio *within* each round, with its
+//! noise during one of them (the server's checkpointer, another process) moves a ratio by up
+//! to 25 %. Here the contenders take turns in short windows (`RATIO_WINDOW_MS`, default
+//! 250 ms; each contender once per round, in a rotating order) and every ratio is the median
+//! over `RATIO_ROUNDS` rounds (default 24) of the ratio *within* each round, with its
 //! interquartile range: noise that lasts longer than a round hits both sides of a ratio alike.
 //!
-//! Contenders at each concurrency (1, 16, 128 tasks; `RATIO_TASKS=1,16` to choose): the pool
-//! at its default LIFO idle order and with FIFO, deadpool-postgres, 10 raw tokio-postgres
-//! connections taken round-robin, and, for 1 task, one raw connection (the pool's LIFO
-//! reuse without the pool); `RATIO_CONTENDERS=pool,raw_10` to choose. `BENCH_PIN=1` puts the
-//! server on the last CPU, as in `pool`.
+//! Sections (`RATIO_SECTIONS=checkout,select_1` to choose):
+//! - `checkout`: checkout+return of a no-op connection, the pool (fake connector) against
+//!   deadpool (no-op manager) and a floor (tokio `Semaphore` + `Mutex<Vec>`), 8 slots, with 1
+//!   task and with 64 tasks, on 2 workers.
+//! - `select_1`: `SELECT 1` on a throwaway PostgreSQL at 1, 16 and 128 tasks
+//!   (`RATIO_TASKS=1,16` to choose): the pool at its default LIFO idle order and with FIFO,
+//!   deadpool-postgres, 10 raw tokio-postgres connections taken round-robin, and, for 1 task,
+//!   one raw connection (the pool's LIFO reuse without the pool). `BENCH_PIN=1` puts the
+//!   server on the last CPU, as in the `pool` bench.
+//!
+//! `RATIO_CONTENDERS=pool,raw_10` keeps only the named contenders (for profiling one).
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::runtime::Runtime;
+use tokio::sync::Semaphore;
 
 #[path = "common.rs"]
 mod common;
-use common::{Contenders, contenders, pin_apart};
+use common::{Contenders, Floor, NoOp, contenders, pin_apart};
 
-type Query = Pin<Box<dyn Future<Output = ()> + Send>>;
-type MakeQuery = Arc<dyn Fn() -> Query + Send + Sync>;
+/// One contender's window: `tasks` tasks repeating an operation until the deadline; returns
+/// how many operations completed.
+type Runner = Box<dyn Fn(usize, Instant) -> Pin<Box<dyn Future<Output = u64> + Send>>>;
 
-/// Queries per second of `make` over `tasks` tasks for one window.
-async fn window(tasks: usize, length: Duration, make: &MakeQuery) -> f64 {
-    let done = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let until = started + length;
-    let handles: Vec<_> = (0..tasks)
-        .map(|_| {
-            let make = Arc::clone(make);
-            let done = Arc::clone(&done);
-            tokio::spawn(async move {
-                let mut n = 0;
-                while Instant::now() < until {
-                    make().await;
-                    n += 1;
-                }
-                done.fetch_add(n, Ordering::Relaxed);
-            })
+/// Makes a runner of `op`. The loop is generic, so an operation costs no allocation of ours,
+/// and the clock is read once per 16 operations.
+fn runner<F, Fut>(op: F) -> Runner
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    Box::new(move |tasks, until| {
+        let op = op.clone();
+        Box::pin(async move {
+            let handles: Vec<_> = (0..tasks)
+                .map(|_| {
+                    let op = op.clone();
+                    tokio::spawn(async move {
+                        let mut n = 0u64;
+                        loop {
+                            for _ in 0..16 {
+                                op().await;
+                            }
+                            n += 16;
+                            if Instant::now() >= until {
+                                break n;
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let mut total = 0;
+            for h in handles {
+                total += h.await.unwrap();
+            }
+            total
         })
-        .collect();
-    for h in handles {
-        h.await.unwrap();
-    }
-    done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    })
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -57,6 +79,7 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
+/// Median, first and third quartile.
 fn summary(mut xs: Vec<f64>) -> (f64, f64, f64) {
     xs.sort_by(f64::total_cmp);
     (quantile(&xs, 0.5), quantile(&xs, 0.25), quantile(&xs, 0.75))
@@ -69,63 +92,195 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-fn contenders_for(tasks: usize, c: &Contenders) -> Vec<(&'static str, MakeQuery)> {
-    let through_pool = |p: &pool::Pool| -> MakeQuery {
+fn wanted(var: &str, name: &str) -> bool {
+    std::env::var(var).map_or(true, |list| list.split(',').any(|o| o.trim() == name))
+}
+
+struct Settings {
+    rounds: usize,
+    window: Duration,
+}
+
+/// Runs the contenders interleaved and prints the time per operation of each and the ratios
+/// (throughput of `a` over `b`, so above 1 means `a` is faster) of `pairs`.
+fn compare(
+    rt: &Runtime,
+    title: &str,
+    tasks: usize,
+    unit: (&str, f64),
+    mut all: Vec<(&'static str, Runner)>,
+    pairs: &[(&str, &str)],
+    s: &Settings,
+) {
+    all.retain(|(name, _)| wanted("RATIO_CONTENDERS", name));
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); all.len()];
+    rt.block_on(async {
+        let window = |run: &Runner| {
+            let started = Instant::now();
+            let done = run(tasks, started + s.window);
+            async move {
+                let n = done.await;
+                n as f64 / started.elapsed().as_secs_f64()
+            }
+        };
+        // One untimed round warms every connection, statement cache and allocator.
+        for (_, run) in &all {
+            window(run).await;
+        }
+        for round in 0..s.rounds {
+            for k in 0..all.len() {
+                let i = (round + k) % all.len();
+                rates[i].push(window(&all[i].1).await);
+            }
+        }
+    });
+    let (unit_name, per_second) = unit;
+    println!("\n{title}, {tasks} task(s):");
+    println!("| contender | {unit_name} per operation (median) | IQR |");
+    println!("| --- | --- | --- |");
+    for ((name, _), xs) in all.iter().zip(&rates) {
+        let (m, lo, hi) = summary(xs.iter().map(|r| per_second / r).collect());
+        println!("| {name} | {m:.1} | {lo:.1}–{hi:.1} |");
+    }
+    println!("| throughput ratio, per round | median | IQR |");
+    println!("| --- | --- | --- |");
+    let index = |n: &str| all.iter().position(|(name, _)| *name == n);
+    for (a, b) in pairs {
+        let (Some(i), Some(j)) = (index(a), index(b)) else {
+            continue;
+        };
+        let ratios = rates[i].iter().zip(&rates[j]).map(|(x, y)| x / y).collect();
+        let (m, lo, hi) = summary(ratios);
+        println!("| {a} / {b} | {m:.3}x | {lo:.3}–{hi:.3} |");
+    }
+}
+
+fn checkout(s: &Settings) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let slots = 8;
+    let (ours, _db) = rt.block_on(async {
+        let db = pool::testing::FakeDb::new();
+        let p = pool::Pool::connect_with(
+            pool::PoolConfig::default()
+                .min_size(slots)
+                .max_size(slots)
+                .validation_bypass(Duration::from_secs(3600)),
+            db.connector(),
+        )
+        .await
+        .unwrap();
+        (p, db)
+    });
+    let theirs: deadpool::managed::Pool<NoOp> = deadpool::managed::Pool::builder(NoOp)
+        .max_size(slots)
+        .build()
+        .unwrap();
+    let floor = Arc::new(Floor {
+        sem: Semaphore::new(slots),
+        stack: Mutex::new(vec![0; slots]),
+    });
+    for tasks in [1, 64] {
+        let all: Vec<(&'static str, Runner)> = vec![
+            ("pool", {
+                let p = ours.clone();
+                runner(move || {
+                    let p = p.clone();
+                    async move { drop(std::hint::black_box(p.acquire().await.unwrap())) }
+                })
+            }),
+            ("deadpool", {
+                let p = theirs.clone();
+                runner(move || {
+                    let p = p.clone();
+                    async move { drop(std::hint::black_box(p.get().await.unwrap())) }
+                })
+            }),
+            ("floor", {
+                let f = Arc::clone(&floor);
+                runner(move || {
+                    let f = Arc::clone(&f);
+                    async move { f.cycle().await }
+                })
+            }),
+        ];
+        compare(
+            &rt,
+            &format!("checkout+return of a no-op connection, {slots} slots"),
+            tasks,
+            ("ns", 1e9),
+            all,
+            &[
+                ("pool", "deadpool"),
+                ("pool", "floor"),
+                ("deadpool", "floor"),
+            ],
+            s,
+        );
+    }
+}
+
+fn select_1_contenders(tasks: usize, c: &Contenders) -> Vec<(&'static str, Runner)> {
+    let through_pool = |p: &pool::Pool| {
         let p = p.clone();
-        Arc::new(move || {
+        runner(move || {
             let p = p.clone();
-            Box::pin(async move {
+            async move {
                 let conn = p.acquire().await.unwrap();
                 let stmt = conn.prepare_cached("SELECT 1").await.unwrap();
                 conn.query_one(&stmt, &[]).await.unwrap();
-            })
+            }
         })
     };
-    let theirs = c.theirs.clone();
-    let deadpool: MakeQuery = Arc::new(move || {
-        let p = theirs.clone();
-        Box::pin(async move {
-            let conn = p.get().await.unwrap();
-            let stmt = conn.prepare_cached("SELECT 1").await.unwrap();
-            conn.query_one(&stmt, &[]).await.unwrap();
+    let deadpool = {
+        let p = c.theirs.clone();
+        runner(move || {
+            let p = p.clone();
+            async move {
+                let conn = p.get().await.unwrap();
+                let stmt = conn.prepare_cached("SELECT 1").await.unwrap();
+                conn.query_one(&stmt, &[]).await.unwrap();
+            }
         })
-    });
-    let raw_rr = {
+    };
+    let raw_10 = {
         let raw = Arc::clone(&c.raw);
         let next = Arc::new(AtomicUsize::new(0));
-        Arc::new(move || {
+        runner(move || {
             let raw = Arc::clone(&raw);
             let i = next.fetch_add(1, Ordering::Relaxed) % raw.len();
-            Box::pin(async move {
+            async move {
                 let (client, stmt) = &raw[i];
                 client.query_one(stmt, &[]).await.unwrap();
-            }) as Query
-        }) as MakeQuery
+            }
+        })
     };
     let mut all = vec![
         ("pool", through_pool(&c.ours)),
         ("pool_fifo", through_pool(&c.fifo)),
         ("deadpool", deadpool),
-        ("raw_10", raw_rr),
+        ("raw_10", raw_10),
     ];
     if tasks == 1 {
         let raw = Arc::clone(&c.raw);
         all.push((
             "raw_1",
-            Arc::new(move || {
+            runner(move || {
                 let raw = Arc::clone(&raw);
-                Box::pin(async move {
+                async move {
                     let (client, stmt) = &raw[0];
                     client.query_one(stmt, &[]).await.unwrap();
-                }) as Query
+                }
             }),
         ));
     }
     all
 }
 
-fn main() {
-    // `cargo bench` passes `--bench`; a filter is not supported here.
+fn select_1(s: &Settings) {
     let db = match chaos::postgres::Database::from_env() {
         Ok(db) => db,
         Err(e) => {
@@ -135,67 +290,53 @@ fn main() {
     };
     pin_apart(&db);
     let url = db.url();
-    let rounds: usize = env_or("RATIO_ROUNDS", 24).max(3);
-    let length = Duration::from_millis(env_or("RATIO_WINDOW_MS", 250));
     let task_counts: Vec<usize> = std::env::var("RATIO_TASKS")
         .unwrap_or_else(|_| "1,16,128".into())
         .split(',')
         .filter_map(|t| t.trim().parse().ok())
         .collect();
-    println!(
-        "SELECT 1 throughput, interleaved: {rounds} rounds of {} ms per contender",
-        length.as_millis()
-    );
     for tasks in task_counts {
         let rt = common::runtime_for(tasks);
         let c = rt.block_on(contenders(&url));
-        let mut all = contenders_for(tasks, &c);
-        if let Ok(only) = std::env::var("RATIO_CONTENDERS") {
-            all.retain(|(name, _)| only.split(',').any(|o| o.trim() == *name));
-        }
-        let mut qps: Vec<Vec<f64>> = vec![Vec::new(); all.len()];
-        rt.block_on(async {
-            // One untimed round warms every connection and statement cache.
-            for (_, make) in &all {
-                window(tasks, length, make).await;
-            }
-            for round in 0..rounds {
-                for k in 0..all.len() {
-                    let i = (round + k) % all.len();
-                    qps[i].push(window(tasks, length, &all[i].1).await);
-                }
-            }
-        });
-        println!("\n{tasks} concurrent task(s):");
-        println!("| contender | µs per query (median) | IQR |");
-        println!("| --- | --- | --- |");
-        for ((name, _), xs) in all.iter().zip(&qps) {
-            let (m, lo, hi) = summary(xs.iter().map(|q| 1e6 / q).collect());
-            println!("| {name} | {m:.1} | {lo:.1}–{hi:.1} |");
-        }
-        println!("| ratio (throughput, per-round) | median | IQR |");
-        println!("| --- | --- | --- |");
-        let index = |n: &str| all.iter().position(|(name, _)| *name == n);
-        for (a, b) in [
-            ("pool", "raw_10"),
-            ("pool_fifo", "raw_10"),
-            ("pool", "deadpool"),
-            ("pool_fifo", "deadpool"),
-            ("deadpool", "raw_10"),
-            ("raw_1", "raw_10"),
-            ("pool", "raw_1"),
-        ] {
-            let (Some(i), Some(j)) = (index(a), index(b)) else {
-                continue;
-            };
-            let ratios = qps[i].iter().zip(&qps[j]).map(|(x, y)| x / y).collect();
-            let (m, lo, hi) = summary(ratios);
-            println!("| {a} / {b} | {m:.3}x | {lo:.3}–{hi:.3} |");
-        }
+        compare(
+            &rt,
+            "SELECT 1 with a prepared statement, 10 connections",
+            tasks,
+            ("µs", 1e6),
+            select_1_contenders(tasks, &c),
+            &[
+                ("pool", "raw_10"),
+                ("pool_fifo", "raw_10"),
+                ("pool", "deadpool"),
+                ("pool_fifo", "deadpool"),
+                ("deadpool", "raw_10"),
+                ("raw_1", "raw_10"),
+                ("pool", "raw_1"),
+            ],
+            s,
+        );
         rt.block_on(async {
             c.ours.shutdown(Duration::from_secs(5)).await;
             c.fifo.shutdown(Duration::from_secs(5)).await;
         });
-        drop(c);
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; criterion-style filters are not supported here.
+    let s = Settings {
+        rounds: env_or("RATIO_ROUNDS", 24).max(3),
+        window: Duration::from_millis(env_or("RATIO_WINDOW_MS", 250)),
+    };
+    println!(
+        "Interleaved: {} rounds, {} ms per contender per round; medians of per-round figures",
+        s.rounds,
+        s.window.as_millis()
+    );
+    if wanted("RATIO_SECTIONS", "checkout") {
+        checkout(&s);
+    }
+    if wanted("RATIO_SECTIONS", "select_1") {
+        select_1(&s);
     }
 }
