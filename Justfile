@@ -12,9 +12,13 @@ test:
 soak DURATION="10m":
     cargo run -p chaos --release -- soak --duration {{DURATION}}
 
-# Benchmarks (criterion); results land in target/criterion
+# Benchmarks: criterion (results in target/criterion), then the interleaved ratios
 bench:
     cargo bench --workspace
+
+# The pool's ratios against deadpool and raw connections, contenders interleaved; BENCH_PIN=1 pins the server apart
+ratios:
+    cargo bench -p pool --bench ratios
 
 # Serve the Toxiproxy-compatible HTTP API on 127.0.0.1:8474
 serve *ARGS:

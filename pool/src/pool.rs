@@ -616,7 +616,7 @@ impl<C: Connector> Shared<C> {
         // One clock read on the fast path: it is the start, the checkout time and the
         // reference for the validation bypass window.
         let start;
-        let mut now;
+        let now;
         // Whether this acquire had to queue for a slot: the pool is saturated.
         let mut contended = false;
         match self.semaphore.try_acquire() {
@@ -639,12 +639,57 @@ impl<C: Connector> Shared<C> {
             }
         }
         let deadline = start + timeout;
-        let mut slot = SlotGuard {
+        let slot = SlotGuard {
             semaphore: &self.semaphore,
             armed: true,
         };
+        // The fast path: an idle connection that is alive and needs no round trip. Everything
+        // else (connecting, validating, waiting for a returned connection) is in a boxed
+        // future, so the future every acquire builds and moves stays small.
+        let first = match self.pop_idle(contended) {
+            Some(conn) if self.ready(&conn, now) => {
+                let mut slot = slot;
+                slot.armed = false;
+                return Ok(self.hand_out(conn, location, start, now));
+            }
+            other => other.map(|conn| Taken {
+                shared: &**self,
+                conn: Some(conn),
+            }),
+        };
+        Box::pin(self.acquire_slow(location, start, now, deadline, contended, slot, first)).await
+    }
+
+    /// Whether `conn` can be handed out as it is: its driver runs, it is not due for
+    /// retirement, and it was used within the validation bypass window since the last suspect
+    /// event.
+    fn ready(&self, conn: &Conn<C::Client>, now: Instant) -> bool {
+        !self.connector.is_closed(&conn.client)
+            && self.retire_reason(conn, now).is_none()
+            && conn.validated_epoch >= self.suspect_epoch.load(Acquire)
+            && now.saturating_duration_since(conn.last_used) < self.config.validation_bypass
+    }
+
+    /// The rest of an acquire that holds a slot: checks `first` (an idle connection taken by
+    /// the fast path), then takes idle connections, connects, or waits for a returned one,
+    /// until one is fit to hand out or the deadline passes.
+    #[allow(clippy::too_many_arguments)]
+    async fn acquire_slow<'a>(
+        self: &'a Arc<Self>,
+        location: &'static Location<'static>,
+        start: Instant,
+        mut now: Instant,
+        deadline: Instant,
+        contended: bool,
+        mut slot: SlotGuard<'a>,
+        mut first: Option<Taken<'a, C>>,
+    ) -> Result<PooledConnection<C>, PoolError> {
         loop {
-            let conn = match self.pop_idle(contended) {
+            let idle = match first.take() {
+                Some(mut taken) => taken.conn.take(),
+                None => self.pop_idle(contended),
+            };
+            let conn = match idle {
                 Some(conn) => conn,
                 None => match self.open(deadline, start).await? {
                     Opened::Conn(conn) => {
