@@ -95,7 +95,11 @@ pub struct ShutdownReport {
 }
 
 /// One open connection, owned by the idle stack or by a checkout.
-pub(crate) struct Conn<Client> {
+/// A pooled connection, boxed: it moves between the idle stack, an acquire and its guard on
+/// every checkout, and a pointer moves faster than the 300 bytes of a client and its state.
+pub(crate) type Conn<Client> = Box<PoolConn<Client>>;
+
+pub(crate) struct PoolConn<Client> {
     pub client: Client,
     pub meta: Arc<Meta>,
     pub uses: u64,
@@ -1192,7 +1196,7 @@ impl<C: Connector> Shared<C> {
             now + life.mul_f64(1.0 - 0.025 * jitter)
         });
         debug!(conn.id = id, pool.target = %self.target, "connection opened");
-        Conn {
+        Box::new(PoolConn {
             client: connection.client,
             meta,
             uses: 0,
@@ -1200,7 +1204,7 @@ impl<C: Connector> Shared<C> {
             validated_epoch: self.suspect_epoch.load(Acquire),
             expires_at,
             statements: Default::default(),
-        }
+        })
     }
 
     pub(crate) fn statistics(&self) -> PoolStatistics {
