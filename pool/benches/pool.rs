@@ -5,6 +5,9 @@
 //! - `SELECT 1` through the pool with `prepare_cached` vs 10 raw tokio-postgres connections
 //!   and vs deadpool-postgres, at 1, 16 and 128 concurrent tasks, on a throwaway PostgreSQL;
 //! - `health_check` and `statistics`.
+//!
+//! Criterion measures each contender after the other; for ratios that hold up on a noisy
+//! machine, see the interleaved `ratios` bench (`cargo bench -p pool --bench ratios`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
