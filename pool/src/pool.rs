@@ -94,11 +94,11 @@ pub struct ShutdownReport {
     pub duration: Duration,
 }
 
-/// One open connection, owned by the idle stack or by a checkout.
 /// A pooled connection, boxed: it moves between the idle stack, an acquire and its guard on
 /// every checkout, and a pointer moves faster than the 300 bytes of a client and its state.
 pub(crate) type Conn<Client> = Box<PoolConn<Client>>;
 
+/// One open connection, owned by the idle stack or by a checkout.
 pub(crate) struct PoolConn<Client> {
     pub client: Client,
     pub meta: Arc<Meta>,
