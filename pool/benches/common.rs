@@ -37,6 +37,44 @@ impl Floor {
     }
 }
 
+/// The contenders of the checkout benchmark, `slots` slots each: the pool over its fake
+/// connector (whose database `db` must outlive it), deadpool over a no-op manager, and the
+/// floor.
+pub struct CheckoutContenders {
+    pub ours: pool::Pool<pool::testing::FakeConnector>,
+    pub db: Arc<pool::testing::FakeDb>,
+    pub theirs: deadpool::managed::Pool<NoOp>,
+    pub floor: Arc<Floor>,
+}
+
+/// Makes the checkout contenders; call it inside the runtime that will run them.
+pub async fn checkout_contenders(slots: usize) -> CheckoutContenders {
+    let db = pool::testing::FakeDb::new();
+    let ours = pool::Pool::connect_with(
+        pool::PoolConfig::default()
+            .min_size(slots)
+            .max_size(slots)
+            .validation_bypass(std::time::Duration::from_secs(3600)),
+        db.connector(),
+    )
+    .await
+    .unwrap();
+    let theirs = deadpool::managed::Pool::builder(NoOp)
+        .max_size(slots)
+        .build()
+        .unwrap();
+    let floor = Arc::new(Floor {
+        sem: Semaphore::new(slots),
+        stack: Mutex::new(vec![0; slots]),
+    });
+    CheckoutContenders {
+        ours,
+        db,
+        theirs,
+        floor,
+    }
+}
+
 /// The three contenders of the `SELECT 1` benchmark, made inside the runtime that runs them so
 /// their connection drivers live there too.
 pub struct Contenders {

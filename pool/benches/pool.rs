@@ -9,16 +9,15 @@
 //! Criterion measures each contender after the other; for ratios that hold up on a noisy
 //! machine, see the interleaved `ratios` bench (`cargo bench -p pool --bench ratios`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
-use tokio::sync::Semaphore;
 
 #[path = "common.rs"]
 mod common;
-use common::{Contenders, Floor, NoOp, contenders, pin_apart};
+use common::{CheckoutContenders, Contenders, checkout_contenders, contenders, pin_apart};
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -60,28 +59,12 @@ fn checkout(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3))
         .sample_size(30);
     for (tasks, slots) in [(1usize, 8usize), (64, 8)] {
-        let (ours, db) = rt.block_on(async {
-            let db = pool::testing::FakeDb::new();
-            let p = pool::Pool::connect_with(
-                pool::PoolConfig::default()
-                    .min_size(slots)
-                    .max_size(slots)
-                    .validation_bypass(Duration::from_secs(3600)),
-                db.connector(),
-            )
-            .await
-            .unwrap();
-            (p, db)
-        });
-        let _keep = db;
-        let theirs: deadpool::managed::Pool<NoOp> = deadpool::managed::Pool::builder(NoOp)
-            .max_size(slots)
-            .build()
-            .unwrap();
-        let floor = Arc::new(Floor {
-            sem: Semaphore::new(slots),
-            stack: Mutex::new(vec![0; slots]),
-        });
+        let CheckoutContenders {
+            ours,
+            db: _db,
+            theirs,
+            floor,
+        } = rt.block_on(checkout_contenders(slots));
         let label = format!("{tasks}_tasks_{slots}_slots");
         group.bench_function(format!("pool/{label}"), |b| {
             b.to_async(&rt).iter_custom(|iters| {

@@ -24,16 +24,15 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
-use tokio::sync::Semaphore;
 
 #[path = "common.rs"]
 mod common;
-use common::{Contenders, Floor, NoOp, contenders, pin_apart};
+use common::{CheckoutContenders, Contenders, checkout_contenders, contenders, pin_apart};
 
 /// One contender's window: `tasks` tasks repeating an operation until the deadline; returns
 /// how many operations completed.
@@ -166,27 +165,12 @@ fn checkout(s: &Settings) {
         .build()
         .unwrap();
     let slots = 8;
-    let (ours, _db) = rt.block_on(async {
-        let db = pool::testing::FakeDb::new();
-        let p = pool::Pool::connect_with(
-            pool::PoolConfig::default()
-                .min_size(slots)
-                .max_size(slots)
-                .validation_bypass(Duration::from_secs(3600)),
-            db.connector(),
-        )
-        .await
-        .unwrap();
-        (p, db)
-    });
-    let theirs: deadpool::managed::Pool<NoOp> = deadpool::managed::Pool::builder(NoOp)
-        .max_size(slots)
-        .build()
-        .unwrap();
-    let floor = Arc::new(Floor {
-        sem: Semaphore::new(slots),
-        stack: Mutex::new(vec![0; slots]),
-    });
+    let CheckoutContenders {
+        ours,
+        db: _db,
+        theirs,
+        floor,
+    } = rt.block_on(checkout_contenders(slots));
     for tasks in [1, 64] {
         let all: Vec<(&'static str, Runner)> = vec![
             ("pool", {
