@@ -177,12 +177,21 @@ pub fn pin_apart(db: &chaos::postgres::Database) {
 /// caller and every connection's driver share its thread for every contender; more on 2
 /// workers, as a service would.
 pub fn runtime_for(tasks: usize) -> tokio::runtime::Runtime {
-    let mut builder = if tasks == 1 {
+    if tasks == 1 {
         tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
     } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(2);
-        b
-    };
-    builder.enable_all().build().unwrap()
+        two_workers()
+    }
+}
+
+/// A multi-thread runtime with 2 workers, as a service on this 2-core machine would run.
+pub fn two_workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }

@@ -13,19 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use tokio::runtime::Runtime;
 
 #[path = "common.rs"]
 mod common;
 use common::{CheckoutContenders, Contenders, checkout_contenders, contenders, pin_apart};
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Runs `iters` cycles spread over `tasks` tasks, each making its futures as it goes; returns
 /// the wall time.
@@ -53,7 +44,7 @@ where
 }
 
 fn checkout(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = common::two_workers();
     let mut group = c.benchmark_group("checkout_return");
     group
         .measurement_time(Duration::from_secs(3))
@@ -177,7 +168,7 @@ fn select_one(c: &mut Criterion) {
 }
 
 fn observe(c: &mut Criterion) {
-    let rt = runtime();
+    let rt = common::two_workers();
     let p = rt.block_on(async {
         let db = pool::testing::FakeDb::new();
         pool::Pool::connect_with(pool::PoolConfig::default(), db.connector())

@@ -159,11 +159,7 @@ fn compare(
 }
 
 fn checkout(s: &Settings) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::two_workers();
     let slots = 8;
     let CheckoutContenders {
         ours,
