@@ -108,10 +108,12 @@ pub enum IdleOrder {
     /// does after answering.
     #[default]
     Lifo,
-    /// The least recently returned: load rotates over every open connection. On a server
-    /// with spare cores this overlaps one backend's post-query work with the next query on
-    /// another (about 20 % more `SELECT 1`s per second for one sequential caller on a local
-    /// server), but no connection stays idle, so the pool does not shrink under light load.
+    /// The least recently returned: load rotates over every open connection, as deadpool's
+    /// default does. It can be faster when the server shares cores with the application (in
+    /// the `ratios` benchmark, with both on the same two cores, one sequential caller ran
+    /// about 10 % more `SELECT 1`s per second; with the server on its own core, no more), but
+    /// no connection stays idle, so the pool does not shrink under light load, and a
+    /// connection idle past `validation_bypass` between turns is validated before each use.
     Fifo,
 }
 
