@@ -1,19 +1,15 @@
 //! [`PooledConnection`]: a checked-out connection that goes back to the pool when dropped.
 
-use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::conn::Conn;
 use crate::connector::{Connector, PgConnector};
-use crate::pool::{Conn, Shared};
-use crate::stats::CloseReason;
-
-/// Prepared statements of one connection, kept across checkouts.
-#[derive(Default)]
-pub(crate) struct StatementCache(Mutex<HashMap<String, tokio_postgres::Statement>>);
+use crate::shared::Shared;
+use crate::slots::SlotToken;
 
 /// A connection checked out of a [`Pool`](crate::Pool). Dereferences to the client
 /// (`tokio_postgres::Client` for the default connector) and returns to the pool when dropped.
@@ -37,21 +33,27 @@ pub(crate) struct StatementCache(Mutex<HashMap<String, tokio_postgres::Statement
 #[must_use = "a connection is returned to the pool as soon as it is dropped"]
 pub struct PooledConnection<C: Connector = PgConnector> {
     shared: Arc<Shared<C>>,
-    conn: Option<Conn<C::Client>>,
+    /// The connection and the slot it holds, until it goes back.
+    conn: Option<(Conn<C::Client>, SlotToken)>,
     acquired_at: Instant,
 }
 
 impl<C: Connector> PooledConnection<C> {
-    pub(crate) fn new(shared: Arc<Shared<C>>, conn: Conn<C::Client>, acquired_at: Instant) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared<C>>,
+        conn: Conn<C::Client>,
+        slot: SlotToken,
+        acquired_at: Instant,
+    ) -> Self {
         Self {
             shared,
-            conn: Some(conn),
+            conn: Some((conn, slot)),
             acquired_at,
         }
     }
 
     fn conn(&self) -> &Conn<C::Client> {
-        self.conn.as_ref().expect("present until drop")
+        &self.conn.as_ref().expect("present until drop").0
     }
 
     /// Closes the connection instead of returning it (after a cancelled query, or when the
@@ -66,17 +68,9 @@ impl<C: Connector> PooledConnection<C> {
     /// # Ok(()) }
     /// ```
     pub fn discard(mut this: Self) {
-        if let Some(conn) = this.conn.take() {
-            this.shared
-                .stats
-                .releases
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            conn.meta
-                .checked_out_at
-                .store(0, std::sync::atomic::Ordering::Relaxed);
-            this.shared.discard(conn, CloseReason::Discarded);
-            this.shared.returned.notify_waiters();
-            this.shared.semaphore.add_permits(1);
+        if let Some((conn, slot)) = this.conn.take() {
+            this.shared.release_discarded(conn);
+            this.shared.slots.check_in(slot);
         }
     }
 
@@ -183,16 +177,16 @@ impl<C: Connector> Deref for PooledConnection<C> {
 
 impl<C: Connector> DerefMut for PooledConnection<C> {
     fn deref_mut(&mut self) -> &mut C::Client {
-        &mut self.conn.as_mut().expect("present until drop").client
+        &mut self.conn.as_mut().expect("present until drop").0.client
     }
 }
 
 impl<C: Connector> Drop for PooledConnection<C> {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            // The connection goes back before the permit, so `idle + active <= max_size`.
+        if let Some((conn, slot)) = self.conn.take() {
+            // The connection goes back before its slot, so `idle + active <= max_size`.
             self.shared.release(conn, Instant::now());
-            self.shared.semaphore.add_permits(1);
+            self.shared.slots.check_in(slot);
         }
     }
 }
@@ -200,7 +194,7 @@ impl<C: Connector> Drop for PooledConnection<C> {
 impl<C: Connector> std::fmt::Debug for PooledConnection<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PooledConnection")
-            .field("id", &self.conn.as_ref().map(|c| c.meta.id))
+            .field("id", &self.conn.as_ref().map(|c| c.0.meta.id))
             .field("held_for", &self.acquired_at.elapsed())
             .finish()
     }

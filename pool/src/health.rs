@@ -176,3 +176,131 @@ pub struct HealthReport {
     /// When the report was made, in milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
 }
+
+/// What the outage state machine publishes for health.
+pub(crate) struct OutageSnapshot {
+    pub status: DatabaseStatus,
+    pub last_error: Option<String>,
+    pub last_probe_latency: Option<Duration>,
+    pub consecutive_failures: u32,
+    pub outage_duration: Option<Duration>,
+    pub ever_connected: bool,
+}
+
+/// Everything health is computed from: a snapshot read from memory.
+pub(crate) struct HealthInputs {
+    pub outage: OutageSnapshot,
+    pub terminated: bool,
+    pub closed: bool,
+    pub recovering: bool,
+    pub total: usize,
+    pub idle: usize,
+    pub waiting: usize,
+    pub min_size: usize,
+    pub max_size: usize,
+    pub target: String,
+    pub uptime: Duration,
+}
+
+/// The pool's state: a pure function of its inputs.
+pub(crate) fn state_of(i: &HealthInputs) -> PoolState {
+    use DatabaseStatus::*;
+    if i.terminated {
+        return PoolState::Terminated;
+    }
+    if i.closed {
+        return PoolState::ShuttingDown;
+    }
+    match i.outage.status {
+        Disconnected => PoolState::Unhealthy,
+        Connecting if !i.outage.ever_connected => PoolState::Initializing,
+        Connecting => PoolState::Recovering,
+        Connected if i.total < i.min_size && i.recovering => PoolState::Recovering,
+        Connected if i.total < i.min_size => PoolState::Degraded,
+        Connected if i.total - i.idle >= i.max_size && i.waiting > 0 => PoolState::Degraded,
+        Connected => PoolState::Healthy,
+    }
+}
+
+/// The report for `inputs`.
+pub(crate) fn assess(inputs: HealthInputs) -> HealthReport {
+    let state = state_of(&inputs);
+    let o = inputs.outage;
+    HealthReport {
+        status: state.status(),
+        state,
+        database: DatabaseHealth {
+            status: o.status,
+            target: inputs.target,
+            last_probe_latency: o.last_probe_latency,
+            last_error: o.last_error,
+            consecutive_failures: o.consecutive_failures,
+            outage_duration: o.outage_duration,
+        },
+        pool: PoolCounts {
+            total: inputs.total,
+            idle: inputs.idle,
+            active: inputs.total.saturating_sub(inputs.idle),
+            waiting: inputs.waiting,
+            min_size: inputs.min_size,
+            max_size: inputs.max_size,
+        },
+        uptime: inputs.uptime,
+        timestamp_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(status: DatabaseStatus, total: usize, idle: usize) -> HealthInputs {
+        HealthInputs {
+            outage: OutageSnapshot {
+                status,
+                last_error: None,
+                last_probe_latency: None,
+                consecutive_failures: 0,
+                outage_duration: None,
+                ever_connected: true,
+            },
+            terminated: false,
+            closed: false,
+            recovering: false,
+            total,
+            idle,
+            waiting: 0,
+            min_size: 2,
+            max_size: 4,
+            target: "db:5432".into(),
+            uptime: Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn every_state_from_its_inputs() {
+        use DatabaseStatus::*;
+        assert_eq!(state_of(&inputs(Connected, 2, 2)), PoolState::Healthy);
+        assert_eq!(state_of(&inputs(Connected, 1, 1)), PoolState::Degraded);
+        let mut i = inputs(Connected, 1, 1);
+        i.recovering = true;
+        assert_eq!(state_of(&i), PoolState::Recovering);
+        i.total = 2;
+        assert_eq!(state_of(&i), PoolState::Healthy, "back at min_size");
+        let mut i = inputs(Connected, 4, 0);
+        i.waiting = 1;
+        assert_eq!(state_of(&i), PoolState::Degraded, "starved");
+        assert_eq!(state_of(&inputs(Disconnected, 2, 2)), PoolState::Unhealthy);
+        assert_eq!(state_of(&inputs(Connecting, 0, 0)), PoolState::Recovering);
+        let mut i = inputs(Connecting, 0, 0);
+        i.outage.ever_connected = false;
+        assert_eq!(state_of(&i), PoolState::Initializing);
+        i.closed = true;
+        assert_eq!(state_of(&i), PoolState::ShuttingDown);
+        i.terminated = true;
+        assert_eq!(state_of(&i), PoolState::Terminated);
+    }
+}

@@ -47,13 +47,25 @@
 //! guards. Dropping a [`PooledConnection`] returns it; see its docs for cancelled queries.
 //!
 //! # Layout
-//! - `config`: [`PoolConfig`], every option with its default, validation.
-//! - `connector`: the [`Connector`] seam and [`PgConnector`] (tokio-postgres, NoTls or rustls).
-//! - `pool`: [`Pool`]: connect, acquire, statistics, health, shutdown.
-//! - `guard`: [`PooledConnection`], returned on drop; `prepare_cached`.
-//! - `link`: outage state, single-flight attempts, backoff.
+//! Each invariant has one owner; the modules depend on each other in one direction (top to
+//! bottom here), never in a circle.
+//! - `pool`: [`Pool`], the public handle: connect, acquire, statistics, health, shutdown.
+//! - `acquire`: the fast path and the boxed slow path of an acquire.
+//! - `connect`: admission by the outage rules, one bounded attempt, adoption.
 //! - `maintenance`: the background task (replenish, retire, probe, leak watch).
-//! - `health`, `stats`, `error`: what the pool reports.
+//! - `shutdown`: refuse, drain, wait, force-close, wait for the drivers.
+//! - `guard`: [`PooledConnection`], returned on drop; `prepare_cached`.
+//! - `shared`: the state one pool's handles share, and the one way back for a connection
+//!   (hand over, park, retire, close).
+//! - `slots`: the only code that changes the counts, the idle stack, the slots (permits) and
+//!   the hand-off queue: `idle + checked out <= max_size`.
+//! - `outage`: outage state, single-flight attempts, backoff; published for health lock-free.
+//! - `drivers`: the connections' driver tasks.
+//! - `conn`: one pooled connection, its metadata and statement cache.
+//! - `on_drop`: the one drop guard that makes every await cancel safe.
+//! - `config`: [`PoolConfig`], every option declared once, with its default, validation.
+//! - `connector`: the [`Connector`] seam and [`PgConnector`] (tokio-postgres, NoTls or rustls).
+//! - `health` (a pure function of a snapshot), `stats`, `error`: what the pool reports.
 //! - `testing` (feature `test-util`): a fake database for deterministic tests.
 //!
 //! # Logs
@@ -65,15 +77,23 @@
 
 #![warn(missing_docs)]
 
+mod acquire;
 mod config;
+mod conn;
+mod connect;
 mod connector;
+mod drivers;
 mod error;
 mod guard;
 mod health;
-mod link;
 mod maintenance;
+mod on_drop;
+mod outage;
 mod pool;
 mod redact;
+mod shared;
+mod shutdown;
+mod slots;
 mod stats;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
@@ -85,6 +105,6 @@ pub use guard::PooledConnection;
 pub use health::{
     DatabaseHealth, DatabaseStatus, HealthReport, HealthStatus, PoolCounts, PoolState,
 };
-pub use pool::{Pool, ShutdownReport};
+pub use pool::Pool;
 pub use redact::redact_url;
-pub use stats::{CloseReason, ClosedCounts, PoolStatistics};
+pub use stats::{CloseReason, ClosedCounts, PoolStatistics, ShutdownReport};

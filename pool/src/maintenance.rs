@@ -10,7 +10,9 @@ use tokio::time::{Instant, timeout};
 use tracing::{debug, warn};
 
 use crate::connector::Connector;
-use crate::pool::Shared;
+use crate::on_drop::OnDrop;
+use crate::shared::Shared;
+use crate::slots::End;
 use crate::stats::CloseReason;
 
 /// `first_tick_now`: a lazy pool connects at once; an eager one just did, and waits an interval.
@@ -34,11 +36,11 @@ pub(crate) async fn run<C: Connector>(
             let Some(shared) = weak.upgrade() else {
                 return;
             };
-            if shared.closed.load(Acquire) {
+            if shared.is_closed() {
                 return;
             }
             shared.tick().await;
-            if shared.link.in_outage() {
+            if shared.outage.in_outage() {
                 shared.config.outage_probe_interval
             } else {
                 shared.config.probe_interval
@@ -55,18 +57,18 @@ impl<C: Connector> Shared<C> {
     async fn tick(&self) {
         let now = Instant::now();
         self.check_leaks(now);
-        if self.link.in_outage() {
+        if self.outage.in_outage() {
             let reachable = matches!(
                 timeout(self.config.probe_timeout, self.connector.probe()).await,
                 Ok(Ok(()))
             );
-            self.link.on_probe(Instant::now(), reachable);
+            self.outage.on_probe(Instant::now(), reachable);
             if reachable {
                 // The one trial attempt, if due, whatever the pool's size (its connections may
                 // be the stranded ones): ends the outage without waiting for traffic, and then
                 // the rest of min_size follows at once.
                 self.trial().await;
-                if !self.link.in_outage() {
+                if !self.outage.in_outage() {
                     self.replenish(usize::MAX).await;
                 }
             }
@@ -79,14 +81,11 @@ impl<C: Connector> Shared<C> {
 
     /// During an outage: one connection attempt under a free slot, if the link admits one.
     async fn trial(&self) {
-        if self.closed.load(Acquire) {
-            return;
-        }
-        let Ok(permit) = self.semaphore.try_acquire() else {
+        let Ok(permit) = self.slots.try_permit() else {
             return;
         };
         if let Err(e) = self
-            .open_for_idle(Instant::now() + self.config.connect_timeout)
+            .open_for_idle(&permit, Instant::now() + self.config.connect_timeout)
             .await
         {
             debug!(error = %e, "reconnection attempt failed; retrying after the backoff");
@@ -97,15 +96,15 @@ impl<C: Connector> Shared<C> {
     /// Opens connections until `min_size` (at most `limit` of them), each under a free slot.
     async fn replenish(&self, limit: usize) {
         for _ in 0..limit {
-            let (total, _) = self.counts.get();
-            if total >= self.config.min_size || self.closed.load(Acquire) {
+            let (total, _) = self.slots.counts();
+            if total >= self.config.min_size {
                 return;
             }
-            let Ok(permit) = self.semaphore.try_acquire() else {
+            let Ok(permit) = self.slots.try_permit() else {
                 return;
             };
             let result = self
-                .open_for_idle(Instant::now() + self.config.connect_timeout)
+                .open_for_idle(&permit, Instant::now() + self.config.connect_timeout)
                 .await;
             drop(permit);
             if let Err(e) = result {
@@ -117,90 +116,56 @@ impl<C: Connector> Shared<C> {
 
     /// Closes idle connections past `idle_timeout` (above `min_size`) or past their lifetime.
     fn retire_idle(&self, now: Instant) {
-        let mut retired = Vec::new();
-        {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let (mut total, _) = self.counts.get();
-            // Oldest first: the bottom of the stack is the least recently used.
-            let mut i = 0;
-            while i < idle.len() {
-                let conn = &idle[i];
-                let reason = if let Some(reason) = self.retire_reason(conn, now) {
-                    Some(reason)
-                } else if total > self.config.min_size
+        let retired = self.slots.retire_idle(|conn, total| {
+            self.retire_reason(conn, now).or_else(|| {
+                (total > self.config.min_size
                     && self
                         .config
                         .idle_timeout
-                        .is_some_and(|t| now.saturating_duration_since(conn.last_used) >= t)
-                {
-                    Some(CloseReason::IdleTimeout)
-                } else {
-                    None
-                };
-                match reason {
-                    Some(reason) => {
-                        retired.push((idle.remove(i), reason));
-                        total -= 1;
-                    }
-                    None => i += 1,
-                }
-            }
-            self.counts_remove_idle(retired.len());
-        }
+                        .is_some_and(|t| now.saturating_duration_since(conn.last_used) >= t))
+                .then_some(CloseReason::IdleTimeout)
+            })
+        });
         for (conn, reason) in retired {
             debug!(conn.id = conn.meta.id, reason = ?reason, "idle connection retired");
-            self.close_removed(conn, reason);
+            self.close_conn(conn, reason);
         }
     }
 
     /// Validates the least recently used idle connection with a bounded round trip.
     async fn probe(&self) {
-        let Ok(permit) = self.semaphore.try_acquire() else {
+        let Ok(permit) = self.slots.try_permit() else {
             return; // every slot is busy: traffic itself is the probe
         };
-        let conn = {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            if idle.is_empty() {
-                return;
-            }
-            let conn = idle.remove(0);
-            self.counts_checkout_idle();
-            conn
+        let Some(conn) = self.slots.pop_idle(&permit, true) else {
+            return;
         };
-        let mut conn = ProbeGuard {
-            shared: self,
-            conn: Some(conn),
-        };
+        let conn = OnDrop::new(conn, |conn| self.discard(conn, CloseReason::Cancelled));
         let started = Instant::now();
-        let client = &conn.conn.as_ref().expect("present").client;
-        let result = timeout(self.config.probe_timeout, self.connector.validate(client)).await;
+        let result = timeout(
+            self.config.probe_timeout,
+            self.connector.validate(&conn.client),
+        )
+        .await;
         let now = Instant::now();
-        let c = conn.conn.take().expect("present");
+        let mut conn = conn.disarm();
         match result {
             Ok(Ok(())) => {
-                self.link
+                self.outage
                     .on_round_trip(now.saturating_duration_since(started));
-                let mut c = c;
-                c.validated_epoch = self.suspect_epoch.load(Acquire);
-                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                if self.closed.load(Acquire) {
-                    // Shutdown drained the stack meanwhile: close it instead of parking it.
-                    drop(idle);
-                    self.discard(c, CloseReason::Shutdown);
-                    self.returned.notify_waiters();
-                } else {
-                    idle.insert(0, c);
-                    self.counts_return_idle();
-                }
+                conn.validated_epoch = self.suspect_epoch.load(Acquire);
+                // Back at the bottom: it keeps its place as the least recently used.
+                let last_used = conn.last_used;
+                self.push_idle(conn, last_used, End::Oldest);
             }
             Ok(Err(e)) => {
                 self.stats.validation_failures.fetch_add(1, Relaxed);
-                debug!(conn.id = c.meta.id, error = %e, "probe found a dead idle connection; discarded");
-                self.discard(c, CloseReason::ValidationFailed);
+                debug!(conn.id = conn.meta.id, error = %e, "probe found a dead idle connection; discarded");
+                self.discard(conn, CloseReason::ValidationFailed);
             }
             Err(_) => {
                 self.stats.validation_failures.fetch_add(1, Relaxed);
-                self.discard(c, CloseReason::ValidationFailed);
+                self.discard(conn, CloseReason::ValidationFailed);
                 self.silent_path_detected("probe timed out");
             }
         }
@@ -229,20 +194,6 @@ impl<C: Connector> Shared<C> {
                     "connection held longer than leak_detection_threshold; it may have leaked: drop the PooledConnection when done, or raise leak_detection_threshold for long work"
                 );
             }
-        }
-    }
-}
-
-/// Puts a probed connection's accounting right if the probe is dropped mid-flight.
-struct ProbeGuard<'a, C: Connector> {
-    shared: &'a Shared<C>,
-    conn: Option<crate::pool::Conn<C::Client>>,
-}
-
-impl<C: Connector> Drop for ProbeGuard<'_, C> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.shared.discard(conn, CloseReason::Cancelled);
         }
     }
 }

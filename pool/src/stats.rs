@@ -159,6 +159,27 @@ pub struct PoolStatistics {
 const SUB: u32 = 4;
 const BUCKETS: usize = 64 * SUB as usize;
 
+/// What [`Pool::shutdown`] did.
+///
+/// # Examples
+/// ```no_run
+/// # async fn f(pool: pool::Pool) {
+/// let report = pool.shutdown(std::time::Duration::from_secs(30)).await;
+/// println!("{} returned, {} forced, in {:?}", report.returned, report.forced, report.duration);
+/// # }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ShutdownReport {
+    /// Idle connections closed at once.
+    pub closed_idle: usize,
+    /// Checked-out connections that were returned before the timeout.
+    pub returned: usize,
+    /// Checked-out connections force-closed at the timeout (their queries fail).
+    pub forced: usize,
+    /// How long the shutdown took.
+    pub duration: Duration,
+}
+
 fn bucket_of(nanos: u64) -> usize {
     if nanos < SUB as u64 {
         return nanos as usize;
@@ -255,6 +276,39 @@ impl Stats {
             forced: c(CloseReason::Forced),
             cancelled: c(CloseReason::Cancelled),
             discarded: c(CloseReason::Discarded),
+        }
+    }
+
+    /// The public snapshot, with the counts read by the caller.
+    pub fn snapshot(
+        &self,
+        (min_size, max_size): (usize, usize),
+        total: usize,
+        idle: usize,
+        live_tasks: usize,
+    ) -> PoolStatistics {
+        let (mean, p99, peak) = self.wait_figures();
+        PoolStatistics {
+            max_size,
+            min_size,
+            total_connections: total,
+            idle_connections: idle,
+            active_connections: total.saturating_sub(idle),
+            waiting_requests: self.waiting.load(Relaxed),
+            peak_active_connections: self.peak_active.load(Relaxed),
+            total_acquisitions: self.acquisitions.load(Relaxed),
+            total_releases: self.releases.load(Relaxed),
+            acquire_timeouts: self.timeouts.load(Relaxed),
+            acquire_unavailable: self.unavailable.load(Relaxed),
+            connections_created: self.created.load(Relaxed),
+            connect_errors: self.connect_errors.load(Relaxed),
+            validation_failures: self.validation_failures.load(Relaxed),
+            leaks_suspected: self.leaks.load(Relaxed),
+            connections_closed: self.closed_counts(),
+            live_connection_tasks: live_tasks,
+            acquire_wait_mean: mean,
+            acquire_wait_p99: p99,
+            acquire_wait_peak: peak,
         }
     }
 

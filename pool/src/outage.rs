@@ -1,4 +1,5 @@
-//! What the pool knows of the database: connected or in an outage, and when to try again.
+//! [`OutageState`]: what the pool knows of the database: connected or in an outage, and when
+//! to try again.
 //!
 //! # Implementation details
 //! While the database answers, connection attempts run freely. The first failure starts an
@@ -11,7 +12,7 @@
 //!
 //! Only a successful connect ends an outage. A round trip on an open connection (validation,
 //! the idle probe) proves that session works, not that new ones can be made; it is recorded
-//! ([`Link::on_round_trip`]) without ending the outage, or a server that refuses new
+//! ([`OutageState::on_round_trip`]) without ending the outage, or a server that refuses new
 //! connections would flip the pool between up and down and stampede it with attempts.
 //!
 //! The backoff must not delay recovery: the maintenance task probes reachability with a cheap
@@ -23,14 +24,19 @@
 //! cost the server nothing. Attempts that reach PostgreSQL and fail (authentication, too many
 //! clients) keep backing off; a server still starting up (57P03) is retried at the probe's
 //! pace, since it will accept logins within moments.
+//!
+//! Decisions are made under one mutex, taken by connection attempts and probes only. What
+//! health reports is published after each change into atomics (and the last error into a
+//! mutex of its own, written only when an attempt fails), so [`OutageState::snapshot`] never
+//! waits for an attempt's bookkeeping.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::health::DatabaseStatus;
+use crate::health::{DatabaseStatus, OutageSnapshot};
 
 /// Whether a connection attempt may start now.
 #[derive(Debug, PartialEq, Eq)]
@@ -66,11 +72,28 @@ struct State {
     rng: u64,
 }
 
-pub(crate) struct Link {
+pub(crate) struct OutageState {
     status: AtomicU8,
     state: Mutex<State>,
     base: Duration,
     max: Duration,
+    published: Published,
+}
+
+/// What health reads, published after every change.
+struct Published {
+    origin: Instant,
+    /// Nanoseconds since `origin` when the outage began, plus one; 0 outside an outage.
+    outage_since: AtomicU64,
+    /// Nanoseconds plus one; 0 for none.
+    probe_latency: AtomicU64,
+    failures: AtomicU32,
+    ever_connected: AtomicBool,
+    last_error: Mutex<Option<Arc<str>>>,
+}
+
+fn plus_one(d: Duration) -> u64 {
+    (d.as_nanos() as u64).saturating_add(1)
 }
 
 const CONNECTED: u8 = 0;
@@ -87,9 +110,17 @@ pub(crate) enum Transition {
     Recovered(Duration),
 }
 
-impl Link {
+impl OutageState {
     pub fn new(base: Duration, max: Duration, seed: u64, now: Instant) -> Self {
         Self {
+            published: Published {
+                origin: now,
+                outage_since: AtomicU64::new(0),
+                probe_latency: AtomicU64::new(0),
+                failures: AtomicU32::new(0),
+                ever_connected: AtomicBool::new(false),
+                last_error: Mutex::new(None),
+            },
             status: AtomicU8::new(CONNECTING),
             state: Mutex::new(State {
                 outage_since: None,
@@ -110,6 +141,28 @@ impl Link {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes what health reads; called with the state lock held, after a change.
+    fn publish(&self, s: &State) {
+        let p = &self.published;
+        p.outage_since.store(
+            s.outage_since
+                .map_or(0, |t| plus_one(t.saturating_duration_since(p.origin))),
+            Ordering::Release,
+        );
+        p.probe_latency
+            .store(s.last_probe_latency.map_or(0, plus_one), Ordering::Release);
+        p.failures.store(s.consecutive_failures, Ordering::Release);
+        p.ever_connected.store(s.ever_connected, Ordering::Release);
+    }
+
+    fn publish_error(&self, error: &str) {
+        *self
+            .published
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(error));
     }
 
     pub fn status(&self) -> DatabaseStatus {
@@ -167,7 +220,9 @@ impl Link {
             s.last_probe_latency = latency;
         }
         self.status.store(CONNECTED, Ordering::Release);
-        match s.outage_since.take() {
+        let since = s.outage_since.take();
+        self.publish(&s);
+        match since {
             Some(since) => Transition::Recovered(now.saturating_duration_since(since)),
             None => Transition::None,
         }
@@ -182,6 +237,7 @@ impl Link {
         if s.outage_since.is_some() {
             s.sessions_answer = true;
         }
+        self.publish(&s);
     }
 
     /// A connection attempt failed; `unreachable` when nothing was listening (refused at TCP
@@ -214,6 +270,7 @@ impl Link {
         }
         s.trial_in_flight = false;
         s.consecutive_failures = s.consecutive_failures.saturating_add(1);
+        self.publish_error(&error);
         s.last_error = Some(error);
         let exp = self
             .base
@@ -234,8 +291,10 @@ impl Link {
             // pool empties). They are validated before their next use, and one going silent
             // ends this assumption.
             s.sessions_answer = !retry_now;
+            self.publish(&s);
             Transition::OutageBegan
         } else {
+            self.publish(&s);
             Transition::None
         }
     }
@@ -257,26 +316,26 @@ impl Link {
         s.reachable = reachable;
     }
 
-    pub fn snapshot(&self, now: Instant) -> LinkSnapshot {
-        let s = self.lock();
-        LinkSnapshot {
+    /// What health reports, without taking the state lock.
+    pub fn snapshot(&self, now: Instant) -> OutageSnapshot {
+        let p = &self.published;
+        let since = p.outage_since.load(Ordering::Acquire);
+        let latency = p.probe_latency.load(Ordering::Acquire);
+        OutageSnapshot {
             status: self.status(),
-            last_error: s.last_error.clone(),
-            last_probe_latency: s.last_probe_latency,
-            consecutive_failures: s.consecutive_failures,
-            outage_duration: s.outage_since.map(|t| now.saturating_duration_since(t)),
-            ever_connected: s.ever_connected,
+            last_error: p
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_deref()
+                .map(str::to_string),
+            last_probe_latency: (latency > 0).then(|| Duration::from_nanos(latency - 1)),
+            consecutive_failures: p.failures.load(Ordering::Acquire),
+            outage_duration: (since > 0)
+                .then(|| now.saturating_duration_since(p.origin + Duration::from_nanos(since - 1))),
+            ever_connected: p.ever_connected.load(Ordering::Acquire),
         }
     }
-}
-
-pub(crate) struct LinkSnapshot {
-    pub status: DatabaseStatus,
-    pub last_error: Option<String>,
-    pub last_probe_latency: Option<Duration>,
-    pub consecutive_failures: u32,
-    pub outage_duration: Option<Duration>,
-    pub ever_connected: bool,
 }
 
 /// xorshift64*: a uniform float in [0, 1). Seeded per pool; only used for jitter.
@@ -293,8 +352,8 @@ pub(crate) fn next_f64(state: &mut u64) -> f64 {
 mod tests {
     use super::*;
 
-    fn link(now: Instant) -> Link {
-        Link::new(Duration::from_millis(100), Duration::from_secs(2), 7, now)
+    fn link(now: Instant) -> OutageState {
+        OutageState::new(Duration::from_millis(100), Duration::from_secs(2), 7, now)
     }
 
     #[tokio::test(start_paused = true)]
