@@ -159,7 +159,7 @@ pub struct PoolStatistics {
 const SUB: u32 = 4;
 const BUCKETS: usize = 64 * SUB as usize;
 
-/// What [`Pool::shutdown`] did.
+/// What [`Pool::shutdown`](crate::Pool::shutdown) did.
 ///
 /// # Examples
 /// ```no_run
