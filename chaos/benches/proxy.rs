@@ -7,6 +7,7 @@
 //! - after the criterion groups: CPU seconds per GiB proxied and memory per idle connection
 //!   for 1,000 connections, printed as plain figures.
 
+use chaos::proxy::toxics;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -85,10 +86,10 @@ fn proxy_to(proxies: &Proxies, name: &str, upstream: SocketAddr) -> Proxy {
 fn latency(ms: u64, stream: Stream) -> Toxic {
     Toxic {
         name: format!("latency_{}", stream.as_str()),
-        kind: ToxicKind::Latency {
+        kind: ToxicKind::Latency(toxics::Latency {
             latency: ms,
             jitter: 0,
-        },
+        }),
         stream,
         toxicity: 1.0,
     }

@@ -2,6 +2,7 @@
 //! PostgreSQL, a few cases (`PROPTEST_CASES` raises them), each checked against
 //! `pg_stat_activity` for leaks. Real time, so bounds carry a margin.
 
+use chaos::proxy::toxics;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -37,17 +38,23 @@ fn step() -> impl Strategy<Value = Step> {
 
 fn fault(n: u8) -> Option<Toxic> {
     let (kind, stream) = match n {
-        1 => (ToxicKind::Refuse, Stream::Downstream),
-        2 => (ToxicKind::Timeout { timeout: 0 }, Stream::Downstream),
-        3 => (ToxicKind::PeerLost, Stream::Downstream),
-        4 => (
-            ToxicKind::Latency {
-                latency: 20,
-                jitter: 10,
-            },
+        1 => (ToxicKind::Refuse(toxics::Refuse), Stream::Downstream),
+        2 => (
+            ToxicKind::Timeout(toxics::Timeout { timeout: 0 }),
             Stream::Downstream,
         ),
-        5 => (ToxicKind::ResetPeer { timeout: 0 }, Stream::Upstream),
+        3 => (ToxicKind::PeerLost(toxics::PeerLost), Stream::Downstream),
+        4 => (
+            ToxicKind::Latency(toxics::Latency {
+                latency: 20,
+                jitter: 10,
+            }),
+            Stream::Downstream,
+        ),
+        5 => (
+            ToxicKind::ResetPeer(toxics::ResetPeer { timeout: 0 }),
+            Stream::Upstream,
+        ),
         _ => return None, // 0: the proxy goes down
     };
     Some(Toxic {

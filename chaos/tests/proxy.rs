@@ -1,6 +1,7 @@
 //! The proxy end to end: real sockets, an echo server upstream, each toxic.
 //! Timing assertions use generous upper bounds so a busy machine does not fail them.
 
+use chaos::proxy::toxics;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -109,10 +110,10 @@ async fn latency_adds_delay_and_applies_to_live_connections() {
     let base = round_trip(&mut sock, b"x").await;
     proxy
         .add_toxic(toxic(
-            ToxicKind::Latency {
+            ToxicKind::Latency(toxics::Latency {
                 latency: 100,
                 jitter: 0,
-            },
+            }),
             Stream::Downstream,
         ))
         .unwrap();
@@ -131,10 +132,10 @@ async fn latency_does_not_cap_bulk_throughput() {
     let (_p, proxy) = setup().await;
     proxy
         .add_toxic(toxic(
-            ToxicKind::Latency {
+            ToxicKind::Latency(toxics::Latency {
                 latency: 10,
                 jitter: 0,
-            },
+            }),
             Stream::Upstream,
         ))
         .unwrap();
@@ -154,7 +155,10 @@ async fn timeout_drops_data_then_closes_and_removal_closes() {
     let mut sock = connect(&proxy).await;
     round_trip(&mut sock, b"ok").await;
     proxy
-        .add_toxic(toxic(ToxicKind::Timeout { timeout: 200 }, Stream::Upstream))
+        .add_toxic(toxic(
+            ToxicKind::Timeout(toxics::Timeout { timeout: 200 }),
+            Stream::Upstream,
+        ))
         .unwrap();
     let started = Instant::now();
     sock.write_all(b"lost").await.unwrap();
@@ -168,7 +172,10 @@ async fn timeout_drops_data_then_closes_and_removal_closes() {
 
     proxy.remove_toxic("timeout_upstream").unwrap();
     proxy
-        .add_toxic(toxic(ToxicKind::Timeout { timeout: 0 }, Stream::Upstream))
+        .add_toxic(toxic(
+            ToxicKind::Timeout(toxics::Timeout { timeout: 0 }),
+            Stream::Upstream,
+        ))
         .unwrap();
     let mut sock = connect(&proxy).await;
     sock.write_all(b"lost").await.unwrap();
@@ -186,7 +193,7 @@ async fn reset_peer_resets() {
     let (_p, proxy) = setup().await;
     proxy
         .add_toxic(toxic(
-            ToxicKind::ResetPeer { timeout: 50 },
+            ToxicKind::ResetPeer(toxics::ResetPeer { timeout: 50 }),
             Stream::Upstream,
         ))
         .unwrap();
@@ -202,7 +209,7 @@ async fn limit_data_cuts_after_the_limit() {
     let (_p, proxy) = setup().await;
     proxy
         .add_toxic(toxic(
-            ToxicKind::LimitData { bytes: 10 },
+            ToxicKind::LimitData(toxics::LimitData { bytes: 10 }),
             Stream::Downstream,
         ))
         .unwrap();
@@ -217,11 +224,11 @@ async fn slicer_keeps_every_byte() {
     let (_p, proxy) = setup().await;
     proxy
         .add_toxic(toxic(
-            ToxicKind::Slicer {
+            ToxicKind::Slicer(toxics::Slicer {
                 average_size: 10,
                 size_variation: 5,
                 delay: 10,
-            },
+            }),
             Stream::Downstream,
         ))
         .unwrap();
@@ -235,7 +242,7 @@ async fn bandwidth_limits_the_rate() {
     let (_p, proxy) = setup().await;
     proxy
         .add_toxic(toxic(
-            ToxicKind::Bandwidth { rate: 100 },
+            ToxicKind::Bandwidth(toxics::Bandwidth { rate: 100 }),
             Stream::Downstream,
         ))
         .unwrap();
@@ -252,7 +259,10 @@ async fn bandwidth_limits_the_rate() {
 async fn slow_close_delays_the_close() {
     let (_p, proxy) = setup().await;
     proxy
-        .add_toxic(toxic(ToxicKind::SlowClose { delay: 300 }, Stream::Upstream))
+        .add_toxic(toxic(
+            ToxicKind::SlowClose(toxics::SlowClose { delay: 300 }),
+            Stream::Upstream,
+        ))
         .unwrap();
     let sock = connect(&proxy).await;
     let (mut r, mut w) = sock.into_split();
@@ -296,7 +306,7 @@ async fn refuse_resets_new_connections_only() {
     let mut live = connect(&proxy).await;
     round_trip(&mut live, b"x").await;
     proxy
-        .add_toxic(toxic(ToxicKind::Refuse, Stream::Downstream))
+        .add_toxic(toxic(ToxicKind::Refuse(toxics::Refuse), Stream::Downstream))
         .unwrap();
     let mut sock = connect(&proxy).await;
     let _ = sock.write_all(b"hi").await;
@@ -312,7 +322,10 @@ async fn peer_lost_strands_live_connections_and_passes_new_ones() {
     let mut old = connect(&proxy).await;
     round_trip(&mut old, b"x").await;
     proxy
-        .add_toxic(toxic(ToxicKind::PeerLost, Stream::Downstream))
+        .add_toxic(toxic(
+            ToxicKind::PeerLost(toxics::PeerLost),
+            Stream::Downstream,
+        ))
         .unwrap();
     old.write_all(b"anyone?").await.unwrap();
     assert!(
@@ -341,7 +354,10 @@ async fn handshake_hang_leaves_new_connections_unanswered_even_after_removal() {
     let mut old = connect(&proxy).await;
     round_trip(&mut old, b"x").await;
     proxy
-        .add_toxic(toxic(ToxicKind::HandshakeHang, Stream::Downstream))
+        .add_toxic(toxic(
+            ToxicKind::HandshakeHang(toxics::HandshakeHang),
+            Stream::Downstream,
+        ))
         .unwrap();
     let mut stuck = connect(&proxy).await;
     stuck.write_all(b"startup packet").await.unwrap();
@@ -371,7 +387,7 @@ async fn hold_delivers_everything_when_removed() {
     let (_p, proxy) = setup().await;
     let mut sock = connect(&proxy).await;
     proxy
-        .add_toxic(toxic(ToxicKind::Hold, Stream::Upstream))
+        .add_toxic(toxic(ToxicKind::Hold(toxics::Hold), Stream::Upstream))
         .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
     sock.write_all(b"held data").await.unwrap();
@@ -389,10 +405,10 @@ async fn hold_delivers_everything_when_removed() {
 async fn toxicity_zero_never_applies() {
     let (_p, proxy) = setup().await;
     let mut t = toxic(
-        ToxicKind::Latency {
+        ToxicKind::Latency(toxics::Latency {
             latency: 1000,
             jitter: 0,
-        },
+        }),
         Stream::Downstream,
     );
     t.toxicity = 0.0;

@@ -1,5 +1,6 @@
 //! PostgreSQL through the real proxy: what tokio-postgres and the pool see under each fault.
 
+use chaos::proxy::toxics;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,10 +58,10 @@ async fn tokio_postgres_sees_each_toxic() {
     // latency adds delay
     proxy
         .add_toxic(toxic(
-            ToxicKind::Latency {
+            ToxicKind::Latency(toxics::Latency {
                 latency: 150,
                 jitter: 0,
-            },
+            }),
             Stream::Downstream,
         ))
         .unwrap();
@@ -76,7 +77,7 @@ async fn tokio_postgres_sees_each_toxic() {
     // hold delays, then completes when removed
     let c3 = Arc::new(client(&url).await);
     proxy
-        .add_toxic(toxic(ToxicKind::Hold, Stream::Downstream))
+        .add_toxic(toxic(ToxicKind::Hold(toxics::Hold), Stream::Downstream))
         .unwrap();
     let q = {
         let c3 = Arc::clone(&c3);
@@ -98,7 +99,7 @@ async fn tokio_postgres_sees_each_toxic() {
     // timeout hangs then closes
     proxy
         .add_toxic(toxic(
-            ToxicKind::Timeout { timeout: 300 },
+            ToxicKind::Timeout(toxics::Timeout { timeout: 300 }),
             Stream::Downstream,
         ))
         .unwrap();
@@ -113,7 +114,10 @@ async fn tokio_postgres_sees_each_toxic() {
     // reset_peer gives an error
     let c = client(&url).await;
     proxy
-        .add_toxic(toxic(ToxicKind::ResetPeer { timeout: 0 }, Stream::Upstream))
+        .add_toxic(toxic(
+            ToxicKind::ResetPeer(toxics::ResetPeer { timeout: 0 }),
+            Stream::Upstream,
+        ))
         .unwrap();
     assert!(
         timeout(Duration::from_secs(5), select_one(&c))
@@ -127,7 +131,7 @@ async fn tokio_postgres_sees_each_toxic() {
     let c = client(&url).await;
     proxy
         .add_toxic(toxic(
-            ToxicKind::LimitData { bytes: 100 },
+            ToxicKind::LimitData(toxics::LimitData { bytes: 100 }),
             Stream::Downstream,
         ))
         .unwrap();
@@ -217,7 +221,10 @@ async fn pool_detects_a_blackhole_and_never_hangs() {
             .unwrap();
     sleep(Duration::from_millis(600)).await;
     proxy
-        .add_toxic(toxic(ToxicKind::Timeout { timeout: 0 }, Stream::Downstream))
+        .add_toxic(toxic(
+            ToxicKind::Timeout(toxics::Timeout { timeout: 0 }),
+            Stream::Downstream,
+        ))
         .unwrap();
     let started = Instant::now();
     loop {
@@ -274,7 +281,10 @@ async fn pool_drops_connections_stranded_by_a_lost_peer() {
         .await
         .unwrap();
     proxy
-        .add_toxic(toxic(ToxicKind::PeerLost, Stream::Downstream))
+        .add_toxic(toxic(
+            ToxicKind::PeerLost(toxics::PeerLost),
+            Stream::Downstream,
+        ))
         .unwrap();
     sleep(Duration::from_secs(3)).await; // a probe times out, the idle ones go
     for _ in 0..5 {

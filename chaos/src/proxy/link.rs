@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use super::ToxicSet;
 use super::stage::{Chain, CloseKind, Item, StageKey};
 use super::toxic::{Stream, ToxicKind};
+use super::toxics::verdict;
 use crate::rng::Rng;
 
 /// Read buffer size (64 KiB: tokio's 8 KiB default halves bulk throughput).
@@ -162,41 +163,16 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// A lost peer: read and drop whatever arrives, never write, never close, until stopped or
-/// until no `peer_lost` toxic is left. Then the connection is reset, as a peer that comes back
-/// without the connection's state answers the next segment with RST.
+/// A stranded connection (see [`Verdict::Strand`]): silent until no toxic strands it, then
+/// reset.
 async fn stranded(
     src: &TcpStream,
     toxics: &mut watch::Receiver<Arc<ToxicSet>>,
     stop: &mut watch::Receiver<bool>,
 ) -> Ended {
-    let mut sink = [0u8; 4096];
-    let mut eof = false;
-    loop {
-        let lost = |set: &ToxicSet| {
-            set.toxics
-                .iter()
-                .any(|e| e.toxic.kind == ToxicKind::PeerLost)
-        };
-        if !lost(&toxics.borrow_and_update()) {
-            return Ended::Close(super::stage::CloseKind::Reset);
-        }
-        tokio::select! {
-            _ = stop.changed() => return Ended::Stopped,
-            changed = toxics.changed() => if changed.is_err() { return Ended::Stopped },
-            r = src.readable(), if !eof => {
-                if r.is_err() {
-                    eof = true;
-                    continue;
-                }
-                match src.try_read(&mut sink) {
-                    Ok(0) => eof = true,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => eof = true,
-                }
-            }
-        }
+    match verdict::strand(src, toxics, stop).await {
+        verdict::Stranded::Released => Ended::Close(CloseKind::Reset),
+        verdict::Stranded::Stopped => Ended::Stopped,
     }
 }
 

@@ -8,7 +8,8 @@
 //! let proxies = Proxies::new(42); // the seed makes jitter, toxicity and slicing replayable
 //! let proxy = proxies.create(ProxyConfig::new("postgres", "127.0.0.1:0", "127.0.0.1:5432"))?;
 //! println!("connect to {}", proxy.listen_addr().unwrap());
-//! proxy.add_toxic(Toxic { name: "slow".into(), kind: ToxicKind::Latency { latency: 100, jitter: 10 },
+//! proxy.add_toxic(Toxic { name: "slow".into(),
+//!                         kind: ToxicKind::Latency(chaos::proxy::toxics::Latency { latency: 100, jitter: 10 }),
 //!                         stream: Stream::Downstream, toxicity: 1.0 })?;
 //! proxy.disable(); // the "down" fault: listener closed, live connections cut
 //! proxy.enable()?;
@@ -16,9 +17,10 @@
 //! ```
 //!
 //! # Layout
-//! - `toxic`: toxic types, attributes, JSON, defaults.
-//! - `stage`: the pipeline model every toxic implements.
-//! - `toxics/`: one file per toxic.
+//! - `toxic`: a toxic on a proxy: name, stream, toxicity, JSON, defaults.
+//! - `stage`: the pipeline model every data toxic implements.
+//! - `toxics/`: one file per toxic type (its attributes and what it does), and the verdicts
+//!   of connection-level toxics.
 //! - `link`: one direction of one connection.
 //! - this file: [`Proxy`] (listener, connections, toxics, counters) and [`Proxies`].
 
@@ -383,7 +385,7 @@ impl Proxy {
 
     /// Adds a toxic; it applies to live connections at once.
     pub fn add_toxic(&self, toxic: Toxic) -> Result<Toxic, ProxyError> {
-        if toxic.kind == ToxicKind::PeerLost {
+        if toxic.kind.on_open() == toxics::Verdict::Strand {
             // Strand the connections that are open now; later ones pass.
             for conn in lock(&self.inner.conns).values() {
                 conn.stranded.store(true, Relaxed);
@@ -469,18 +471,25 @@ impl Proxy {
         })
     }
 
-    /// Whether a connection-level toxic of `kind` is present and its toxicity roll says it
-    /// applies to the connection just accepted.
-    fn applies_to_new(&self, kind: &ToxicKind) -> bool {
-        let toxicity = self
-            .inner
-            .toxics
-            .borrow()
-            .toxics
-            .iter()
-            .find(|e| e.toxic.kind == *kind)
-            .map(|e| e.toxic.toxicity);
-        toxicity.is_some_and(|t| self.roll(t))
+    /// What the connection-level toxics say of the connection just accepted: a reset wins
+    /// over a hang; each verdict is decided by the toxicity roll of the first toxic that
+    /// gives it.
+    fn verdict_for_new(&self) -> toxics::Verdict {
+        use toxics::Verdict;
+        for verdict in [Verdict::Reset, Verdict::Hang] {
+            let toxicity = self
+                .inner
+                .toxics
+                .borrow()
+                .toxics
+                .iter()
+                .find(|e| e.toxic.kind.on_accept() == verdict)
+                .map(|e| e.toxic.toxicity);
+            if toxicity.is_some_and(|t| self.roll(t)) {
+                return verdict;
+            }
+        }
+        Verdict::Pass
     }
 
     fn roll(&self, toxicity: f32) -> bool {
@@ -506,12 +515,13 @@ async fn accept_loop(inner: Arc<Inner>) {
             }
         };
         proxy.inner.accepted.fetch_add(1, Relaxed);
-        if proxy.applies_to_new(&ToxicKind::Refuse) {
+        let verdict = proxy.verdict_for_new();
+        if verdict == toxics::Verdict::Reset {
             proxy.inner.refused.fetch_add(1, Relaxed);
             reset(&client);
             continue;
         }
-        let hung = proxy.applies_to_new(&ToxicKind::HandshakeHang);
+        let hung = verdict == toxics::Verdict::Hang;
         // The upstream dial happens in the connection's own task: a slow upstream never holds
         // up accepting other clients.
         tokio::spawn(connection(proxy.clone(), client, peer, hung));
@@ -521,28 +531,6 @@ async fn accept_loop(inner: Arc<Inner>) {
 /// Closes with a TCP reset (SO_LINGER 0).
 fn reset(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
-}
-
-/// A connection accepted under `handshake_hang`: never dialled upstream, never answered;
-/// whatever the client sends is dropped, until it closes or the proxy cuts it.
-async fn hung(client: &TcpStream, stop: &mut watch::Receiver<bool>) {
-    let mut sink = [0u8; 4096];
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            r = client.readable() => {
-                if r.is_err() {
-                    return;
-                }
-                match client.try_read(&mut sink) {
-                    Ok(0) => return,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
-                }
-            }
-        }
-    }
 }
 
 async fn connection(proxy: Proxy, client: TcpStream, peer: SocketAddr, hang: bool) {
@@ -564,7 +552,7 @@ async fn connection(proxy: Proxy, client: TcpStream, peer: SocketAddr, hang: boo
     }
     if hang {
         debug!(proxy = %proxy.name(), conn = id, %peer, "connection hung in its handshake");
-        return hung(&client, &mut stop_rx).await;
+        return toxics::verdict::hang(&client, &mut stop_rx).await;
     }
     let upstream = proxy.upstream();
     let server = tokio::select! {

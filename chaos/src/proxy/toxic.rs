@@ -1,10 +1,10 @@
-//! Toxics: their types, attributes and JSON form, as in Toxiproxy 2.x.
+//! A toxic on a proxy: its name, stream, toxicity and JSON form, as in Toxiproxy 2.x. The
+//! toxic types themselves are in `toxics/`, one file each.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::stage::Stage;
-use super::toxics;
+pub use super::toxics::{TYPES, ToxicKind};
 
 /// Which direction a toxic acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -23,228 +23,6 @@ impl Stream {
             Stream::Upstream => "upstream",
             Stream::Downstream => "downstream",
         }
-    }
-}
-
-/// A toxic type and its attributes. Times are in milliseconds unless noted; sizes in bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ToxicKind {
-    /// Delays each chunk by `latency` ± `jitter` ms, measured from when it was read.
-    Latency {
-        /// ms
-        latency: u64,
-        /// ms
-        jitter: u64,
-    },
-    /// Limits the rate to `rate` KB/s (1 KB = 1000 bytes); 0 means unlimited.
-    Bandwidth {
-        /// KB/s
-        rate: u64,
-    },
-    /// Delays the close by `delay` ms.
-    SlowClose {
-        /// ms
-        delay: u64,
-    },
-    /// Drops all data; closes the connection after `timeout` ms without data (never when 0).
-    /// Removing it closes the affected connections.
-    Timeout {
-        /// ms
-        timeout: u64,
-    },
-    /// On the first data after it is added, waits `timeout` ms, then resets the connection (RST).
-    ResetPeer {
-        /// ms
-        timeout: u64,
-    },
-    /// Slices data into pieces of `average_size` ± `size_variation` bytes, `delay` µs apart.
-    Slicer {
-        /// bytes
-        average_size: u64,
-        /// bytes
-        size_variation: u64,
-        /// µs
-        delay: u64,
-    },
-    /// Passes `bytes` bytes, then closes the connection.
-    LimitData {
-        /// bytes
-        bytes: u64,
-    },
-    /// Ours: holds all data; delivers it when removed (a partition that heals).
-    Hold,
-    /// Ours: connections open when it is added go silent (data dropped, never closed) until it
-    /// is removed, then are reset; new connections pass (a crashed host, or lost NAT state).
-    PeerLost,
-    /// Ours: new connections are reset at once; live ones pass (a refusing server).
-    Refuse,
-    /// Ours: new connections are accepted and then never answered, for as long as the client
-    /// keeps them (a server stuck in its startup handshake); live ones pass. Connections hung
-    /// while it was present stay hung after it is removed.
-    HandshakeHang,
-}
-
-/// The names of our extensions, not in Toxiproxy.
-pub const EXTENSIONS: [&str; 4] = ["hold", "peer_lost", "refuse", "handshake_hang"];
-
-impl ToxicKind {
-    /// The type name.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            ToxicKind::Latency { .. } => "latency",
-            ToxicKind::Bandwidth { .. } => "bandwidth",
-            ToxicKind::SlowClose { .. } => "slow_close",
-            ToxicKind::Timeout { .. } => "timeout",
-            ToxicKind::ResetPeer { .. } => "reset_peer",
-            ToxicKind::Slicer { .. } => "slicer",
-            ToxicKind::LimitData { .. } => "limit_data",
-            ToxicKind::Hold => "hold",
-            ToxicKind::PeerLost => "peer_lost",
-            ToxicKind::Refuse => "refuse",
-            ToxicKind::HandshakeHang => "handshake_hang",
-        }
-    }
-
-    fn attribute_names(type_name: &str) -> Option<&'static [&'static str]> {
-        Some(match type_name {
-            "latency" => &["latency", "jitter"],
-            "bandwidth" => &["rate"],
-            "slow_close" => &["delay"],
-            "timeout" | "reset_peer" => &["timeout"],
-            "slicer" => &["average_size", "size_variation", "delay"],
-            "limit_data" => &["bytes"],
-            "hold" | "peer_lost" | "refuse" | "handshake_hang" => &[],
-            _ => return None,
-        })
-    }
-
-    /// Builds a toxic from its type name and attributes (missing attributes are 0, as in
-    /// Toxiproxy). Unknown types, unknown attributes and negative or non-integer values are
-    /// errors that say what is valid.
-    pub fn parse(type_name: &str, attributes: &Map<String, Value>) -> Result<Self, String> {
-        let names = Self::attribute_names(type_name).ok_or_else(|| {
-            format!(
-                "invalid toxic type `{type_name}`: expected one of latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data, hold, peer_lost, refuse, handshake_hang"
-            )
-        })?;
-        for key in attributes.keys() {
-            if !names.contains(&key.as_str()) {
-                return Err(format!(
-                    "unknown attribute `{key}` for toxic type `{type_name}`; its attributes are: {}",
-                    if names.is_empty() {
-                        "none".to_string()
-                    } else {
-                        names.join(", ")
-                    }
-                ));
-            }
-        }
-        let get = |name: &str| -> Result<u64, String> {
-            match attributes.get(name) {
-                None | Some(Value::Null) => Ok(0),
-                Some(v) => v.as_u64().ok_or_else(|| {
-                    format!("attribute `{name}` must be a non-negative integer, got {v}")
-                }),
-            }
-        };
-        Ok(match type_name {
-            "latency" => ToxicKind::Latency {
-                latency: get("latency")?,
-                jitter: get("jitter")?,
-            },
-            "bandwidth" => ToxicKind::Bandwidth { rate: get("rate")? },
-            "slow_close" => ToxicKind::SlowClose {
-                delay: get("delay")?,
-            },
-            "timeout" => ToxicKind::Timeout {
-                timeout: get("timeout")?,
-            },
-            "reset_peer" => ToxicKind::ResetPeer {
-                timeout: get("timeout")?,
-            },
-            "slicer" => ToxicKind::Slicer {
-                average_size: get("average_size")?,
-                size_variation: get("size_variation")?,
-                delay: get("delay")?,
-            },
-            "limit_data" => ToxicKind::LimitData {
-                bytes: get("bytes")?,
-            },
-            "hold" => ToxicKind::Hold,
-            "peer_lost" => ToxicKind::PeerLost,
-            "refuse" => ToxicKind::Refuse,
-            "handshake_hang" => ToxicKind::HandshakeHang,
-            _ => unreachable!("checked above"),
-        })
-    }
-
-    /// The attributes as JSON, every one present.
-    pub fn attributes(&self) -> Map<String, Value> {
-        let pairs: Vec<(&str, u64)> = match *self {
-            ToxicKind::Latency { latency, jitter } => {
-                vec![("latency", latency), ("jitter", jitter)]
-            }
-            ToxicKind::Bandwidth { rate } => vec![("rate", rate)],
-            ToxicKind::SlowClose { delay } => vec![("delay", delay)],
-            ToxicKind::Timeout { timeout } | ToxicKind::ResetPeer { timeout } => {
-                vec![("timeout", timeout)]
-            }
-            ToxicKind::Slicer {
-                average_size,
-                size_variation,
-                delay,
-            } => vec![
-                ("average_size", average_size),
-                ("size_variation", size_variation),
-                ("delay", delay),
-            ],
-            ToxicKind::LimitData { bytes } => vec![("bytes", bytes)],
-            ToxicKind::Hold
-            | ToxicKind::PeerLost
-            | ToxicKind::Refuse
-            | ToxicKind::HandshakeHang => vec![],
-        };
-        pairs
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), Value::from(v)))
-            .collect()
-    }
-
-    /// Whether this toxic acts on connections rather than on data (`peer_lost`, `refuse`,
-    /// `handshake_hang`).
-    pub fn stage_free(&self) -> bool {
-        matches!(
-            self,
-            ToxicKind::PeerLost | ToxicKind::Refuse | ToxicKind::HandshakeHang
-        )
-    }
-
-    /// The stage that runs this toxic on one direction of one connection; `None` for toxics
-    /// that act on connections rather than data (`peer_lost`, `refuse`).
-    pub(crate) fn stage(&self) -> Option<Box<dyn Stage>> {
-        Some(match *self {
-            ToxicKind::Latency { latency, jitter } => {
-                Box::new(toxics::latency::Latency::new(latency, jitter))
-            }
-            ToxicKind::Bandwidth { rate } => Box::new(toxics::bandwidth::Bandwidth::new(rate)),
-            ToxicKind::SlowClose { delay } => Box::new(toxics::slow_close::SlowClose::new(delay)),
-            ToxicKind::Timeout { timeout } => Box::new(toxics::timeout::Timeout::new(timeout)),
-            ToxicKind::ResetPeer { timeout } => {
-                Box::new(toxics::reset_peer::ResetPeer::new(timeout))
-            }
-            ToxicKind::Slicer {
-                average_size,
-                size_variation,
-                delay,
-            } => Box::new(toxics::slicer::Slicer::new(
-                average_size,
-                size_variation,
-                delay,
-            )),
-            ToxicKind::LimitData { bytes } => Box::new(toxics::limit_data::LimitData::new(bytes)),
-            ToxicKind::Hold => Box::new(toxics::hold::Hold::default()),
-            ToxicKind::PeerLost | ToxicKind::Refuse | ToxicKind::HandshakeHang => return None,
-        })
     }
 }
 
@@ -386,10 +164,10 @@ mod tests {
         assert_eq!(t.toxicity, 1.0);
         assert_eq!(
             t.kind,
-            ToxicKind::Latency {
+            ToxicKind::Latency(crate::proxy::toxics::Latency {
                 latency: 100,
                 jitter: 0
-            }
+            })
         );
         assert_eq!(
             t.to_json().attributes,
@@ -420,6 +198,29 @@ mod tests {
     }
 
     #[test]
+    fn every_type_round_trips_through_its_json_form() {
+        for name in TYPES {
+            let kind = ToxicKind::parse(name, &Map::new()).unwrap();
+            assert_eq!(kind.type_name(), *name);
+            let again = ToxicKind::parse(name, &kind.attributes()).unwrap();
+            assert_eq!(again, kind, "{name}");
+            assert!(
+                kind.stage_free() != kind.stage().is_some(),
+                "{name} is either a data toxic or a connection-level one"
+            );
+        }
+        let extensions: Vec<_> = TYPES
+            .iter()
+            .filter(|n| ToxicKind::parse(n, &Map::new()).unwrap().is_extension())
+            .copied()
+            .collect();
+        assert_eq!(
+            extensions,
+            ["hold", "peer_lost", "refuse", "handshake_hang"]
+        );
+    }
+
+    #[test]
     fn updates_merge_attributes() {
         let t = Toxic::from_request(
             &json!({"type": "latency", "attributes": {"latency": 100, "jitter": 5}}),
@@ -430,10 +231,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             u.kind,
-            ToxicKind::Latency {
+            ToxicKind::Latency(crate::proxy::toxics::Latency {
                 latency: 7,
                 jitter: 5
-            }
+            })
         );
         assert_eq!(u.toxicity, 0.5);
         assert_eq!(u.name, t.name);

@@ -1,5 +1,6 @@
 //! The fault matrix: each fault, how it is injected and healed, and how fast recovery must be.
 
+use crate::proxy::toxics;
 use std::time::Duration;
 
 use super::{Env, ScenarioProxy};
@@ -82,28 +83,28 @@ pub const FAULTS: &[Fault] = &[
         "refuse",
         "New connections are reset at once while live ones keep working (a server refusing connections).",
         "refuse new connections",
-        || ToxicKind::Refuse,
+        || ToxicKind::Refuse(toxics::Refuse),
         Stream::Downstream,
     ),
     toxic(
         "reset_peer",
         "Every connection that sends data is reset (TCP RST).",
         "reset_peer",
-        || ToxicKind::ResetPeer { timeout: 0 },
+        || ToxicKind::ResetPeer(toxics::ResetPeer { timeout: 0 }),
         Stream::Upstream,
     ),
     toxic(
         "blackhole_timeout",
         "Data from the server is dropped and sockets stay open (a blackhole); healed by removing the toxic, which closes the affected connections.",
         "blackhole (timeout 0)",
-        || ToxicKind::Timeout { timeout: 0 },
+        || ToxicKind::Timeout(toxics::Timeout { timeout: 0 }),
         Stream::Downstream,
     ),
     toxic(
         "peer_lost",
         "The connections open at that moment go silent (a crashed host, lost NAT state); new connections pass. At the heal they are reset, as a peer that comes back without their state does.",
         "peer lost",
-        || ToxicKind::PeerLost,
+        || ToxicKind::PeerLost(toxics::PeerLost),
         Stream::Downstream,
     ),
     Fault {
@@ -111,7 +112,7 @@ pub const FAULTS: &[Fault] = &[
         description: "New connections are accepted but never answered (a server stuck in its startup handshake); open ones keep working. Connections hung during the fault stay hung after the heal until the client gives up on them.",
         label: "handshake hangs",
         kind: Kind::Toxic(ToxicSpec {
-            kind: || ToxicKind::HandshakeHang,
+            kind: || ToxicKind::HandshakeHang(toxics::HandshakeHang),
             stream: Stream::Downstream,
         }),
         needs_cluster: false,
@@ -122,9 +123,11 @@ pub const FAULTS: &[Fault] = &[
         "latency_jitter",
         "100 ms +- 50 ms of latency on every answer.",
         "latency 100+-50 ms",
-        || ToxicKind::Latency {
-            latency: 100,
-            jitter: 50,
+        || {
+            ToxicKind::Latency(toxics::Latency {
+                latency: 100,
+                jitter: 50,
+            })
         },
         Stream::Downstream,
     ),
@@ -132,17 +135,19 @@ pub const FAULTS: &[Fault] = &[
         "bandwidth",
         "Answers limited to 2 KB/s.",
         "bandwidth 2 KB/s",
-        || ToxicKind::Bandwidth { rate: 2 },
+        || ToxicKind::Bandwidth(toxics::Bandwidth { rate: 2 }),
         Stream::Downstream,
     ),
     toxic(
         "slicer",
         "Answers sliced into 8 +- 4 byte writes, 200 us apart.",
         "slicer 8+-4 B",
-        || ToxicKind::Slicer {
-            average_size: 8,
-            size_variation: 4,
-            delay: 200,
+        || {
+            ToxicKind::Slicer(toxics::Slicer {
+                average_size: 8,
+                size_variation: 4,
+                delay: 200,
+            })
         },
         Stream::Downstream,
     ),
@@ -150,14 +155,14 @@ pub const FAULTS: &[Fault] = &[
         "limit_data",
         "Every connection is cut after 2000 bytes from the server.",
         "limit_data 2000 B",
-        || ToxicKind::LimitData { bytes: 2000 },
+        || ToxicKind::LimitData(toxics::LimitData { bytes: 2000 }),
         Stream::Downstream,
     ),
     toxic(
         "slow_close",
         "Closes from the server are delayed by 1 s.",
         "slow_close 1 s",
-        || ToxicKind::SlowClose { delay: 1000 },
+        || ToxicKind::SlowClose(toxics::SlowClose { delay: 1000 }),
         Stream::Downstream,
     ),
     Fault {

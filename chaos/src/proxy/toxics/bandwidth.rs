@@ -8,17 +8,35 @@ use tokio::time::Instant;
 
 use crate::proxy::stage::{Item, Stage, Timed, released_from_queue};
 use crate::rng::Rng;
+use super::ToxicType;
+use serde::{Deserialize, Serialize};
+
+/// `bandwidth`: Limits the rate to `rate` KB/s (1 KB = 1000 bytes); 0 means unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Bandwidth {
+    /// KB/s (1 KB = 1000 bytes); 0 means unlimited
+    pub rate: u64,
+}
+
+impl ToxicType for Bandwidth {
+    const NAME: &'static str = "bandwidth";
+    const ATTRIBUTES: &'static [&'static str] = &["rate"];
+    fn stage(&self) -> Option<Box<dyn Stage>> {
+        Some(Box::new(BandwidthStage::new(self.rate)))
+    }
+}
 
 /// The bandwidth stage.
-pub struct Bandwidth {
+pub(crate) struct BandwidthStage {
     rate: u64,
     next_free: Option<Instant>,
     queue: Timed,
 }
 
-impl Bandwidth {
+impl BandwidthStage {
     /// `rate` in KB/s.
-    pub fn new(rate: u64) -> Self {
+    pub(crate) fn new(rate: u64) -> Self {
         Self {
             rate,
             next_free: None,
@@ -32,7 +50,7 @@ impl Bandwidth {
     }
 }
 
-impl Stage for Bandwidth {
+impl Stage for BandwidthStage {
     fn push(&mut self, item: Item, now: Instant, _: &mut Rng) {
         let start = self.next_free.map_or(now, |t| t.max(now));
         match item {
@@ -61,7 +79,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn paces_at_the_rate_in_100ms_steps() {
         let mut rng = Rng::new(1);
-        let mut s = Bandwidth::new(10); // 10 KB/s: 1000 bytes per 100 ms
+        let mut s = BandwidthStage::new(10); // 10 KB/s: 1000 bytes per 100 ms
         let t0 = Instant::now();
         s.push(Item::Data(Bytes::from(vec![0u8; 2500]), t0), t0, &mut rng);
         let (out, at) = ready(&mut s, t0, &mut rng);
@@ -77,7 +95,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn zero_rate_is_unlimited() {
         let mut rng = Rng::new(1);
-        let mut s = Bandwidth::new(0);
+        let mut s = BandwidthStage::new(0);
         let t0 = Instant::now();
         s.push(
             Item::Data(Bytes::from(vec![0u8; 1 << 20]), t0),

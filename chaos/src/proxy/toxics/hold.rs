@@ -5,14 +5,29 @@ use tokio::time::Instant;
 
 use crate::proxy::stage::{Item, Next, Stage, Timed};
 use crate::rng::Rng;
+use super::ToxicType;
+use serde::{Deserialize, Serialize};
+
+/// `hold` (ours): holds all data; delivers it when removed (a partition that heals).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold;
+
+impl ToxicType for Hold {
+    const NAME: &'static str = "hold";
+    const ATTRIBUTES: &'static [&'static str] = &[];
+    const EXTENSION: bool = true;
+    fn stage(&self) -> Option<Box<dyn Stage>> {
+        Some(Box::new(HoldStage::default()))
+    }
+}
 
 /// The hold stage.
 #[derive(Default)]
-pub struct Hold {
+pub(crate) struct HoldStage {
     queue: Timed,
 }
 
-impl Stage for Hold {
+impl Stage for HoldStage {
     fn push(&mut self, item: Item, now: Instant, _: &mut Rng) {
         self.queue.push(item, now);
     }
@@ -35,7 +50,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn holds_until_removed() {
         let mut rng = Rng::new(1);
-        let mut s = Hold::default();
+        let mut s = HoldStage::default();
         let t0 = Instant::now();
         s.push(data("a", t0), t0, &mut rng);
         assert_eq!(

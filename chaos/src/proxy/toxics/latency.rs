@@ -7,17 +7,37 @@ use tokio::time::Instant;
 
 use crate::proxy::stage::{Item, Stage, Timed, released_from_queue};
 use crate::rng::Rng;
+use super::ToxicType;
+use serde::{Deserialize, Serialize};
+
+/// `latency`: Delays each chunk by `latency` ± `jitter` ms, measured from when it was read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Latency {
+    /// ms added to each chunk
+    pub latency: u64,
+    /// ms of random variation, either way
+    pub jitter: u64,
+}
+
+impl ToxicType for Latency {
+    const NAME: &'static str = "latency";
+    const ATTRIBUTES: &'static [&'static str] = &["latency", "jitter"];
+    fn stage(&self) -> Option<Box<dyn Stage>> {
+        Some(Box::new(LatencyStage::new(self.latency, self.jitter)))
+    }
+}
 
 /// The latency stage.
-pub struct Latency {
+pub(crate) struct LatencyStage {
     latency: u64,
     jitter: u64,
     queue: Timed,
 }
 
-impl Latency {
+impl LatencyStage {
     /// `latency` and `jitter` in ms.
-    pub fn new(latency: u64, jitter: u64) -> Self {
+    pub(crate) fn new(latency: u64, jitter: u64) -> Self {
         Self {
             latency,
             jitter,
@@ -34,7 +54,7 @@ impl Latency {
     }
 }
 
-impl Stage for Latency {
+impl Stage for LatencyStage {
     fn push(&mut self, item: Item, now: Instant, rng: &mut Rng) {
         let at = match &item {
             Item::Data(_, read_at) => *read_at + self.delay(rng),
@@ -55,7 +75,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn delays_from_read_time_without_piling_up() {
         let mut rng = Rng::new(1);
-        let mut s = Latency::new(100, 0);
+        let mut s = LatencyStage::new(100, 0);
         let t0 = Instant::now();
         s.push(data("a", t0), t0, &mut rng);
         s.push(
@@ -76,7 +96,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn jitter_stays_in_bounds_and_in_order() {
         let mut rng = Rng::new(7);
-        let mut s = Latency::new(50, 20);
+        let mut s = LatencyStage::new(50, 20);
         let t0 = Instant::now();
         for i in 0..100 {
             s.push(data(&i.to_string(), t0), t0, &mut rng);
@@ -92,7 +112,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn removal_keeps_the_data() {
         let mut rng = Rng::new(1);
-        let mut s = Latency::new(1000, 0);
+        let mut s = LatencyStage::new(1000, 0);
         let t0 = Instant::now();
         s.push(data("x", t0), t0, &mut rng);
         assert_eq!(s.drain(true), vec![data("x", t0)]);

@@ -4,17 +4,35 @@ use tokio::time::Instant;
 
 use crate::proxy::stage::{CloseKind, Item, Stage, Timed, released_from_queue};
 use crate::rng::Rng;
+use super::ToxicType;
+use serde::{Deserialize, Serialize};
+
+/// `limit_data`: Passes `bytes` bytes, then closes the connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitData {
+    /// bytes
+    pub bytes: u64,
+}
+
+impl ToxicType for LimitData {
+    const NAME: &'static str = "limit_data";
+    const ATTRIBUTES: &'static [&'static str] = &["bytes"];
+    fn stage(&self) -> Option<Box<dyn Stage>> {
+        Some(Box::new(LimitDataStage::new(self.bytes)))
+    }
+}
 
 /// The limit_data stage.
-pub struct LimitData {
+pub(crate) struct LimitDataStage {
     remaining: u64,
     closed: bool,
     queue: Timed,
 }
 
-impl LimitData {
+impl LimitDataStage {
     /// `bytes` to pass before closing.
-    pub fn new(bytes: u64) -> Self {
+    pub(crate) fn new(bytes: u64) -> Self {
         Self {
             remaining: bytes,
             closed: false,
@@ -23,7 +41,7 @@ impl LimitData {
     }
 }
 
-impl Stage for LimitData {
+impl Stage for LimitDataStage {
     fn push(&mut self, item: Item, now: Instant, _: &mut Rng) {
         if self.closed {
             return;
@@ -57,7 +75,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn passes_the_limit_then_closes() {
         let mut rng = Rng::new(1);
-        let mut s = LimitData::new(5);
+        let mut s = LimitDataStage::new(5);
         let t0 = Instant::now();
         s.push(data("abc", t0), t0, &mut rng);
         s.push(data("defg", t0), t0, &mut rng);

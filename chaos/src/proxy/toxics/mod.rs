@@ -1,15 +1,204 @@
-//! One file per toxic, each a [`Stage`](super::stage::Stage). Semantics follow Toxiproxy's
-//! `toxics/*.go`; `hold` (and the connection-level `peer_lost` and `refuse`, handled by the
-//! proxy itself) are ours.
+//! Every toxic, one file each. Semantics follow Toxiproxy's `toxics/*.go`; `hold`,
+//! `peer_lost`, `refuse` and `handshake_hang` are ours.
+//!
+//! A file holds the toxic's attributes (a serde struct: its JSON form in the API) and what
+//! it does, through [`ToxicType`]: a data toxic gives a [`Stage`] for one direction of a
+//! connection, a connection-level toxic gives a [`Verdict`] for whole connections.
+//!
+//! # Adding a toxic
+//! Write `toxics/<name>.rs` with a struct implementing [`ToxicType`], and add one line
+//! `Variant => module,` to the `toxics!` list below. The list makes [`ToxicKind`], its
+//! parsing from the API's JSON, its JSON form and its dispatch, so nothing else changes.
 
-pub mod bandwidth;
-pub mod hold;
-pub mod latency;
-pub mod limit_data;
-pub mod reset_peer;
-pub mod slicer;
-pub mod slow_close;
-pub mod timeout;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use super::stage::Stage;
+pub use verdict::Verdict;
+
+pub mod verdict;
+
+/// One toxic type: its name and attributes in Toxiproxy's API, and what it does.
+pub trait ToxicType:
+    Serialize + DeserializeOwned + Clone + PartialEq + Eq + std::fmt::Debug + Send + Sync
+{
+    /// The `type` in the API.
+    const NAME: &'static str;
+    /// The attribute names, each a non-negative integer (missing means 0, as in Toxiproxy).
+    const ATTRIBUTES: &'static [&'static str];
+    /// Ours, not Toxiproxy's.
+    const EXTENSION: bool = false;
+    /// Acts on whole connections (a [`Verdict`]) rather than on data (a [`Stage`]).
+    const ON_CONNECTIONS: bool = false;
+
+    /// The stage that runs this toxic on one direction of one connection (data toxics).
+    fn stage(&self) -> Option<Box<dyn Stage>> {
+        None
+    }
+    /// What happens to a connection accepted while it is present (connection-level toxics).
+    fn on_accept(&self) -> Verdict {
+        Verdict::Pass
+    }
+    /// What happens to the connections open when it is added (connection-level toxics).
+    fn on_open(&self) -> Verdict {
+        Verdict::Pass
+    }
+
+    /// Builds the toxic from its attributes: unknown attributes and values that are not
+    /// non-negative integers are errors that say what is valid.
+    fn from_attributes(attributes: &Map<String, Value>) -> Result<Self, String> {
+        for (key, value) in attributes {
+            if !Self::ATTRIBUTES.contains(&key.as_str()) {
+                return Err(format!(
+                    "unknown attribute `{key}` for toxic type `{}`; its attributes are: {}",
+                    Self::NAME,
+                    if Self::ATTRIBUTES.is_empty() {
+                        "none".to_string()
+                    } else {
+                        Self::ATTRIBUTES.join(", ")
+                    }
+                ));
+            }
+            if !value.is_null() && value.as_u64().is_none() {
+                return Err(format!(
+                    "attribute `{key}` must be a non-negative integer, got {value}"
+                ));
+            }
+        }
+        let body = if Self::ATTRIBUTES.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(
+                attributes
+                    .iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            )
+        };
+        serde_json::from_value(body)
+            .map_err(|e| format!("bad attributes for `{}`: {e}", Self::NAME))
+    }
+
+    /// The attributes as JSON, every one present.
+    fn to_attributes(&self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        }
+    }
+}
+
+macro_rules! toxics {
+    ($($variant:ident => $module:ident,)*) => {
+        $(pub mod $module;)*
+        $(pub use $module::$variant;)*
+
+        /// A toxic type and its attributes. Times are in milliseconds unless noted; sizes in
+        /// bytes. Each variant's struct documents its toxic.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum ToxicKind {
+            $(
+                #[doc = concat!("`", stringify!($module), "`: see [`", stringify!($variant), "`].")]
+                $variant($variant),
+            )*
+        }
+
+        $(
+            impl From<$variant> for ToxicKind {
+                fn from(t: $variant) -> Self {
+                    ToxicKind::$variant(t)
+                }
+            }
+        )*
+
+        /// Every toxic type name, in the order of the list.
+        pub const TYPES: &[&str] = &[$(<$variant as ToxicType>::NAME),*];
+
+        impl ToxicKind {
+            /// The type name.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(ToxicKind::$variant(_) => <$variant as ToxicType>::NAME,)*
+                }
+            }
+
+            /// Builds a toxic from its type name and attributes (missing attributes are 0, as
+            /// in Toxiproxy). Unknown types, unknown attributes and negative or non-integer
+            /// values are errors that say what is valid.
+            pub fn parse(type_name: &str, attributes: &Map<String, Value>) -> Result<Self, String> {
+                match type_name {
+                    $(
+                        <$variant as ToxicType>::NAME =>
+                            <$variant as ToxicType>::from_attributes(attributes).map(ToxicKind::$variant),
+                    )*
+                    _ => Err(format!(
+                        "invalid toxic type `{type_name}`: expected one of {}",
+                        TYPES.join(", ")
+                    )),
+                }
+            }
+
+            /// The attributes as JSON, every one present.
+            pub fn attributes(&self) -> Map<String, Value> {
+                match self {
+                    $(ToxicKind::$variant(t) => t.to_attributes(),)*
+                }
+            }
+
+            /// Whether this toxic acts on connections rather than on data.
+            pub fn stage_free(&self) -> bool {
+                match self {
+                    $(ToxicKind::$variant(_) => <$variant as ToxicType>::ON_CONNECTIONS,)*
+                }
+            }
+
+            /// Ours, not Toxiproxy's.
+            pub fn is_extension(&self) -> bool {
+                match self {
+                    $(ToxicKind::$variant(_) => <$variant as ToxicType>::EXTENSION,)*
+                }
+            }
+
+            /// The stage that runs this toxic on one direction of one connection; `None` for
+            /// connection-level toxics.
+            pub(crate) fn stage(&self) -> Option<Box<dyn Stage>> {
+                match self {
+                    $(ToxicKind::$variant(t) => t.stage(),)*
+                }
+            }
+
+            /// What happens to a connection accepted while it is present.
+            pub fn on_accept(&self) -> Verdict {
+                match self {
+                    $(ToxicKind::$variant(t) => t.on_accept(),)*
+                }
+            }
+
+            /// What happens to the connections open when it is added.
+            pub fn on_open(&self) -> Verdict {
+                match self {
+                    $(ToxicKind::$variant(t) => t.on_open(),)*
+                }
+            }
+        }
+    };
+}
+
+toxics! {
+    Latency => latency,
+    Bandwidth => bandwidth,
+    SlowClose => slow_close,
+    Timeout => timeout,
+    ResetPeer => reset_peer,
+    Slicer => slicer,
+    LimitData => limit_data,
+    Hold => hold,
+    PeerLost => peer_lost,
+    Refuse => refuse,
+    HandshakeHang => handshake_hang,
+}
 
 #[cfg(test)]
 pub(crate) mod test_util {

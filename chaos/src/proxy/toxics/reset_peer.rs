@@ -8,17 +8,35 @@ use tokio::time::Instant;
 
 use crate::proxy::stage::{CloseKind, Item, Next, Stage};
 use crate::rng::Rng;
+use super::ToxicType;
+use serde::{Deserialize, Serialize};
+
+/// `reset_peer`: On the first data after it is added, waits `timeout` ms, then resets the connection (RST).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResetPeer {
+    /// ms
+    pub timeout: u64,
+}
+
+impl ToxicType for ResetPeer {
+    const NAME: &'static str = "reset_peer";
+    const ATTRIBUTES: &'static [&'static str] = &["timeout"];
+    fn stage(&self) -> Option<Box<dyn Stage>> {
+        Some(Box::new(ResetPeerStage::new(self.timeout)))
+    }
+}
 
 /// The reset_peer stage.
-pub struct ResetPeer {
+pub(crate) struct ResetPeerStage {
     timeout: Duration,
     fire_at: Option<Instant>,
     done: bool,
 }
 
-impl ResetPeer {
+impl ResetPeerStage {
     /// `timeout` in ms.
-    pub fn new(timeout: u64) -> Self {
+    pub(crate) fn new(timeout: u64) -> Self {
         Self {
             timeout: Duration::from_millis(timeout),
             fire_at: None,
@@ -27,7 +45,7 @@ impl ResetPeer {
     }
 }
 
-impl Stage for ResetPeer {
+impl Stage for ResetPeerStage {
     fn push(&mut self, _item: Item, now: Instant, _: &mut Rng) {
         self.fire_at.get_or_insert(now + self.timeout);
     }
@@ -58,7 +76,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn resets_after_timeout_from_first_data() {
         let mut rng = Rng::new(1);
-        let mut s = ResetPeer::new(50);
+        let mut s = ResetPeerStage::new(50);
         let t0 = Instant::now();
         assert_eq!(
             ready(&mut s, t0 + Duration::from_secs(10), &mut rng),

@@ -7,18 +7,40 @@ use tokio::time::Instant;
 
 use crate::proxy::stage::{Item, Stage, Timed, released_from_queue};
 use crate::rng::Rng;
+use super::ToxicType;
+use serde::{Deserialize, Serialize};
+
+/// `slicer`: Slices data into pieces of `average_size` ± `size_variation` bytes, `delay` µs apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Slicer {
+    /// bytes
+    pub average_size: u64,
+    /// bytes
+    pub size_variation: u64,
+    /// µs between slices
+    pub delay: u64,
+}
+
+impl ToxicType for Slicer {
+    const NAME: &'static str = "slicer";
+    const ATTRIBUTES: &'static [&'static str] = &["average_size", "size_variation", "delay"];
+    fn stage(&self) -> Option<Box<dyn Stage>> {
+        Some(Box::new(SlicerStage::new(self.average_size, self.size_variation, self.delay)))
+    }
+}
 
 /// The slicer stage.
-pub struct Slicer {
+pub(crate) struct SlicerStage {
     average: usize,
     variation: usize,
     delay: Duration,
     queue: Timed,
 }
 
-impl Slicer {
+impl SlicerStage {
     /// Sizes in bytes, `delay` in µs. A variation not below the average is clamped under it.
-    pub fn new(average_size: u64, size_variation: u64, delay: u64) -> Self {
+    pub(crate) fn new(average_size: u64, size_variation: u64, delay: u64) -> Self {
         let average = average_size as usize;
         Self {
             average,
@@ -46,7 +68,7 @@ impl Slicer {
     }
 }
 
-impl Stage for Slicer {
+impl Stage for SlicerStage {
     fn push(&mut self, item: Item, now: Instant, rng: &mut Rng) {
         let mut at = self.queue.last_at().map_or(now, |last| last.max(now));
         match item {
@@ -78,7 +100,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn slices_keep_every_byte_in_order() {
         let mut rng = Rng::new(3);
-        let mut s = Slicer::new(10, 4, 100);
+        let mut s = SlicerStage::new(10, 4, 100);
         let t0 = Instant::now();
         let payload: Vec<u8> = (0..=255).collect();
         s.push(Item::Data(Bytes::from(payload.clone()), t0), t0, &mut rng);
@@ -91,7 +113,7 @@ mod tests {
             joined.extend_from_slice(b);
         }
         assert_eq!(joined, payload);
-        let (first, at) = ready(&mut Slicer::new(10, 4, 100), t0, &mut rng);
+        let (first, at) = ready(&mut SlicerStage::new(10, 4, 100), t0, &mut rng);
         assert!(first.is_empty() && at.is_none());
     }
 }

@@ -6,16 +6,34 @@ use tokio::time::Instant;
 
 use crate::proxy::stage::{Item, Stage, Timed, released_from_queue};
 use crate::rng::Rng;
+use super::ToxicType;
+use serde::{Deserialize, Serialize};
+
+/// `slow_close`: Delays the close by `delay` ms.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlowClose {
+    /// ms
+    pub delay: u64,
+}
+
+impl ToxicType for SlowClose {
+    const NAME: &'static str = "slow_close";
+    const ATTRIBUTES: &'static [&'static str] = &["delay"];
+    fn stage(&self) -> Option<Box<dyn Stage>> {
+        Some(Box::new(SlowCloseStage::new(self.delay)))
+    }
+}
 
 /// The slow_close stage.
-pub struct SlowClose {
+pub(crate) struct SlowCloseStage {
     delay: Duration,
     queue: Timed,
 }
 
-impl SlowClose {
+impl SlowCloseStage {
     /// `delay` in ms.
-    pub fn new(delay: u64) -> Self {
+    pub(crate) fn new(delay: u64) -> Self {
         Self {
             delay: Duration::from_millis(delay),
             queue: Timed::default(),
@@ -23,7 +41,7 @@ impl SlowClose {
     }
 }
 
-impl Stage for SlowClose {
+impl Stage for SlowCloseStage {
     fn push(&mut self, item: Item, now: Instant, _: &mut Rng) {
         let at = match item {
             Item::Close(_) => now + self.delay,
@@ -44,7 +62,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn data_passes_close_waits() {
         let mut rng = Rng::new(1);
-        let mut s = SlowClose::new(500);
+        let mut s = SlowCloseStage::new(500);
         let t0 = Instant::now();
         s.push(data("a", t0), t0, &mut rng);
         s.push(Item::Close(CloseKind::Fin), t0, &mut rng);

@@ -8,18 +8,36 @@ use tokio::time::Instant;
 
 use crate::proxy::stage::{CloseKind, Item, Next, Stage};
 use crate::rng::Rng;
+use super::ToxicType;
+use serde::{Deserialize, Serialize};
+
+/// `timeout`: Drops all data; closes the connection after `timeout` ms without data (never when 0). Removing it closes the affected connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timeout {
+    /// ms; 0 never closes
+    pub timeout: u64,
+}
+
+impl ToxicType for Timeout {
+    const NAME: &'static str = "timeout";
+    const ATTRIBUTES: &'static [&'static str] = &["timeout"];
+    fn stage(&self) -> Option<Box<dyn Stage>> {
+        Some(Box::new(TimeoutStage::new(self.timeout)))
+    }
+}
 
 /// The timeout stage.
-pub struct Timeout {
+pub(crate) struct TimeoutStage {
     timeout: Option<Duration>,
     deadline: Option<Instant>,
     pending_close: bool,
     done: bool,
 }
 
-impl Timeout {
+impl TimeoutStage {
     /// `timeout` in ms; 0 never closes.
-    pub fn new(timeout: u64) -> Self {
+    pub(crate) fn new(timeout: u64) -> Self {
         Self {
             timeout: (timeout > 0).then(|| Duration::from_millis(timeout)),
             deadline: None,
@@ -29,7 +47,7 @@ impl Timeout {
     }
 }
 
-impl Stage for Timeout {
+impl Stage for TimeoutStage {
     fn push(&mut self, item: Item, now: Instant, _: &mut Rng) {
         match item {
             Item::Data(..) => self.deadline = self.timeout.map(|t| now + t),
@@ -76,7 +94,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn drops_data_and_closes_after_silence() {
         let mut rng = Rng::new(1);
-        let mut s = Timeout::new(100);
+        let mut s = TimeoutStage::new(100);
         let t0 = Instant::now();
         assert_eq!(
             ready(&mut s, t0, &mut rng),
@@ -98,7 +116,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn zero_never_closes_but_removal_does() {
         let mut rng = Rng::new(1);
-        let mut s = Timeout::new(0);
+        let mut s = TimeoutStage::new(0);
         let t0 = Instant::now();
         assert_eq!(
             ready(&mut s, t0 + Duration::from_secs(3600), &mut rng),
