@@ -1,13 +1,11 @@
-//! Driving faults: one [`FaultController`] trait, implemented by the embedded proxy
-//! ([`Embedded`]) and by any server speaking Toxiproxy's HTTP API ([`Remote`], through our
-//! small async [`ToxiproxyClient`]): `chaos serve`, or a real Toxiproxy.
-
-use std::future::Future;
-use std::sync::Arc;
+//! Driving faults: one [`FaultController`] trait, implemented by the embedded proxy set
+//! ([`Proxies`]) and by our small async client of Toxiproxy's HTTP API ([`ToxiproxyClient`]),
+//! for `chaos serve` or a real Toxiproxy.
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::BoxFut;
 use crate::proxy::{Proxies, ProxyConfig, ProxyError, Toxic, ToxicJson};
 
 /// Why a fault could not be set.
@@ -45,94 +43,121 @@ pub enum ControlError {
     Protocol(String),
 }
 
-/// Sets and clears faults on named proxies.
+/// Sets and clears faults on named proxies: the one fault-control interface of the suite,
+/// the soak and users' own tests. Implemented by the embedded proxy set ([`Proxies`]) and by
+/// the client of any Toxiproxy-API server ([`ToxiproxyClient`]); object safe, so a run holds
+/// an `Arc<dyn FaultController>` whichever it drives.
 pub trait FaultController: Send + Sync {
     /// Creates a proxy; returns it with its listen address resolved.
-    fn create_proxy(
-        &self,
-        config: ProxyConfig,
-    ) -> impl Future<Output = Result<ProxyConfig, ControlError>> + Send;
+    fn create_proxy(&self, config: ProxyConfig) -> BoxFut<'_, Result<ProxyConfig, ControlError>>;
     /// Removes a proxy.
-    fn delete_proxy(&self, proxy: &str) -> impl Future<Output = Result<(), ControlError>> + Send;
+    fn delete_proxy<'a>(&'a self, proxy: &'a str) -> BoxFut<'a, Result<(), ControlError>>;
     /// Enables (accepting) or disables (listener closed, connections cut) a proxy.
-    fn set_enabled(
-        &self,
-        proxy: &str,
+    fn set_enabled<'a>(
+        &'a self,
+        proxy: &'a str,
         enabled: bool,
-    ) -> impl Future<Output = Result<(), ControlError>> + Send;
+    ) -> BoxFut<'a, Result<(), ControlError>>;
     /// Adds a toxic.
-    fn add_toxic(
-        &self,
-        proxy: &str,
-        toxic: &Toxic,
-    ) -> impl Future<Output = Result<(), ControlError>> + Send;
+    fn add_toxic<'a>(
+        &'a self,
+        proxy: &'a str,
+        toxic: &'a Toxic,
+    ) -> BoxFut<'a, Result<(), ControlError>>;
     /// Removes a toxic.
-    fn remove_toxic(
-        &self,
-        proxy: &str,
-        toxic: &str,
-    ) -> impl Future<Output = Result<(), ControlError>> + Send;
+    fn remove_toxic<'a>(
+        &'a self,
+        proxy: &'a str,
+        toxic: &'a str,
+    ) -> BoxFut<'a, Result<(), ControlError>>;
     /// Enables every proxy and removes every toxic.
-    fn reset(&self) -> impl Future<Output = Result<(), ControlError>> + Send;
+    fn reset(&self) -> BoxFut<'_, Result<(), ControlError>>;
 }
 
-/// The in-process proxy, driven by direct calls.
-#[derive(Debug, Clone)]
-pub struct Embedded(pub Arc<Proxies>);
-
-impl FaultController for Embedded {
-    async fn create_proxy(&self, config: ProxyConfig) -> Result<ProxyConfig, ControlError> {
-        Ok(self.0.create(config)?.config())
+/// The in-process proxy set, driven by direct calls.
+impl FaultController for Proxies {
+    fn create_proxy(&self, config: ProxyConfig) -> BoxFut<'_, Result<ProxyConfig, ControlError>> {
+        Box::pin(async move { Ok(self.create(config)?.config()) })
     }
-    async fn delete_proxy(&self, proxy: &str) -> Result<(), ControlError> {
-        Ok(self.0.remove(proxy)?)
+    fn delete_proxy<'a>(&'a self, proxy: &'a str) -> BoxFut<'a, Result<(), ControlError>> {
+        Box::pin(async move { Ok(self.remove(proxy)?) })
     }
-    async fn set_enabled(&self, proxy: &str, enabled: bool) -> Result<(), ControlError> {
-        let p = self.0.get(proxy)?;
-        if enabled {
-            p.enable()?;
-        } else {
-            p.disable();
-        }
-        Ok(())
+    fn set_enabled<'a>(
+        &'a self,
+        proxy: &'a str,
+        enabled: bool,
+    ) -> BoxFut<'a, Result<(), ControlError>> {
+        Box::pin(async move {
+            let p = self.get(proxy)?;
+            if enabled {
+                p.enable()?;
+            } else {
+                p.disable();
+            }
+            Ok(())
+        })
     }
-    async fn add_toxic(&self, proxy: &str, toxic: &Toxic) -> Result<(), ControlError> {
-        self.0.get(proxy)?.add_toxic(toxic.clone())?;
-        Ok(())
+    fn add_toxic<'a>(
+        &'a self,
+        proxy: &'a str,
+        toxic: &'a Toxic,
+    ) -> BoxFut<'a, Result<(), ControlError>> {
+        Box::pin(async move {
+            self.get(proxy)?.add_toxic(toxic.clone())?;
+            Ok(())
+        })
     }
-    async fn remove_toxic(&self, proxy: &str, toxic: &str) -> Result<(), ControlError> {
-        Ok(self.0.get(proxy)?.remove_toxic(toxic)?)
+    fn remove_toxic<'a>(
+        &'a self,
+        proxy: &'a str,
+        toxic: &'a str,
+    ) -> BoxFut<'a, Result<(), ControlError>> {
+        Box::pin(async move { Ok(self.get(proxy)?.remove_toxic(toxic)?) })
     }
-    async fn reset(&self) -> Result<(), ControlError> {
-        Ok(self.0.reset()?)
+    fn reset(&self) -> BoxFut<'_, Result<(), ControlError>> {
+        Box::pin(async move { Ok(Proxies::reset(self)?) })
     }
 }
 
-/// A Toxiproxy-API server, driven over HTTP.
-#[derive(Debug, Clone)]
-pub struct Remote(pub ToxiproxyClient);
-
-impl FaultController for Remote {
-    async fn create_proxy(&self, config: ProxyConfig) -> Result<ProxyConfig, ControlError> {
-        self.0.create_proxy(&config).await
+/// A Toxiproxy-API server (`chaos serve`, or a real Toxiproxy), driven over HTTP.
+impl FaultController for ToxiproxyClient {
+    fn create_proxy(&self, config: ProxyConfig) -> BoxFut<'_, Result<ProxyConfig, ControlError>> {
+        Box::pin(async move { ToxiproxyClient::create_proxy(self, &config).await })
     }
-    async fn delete_proxy(&self, proxy: &str) -> Result<(), ControlError> {
-        self.0.delete_proxy(proxy).await
+    fn delete_proxy<'a>(&'a self, proxy: &'a str) -> BoxFut<'a, Result<(), ControlError>> {
+        Box::pin(ToxiproxyClient::delete_proxy(self, proxy))
     }
-    async fn set_enabled(&self, proxy: &str, enabled: bool) -> Result<(), ControlError> {
-        self.0
-            .update_proxy(proxy, &json!({ "enabled": enabled }))
-            .await
-            .map(drop)
+    fn set_enabled<'a>(
+        &'a self,
+        proxy: &'a str,
+        enabled: bool,
+    ) -> BoxFut<'a, Result<(), ControlError>> {
+        Box::pin(async move {
+            self.update_proxy(proxy, &json!({ "enabled": enabled }))
+                .await
+                .map(drop)
+        })
     }
-    async fn add_toxic(&self, proxy: &str, toxic: &Toxic) -> Result<(), ControlError> {
-        self.0.add_toxic(proxy, &toxic.to_json()).await.map(drop)
+    fn add_toxic<'a>(
+        &'a self,
+        proxy: &'a str,
+        toxic: &'a Toxic,
+    ) -> BoxFut<'a, Result<(), ControlError>> {
+        Box::pin(async move {
+            ToxiproxyClient::add_toxic(self, proxy, &toxic.to_json())
+                .await
+                .map(drop)
+        })
     }
-    async fn remove_toxic(&self, proxy: &str, toxic: &str) -> Result<(), ControlError> {
-        self.0.remove_toxic(proxy, toxic).await
+    fn remove_toxic<'a>(
+        &'a self,
+        proxy: &'a str,
+        toxic: &'a str,
+    ) -> BoxFut<'a, Result<(), ControlError>> {
+        Box::pin(ToxiproxyClient::remove_toxic(self, proxy, toxic))
     }
-    async fn reset(&self) -> Result<(), ControlError> {
-        self.0.reset().await
+    fn reset(&self) -> BoxFut<'_, Result<(), ControlError>> {
+        Box::pin(ToxiproxyClient::reset(self))
     }
 }
 

@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //! - [`api`]: the HTTP API, compatible with Toxiproxy 2.x (`chaos serve`).
+//! - [`error`]: the library's typed [`Error`].
 //! - [`controller`]: one trait to set faults, on the embedded proxy or on any Toxiproxy-API
 //!   server (`TOXIPROXY_URL`) through our async client.
 //! - [`postgres`]: throwaway PostgreSQL clusters (find binaries, initdb, start, crash, restart),
@@ -12,14 +13,21 @@
 //! - [`proxy`]: the fault-injecting TCP proxy (Toxiproxy's model: proxies, toxics, streams,
 //!   toxicity), in process.
 //! - [`rng`]: the one seeded random generator that makes a run replayable.
+//! - [`workload`]: steady workers and bursts, the load of the suite and the soak.
+//! - [`measure`]: this process's memory and descriptors, and the one percentile.
 //! - [`report`]: the report model and its renderers (text, Markdown, JSON, SVG, HTML).
 //! - [`scenario`]: validation scenarios, the fault matrix, the pools under test.
 //! - [`suite`]: `chaos run`: plan, progress, report files.
 //! - [`soak`]: `chaos soak`: a long mixed workload with random faults and a leak verdict.
 //! - [`smoke`]: a quick start/crash/restart check of the throwaway cluster.
 
+/// A boxed future, so the crate's async traits stay object safe.
+pub type BoxFut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 pub mod api;
 pub mod controller;
+pub mod error;
+pub mod measure;
 pub mod postgres;
 pub mod proxy;
 pub mod report;
@@ -28,3 +36,6 @@ pub mod scenario;
 pub mod smoke;
 pub mod soak;
 pub mod suite;
+pub mod workload;
+
+pub use error::{Error, Result};

@@ -522,6 +522,14 @@ pub enum Database {
 }
 
 impl Database {
+    /// What it is, in a report's header, password redacted.
+    pub fn report_label(&self) -> String {
+        match self {
+            Database::Owned(c) => format!("throwaway cluster on 127.0.0.1:{}", c.port()),
+            Database::External { url } => redact_url(url),
+        }
+    }
+
     /// `DATABASE_URL` when set (and not empty), otherwise a new throwaway cluster.
     pub fn from_env() -> Result<Self, ClusterError> {
         match std::env::var("DATABASE_URL") {

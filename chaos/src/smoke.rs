@@ -14,7 +14,7 @@ pub struct Step {
 }
 
 /// Runs the smoke steps against `db`, calling `progress` after each one.
-pub async fn run(db: &Database, mut progress: impl FnMut(&Step)) -> anyhow::Result<Vec<Step>> {
+pub async fn run(db: &Database, mut progress: impl FnMut(&Step)) -> crate::Result<Vec<Step>> {
     let mut steps = Vec::new();
     let mut step = |name: &str, started: Instant| {
         let step = Step {
@@ -37,7 +37,9 @@ pub async fn run(db: &Database, mut progress: impl FnMut(&Step)) -> anyhow::Resu
 
         let started = Instant::now();
         if query_version(&db.url()).await.is_ok() {
-            anyhow::bail!("the server still answered after an immediate stop");
+            return Err(crate::Error::Check(
+                "the server still answered after an immediate stop".into(),
+            ));
         }
         step("connect refused while down, as expected", started);
 
@@ -58,12 +60,15 @@ pub async fn run(db: &Database, mut progress: impl FnMut(&Step)) -> anyhow::Resu
     Ok(steps)
 }
 
-async fn query_version(url: &str) -> anyhow::Result<String> {
-    let (client, connection) = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio_postgres::connect(url, tokio_postgres::NoTls),
-    )
-    .await??;
+async fn query_version(url: &str) -> crate::Result<String> {
+    let within = Duration::from_secs(5);
+    let (client, connection) =
+        tokio::time::timeout(within, tokio_postgres::connect(url, tokio_postgres::NoTls))
+            .await
+            .map_err(|_| crate::Error::TimedOut {
+                what: "connecting to the server",
+                within,
+            })??;
     let driver = tokio::spawn(connection);
     let row = client
         .query_one("SELECT current_setting('server_version')", &[])

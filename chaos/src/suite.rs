@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::controller::{Embedded, Remote, ToxiproxyClient};
-use crate::postgres::{Database, redact_url};
+use crate::controller::{FaultController, ToxiproxyClient};
+use crate::postgres::Database;
 use crate::proxy::Proxies;
 use crate::report::{ChaosReport, svg};
-use crate::scenario::{self, Env, Faults, PoolChoice, Progress, Timing, validation::VALIDATION};
+use crate::scenario::{
+    self, Env, PoolChoice, PoolKind, Progress, Scenario, Timing, validation::Validation,
+};
 
 /// Options of a run.
 #[derive(Debug, Clone)]
@@ -28,12 +30,10 @@ pub struct Options {
 
 /// Every scenario name: validation first, then the fault matrix.
 pub fn all_scenarios() -> Vec<(&'static str, &'static str)> {
-    let mut v: Vec<(&str, &str)> = VALIDATION
+    Scenario::all()
         .iter()
-        .map(|n| (*n, "validation (pool only)"))
-        .collect();
-    v.extend(scenario::FAULTS.iter().map(|f| (f.name, f.description)));
-    v
+        .map(|s| (s.name(), s.description()))
+        .collect()
 }
 
 struct Bars {
@@ -58,20 +58,20 @@ impl Progress for Bars {
 /// Starts what a run needs: the database (a throwaway cluster, or `DATABASE_URL`) and the fault
 /// controller (the embedded proxy, or the Toxiproxy at `TOXIPROXY_URL`). Returns the
 /// environment and a description of the proxy for the report.
-pub async fn environment(seed: u64) -> anyhow::Result<(Env, String)> {
+pub async fn environment(seed: u64) -> crate::Result<(Env, String)> {
     let db = tokio::task::spawn_blocking(Database::from_env).await??;
     let (faults, listen, proxy_desc) = match std::env::var("TOXIPROXY_URL") {
         Ok(url) if !url.trim().is_empty() => {
             let client = ToxiproxyClient::new(&url);
             client.request("GET", "/version", None).await?;
             (
-                Faults::Remote(Remote(client)),
+                Arc::new(client) as Arc<dyn FaultController>,
                 std::env::var("TOXIPROXY_LISTEN").unwrap_or_else(|_| "127.0.0.1:0".into()),
                 format!("Toxiproxy at {url}"),
             )
         }
         _ => (
-            Faults::Embedded(Embedded(Arc::new(Proxies::new(seed)))),
+            Arc::new(Proxies::new(seed)) as Arc<dyn FaultController>,
             "127.0.0.1:0".to_string(),
             "embedded".to_string(),
         ),
@@ -89,34 +89,39 @@ pub async fn environment(seed: u64) -> anyhow::Result<(Env, String)> {
 }
 
 /// Sets up the database and the proxy, runs everything, writes the files. Returns the report.
-pub async fn run(options: Options) -> anyhow::Result<ChaosReport> {
+pub async fn run(options: Options) -> crate::Result<ChaosReport> {
     crate::scenario::logs::start();
     let (env, proxy_desc) = environment(options.seed).await?;
     let timing = Timing::new(options.quick);
     let wanted =
         |name: &str| options.scenarios.is_empty() || options.scenarios.iter().any(|s| s == name);
-    let pools = scenario::subjects(options.pool);
+    let pools = options.pool.kinds();
 
-    let mut plan: Vec<(String, String)> = Vec::new();
-    if pools.contains(&"pool") {
+    let mut plan: Vec<(Scenario, PoolKind)> = Vec::new();
+    let ours = pools.contains(&PoolKind::Pool);
+    if ours {
         // The log check runs last, after every other scenario has produced events.
-        for name in VALIDATION.iter().filter(|n| **n != "sc_logs" && wanted(n)) {
-            plan.push(((*name).into(), "pool".into()));
+        for v in Validation::ALL
+            .into_iter()
+            .filter(|v| *v != Validation::Logs && wanted(v.name()))
+        {
+            plan.push((Scenario::Validation(v), PoolKind::Pool));
         }
     }
     for kind in &pools {
-        for f in scenario::FAULTS.iter().filter(|f| wanted(f.name)) {
-            plan.push((f.name.into(), (*kind).into()));
+        for f in scenario::MATRIX.iter().filter(|f| wanted(f.name)) {
+            plan.push((Scenario::Fault(f), *kind));
         }
     }
-    if pools.contains(&"pool") && wanted("sc_logs") {
-        plan.push(("sc_logs".into(), "pool".into()));
+    if ours && wanted(Validation::Logs.name()) {
+        plan.push((Scenario::Validation(Validation::Logs), PoolKind::Pool));
     }
-    anyhow::ensure!(
-        !plan.is_empty(),
-        "no scenario matches {:?}; see `chaos run --list`",
-        options.scenarios
-    );
+    if plan.is_empty() {
+        return Err(crate::Error::Check(format!(
+            "no scenario matches {:?}; see `chaos run --list`",
+            options.scenarios
+        )));
+    }
 
     let bars = Bars {
         multi: MultiProgress::new(),
@@ -133,14 +138,12 @@ pub async fn run(options: Options) -> anyhow::Result<ChaosReport> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         seed: options.seed,
         quick: options.quick,
-        database: match &env.db {
-            Database::Owned(c) => format!("throwaway cluster on 127.0.0.1:{}", c.port()),
-            Database::External { url } => redact_url(url),
-        },
+        database: env.db.report_label(),
         proxy: proxy_desc,
         scenarios: Vec::new(),
     };
-    for (name, kind) in &plan {
+    for (scenario, kind) in &plan {
+        let (name, kind) = (scenario.name(), *kind);
         let bar = bars.multi.add(ProgressBar::new(4));
         bar.set_style(
             ProgressStyle::with_template("{prefix:>8} [{bar:10}] {msg}")
@@ -149,17 +152,12 @@ pub async fn run(options: Options) -> anyhow::Result<ChaosReport> {
         );
         bar.set_prefix("running");
         *bars.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
-        let r = if name.starts_with("sc_") {
-            scenario::validation::run(&env, name, timing, &bars).await
-        } else {
-            let fault = scenario::FAULTS
-                .iter()
-                .find(|f| f.name == name)
-                .expect("planned");
-            scenario::run_fault(&env, fault, kind, timing, &bars).await
+        let r = match scenario {
+            Scenario::Validation(v) => scenario::validation::run(&env, *v, timing, &bars).await,
+            Scenario::Fault(fault) => scenario::run_fault(&env, fault, kind, timing, &bars).await,
         };
         bar.set_prefix(r.verdict().mark());
-        let line = format!("{kind:<18} {name:<20} {}", summary(&r));
+        let line = format!("{:<18} {name:<20} {}", kind.name(), summary(&r));
         if bars.multi.is_hidden() {
             // Not a terminal (CI, a pipe): one line per scenario instead of bars.
             eprintln!(
@@ -197,22 +195,21 @@ fn summary(r: &crate::report::ScenarioReport) -> String {
 
 /// Writes report.json, report.md, report.txt, one SVG per scenario, index.html and the
 /// histories (history/<scenario>.jsonl).
-pub fn write_files(report: &ChaosReport, out: &Path) -> anyhow::Result<()> {
-    use anyhow::Context;
-    std::fs::create_dir_all(out.join("history"))
-        .with_context(|| format!("could not create {}", out.display()))?;
-    std::fs::write(out.join("report.json"), report.to_json())?;
-    std::fs::write(out.join("report.md"), report.to_markdown())?;
-    std::fs::write(out.join("report.txt"), report.to_text())?;
-    std::fs::write(out.join("index.html"), svg::index_html(report))?;
+pub fn write_files(report: &ChaosReport, out: &Path) -> crate::Result<()> {
+    use crate::error::{create_dir_all, write};
+    create_dir_all(out.join("history"))?;
+    write(out.join("report.json"), report.to_json())?;
+    write(out.join("report.md"), report.to_markdown())?;
+    write(out.join("report.txt"), report.to_text())?;
+    write(out.join("index.html"), svg::index_html(report))?;
     for s in &report.scenarios {
-        std::fs::write(out.join(format!("{}.svg", s.slug())), svg::timeline(s))?;
+        write(out.join(format!("{}.svg", s.slug())), svg::timeline(s))?;
         let lines: Vec<String> = s
             .ops
             .iter()
             .map(|op| serde_json::to_string(op).expect("serializable"))
             .collect();
-        std::fs::write(
+        write(
             out.join("history").join(format!("{}.jsonl", s.slug())),
             lines.join("\n"),
         )?;

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chaos::report::{ChaosReport, Outcome};
-use chaos::scenario::faults::{FAULTS, Kind};
+use chaos::scenario::matrix::{Kind, MATRIX};
 use chaos::scenario::subject::{Answer, BoxFut, Subject};
 use chaos::scenario::{self, Arena, Fault, SetupError, Timing};
 use pool::testing::{FakeConnector, FakeDb};
@@ -90,7 +90,7 @@ impl Arena for FakeArena {
     }
     fn open<'a>(
         &'a self,
-        _kind: &'a str,
+        _kind: scenario::PoolKind,
         app: &'a str,
     ) -> BoxFut<'a, Result<scenario::Opened, SetupError>> {
         Box::pin(async move {
@@ -120,7 +120,7 @@ impl Arena for FakeArena {
         fault: &'a Fault,
         _app: &'a str,
         during: Duration,
-    ) -> BoxFut<'a, anyhow::Result<()>> {
+    ) -> BoxFut<'a, chaos::Result<()>> {
         Box::pin(async move {
             let db = self.db(handle);
             match fault.kind {
@@ -146,7 +146,11 @@ impl Arena for FakeArena {
                     "timeout" => db.blackhole(),
                     "peer_lost" => db.peer_lost(),
                     "latency" => db.latency(Duration::from_millis(100)),
-                    other => anyhow::bail!("the fake database has no {other}"),
+                    other => {
+                        return Err(chaos::Error::Check(format!(
+                            "the fake database has no {other}"
+                        )));
+                    }
                 },
             }
             tokio::time::sleep(during).await;
@@ -187,10 +191,10 @@ async fn deterministic_run(seed: u64) -> ChaosReport {
         proxy: "fake switches".into(),
         scenarios: Vec::new(),
     };
-    for fault in FAULTS.iter().filter(|f| faked(f)) {
-        report
-            .scenarios
-            .push(scenario::run_fault(&arena, fault, "pool", timing, &Quiet).await);
+    for fault in MATRIX.iter().filter(|f| faked(f)) {
+        report.scenarios.push(
+            scenario::run_fault(&arena, fault, scenario::PoolKind::Pool, timing, &Quiet).await,
+        );
     }
     report
 }

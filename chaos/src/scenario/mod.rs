@@ -6,8 +6,8 @@
 //! are recorded as a Jepsen-style history; after the pool shuts down, the server is asked
 //! (`pg_stat_activity`, by `application_name`) whether any connection was left behind.
 
-pub mod faults;
 pub mod logs;
+pub mod matrix;
 pub mod subject;
 pub mod validation;
 
@@ -16,12 +16,55 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::controller::{ControlError, Embedded, FaultController, Remote};
+use crate::controller::FaultController;
 use crate::postgres::Database;
-use crate::proxy::{ProxyConfig, Toxic};
+use crate::proxy::ProxyConfig;
 use crate::report::{Counts, Criterion, FaultWindow, Op, Outcome, Phases, ScenarioReport, Verdict};
-pub use faults::{FAULTS, Fault};
+pub use matrix::{Fault, MATRIX};
+pub use subject::PoolKind;
 use subject::Subject;
+
+/// One scenario of the suite: a validation scenario (our pool only) or an entry of the fault
+/// matrix (every pool under test).
+#[derive(Debug, Clone, Copy)]
+pub enum Scenario {
+    /// The replaced system's validation scenarios.
+    Validation(validation::Validation),
+    /// A fault of the matrix.
+    Fault(&'static Fault),
+}
+
+impl Scenario {
+    /// Every scenario, validation first, then the fault matrix.
+    pub fn all() -> Vec<Scenario> {
+        validation::Validation::ALL
+            .into_iter()
+            .map(Scenario::Validation)
+            .chain(MATRIX.iter().map(Scenario::Fault))
+            .collect()
+    }
+
+    /// The scenario `--scenario NAME` names.
+    pub fn by_name(name: &str) -> Option<Scenario> {
+        Self::all().into_iter().find(|s| s.name() == name)
+    }
+
+    /// The name for `--scenario` and reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scenario::Validation(v) => v.name(),
+            Scenario::Fault(f) => f.name,
+        }
+    }
+
+    /// What it does, for `--list`.
+    pub fn description(&self) -> &'static str {
+        match self {
+            Scenario::Validation(_) => "validation (pool only)",
+            Scenario::Fault(f) => f.description,
+        }
+    }
+}
 
 /// Which pools to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -87,57 +130,12 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 /// A request still running after this is cut and recorded as a hang.
 pub const HANG_CUTOFF: Duration = Duration::from_secs(4);
 
-/// Faults, driven on the embedded proxy or on a Toxiproxy server.
-#[derive(Debug, Clone)]
-pub enum Faults {
-    /// In process.
-    Embedded(Embedded),
-    /// Over HTTP.
-    Remote(Remote),
-}
-
-impl Faults {
-    async fn create_proxy(&self, c: ProxyConfig) -> Result<ProxyConfig, ControlError> {
-        match self {
-            Faults::Embedded(e) => e.create_proxy(c).await,
-            Faults::Remote(r) => r.create_proxy(c).await,
-        }
-    }
-    async fn delete_proxy(&self, name: &str) -> Result<(), ControlError> {
-        match self {
-            Faults::Embedded(e) => e.delete_proxy(name).await,
-            Faults::Remote(r) => r.delete_proxy(name).await,
-        }
-    }
-    /// Enables or disables a proxy.
-    pub async fn set_enabled(&self, name: &str, on: bool) -> Result<(), ControlError> {
-        match self {
-            Faults::Embedded(e) => e.set_enabled(name, on).await,
-            Faults::Remote(r) => r.set_enabled(name, on).await,
-        }
-    }
-    /// Adds a toxic.
-    pub async fn add_toxic(&self, name: &str, t: &Toxic) -> Result<(), ControlError> {
-        match self {
-            Faults::Embedded(e) => e.add_toxic(name, t).await,
-            Faults::Remote(r) => r.add_toxic(name, t).await,
-        }
-    }
-    /// Removes a toxic.
-    pub async fn remove_toxic(&self, name: &str, t: &str) -> Result<(), ControlError> {
-        match self {
-            Faults::Embedded(e) => e.remove_toxic(name, t).await,
-            Faults::Remote(r) => r.remove_toxic(name, t).await,
-        }
-    }
-}
-
 /// Where the suite runs: the database, the fault controller and the upstream address.
 pub struct Env {
     /// The database.
     pub db: Database,
-    /// The fault controller.
-    pub faults: Faults,
+    /// The fault controller: the embedded proxy, or a Toxiproxy-API server.
+    pub faults: Arc<dyn FaultController>,
     /// The proxy listen address to ask for (`127.0.0.1:0` for the embedded proxy).
     pub listen: String,
     /// What the proxy forwards to (the database's host:port, as the proxy sees it).
@@ -166,7 +164,7 @@ impl Env {
     }
 
     /// Creates a proxy named `name` and the URL that goes through it.
-    pub async fn proxy(&self, name: &str) -> anyhow::Result<ScenarioProxy> {
+    pub async fn proxy(&self, name: &str) -> crate::Result<ScenarioProxy> {
         let _ = self.faults.delete_proxy(name).await;
         let created = self
             .faults
@@ -193,12 +191,17 @@ impl Env {
     }
 
     /// Server-side connections with this `application_name` (direct, not through the proxy).
-    pub async fn server_connections(&self, app: &str) -> anyhow::Result<i64> {
+    pub async fn server_connections(&self, app: &str) -> crate::Result<i64> {
+        let within = Duration::from_secs(5);
         let (client, conn) = tokio::time::timeout(
-            Duration::from_secs(5),
+            within,
             tokio_postgres::connect(&self.db.url(), tokio_postgres::NoTls),
         )
-        .await??;
+        .await
+        .map_err(|_| crate::Error::TimedOut {
+            what: "connecting to the server to count its connections",
+            within,
+        })??;
         let driver = tokio::spawn(conn);
         let n: i64 = client
             .query_one(
@@ -225,7 +228,7 @@ impl Env {
     }
 
     /// Terminates every server connection of `app`.
-    pub async fn terminate(&self, app: &str) -> anyhow::Result<i64> {
+    pub async fn terminate(&self, app: &str) -> crate::Result<i64> {
         let (client, conn) = tokio_postgres::connect(&self.db.url(), tokio_postgres::NoTls).await?;
         tokio::spawn(conn);
         Ok(client
@@ -258,7 +261,7 @@ pub trait Arena: Send + Sync {
     /// and a handle for [`Arena::inject`] and [`Arena::close`].
     fn open<'a>(
         &'a self,
-        kind: &'a str,
+        kind: PoolKind,
         app: &'a str,
     ) -> subject::BoxFut<'a, Result<Opened, SetupError>>;
     /// Injects `fault` for `during`, then heals it.
@@ -268,7 +271,7 @@ pub trait Arena: Send + Sync {
         fault: &'a Fault,
         app: &'a str,
         during: Duration,
-    ) -> subject::BoxFut<'a, anyhow::Result<()>>;
+    ) -> subject::BoxFut<'a, crate::Result<()>>;
     /// Connections of `app` the server still holds, waiting (bounded) for them to go.
     fn left_on_server<'a>(&'a self, app: &'a str) -> subject::BoxFut<'a, i64>;
     /// Removes the fault injector made by `open`.
@@ -281,7 +284,7 @@ impl Arena for Env {
     }
     fn open<'a>(
         &'a self,
-        kind: &'a str,
+        kind: PoolKind,
         app: &'a str,
     ) -> subject::BoxFut<'a, Result<Opened, SetupError>> {
         Box::pin(async move {
@@ -289,7 +292,7 @@ impl Arena for Env {
                 .proxy(&format!("chaos_{}", app.replace('-', "_")))
                 .await
                 .map_err(|e| SetupError::Injector(format!("could not create the proxy: {e}")))?;
-            match make_subject(kind, &proxy.url, app).await {
+            match make_subject(kind, &proxy.url, app, self.seed).await {
                 Ok(s) => Ok((s, proxy.name)),
                 Err(e) => {
                     self.drop_proxy(&proxy).await;
@@ -304,13 +307,13 @@ impl Arena for Env {
         fault: &'a Fault,
         app: &'a str,
         during: Duration,
-    ) -> subject::BoxFut<'a, anyhow::Result<()>> {
+    ) -> subject::BoxFut<'a, crate::Result<()>> {
         Box::pin(async move {
             let proxy = ScenarioProxy {
                 name: handle.to_string(),
                 url: String::new(),
             };
-            faults::apply(self, &proxy, fault, app, during).await
+            matrix::apply(self, &proxy, fault, app, during).await
         })
     }
     fn left_on_server<'a>(&'a self, app: &'a str) -> subject::BoxFut<'a, i64> {
@@ -323,65 +326,67 @@ impl Arena for Env {
     }
 }
 
-/// Builds a subject of `kind` connected through `url`, tagged `app`.
-pub async fn make_subject(kind: &str, url: &str, app: &str) -> anyhow::Result<Box<dyn Subject>> {
-    Ok(match kind {
-        "pool" => {
-            let config = pool::PoolConfig::from_url(url)?
-                .application_name(app.to_string())
-                .min_size(2)
-                .max_size(MAX_SIZE)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_timeout(ACQUIRE_TIMEOUT)
-                .validation_timeout(Duration::from_millis(500))
-                .probe_timeout(Duration::from_millis(500));
-            Box::new(subject::OurPool(pool::Pool::connect(config).await?))
-        }
-        "deadpool" => Box::new(subject::Deadpool::new(
-            url,
-            MAX_SIZE,
-            app,
-            false,
-            ACQUIRE_TIMEOUT,
-        )?),
-        "deadpool+timeouts" => Box::new(subject::Deadpool::new(
-            url,
-            MAX_SIZE,
-            app,
-            true,
-            ACQUIRE_TIMEOUT,
-        )?),
-        "bb8" => Box::new(subject::Bb8::new(
-            url,
-            MAX_SIZE,
-            app,
-            false,
-            ACQUIRE_TIMEOUT,
-        )?),
-        "bb8+timeouts" => Box::new(subject::Bb8::new(
-            url,
-            MAX_SIZE,
-            app,
-            true,
-            ACQUIRE_TIMEOUT,
-        )?),
-        other => anyhow::bail!("unknown pool {other}"),
+/// The suite's configuration of our pool through `url`, tagged `app`: the sizes and
+/// deadlines every fault scenario and the soak use, and the run's seed for its jitter, so a
+/// run replays with `--seed`.
+pub fn pool_config(url: &str, app: &str, seed: u64) -> Result<pool::PoolConfig, pool::ConfigError> {
+    Ok(pool::PoolConfig::from_url(url)?
+        .application_name(app.to_string())
+        .min_size(2)
+        .max_size(MAX_SIZE)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_timeout(ACQUIRE_TIMEOUT)
+        .validation_timeout(Duration::from_millis(500))
+        .probe_timeout(Duration::from_millis(500))
+        .jitter_seed(Some(seed_for(seed, app))))
+}
+
+/// A seed for one part of a run (a pool tagged `app`), derived from the run's seed.
+pub fn seed_for(seed: u64, part: &str) -> u64 {
+    part.bytes().fold(seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01B3)
     })
 }
 
-/// The subject names a choice expands to.
-pub fn subjects(choice: PoolChoice) -> Vec<&'static str> {
-    match choice {
-        PoolChoice::Pool => vec!["pool"],
-        PoolChoice::Deadpool => vec!["deadpool", "deadpool+timeouts"],
-        PoolChoice::Bb8 => vec!["bb8", "bb8+timeouts"],
-        PoolChoice::All => vec![
-            "pool",
-            "deadpool",
-            "deadpool+timeouts",
-            "bb8",
-            "bb8+timeouts",
-        ],
+/// Builds a pool of `kind` connected through `url`, tagged `app`; `seed` drives our pool's
+/// jitter.
+pub async fn make_subject(
+    kind: PoolKind,
+    url: &str,
+    app: &str,
+    seed: u64,
+) -> Result<Box<dyn Subject>, subject::OpenError> {
+    let timeouts = matches!(kind, PoolKind::DeadpoolTimeouts | PoolKind::Bb8Timeouts);
+    Ok(match kind {
+        PoolKind::Pool => Box::new(subject::OurPool(
+            pool::Pool::connect(pool_config(url, app, seed)?).await?,
+        )),
+        PoolKind::Deadpool | PoolKind::DeadpoolTimeouts => Box::new(subject::Deadpool::new(
+            url,
+            MAX_SIZE,
+            app,
+            timeouts,
+            ACQUIRE_TIMEOUT,
+        )?),
+        PoolKind::Bb8 | PoolKind::Bb8Timeouts => Box::new(subject::Bb8::new(
+            url,
+            MAX_SIZE,
+            app,
+            timeouts,
+            ACQUIRE_TIMEOUT,
+        )?),
+    })
+}
+
+impl PoolChoice {
+    /// The pools this choice puts under test.
+    pub fn kinds(self) -> Vec<PoolKind> {
+        match self {
+            PoolChoice::Pool => vec![PoolKind::Pool],
+            PoolChoice::Deadpool => vec![PoolKind::Deadpool, PoolKind::DeadpoolTimeouts],
+            PoolChoice::Bb8 => vec![PoolKind::Bb8, PoolKind::Bb8Timeouts],
+            PoolChoice::All => PoolKind::ALL.to_vec(),
+        }
     }
 }
 
@@ -424,12 +429,12 @@ pub trait Progress: Send + Sync {
 pub async fn run_fault(
     env: &dyn Arena,
     fault: &Fault,
-    kind: &str,
+    kind: PoolKind,
     timing: Timing,
     progress: &dyn Progress,
 ) -> ScenarioReport {
-    let app = format!("chaos-{}-{}", kind.replace('+', "-"), fault.name);
-    let mut report = ScenarioReport::new(fault.name, kind, fault.description);
+    let app = format!("chaos-{}-{}", kind.name().replace('+', "-"), fault.name);
+    let mut report = ScenarioReport::new(fault.name, kind.name(), fault.description);
     if fault.needs_cluster && !env.owns_server() {
         report.criteria.push(unknown(
             "server_restart",
@@ -459,36 +464,35 @@ pub async fn run_fault(
         ops: Mutex::new(Vec::new()),
     });
     let stop = Arc::new(tokio::sync::Notify::new());
-    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    // Steady workers, and bursts of 3x max_size every second.
+    let request = {
+        let (s, r) = (Arc::clone(&subject), Arc::clone(&recorder));
+        move || {
+            let (s, r) = (Arc::clone(&s), Arc::clone(&r));
+            async move { r.request(&*s).await }
+        }
+    };
+    let steady = {
+        let request = request.clone();
+        move || {
+            let request = request.clone();
+            async move {
+                request().await;
+                timing.pace
+            }
+        }
+    };
+    let workload = crate::workload::Workload::start(
+        timing.workers,
+        steady,
+        crate::workload::Bursts {
+            size: 3 * MAX_SIZE,
+            first_after: Duration::from_millis(1000),
+            spacing: crate::workload::Spacing::AfterEnd(Duration::from_millis(1000)),
+        },
+        request,
+    );
     let mut tasks = Vec::new();
-    for _ in 0..timing.workers {
-        let (s, r, run) = (
-            Arc::clone(&subject),
-            Arc::clone(&recorder),
-            Arc::clone(&running),
-        );
-        tasks.push(tokio::spawn(async move {
-            while run.load(std::sync::atomic::Ordering::Relaxed) {
-                r.request(&*s).await;
-                tokio::time::sleep(timing.pace).await;
-            }
-        }));
-    }
-    // Bursts of 3x max_size every second, and health samples every 50 ms.
-    {
-        let (s, r, run) = (
-            Arc::clone(&subject),
-            Arc::clone(&recorder),
-            Arc::clone(&running),
-        );
-        tasks.push(tokio::spawn(async move {
-            while run.load(std::sync::atomic::Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(1000)).await;
-                let burst: Vec<_> = (0..3 * MAX_SIZE).map(|_| r.request(&*s)).collect();
-                futures_util::future::join_all(burst).await;
-            }
-        }));
-    }
     let health = Arc::new(Mutex::new(Vec::<(f64, String)>::new()));
     {
         let (s, r, h, stop) = (
@@ -513,9 +517,9 @@ pub async fn run_fault(
         }));
     }
 
-    progress.phase(fault.name, kind, "before");
+    progress.phase(fault.name, kind.name(), "before");
     tokio::time::sleep(timing.before).await;
-    progress.phase(fault.name, kind, &format!("fault: {}", fault.label));
+    progress.phase(fault.name, kind.name(), &format!("fault: {}", fault.label));
     let fault_start = recorder.ms(Instant::now());
     let during = match fault.during_ms {
         Some([quick, full]) => Duration::from_millis(if timing.quick { quick } else { full }),
@@ -528,17 +532,14 @@ pub async fn run_fault(
             .push(format!("fault could not be applied: {e}"));
     }
     let heal_at_ms = recorder.ms(Instant::now());
-    progress.phase(fault.name, kind, "after");
+    progress.phase(fault.name, kind.name(), "after");
     tokio::time::sleep(timing.after).await;
-    running.store(false, std::sync::atomic::Ordering::Relaxed);
-    for t in tasks.drain(..timing.workers + 1) {
-        let _ = t.await;
-    }
+    workload.stop().await;
     stop.notify_waiters();
     for t in tasks {
         let _ = t.await;
     }
-    progress.phase(fault.name, kind, "shutdown");
+    progress.phase(fault.name, kind.name(), "shutdown");
     subject.shutdown().await;
     let pool_left = subject.open_connections();
     drop(subject);
@@ -556,6 +557,7 @@ pub async fn run_fault(
     report.duration_ms = recorder.ms(Instant::now());
     judge(
         &mut report,
+        kind,
         &ops,
         fault,
         fault_start,
@@ -586,6 +588,7 @@ fn verdict(ok: bool) -> Verdict {
 #[allow(clippy::too_many_arguments)]
 fn judge(
     report: &mut ScenarioReport,
+    kind: PoolKind,
     ops: &[Op],
     fault: &Fault,
     start: f64,
@@ -704,7 +707,7 @@ fn judge(
     report
         .metrics
         .insert("pool_connections_after_shutdown".into(), pool_left as f64);
-    if report.pool == "pool" {
+    if kind.is_ours() {
         report.criteria.push(Criterion {
             id: "pool_empty".into(),
             description: "connections left in the pool after shutdown".into(),

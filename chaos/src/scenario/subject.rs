@@ -1,14 +1,82 @@
 //! The pools under test, behind one trait: ours, deadpool-postgres and bb8-postgres, each
 //! peer at its documented defaults and with recommended timeouts.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use crate::report::Outcome;
 
-/// A boxed future, so the trait stays object-safe.
-pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// The pools the suite can put under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PoolKind {
+    /// Ours.
+    Pool,
+    /// deadpool-postgres at its defaults (no timeouts).
+    Deadpool,
+    /// deadpool-postgres with wait, create and recycle timeouts.
+    DeadpoolTimeouts,
+    /// bb8-postgres at its defaults (30 s connection timeout).
+    Bb8,
+    /// bb8-postgres with a connection timeout and test on checkout.
+    Bb8Timeouts,
+}
+
+impl PoolKind {
+    /// Every kind, in report order.
+    pub const ALL: [PoolKind; 5] = [
+        PoolKind::Pool,
+        PoolKind::Deadpool,
+        PoolKind::DeadpoolTimeouts,
+        PoolKind::Bb8,
+        PoolKind::Bb8Timeouts,
+    ];
+
+    /// The name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolKind::Pool => "pool",
+            PoolKind::Deadpool => "deadpool",
+            PoolKind::DeadpoolTimeouts => "deadpool+timeouts",
+            PoolKind::Bb8 => "bb8",
+            PoolKind::Bb8Timeouts => "bb8+timeouts",
+        }
+    }
+
+    /// The kind a report names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether this is our pool (which has health and criteria of its own).
+    pub fn is_ours(self) -> bool {
+        self == PoolKind::Pool
+    }
+}
+
+impl std::fmt::Display for PoolKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a pool under test could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// Our pool's configuration was refused.
+    #[error(transparent)]
+    Config(#[from] pool::ConfigError),
+    /// Our pool did not start.
+    #[error(transparent)]
+    Pool(#[from] pool::PoolError),
+    /// The URL does not parse for a peer's driver.
+    #[error("the database URL does not parse: {0}")]
+    Url(#[from] tokio_postgres::Error),
+    /// A peer pool refused its settings.
+    #[error("{0}")]
+    Peer(String),
+}
+
+pub use crate::BoxFut;
 
 /// What one request ended as, and the error kind when it did not succeed.
 pub type Answer = (Outcome, Option<String>);
@@ -96,7 +164,7 @@ impl Deadpool {
         app: &str,
         timeouts: bool,
         acquire_timeout: Duration,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, OpenError> {
         let mut pg: tokio_postgres::Config = url.parse()?;
         pg.application_name(app);
         let manager = deadpool_postgres::Manager::from_config(
@@ -116,7 +184,9 @@ impl Deadpool {
                 .recycle_timeout(Some(acquire_timeout));
         }
         Ok(Self {
-            pool: builder.build()?,
+            pool: builder
+                .build()
+                .map_err(|e| OpenError::Peer(e.to_string()))?,
             timeouts,
         })
     }
@@ -179,7 +249,7 @@ impl Bb8 {
         app: &str,
         timeouts: bool,
         acquire_timeout: Duration,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, OpenError> {
         let mut pg: tokio_postgres::Config = url.parse()?;
         pg.application_name(app);
         if timeouts {

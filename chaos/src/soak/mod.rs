@@ -9,7 +9,7 @@
 //!   query): cancellation as callers really do it.
 //! - Every [`BURST_EVERY`], a burst of `10 x max_size` concurrent requests.
 //! - Faults: at random times (a mean of `fault_every` apart), a random entry of the fault
-//!   matrix ([`FAULTS`]: the proxy's full set, `pg_terminate_backend`, and a crash and
+//!   matrix ([`MATRIX`]: the proxy's full set, `pg_terminate_backend`, and a crash and
 //!   restart of the server when the cluster is ours) for a random window of 2 to 15 s. The
 //!   last stretch of the run has no fault, so the pool is seen serving again.
 //!
@@ -33,17 +33,17 @@ pub mod trend;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::postgres::{Database, redact_url};
+use crate::measure::{open_fds, percentile, rss_mib};
 use crate::report::{Criterion, Verdict};
 use crate::rng::Rng;
-use crate::scenario::faults::{self, FAULTS, Fault};
+use crate::scenario::matrix::{self, Fault, MATRIX};
+use crate::workload::{Bursts, Spacing, Workload};
 pub use report::{EndCheck, FaultEvent, Sample, SoakReport, SoakState, Totals};
 
 /// The soak's `application_name`, by which the server's connections are counted.
@@ -164,7 +164,6 @@ struct Load {
     window: Mutex<Window>,
     totals: Mutex<Totals>,
     rng: Mutex<Rng>,
-    running: AtomicBool,
 }
 
 fn db_error(e: &tokio_postgres::Error) -> String {
@@ -288,34 +287,6 @@ impl Load {
             }
         }
     }
-}
-
-/// Resident memory of this process, MiB.
-fn rss_mib() -> Option<f64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as f64;
-    Some(pages * page / (1024.0 * 1024.0))
-}
-
-/// Open file descriptors of this process.
-fn open_fds() -> Option<f64> {
-    // One of the entries is the directory being read.
-    Some(
-        std::fs::read_dir("/proc/self/fd")
-            .ok()?
-            .count()
-            .saturating_sub(1) as f64,
-    )
-}
-
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    Some(sorted[i])
 }
 
 /// Counts the server's connections of [`APP`] on a direct connection it keeps (and makes
@@ -503,17 +474,17 @@ impl Run<'_> {
 
 /// Writes `report.json` and `soak.svg` into `out`, each by rename so a reader never sees half
 /// a file.
-pub fn write_files(report: &SoakReport, out: &Path) -> anyhow::Result<()> {
-    use anyhow::Context;
-    std::fs::create_dir_all(out).with_context(|| format!("could not create {}", out.display()))?;
+pub fn write_files(report: &SoakReport, out: &Path) -> crate::Result<()> {
+    crate::error::create_dir_all(out.to_path_buf())?;
     for (name, body) in [
         ("report.json", report.to_json()),
         ("soak.svg", report::svg(report)),
         ("report.txt", report.to_text()),
     ] {
         let tmp = out.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, body).with_context(|| format!("could not write {}", tmp.display()))?;
-        std::fs::rename(&tmp, out.join(name))?;
+        crate::error::write(tmp.clone(), body)?;
+        let path = out.join(name);
+        std::fs::rename(&tmp, &path).map_err(|source| crate::Error::Write { path, source })?;
     }
     Ok(())
 }
@@ -544,25 +515,19 @@ pub async fn run(
     options: Options,
     stop: impl std::future::Future<Output = ()>,
     progress: &dyn Progress,
-) -> anyhow::Result<SoakReport> {
+) -> crate::Result<SoakReport> {
     let (env, proxy_desc) = crate::suite::environment(options.seed).await?;
-    let database = match &env.db {
-        Database::Owned(c) => format!("throwaway cluster on 127.0.0.1:{}", c.port()),
-        Database::External { url } => redact_url(url),
-    };
+    let database = env.db.report_label();
     let proxy = env.proxy("chaos_soak").await?;
-    let config = pool::PoolConfig::from_url(&proxy.url)?
-        .application_name(APP.to_string())
-        .min_size(2)
+    // The suite's pool, sized for the soak, retiring connections often enough that the
+    // lifetime and idle paths run many times.
+    let config = crate::scenario::pool_config(&proxy.url, APP, options.seed)?
         .max_size(options.max_size)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_timeout(ACQUIRE_TIMEOUT)
-        .validation_timeout(Duration::from_millis(500))
-        .probe_timeout(Duration::from_millis(500))
         .idle_timeout(Some(Duration::from_secs(30)))
         .max_lifetime(Some(Duration::from_secs(120)))
-        .leak_detection_threshold(Some(Duration::from_secs(8)))
-        .jitter_seed(Some(options.seed));
+        .leak_detection_threshold(Some(Duration::from_secs(8)));
     let pool = pool::Pool::connect(config).await?;
     let mut rng = Rng::new(options.seed);
     let load = Arc::new(Load {
@@ -570,7 +535,6 @@ pub async fn run(
         window: Mutex::new(Window::default()),
         totals: Mutex::new(Totals::default()),
         rng: Mutex::new(rng.fork()),
-        running: AtomicBool::new(true),
     });
     let run = Run {
         options: &options,
@@ -580,31 +544,36 @@ pub async fn run(
     };
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let mut workers = Vec::new();
-    for _ in 0..WORKERS {
+    let steady = {
         let load = Arc::clone(&load);
-        workers.push(tokio::spawn(async move {
-            while load.running.load(Relaxed) {
+        move || {
+            let load = Arc::clone(&load);
+            async move {
                 let (work, x) = load.pick();
                 // A real client backs off after a failure instead of spinning.
-                let pause = if load.request(work, x).await { 25 } else { 2 };
-                tokio::time::sleep(Duration::from_millis(pause)).await;
+                Duration::from_millis(if load.request(work, x).await { 25 } else { 2 })
             }
-        }));
-    }
-    {
+        }
+    };
+    let burst = {
         let load = Arc::clone(&load);
-        let burst = 10 * options.max_size;
-        workers.push(tokio::spawn(async move {
-            let mut next = Instant::now() + Duration::from_secs(2);
-            while load.running.load(Relaxed) {
-                tokio::time::sleep_until(next).await;
-                next += BURST_EVERY;
-                let all: Vec<_> = (0..burst).map(|_| load.request(Work::Short, 0.0)).collect();
-                futures_util::future::join_all(all).await;
+        move || {
+            let load = Arc::clone(&load);
+            async move {
+                load.request(Work::Short, 0.0).await;
             }
-        }));
-    }
+        }
+    };
+    let workload = Workload::start(
+        WORKERS,
+        steady,
+        Bursts {
+            size: 10 * options.max_size,
+            first_after: Duration::from_secs(2),
+            spacing: Spacing::FromStart(BURST_EVERY),
+        },
+        burst,
+    );
 
     let faults_log: Arc<Mutex<Vec<FaultEvent>>> = Arc::new(Mutex::new(Vec::new()));
     let fault_task = {
@@ -617,7 +586,7 @@ pub async fn run(
         let proxy = &proxy;
         async move {
             let owned = env.db.cluster().is_some();
-            let choices: Vec<&Fault> = FAULTS
+            let choices: Vec<&Fault> = MATRIX
                 .iter()
                 .filter(|f| owned || !f.needs_cluster)
                 .collect();
@@ -656,9 +625,9 @@ pub async fn run(
                         _ = stop2.changed() => {}
                     }
                 };
-                let result = faults::apply_until(env, proxy, fault, APP, heal).await;
+                let result = matrix::apply_until(env, proxy, fault, APP, heal).await;
                 if result.is_err() {
-                    faults::heal_everything(env, proxy).await;
+                    matrix::heal_everything(env, proxy).await;
                 }
                 {
                     let mut log = lock(&log);
@@ -741,17 +710,10 @@ pub async fn run(
     };
     let ((samples, interrupted, _monitor), ()) = tokio::join!(sampler, fault_task);
 
-    load.running.store(false, Relaxed);
     // Requests in flight get a moment to finish; the rest are dropped where they stand, which
     // the pool must survive without a leak (the end checks below say whether it did).
-    let grace = Instant::now() + Duration::from_secs(1);
-    for w in workers {
-        let abort = w.abort_handle();
-        if tokio::time::timeout_at(grace, w).await.is_err() {
-            abort.abort();
-        }
-    }
-    faults::heal_everything(&env, &proxy).await;
+    workload.stop_within(Duration::from_secs(1)).await;
+    matrix::heal_everything(&env, &proxy).await;
     let shutdown = pool.shutdown(Duration::from_secs(10)).await;
     let stats = pool.statistics();
     drop(pool);

@@ -69,7 +69,7 @@ const fn toxic(
 }
 
 /// Every fault, in run order.
-pub const FAULTS: &[Fault] = &[
+pub const MATRIX: &[Fault] = &[
     Fault {
         name: "down",
         description: "The proxy is disabled: its listener closes and every live connection is cut; then it is enabled again.",
@@ -201,7 +201,7 @@ pub async fn apply(
     fault: &Fault,
     app: &str,
     during: Duration,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     apply_until(env, proxy, fault, app, tokio::time::sleep(during)).await
 }
 
@@ -213,7 +213,7 @@ pub async fn apply_until(
     fault: &Fault,
     app: &str,
     heal: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+) -> crate::Result<()> {
     match fault.kind {
         Kind::Down => {
             env.faults.set_enabled(&proxy.name, false).await?;
@@ -272,7 +272,7 @@ impl ToxicSpec {
 /// step is a no-op when there is nothing to undo.
 pub async fn heal_everything(env: &Env, proxy: &ScenarioProxy) {
     let _ = env.faults.set_enabled(&proxy.name, true).await;
-    for f in FAULTS {
+    for f in MATRIX {
         if let Kind::Toxic(spec) = f.kind {
             let _ = env
                 .faults

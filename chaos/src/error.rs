@@ -1,0 +1,68 @@
+//! [`Error`]: what can go wrong in a run of the suite, the soak or a smoke check, typed, so
+//! callers (the `chaos` binary, users' own tests) can tell an unreachable Toxiproxy from a
+//! missing PostgreSQL from a full disk. Each variant's message says what happened; the cause
+//! is its `source()`.
+
+use std::path::PathBuf;
+
+/// An error of the chaos library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The fault controller (the embedded proxy or a Toxiproxy-API server) refused.
+    #[error(transparent)]
+    Control(#[from] crate::controller::ControlError),
+    /// The throwaway cluster could not be made, stopped or restarted.
+    #[error(transparent)]
+    Cluster(#[from] crate::postgres::ClusterError),
+    /// A pool under test could not be made.
+    #[error(transparent)]
+    Open(#[from] crate::scenario::subject::OpenError),
+    /// Our pool's configuration was refused.
+    #[error(transparent)]
+    PoolConfig(#[from] pool::ConfigError),
+    /// Our pool failed.
+    #[error(transparent)]
+    Pool(#[from] pool::PoolError),
+    /// A query on the suite's own connection to the server failed.
+    #[error("the database answered with an error: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    /// A step of the suite's own did not finish in time.
+    #[error("{what} did not finish within {within:?}")]
+    TimedOut {
+        /// The step.
+        what: &'static str,
+        /// Its bound.
+        within: std::time::Duration,
+    },
+    /// A report file could not be written.
+    #[error(
+        "could not write {path}: {source}; check that the directory is writable (or choose another with --out)"
+    )]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A background step panicked or was cancelled.
+    #[error("a background step failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// Something the check expected did not hold.
+    #[error("{0}")]
+    Check(String),
+}
+
+/// The library's result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Writes `body` to `path`, naming the file when it fails.
+pub(crate) fn write(path: PathBuf, body: impl AsRef<[u8]>) -> Result<()> {
+    std::fs::write(&path, body).map_err(|source| Error::Write { path, source })
+}
+
+/// Creates `path` and its parents, naming it when it fails.
+pub(crate) fn create_dir_all(path: PathBuf) -> Result<()> {
+    std::fs::create_dir_all(&path).map_err(|source| Error::Write { path, source })
+}
