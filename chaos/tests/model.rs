@@ -3,7 +3,7 @@
 //! every timing is exact. After every step the pool is checked against its invariants and
 //! against a reference model of its counters; proptest shrinks a failure to a minimal script.
 //!
-//! Replay a failure: the seed is saved in `proptest-regressions/model.txt` (committed) and
+//! Replay a failure: the seed is saved in `chaos/tests/model.proptest-regressions` (committed) and
 //! rerun first; `PROPTEST_CASES=20000 cargo test -p chaos --test model` searches longer.
 
 use std::future::Future;
