@@ -1,0 +1,238 @@
+//! The fake's client and connector: what the pool holds and how it connects.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+use tokio::sync::{Notify, oneshot};
+
+use super::{ConnState, FakeDb};
+use crate::connector::{ConnectError, Connection, Connector};
+use crate::error::{BoxError, ConnectFailure};
+
+/// The client of a fake connection.
+///
+/// # Examples
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use pool::testing::{FakeDb, Gate};
+/// let db = FakeDb::new();
+/// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+/// let conn = pool.acquire().await.unwrap(); // derefs to FakeClient
+/// assert!(conn.is_open());
+/// # }
+/// ```
+pub struct FakeClient {
+    id: u64,
+    state: Arc<ConnState>,
+    db: Arc<FakeDb>,
+    _alive: oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for FakeClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeClient").field("id", &self.id).finish()
+    }
+}
+
+/// A fake query failed.
+///
+/// # Examples
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use pool::testing::{FakeDb, Gate};
+/// let db = FakeDb::new();
+/// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+/// db.set_query(Gate::Fail);
+/// let conn = pool.acquire().await.unwrap();
+/// let pool::testing::FakeError(id) = conn.query().await.unwrap_err();
+/// assert_eq!(id, conn.id());
+/// # }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("fake connection {0} is closed or failed")]
+pub struct FakeError(pub u64);
+
+impl FakeClient {
+    /// The server-side id of this connection.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// let conn = pool.acquire().await.unwrap();
+    /// assert!(db.open_ids().contains(&conn.id()));
+    /// # }
+    /// ```
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the server side of this connection is still open (not killed, not closed).
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// let conn = pool.acquire().await.unwrap();
+    /// db.kill(conn.id());
+    /// assert!(!conn.is_open());
+    /// # }
+    /// ```
+    pub fn is_open(&self) -> bool {
+        !self.state.closed.load(SeqCst)
+    }
+
+    /// Runs a query through the current query gate.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// let conn = pool.acquire().await.unwrap();
+    /// conn.query().await.unwrap();
+    /// # }
+    /// ```
+    pub async fn query(&self) -> Result<(), FakeError> {
+        let gate = self.db.lock().query;
+        self.state
+            .round_trip(gate)
+            .await
+            .map_err(|()| FakeError(self.id))
+    }
+}
+
+/// Connects to a [`FakeDb`].
+///
+/// # Examples
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// use pool::testing::{FakeDb, Gate};
+/// let db = FakeDb::new();
+/// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+/// let connector = db.connector();
+/// assert!(std::sync::Arc::ptr_eq(connector.db(), &db));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct FakeConnector {
+    pub(super) db: Arc<FakeDb>,
+}
+
+impl FakeConnector {
+    /// The fake server behind this connector.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// assert_eq!(db.connector().db().opened(), 2);
+    /// # }
+    /// ```
+    pub fn db(&self) -> &Arc<FakeDb> {
+        &self.db
+    }
+}
+
+impl Connector for FakeConnector {
+    type Client = FakeClient;
+
+    async fn connect(&self) -> Result<Connection<FakeClient>, ConnectError> {
+        self.db.connect_attempts.fetch_add(1, SeqCst);
+        let gate = self.db.lock().connect;
+        if gate.pass().await.is_err() {
+            // As the kernel says it: refused when nothing listens (down), reset when a
+            // listener turns the connection away (refuse).
+            let kind = if self.db.lock().reachable {
+                std::io::ErrorKind::ConnectionReset
+            } else {
+                std::io::ErrorKind::ConnectionRefused
+            };
+            return Err(ConnectError {
+                kind: ConnectFailure::Refused,
+                source: Some(Box::new(std::io::Error::from(kind))),
+            });
+        }
+        let id = self.db.next_id.fetch_add(1, SeqCst);
+        let state = Arc::new(ConnState {
+            closed: AtomicBool::new(false),
+            stranded: AtomicBool::new(false),
+            kill: Notify::new(),
+            socket_closed: Notify::new(),
+        });
+        self.db.lock().conns.insert(id, Arc::clone(&state));
+        self.db.opened.fetch_add(1, SeqCst);
+        let (alive, dropped) = oneshot::channel::<()>();
+        // Made before the future, so the server sees the socket close however the driver
+        // ends: finished, aborted, or dropped before it ever ran (as a real socket would).
+        let closed = SocketClosed {
+            db: Arc::clone(&self.db),
+            id,
+            state: Arc::clone(&state),
+        };
+        let driver = async move {
+            let closed = closed;
+            tokio::select! {
+                _ = dropped => {}
+                _ = closed.state.kill.notified() => {}
+            }
+        };
+        Ok(Connection {
+            client: FakeClient {
+                id,
+                state,
+                db: Arc::clone(&self.db),
+                _alive: alive,
+            },
+            driver: Box::pin(driver),
+        })
+    }
+
+    fn is_closed(&self, client: &FakeClient) -> bool {
+        client.state.closed.load(SeqCst)
+    }
+
+    async fn validate(&self, client: &FakeClient) -> Result<(), BoxError> {
+        let gate = self.db.lock().validate;
+        client
+            .state
+            .round_trip(gate)
+            .await
+            .map_err(|()| Box::new(FakeError(client.id)) as BoxError)
+    }
+
+    async fn probe(&self) -> Result<(), BoxError> {
+        if self.db.lock().reachable {
+            Ok(())
+        } else {
+            Err("connection refused".into())
+        }
+    }
+
+    fn target(&self) -> String {
+        "fake:5432".to_string()
+    }
+}
+
+struct SocketClosed {
+    db: Arc<FakeDb>,
+    id: u64,
+    state: Arc<ConnState>,
+}
+
+impl Drop for SocketClosed {
+    fn drop(&mut self) {
+        self.state.closed.store(true, SeqCst);
+        self.state.socket_closed.notify_waiters();
+        if self.db.lock().conns.remove(&self.id).is_some() {
+            self.db.closed.fetch_add(1, SeqCst);
+        }
+    }
+}
