@@ -59,18 +59,27 @@ impl Progress for Bars {
 /// controller (the embedded proxy, or the Toxiproxy at `TOXIPROXY_URL`). Returns the
 /// environment and a description of the proxy for the report.
 pub async fn environment(seed: u64) -> crate::Result<(Env, String)> {
-    let db = tokio::task::spawn_blocking(Database::from_env).await??;
-    let (faults, listen, proxy_desc) = match std::env::var("TOXIPROXY_URL") {
+    // Settings are checked before anything starts.
+    let remote = match std::env::var("TOXIPROXY_URL") {
         Ok(url) if !url.trim().is_empty() => {
+            let listen = listen_address(std::env::var("TOXIPROXY_LISTEN").ok().as_deref())
+                .map_err(crate::Error::Check)?;
+            Some((url, listen))
+        }
+        _ => None,
+    };
+    let db = tokio::task::spawn_blocking(Database::from_env).await??;
+    let (faults, listen, proxy_desc) = match remote {
+        Some((url, listen)) => {
             let client = ToxiproxyClient::new(&url);
             client.request("GET", "/version", None).await?;
             (
                 Arc::new(client) as Arc<dyn FaultController>,
-                std::env::var("TOXIPROXY_LISTEN").unwrap_or_else(|_| "127.0.0.1:0".into()),
+                listen,
                 format!("Toxiproxy at {url}"),
             )
         }
-        _ => (
+        None => (
             Arc::new(Proxies::new(seed)) as Arc<dyn FaultController>,
             "127.0.0.1:0".to_string(),
             "embedded".to_string(),
@@ -86,6 +95,46 @@ pub async fn environment(seed: u64) -> crate::Result<(Env, String)> {
         seed,
     };
     Ok((env, proxy_desc))
+}
+
+/// Where a remote Toxiproxy server should make the suite's proxies listen, from
+/// `TOXIPROXY_LISTEN`: `HOST` (any free port) or `HOST:PORT`; unset means `127.0.0.1:0`.
+///
+/// # Errors
+/// A value that is neither, with the expected form.
+pub fn listen_address(value: Option<&str>) -> Result<String, String> {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok("127.0.0.1:0".into());
+    };
+    let bad = |why: &str| {
+        format!(
+            "TOXIPROXY_LISTEN=`{value}` {why}: expected HOST or HOST:PORT where the Toxiproxy server can listen, e.g. 127.0.0.1 (any free port) or 0.0.0.0:25433"
+        )
+    };
+    let host_ok = |h: &str| {
+        !h.is_empty()
+            && h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    };
+    if let Ok(ip) = value.parse::<std::net::Ipv6Addr>() {
+        return Ok(format!("[{ip}]:0"));
+    }
+    if let Ok(addr) = value.parse::<std::net::SocketAddr>() {
+        return Ok(addr.to_string());
+    }
+    match value.rsplit_once(':') {
+        None if host_ok(value) => Ok(format!("{value}:0")),
+        None => Err(bad("is not a host name or address")),
+        Some((host, port)) => {
+            if port.parse::<u16>().is_err() {
+                return Err(bad("has a port that is not a number from 0 to 65535"));
+            }
+            if !host_ok(host) {
+                return Err(bad("has a host that is not a host name or address"));
+            }
+            Ok(value.to_string())
+        }
+    }
 }
 
 /// Sets up the database and the proxy, runs everything, writes the files. Returns the report.
@@ -240,4 +289,32 @@ pub fn default_out() -> PathBuf {
         rem % 3600 / 60,
         rem % 60
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listen_address;
+
+    #[test]
+    fn toxiproxy_listen_takes_a_host_or_host_and_port() {
+        assert_eq!(listen_address(None).unwrap(), "127.0.0.1:0");
+        assert_eq!(listen_address(Some("127.0.0.1")).unwrap(), "127.0.0.1:0");
+        assert_eq!(
+            listen_address(Some("0.0.0.0:25433")).unwrap(),
+            "0.0.0.0:25433"
+        );
+        assert_eq!(listen_address(Some("toxiproxy")).unwrap(), "toxiproxy:0");
+        assert_eq!(listen_address(Some("::1")).unwrap(), "[::1]:0");
+        assert_eq!(listen_address(Some("[::1]:9000")).unwrap(), "[::1]:9000");
+        for bad in [
+            "127.0.0.1:http",
+            "127.0.0.1:70000",
+            ":5432",
+            "a b",
+            "host:1:2",
+        ] {
+            let e = listen_address(Some(bad)).unwrap_err();
+            assert!(e.contains("expected HOST or HOST:PORT"), "{bad}: {e}");
+        }
+    }
 }

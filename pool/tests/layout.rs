@@ -21,7 +21,12 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
 /// The top-level module a file belongs to (`src/config/value.rs` is in `config`).
 fn module_of(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).unwrap();
-    let first = rel.components().next().unwrap().as_os_str().to_string_lossy();
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
     first.trim_end_matches(".rs").to_string()
 }
 
@@ -63,7 +68,10 @@ fn modules_form_no_circle_and_files_stay_small() {
         }
         graph.entry(module).or_default().extend(uses(&text));
     }
-    assert!(too_long.is_empty(), "files over {MAX_LINES} lines: {too_long:?}");
+    assert!(
+        too_long.is_empty(),
+        "files over {MAX_LINES} lines: {too_long:?}"
+    );
     let modules: BTreeSet<String> = graph.keys().cloned().collect();
     for deps in graph.values_mut() {
         deps.retain(|d| modules.contains(d));
@@ -105,7 +113,10 @@ fn modules_form_no_circle_and_files_stay_small() {
         if !state.contains_key(m.as_str())
             && let Some(cycle) = visit(m, &graph, &mut state, &mut Vec::new())
         {
-            panic!("modules import each other in a circle: {}", cycle.join(" -> "));
+            panic!(
+                "modules import each other in a circle: {}",
+                cycle.join(" -> ")
+            );
         }
     }
     assert!(graph.len() >= 15, "the sources were found: {graph:?}");

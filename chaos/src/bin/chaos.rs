@@ -15,13 +15,69 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the chaos suite against a throwaway PostgreSQL (or DATABASE_URL): the default.
+    #[command(after_help = RUN_VERDICTS)]
     Run(RunArgs),
     /// A quick start/crash/restart check of the throwaway cluster.
     Smoke,
     /// Serve the Toxiproxy-compatible HTTP API (any Toxiproxy client can drive it).
     Serve(ServeArgs),
     /// Long-running leak soak: a mixed workload with random faults; fails if anything grows.
+    #[command(
+        after_help = "Exit status: 0 leak-free; 1 a series grew past its allowance or an end check failed; 2 too little was measured for a verdict (too short to fit a trend)."
+    )]
     Soak(SoakArgs),
+}
+
+/// How `chaos run` ends, for `--help`.
+const RUN_VERDICTS: &str = "\
+How a run ends:
+  PASSED            every scenario asked for was measured, and the pool met every criterion (exit 0)
+  FAILED            the pool missed a criterion; peers missing theirs is a result, not a failure (exit 1)
+  INCOMPLETE        the pool met every criterion that was measured, but some scenarios could not run
+                    (listed with the reason, e.g. a server restart against a DATABASE_URL this process
+                    does not own); they count neither as passed nor as failed (exit 0)
+  NOTHING MEASURED  no scenario asked for could run; the reasons and what to change are printed (exit 2)
+
+Environment: DATABASE_URL, PG_BIN, TOXIPROXY_URL, TOXIPROXY_LISTEN (HOST or HOST:PORT where the
+Toxiproxy server makes the suite's proxies listen; default 127.0.0.1:0), TOXIPROXY_UPSTREAM.";
+
+/// An error with its own exit status.
+#[derive(Debug)]
+struct Exit(u8, String);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// What to change when scenarios could not run, from their reasons.
+fn what_to_change(unavailable: &[String]) -> String {
+    let mut hints = Vec::new();
+    if unavailable
+        .iter()
+        .any(|u| u.contains("could not create the proxy"))
+    {
+        hints.push("the Toxiproxy server could not make the scenario's proxy: set TOXIPROXY_LISTEN to HOST or HOST:PORT where that server can listen (e.g. 127.0.0.1, or 0.0.0.0:25433 for docker-compose), and TOXIPROXY_UPSTREAM to the database as that server sees it");
+    }
+    if unavailable
+        .iter()
+        .any(|u| u.contains("needs a throwaway cluster"))
+    {
+        hints.push("scenarios that stop the server need a cluster of chaos's own: unset DATABASE_URL, or leave those scenarios out with --scenario");
+    }
+    if unavailable
+        .iter()
+        .any(|u| u.contains("fault could not be applied"))
+    {
+        hints.push("the fault controller refused the fault: check that the Toxiproxy server at TOXIPROXY_URL is reachable and supports the toxic");
+    }
+    if hints.is_empty() {
+        hints.push("see the reasons above");
+    }
+    hints.join("; ")
 }
 
 #[derive(Debug, clap::Args)]
@@ -139,7 +195,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            match e.downcast_ref::<Exit>() {
+                Some(Exit(code, _)) => ExitCode::from(*code),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -171,10 +230,31 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         "chaos: report written to {}/ (index.html, report.json, report.md, *.svg, history/)",
         out.display()
     );
-    if !report.passed() {
-        anyhow::bail!("some scenarios of the pool missed their criteria (see the report)");
+    match report.verdict() {
+        chaos::report::RunVerdict::Passed => Ok(()),
+        chaos::report::RunVerdict::Incomplete { unavailable } => {
+            eprintln!(
+                "chaos: INCOMPLETE: {} of {} scenarios could not run and count neither as passed nor as failed; to measure them: {}",
+                unavailable.len(),
+                report.scenarios.len(),
+                what_to_change(&unavailable)
+            );
+            Ok(())
+        }
+        chaos::report::RunVerdict::NothingMeasured { unavailable } => Err(Exit(
+            2,
+            format!(
+                "nothing was measured: none of the {} scenarios asked for could run ({}); {}",
+                report.scenarios.len(),
+                unavailable.join("; "),
+                what_to_change(&unavailable)
+            ),
+        )
+        .into()),
+        chaos::report::RunVerdict::Failed => {
+            anyhow::bail!("some scenarios of the pool missed their criteria (see the report)")
+        }
     }
-    Ok(())
 }
 
 struct SoakProgress {
@@ -275,6 +355,22 @@ async fn soak(args: SoakArgs) -> anyhow::Result<()> {
         "chaos soak: report written to {}/ (report.json, report.txt, soak.svg)",
         out.display()
     );
+    if report.verdict == chaos::report::Verdict::Unknown {
+        let unknown: Vec<String> = report
+            .criteria
+            .iter()
+            .filter(|c| c.verdict == chaos::report::Verdict::Unknown)
+            .map(|c| format!("{}: {}", c.id, c.measured))
+            .collect();
+        return Err(Exit(
+            2,
+            format!(
+                "the soak measured too little for a verdict ({}); run it longer (--duration), or sample more often (--sample-every)",
+                unknown.join("; ")
+            ),
+        )
+        .into());
+    }
     if report.verdict == chaos::report::Verdict::Fail {
         let grown: Vec<String> = report
             .grown()

@@ -224,13 +224,94 @@ pub struct ChaosReport {
     pub scenarios: Vec<ScenarioReport>,
 }
 
-impl ChaosReport {
-    /// Whether the run passed: no scenario of our pool failed. Peers failing is a result.
-    pub fn passed(&self) -> bool {
-        self.scenarios
+/// The verdict of a whole run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunVerdict {
+    /// Every scenario asked for was measured, and none of our pool's failed (peers failing
+    /// is a result, not a failed run).
+    Passed,
+    /// None of our pool's scenarios failed, but some could not be measured: they are listed
+    /// with the reason. Not a pass, not a failure.
+    Incomplete {
+        /// `pool / scenario: reason`, one per scenario that could not run.
+        unavailable: Vec<String>,
+    },
+    /// Nothing that was asked for could be measured.
+    NothingMeasured {
+        /// `pool / scenario: reason`, one per scenario.
+        unavailable: Vec<String>,
+    },
+    /// A scenario of our pool missed a criterion.
+    Failed,
+}
+
+impl RunVerdict {
+    /// The word the run ends with.
+    pub fn word(&self) -> &'static str {
+        match self {
+            RunVerdict::Passed => "PASSED",
+            RunVerdict::Incomplete { .. } => "INCOMPLETE",
+            RunVerdict::NothingMeasured { .. } => "NOTHING MEASURED",
+            RunVerdict::Failed => "FAILED",
+        }
+    }
+}
+
+impl ScenarioReport {
+    /// Why this scenario could not be measured: the fault that could not be applied, or the
+    /// first criterion that is unknown.
+    pub fn unavailable_reason(&self) -> Option<String> {
+        if self.verdict() != Verdict::Unknown {
+            return None;
+        }
+        let reason = self
+            .anomalies
             .iter()
-            .filter(|s| s.pool == "pool")
-            .all(|s| s.verdict() != Verdict::Fail)
+            .find(|a| a.starts_with("fault could not be applied"))
+            .cloned()
+            .or_else(|| {
+                self.criteria
+                    .iter()
+                    .find(|c| c.verdict == Verdict::Unknown)
+                    .map(|c| c.description.clone())
+            })
+            .unwrap_or_else(|| "not measured".into());
+        Some(reason)
+    }
+}
+
+impl ChaosReport {
+    /// Whether the run passed: every scenario asked for was measured and none of our pool's
+    /// failed. See [`ChaosReport::verdict`].
+    pub fn passed(&self) -> bool {
+        self.verdict() == RunVerdict::Passed
+    }
+
+    /// The run's verdict: failed when a scenario of our pool failed; otherwise passed only
+    /// when every scenario (of every pool) was measured.
+    pub fn verdict(&self) -> RunVerdict {
+        if self
+            .scenarios
+            .iter()
+            .any(|s| s.pool == "pool" && s.verdict() == Verdict::Fail)
+        {
+            return RunVerdict::Failed;
+        }
+        let unavailable: Vec<String> = self
+            .scenarios
+            .iter()
+            .filter_map(|s| {
+                s.unavailable_reason()
+                    .map(|why| format!("{} / {}: {why}", s.pool, s.name))
+            })
+            .collect();
+        if unavailable.is_empty() {
+            RunVerdict::Passed
+        } else if unavailable.len() == self.scenarios.len() {
+            RunVerdict::NothingMeasured { unavailable }
+        } else {
+            RunVerdict::Incomplete { unavailable }
+        }
     }
 
     /// The JSON report.
@@ -312,10 +393,22 @@ impl ChaosReport {
                 let _ = writeln!(out, "  - {f}");
             }
         }
+        let verdict = self.verdict();
+        if let RunVerdict::Incomplete { unavailable }
+        | RunVerdict::NothingMeasured { unavailable } = &verdict
+        {
+            let _ = writeln!(
+                out,
+                "\nunavailable (not measured, so neither passed nor failed):"
+            );
+            for u in unavailable {
+                let _ = writeln!(out, "  - {u}");
+            }
+        }
         let _ = writeln!(
             out,
             "\n{} (seed {}; replay with --seed {})",
-            if self.passed() { "PASSED" } else { "FAILED" },
+            verdict.word(),
             self.seed,
             self.seed
         );
@@ -329,7 +422,7 @@ impl ChaosReport {
         let _ = writeln!(
             out,
             "- result: **{}**\n- seed: `{}` (replay with `--seed {}`)\n- database: {}\n- proxy: {}\n- size: {}\n",
-            if self.passed() { "passed" } else { "failed" },
+            self.verdict().word().to_lowercase(),
             self.seed,
             self.seed,
             self.database,
@@ -505,5 +598,44 @@ pub(crate) mod tests {
     #[test]
     fn peers_failing_do_not_fail_the_run() {
         assert!(sample().passed());
+    }
+
+    #[test]
+    fn a_run_passes_only_when_everything_asked_for_was_measured() {
+        let unknown = |name: &str, why: &str| {
+            let mut s = ScenarioReport::new(name, "pool", "x");
+            s.criteria.push(Criterion {
+                id: "setup".into(),
+                description: why.into(),
+                measured: "not measured".into(),
+                bound: "-".into(),
+                verdict: Verdict::Unknown,
+            });
+            s
+        };
+        let mut r = sample();
+        r.scenarios
+            .push(unknown("server_restart", "needs a throwaway cluster"));
+        match r.verdict() {
+            RunVerdict::Incomplete { unavailable } => {
+                assert_eq!(
+                    unavailable,
+                    ["pool / server_restart: needs a throwaway cluster"]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!r.passed());
+        let text = r.to_text();
+        assert!(text.contains("INCOMPLETE (seed"), "{text}");
+        assert!(!text.contains("PASSED"), "{text}");
+        assert!(text.contains("unavailable"), "{text}");
+
+        r.scenarios = vec![
+            unknown("down", "could not create the proxy: refused"),
+            unknown("refuse", "could not create the proxy: refused"),
+        ];
+        assert!(matches!(r.verdict(), RunVerdict::NothingMeasured { .. }));
+        assert!(r.to_text().contains("NOTHING MEASURED"));
     }
 }

@@ -207,10 +207,11 @@ pub fn timeline(s: &ScenarioReport) -> String {
 /// `pool passed`, plus how the peers did when they ran (their failures are results, not a
 /// failed run).
 fn headline(report: &ChaosReport) -> String {
-    let ours = if report.passed() {
-        "pool passed"
-    } else {
-        "pool FAILED"
+    let ours = match report.verdict() {
+        super::RunVerdict::Passed => "pool passed",
+        super::RunVerdict::Incomplete { .. } => "pool passed what was measured (incomplete)",
+        super::RunVerdict::NothingMeasured { .. } => "nothing measured",
+        super::RunVerdict::Failed => "pool FAILED",
     };
     let peers: Vec<&ScenarioReport> = report
         .scenarios
