@@ -22,6 +22,8 @@ pub(crate) struct PoolConn<Client> {
     pub validated_epoch: u64,
     pub expires_at: Option<Instant>,
     pub statements: StatementCache,
+    /// The server session's tracked state, when the connector tracks it.
+    pub session: Option<Arc<crate::session::Session>>,
 }
 
 /// What the pool tracks of each connection outside of it: for leak detection and force-close.

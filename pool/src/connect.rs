@@ -195,6 +195,7 @@ impl<C: Connector> Shared<C> {
             validated_epoch: self.suspect_epoch.load(Acquire),
             expires_at,
             statements: Default::default(),
+            session: connection.session,
         })
     }
 }

@@ -7,9 +7,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
 
 use crate::error::{BoxError, ConnectFailure};
+use crate::session::Session;
 
 /// A boxed future that drives a connection's socket until it closes.
 ///
@@ -20,12 +20,14 @@ use crate::error::{BoxError, ConnectFailure};
 /// ```
 pub type Driver = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// A freshly opened connection: the client handed to users and the driver task the pool spawns.
+/// A freshly opened connection: the client handed to users, the driver task the pool spawns,
+/// and, when the connector can tell, the tracked state of its server session.
 ///
 /// # Examples
 /// ```
-/// let connection = pool::Connection { client: 42u32, driver: Box::pin(async {}) };
+/// let connection = pool::Connection::new(42u32, Box::pin(async {}));
 /// assert_eq!(connection.client, 42);
+/// assert!(connection.session.is_none());
 /// ```
 pub struct Connection<C> {
     /// The client users query through.
@@ -33,6 +35,22 @@ pub struct Connection<C> {
     /// Runs the socket; it ends when the connection closes. The pool spawns it, tracks it, and
     /// aborts it to force-close the connection.
     pub driver: Driver,
+    /// The session's state, known without a round trip ([`PgConnector`] tracks it on plain
+    /// connections). With it, a connection returned inside a transaction is rolled back, and
+    /// one returned with a request in flight has it cancelled, before anyone else gets it;
+    /// without it, the pool cannot tell and returns connections as they are.
+    pub session: Option<std::sync::Arc<Session>>,
+}
+
+impl<C> Connection<C> {
+    /// A connection whose session the connector does not track.
+    pub fn new(client: C, driver: Driver) -> Self {
+        Self {
+            client,
+            driver,
+            session: None,
+        }
+    }
 }
 
 /// Why a connection attempt failed.
@@ -65,7 +83,7 @@ pub struct ConnectError {
 /// impl Connector for Numbers {
 ///     type Client = u64;
 ///     async fn connect(&self) -> Result<Connection<u64>, ConnectError> {
-///         Ok(Connection { client: 7, driver: Box::pin(std::future::pending()) })
+///         Ok(Connection::new(7, Box::pin(std::future::pending())))
 ///     }
 ///     fn is_closed(&self, _client: &u64) -> bool {
 ///         false
@@ -107,6 +125,32 @@ pub trait Connector: Send + Sync + 'static {
 
     /// `host:port` of the server, for messages.
     fn target(&self) -> String;
+
+    /// Cancels the request in flight on `client`'s session (its future was dropped), on a
+    /// connection of its own. The pool bounds it by `connect_timeout`. The default cannot.
+    fn cancel(
+        &self,
+        client: &Self::Client,
+        session: &Session,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = (client, session);
+        async { Err::<(), BoxError>("this connector cannot cancel a request".into()) }
+    }
+
+    /// Runs a statement that a cancel delivered late (after the request it was sent for had
+    /// ended) would cancel, so that it does not cancel the next user's. The pool runs it after
+    /// every cancel, twice at most, bounded by `validation_timeout`. The default does nothing.
+    fn settle(&self, client: &Self::Client) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = client;
+        async { Ok::<(), BoxError>(()) }
+    }
+
+    /// Ends the (possibly failed) transaction block `client`'s session is in. The pool bounds
+    /// it by `validation_timeout`. The default cannot.
+    fn rollback(&self, client: &Self::Client) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = client;
+        async { Err::<(), BoxError>("this connector cannot roll back".into()) }
+    }
 }
 
 /// TLS settings of a [`PgConnector`].
@@ -211,61 +255,36 @@ fn target_of(config: &tokio_postgres::Config) -> String {
 }
 
 /// Sorts a tokio-postgres error into a [`ConnectFailure`].
-pub(crate) fn classify(e: &tokio_postgres::Error) -> ConnectFailure {
-    if let Some(db) = e.as_db_error() {
-        return ConnectFailure::Server(format!("{} ({})", db.message(), db.code().code()));
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            return match io.kind() {
-                ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected
-                | BrokenPipe | UnexpectedEof | AddrNotAvailable | HostUnreachable
-                | NetworkUnreachable => ConnectFailure::Refused,
-                TimedOut => ConnectFailure::TimedOut(Duration::ZERO),
-                _ => ConnectFailure::Other(io.to_string()),
-            };
-        }
-        source = err.source();
-    }
-    if e.is_closed() {
-        return ConnectFailure::Refused;
-    }
-    ConnectFailure::Other(e.to_string())
-}
-
 impl Connector for PgConnector {
     type Client = tokio_postgres::Client;
 
     async fn connect(&self) -> Result<Connection<Self::Client>, ConnectError> {
-        let fail = |e: tokio_postgres::Error| ConnectError {
-            kind: classify(&e),
-            source: Some(Box::new(e)),
-        };
         match &self.tls {
             Tls::None => {
-                let (client, conn) = self
-                    .config
-                    .connect(tokio_postgres::NoTls)
+                let opened = crate::socket::connect_plain(&self.config)
                     .await
-                    .map_err(fail)?;
+                    .map_err(|(kind, source)| ConnectError { kind, source })?;
                 Ok(Connection {
-                    client,
-                    driver: Box::pin(async move {
-                        let _ = conn.await;
-                    }),
+                    client: opened.client,
+                    driver: opened.driver,
+                    session: Some(opened.session),
                 })
             }
             #[cfg(feature = "rustls")]
             Tls::Rustls(tls) => {
+                let fail = |e: tokio_postgres::Error| ConnectError {
+                    kind: crate::socket::classify(&e),
+                    source: Some(Box::new(e)),
+                };
+                // TLS runs inside tokio-postgres here, below where the session could be
+                // tracked: these connections are returned as they are.
                 let (client, conn) = self.config.connect(tls.clone()).await.map_err(fail)?;
-                Ok(Connection {
+                Ok(Connection::new(
                     client,
-                    driver: Box::pin(async move {
+                    Box::pin(async move {
                         let _ = conn.await;
                     }),
-                })
+                ))
             }
         }
     }
@@ -303,5 +322,22 @@ impl Connector for PgConnector {
 
     fn target(&self) -> String {
         self.target.clone()
+    }
+
+    async fn cancel(&self, client: &Self::Client, session: &Session) -> Result<(), BoxError> {
+        crate::socket::cancel(client, session).await
+    }
+
+    async fn rollback(&self, client: &Self::Client) -> Result<(), BoxError> {
+        client.batch_execute("ROLLBACK").await.map_err(Into::into)
+    }
+
+    async fn settle(&self, client: &Self::Client) -> Result<(), BoxError> {
+        // A statement that runs through the executor, where a pending cancel is taken.
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map(drop)
+            .map_err(Into::into)
     }
 }

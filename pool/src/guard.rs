@@ -17,10 +17,26 @@ use crate::slots::SlotToken;
 /// Helpers are associated functions (`PooledConnection::discard(conn)`), so they never shadow
 /// a method of the client.
 ///
-/// # Cancel safety
-/// If you cancel a query (drop its future) the server still finishes it, and the next query on
-/// this connection waits behind it. When you give up on a slow query, close the connection with
-/// [`PooledConnection::discard`] instead of returning it.
+/// # Cancel safety and session state
+/// Drop it whenever you like, even with a query in flight or inside a transaction (an early
+/// `?`, a request timeout dropping the handler). The pool knows the session's state without a
+/// round trip (it reads the protocol on the socket it owns) and, before anyone else gets the
+/// connection:
+/// - a request still in flight (its future was dropped) is cancelled on the server with a
+///   CancelRequest, and its answer drained, so the next user never waits behind it;
+/// - a transaction left open or failed is rolled back;
+/// - a clean session goes straight back, with no round trip.
+///
+/// Each step is bounded (`connect_timeout` for the cancel, `validation_timeout` for the drain
+/// and the `ROLLBACK`); a session that cannot be restored is closed. The counts are in
+/// [`PoolStatistics`](crate::PoolStatistics) (`sessions_rolled_back`, `requests_cancelled`,
+/// `connections_closed.session_not_reset`). Other session state (`SET` without `LOCAL`,
+/// temporary tables, `LISTEN`, advisory locks) stays with the session: when the next user
+/// must not see it, close the connection with [`PooledConnection::discard`].
+///
+/// This needs a connector that tracks sessions: [`PgConnector`] does on plain connections; on
+/// TLS connections (feature `rustls`) and with connectors of your own that do not, a dropped
+/// query keeps its session busy for the next user, so `discard` after giving up on one.
 ///
 /// # Examples
 /// ```no_run
@@ -69,8 +85,7 @@ impl<C: Connector> PooledConnection<C> {
     /// ```
     pub fn discard(mut this: Self) {
         if let Some((conn, slot)) = this.conn.take() {
-            this.shared.release_discarded(conn);
-            this.shared.slots.check_in(slot);
+            this.shared.release_discarded(conn, slot);
         }
     }
 
@@ -185,8 +200,7 @@ impl<C: Connector> Drop for PooledConnection<C> {
     fn drop(&mut self) {
         if let Some((conn, slot)) = self.conn.take() {
             // The connection goes back before its slot, so `idle + active <= max_size`.
-            self.shared.release(conn, Instant::now());
-            self.shared.slots.check_in(slot);
+            self.shared.release(conn, slot, Instant::now());
         }
     }
 }

@@ -44,7 +44,9 @@
 //! # Cancel safety
 //! Every future of this crate may be dropped at any await point without leaking a slot, a
 //! permit, a connection or a task: steps that hold one across an await are covered by drop
-//! guards. Dropping a [`PooledConnection`] returns it; see its docs for cancelled queries.
+//! guards. Dropping a [`PooledConnection`] returns it, even mid-query or mid-transaction: the
+//! pool cancels what is in flight and rolls back an open transaction before the next user
+//! gets the session (see [`PooledConnection`]).
 //!
 //! # Layout
 //! Each invariant has one owner; the modules depend on each other in one direction (top to
@@ -60,6 +62,8 @@
 //! - `slots`: the only code that changes the counts, the idle stack, the slots (permits) and
 //!   the hand-off queue: `idle + checked out <= max_size`.
 //! - `outage`: outage state, single-flight attempts, backoff; published for health lock-free.
+//! - `session`: each session's transaction status and requests in flight, read off the
+//!   protocol on the socket; `socket` opens plain connections on sockets the pool owns.
 //! - `drivers`: the connections' driver tasks.
 //! - `conn`: one pooled connection, its metadata and statement cache.
 //! - `on_drop`: the one drop guard that makes every await cancel safe.
@@ -91,9 +95,11 @@ mod on_drop;
 mod outage;
 mod pool;
 mod redact;
+mod session;
 mod shared;
 mod shutdown;
 mod slots;
+mod socket;
 mod stats;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
@@ -107,4 +113,5 @@ pub use health::{
 };
 pub use pool::Pool;
 pub use redact::redact_url;
+pub use session::{Session, SessionStatus};
 pub use stats::{CloseReason, ClosedCounts, PoolStatistics, ShutdownReport};

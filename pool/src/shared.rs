@@ -21,8 +21,13 @@ use crate::connector::Connector;
 use crate::drivers::Drivers;
 use crate::health::{HealthInputs, HealthReport};
 use crate::outage::{OutageState, Transition};
-use crate::slots::{End, Slots};
+use crate::session::SessionStatus;
+use crate::slots::{End, SlotToken, Slots};
 use crate::stats::{CloseReason, PoolStatistics, ShutdownReport, Stats};
+
+/// How long a returned session's request in flight may take to end by itself before it is
+/// cancelled on the server.
+const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_millis(25);
 
 pub(crate) struct Shared<C: Connector> {
     pub connector: C,
@@ -105,11 +110,145 @@ impl<C: Connector> Shared<C> {
         }
     }
 
-    /// Takes back a checked-out connection (the guard's `Drop`, before its slot): to the
-    /// first acquire waiting for one, onto the idle stack, or closed when it cannot be reused.
-    pub(crate) fn release(&self, conn: Conn<C::Client>, now: Instant) {
+    /// Takes back a checked-out connection and then its slot (the guard's `Drop`). A session
+    /// left inside a transaction or with a request in flight is first restored in a task of
+    /// its own (cancel, drain, `ROLLBACK`, each bounded), holding its slot meanwhile, so the
+    /// next user never gets it dirty; then it goes where a clean one goes.
+    pub(crate) fn release(self: &Arc<Self>, conn: Conn<C::Client>, slot: SlotToken, now: Instant) {
         self.stats.releases.fetch_add(1, Relaxed);
         conn.meta.checked_in();
+        if let Some(status) = self.dirty(&conn) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    let shared = Arc::clone(self);
+                    runtime.spawn(async move { shared.restore(conn, slot, status).await });
+                }
+                Err(_) => {
+                    self.discard(conn, CloseReason::SessionNotReset);
+                    self.slots.check_in(slot);
+                }
+            }
+            return;
+        }
+        self.take_back(conn, now);
+        self.slots.check_in(slot);
+    }
+
+    /// The session's status when it is not fit to hand on as it is (and worth restoring).
+    fn dirty(&self, conn: &Conn<C::Client>) -> Option<SessionStatus> {
+        let status = conn.session.as_ref()?.status();
+        (status != SessionStatus::Idle
+            && !self.is_closed()
+            && !self.connector.is_closed(&conn.client))
+        .then_some(status)
+    }
+
+    /// Brings a returned session back to idle, or closes it; then gives back its slot.
+    async fn restore(
+        self: Arc<Self>,
+        conn: Conn<C::Client>,
+        slot: SlotToken,
+        status: SessionStatus,
+    ) {
+        // Dropped with the runtime: the connection is closed and nothing else is owed.
+        let result = self.reset_session(&conn, status).await;
+        match result {
+            Ok(()) => {
+                debug!(conn.id = conn.meta.id, was = ?status, "returned session restored to idle");
+                self.take_back(conn, Instant::now());
+            }
+            Err(why) => {
+                debug!(conn.id = conn.meta.id, was = ?status, reason = %why, "returned session could not be restored; closed");
+                self.discard(conn, CloseReason::SessionNotReset);
+            }
+        }
+        self.slots.check_in(slot);
+    }
+
+    /// Cancel what is in flight and wait for its answer; roll back a transaction block.
+    ///
+    /// PostgreSQL's cancel is a signal the server delivers when it gets to it: one that lands
+    /// after the request it was meant for has ended is held by the backend until its next
+    /// statement, which it then cancels. So a cancel is only sent for a request that is still
+    /// running after a short grace (the answer of one that just ended is often still on the
+    /// wire), and after a cancel the session runs a settling statement, which takes a late
+    /// cancel if one is coming, before anyone else gets the session.
+    async fn reset_session(
+        &self,
+        conn: &Conn<C::Client>,
+        mut status: SessionStatus,
+    ) -> Result<(), String> {
+        let session = conn.session.as_ref().ok_or("the session is not tracked")?;
+        let mut cancelled = false;
+        if status == SessionStatus::Busy {
+            let grace = self.config.validation_timeout.min(CANCEL_GRACE);
+            if tokio::time::timeout(grace, session.drained())
+                .await
+                .is_err()
+            {
+                self.stats.cancels.fetch_add(1, Relaxed);
+                cancelled = true;
+                match tokio::time::timeout(
+                    self.config.connect_timeout,
+                    self.connector.cancel(&conn.client, session),
+                )
+                .await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Err(format!("the cancel request failed: {e}")),
+                    Err(_) => return Err("the cancel request timed out".into()),
+                }
+                tokio::time::timeout(self.config.validation_timeout, session.drained())
+                    .await
+                    .map_err(|_| "the cancelled request did not end within validation_timeout")?;
+            }
+            status = session.status();
+        }
+        if matches!(
+            status,
+            SessionStatus::InTransaction | SessionStatus::FailedTransaction
+        ) {
+            self.stats.rollbacks.fetch_add(1, Relaxed);
+            // Twice at most: a late cancel may take the first.
+            let tries = if cancelled { 2 } else { 1 };
+            self.bounded_step(tries, "ROLLBACK", || self.connector.rollback(&conn.client))
+                .await?;
+            status = session.status();
+        }
+        if cancelled {
+            self.bounded_step(2, "the settling statement", || {
+                self.connector.settle(&conn.client)
+            })
+            .await?;
+            status = session.status();
+        }
+        match status {
+            SessionStatus::Idle => Ok(()),
+            other => Err(format!("the session is still {other:?}")),
+        }
+    }
+
+    /// Runs `step` up to `tries` times, each bounded by `validation_timeout`, until it succeeds.
+    async fn bounded_step<F: std::future::Future<Output = Result<(), crate::BoxError>>>(
+        &self,
+        tries: usize,
+        what: &str,
+        step: impl Fn() -> F,
+    ) -> Result<(), String> {
+        let mut last = String::new();
+        for _ in 0..tries {
+            match tokio::time::timeout(self.config.validation_timeout, step()).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) => last = format!("{what} failed: {e}"),
+                Err(_) => last = format!("{what} did not finish within validation_timeout"),
+            }
+        }
+        Err(last)
+    }
+
+    /// Takes back a checked-out connection whose session is clean: to the first acquire
+    /// waiting for one, onto the idle stack, or closed when it cannot be reused.
+    fn take_back(&self, conn: Conn<C::Client>, now: Instant) {
         if self.is_closed() {
             let reason = if conn.meta.forced.load(Relaxed) {
                 CloseReason::Forced
@@ -146,11 +285,13 @@ impl<C: Connector> Shared<C> {
         self.push_idle(conn, now, End::Newest);
     }
 
-    /// A checked-out connection given up by its user ([`PooledConnection::discard`](crate::PooledConnection::discard)).
-    pub(crate) fn release_discarded(&self, conn: Conn<C::Client>) {
+    /// A checked-out connection given up by its user ([`PooledConnection::discard`](crate::PooledConnection::discard)),
+    /// then its slot.
+    pub(crate) fn release_discarded(&self, conn: Conn<C::Client>, slot: SlotToken) {
         self.stats.releases.fetch_add(1, Relaxed);
         conn.meta.checked_in();
         self.discard(conn, CloseReason::Discarded);
+        self.slots.check_in(slot);
     }
 
     /// Closes a connection that is counted as checked out.

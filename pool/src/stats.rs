@@ -38,10 +38,14 @@ pub enum CloseReason {
     Cancelled,
     /// Closed by the user with [`PooledConnection::discard`](crate::PooledConnection::discard).
     Discarded,
+    /// Returned inside a transaction or with a request in flight, and its session could not
+    /// be brought back to idle (the cancel, the drain or the `ROLLBACK` failed or ran out of
+    /// time).
+    SessionNotReset,
 }
 
 impl CloseReason {
-    const ALL: [CloseReason; 10] = [
+    const ALL: [CloseReason; 11] = [
         CloseReason::Broken,
         CloseReason::ValidationFailed,
         CloseReason::IdleTimeout,
@@ -52,6 +56,7 @@ impl CloseReason {
         CloseReason::Forced,
         CloseReason::Cancelled,
         CloseReason::Discarded,
+        CloseReason::SessionNotReset,
     ];
 }
 
@@ -75,6 +80,7 @@ pub struct ClosedCounts {
     pub forced: u64,
     pub cancelled: u64,
     pub discarded: u64,
+    pub session_not_reset: u64,
 }
 
 impl ClosedCounts {
@@ -95,6 +101,7 @@ impl ClosedCounts {
             + self.forced
             + self.cancelled
             + self.discarded
+            + self.session_not_reset
     }
 }
 
@@ -143,6 +150,12 @@ pub struct PoolStatistics {
     pub validation_failures: u64,
     /// Connections held past `leak_detection_threshold`.
     pub leaks_suspected: u64,
+    /// Connections returned inside a (possibly failed) transaction that the pool rolled back
+    /// before reuse.
+    pub sessions_rolled_back: u64,
+    /// Requests in flight on returned connections (their futures were dropped) that the pool
+    /// cancelled on the server before reuse.
+    pub requests_cancelled: u64,
     /// Connections closed, by reason.
     pub connections_closed: ClosedCounts,
     /// Driver tasks still running (sockets still open), including force-closed ones winding down.
@@ -210,6 +223,8 @@ pub(crate) struct Stats {
     pub connect_errors: AtomicU64,
     pub validation_failures: AtomicU64,
     pub leaks: AtomicU64,
+    pub rollbacks: AtomicU64,
+    pub cancels: AtomicU64,
     closed: [AtomicU64; CloseReason::ALL.len()],
     wait_sum_ns: AtomicU64,
     wait_peak_ns: AtomicU64,
@@ -229,6 +244,8 @@ impl Stats {
             connect_errors: AtomicU64::new(0),
             validation_failures: AtomicU64::new(0),
             leaks: AtomicU64::new(0),
+            rollbacks: AtomicU64::new(0),
+            cancels: AtomicU64::new(0),
             closed: Default::default(),
             wait_sum_ns: AtomicU64::new(0),
             wait_peak_ns: AtomicU64::new(0),
@@ -276,6 +293,7 @@ impl Stats {
             forced: c(CloseReason::Forced),
             cancelled: c(CloseReason::Cancelled),
             discarded: c(CloseReason::Discarded),
+            session_not_reset: c(CloseReason::SessionNotReset),
         }
     }
 
@@ -304,6 +322,8 @@ impl Stats {
             connect_errors: self.connect_errors.load(Relaxed),
             validation_failures: self.validation_failures.load(Relaxed),
             leaks_suspected: self.leaks.load(Relaxed),
+            sessions_rolled_back: self.rollbacks.load(Relaxed),
+            requests_cancelled: self.cancels.load(Relaxed),
             connections_closed: self.closed_counts(),
             live_connection_tasks: live_tasks,
             acquire_wait_mean: mean,

@@ -192,6 +192,8 @@ impl Connector for FakeConnector {
                 _alive: alive,
             },
             driver: Box::pin(driver),
+            // The fake does not model server sessions: connections come back as they are.
+            session: None,
         })
     }
 

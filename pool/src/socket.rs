@@ -1,0 +1,329 @@
+//! Opening a plain (non-TLS) PostgreSQL connection on a socket the pool owns, so that its
+//! traffic can update a [`Session`] (see `session`).
+//!
+//! This does what tokio-postgres's `Config::connect` does for a plain connection, with the
+//! same settings read from the `Config`: every host in order (or shuffled with
+//! `load_balance_hosts=random`), `hostaddr`, every resolved address, `connect_timeout` per
+//! attempt, `TCP_NODELAY`, TCP keepalives, `tcp_user_timeout`, unix sockets, and
+//! `target_session_attrs=read-write` / `read-only`. The socket is then handed to
+//! `Config::connect_raw` inside a [`Tracked`] wrapper.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_postgres::config::{Host, LoadBalanceHosts, TargetSessionAttrs};
+
+use crate::error::{BoxError, ConnectFailure};
+use crate::session::{Peer, Session, Tracked};
+
+/// Why an attempt failed, and the error behind it.
+type ConnectError = (ConnectFailure, Option<BoxError>);
+
+/// A plain connection: the client, its driver and its tracked session.
+pub(crate) struct Opened {
+    pub client: tokio_postgres::Client,
+    pub driver: std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>,
+    pub session: Arc<Session>,
+}
+
+fn io_failure(e: io::Error, what: &str) -> ConnectError {
+    use io::ErrorKind::*;
+    let kind = match e.kind() {
+        ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected | BrokenPipe
+        | UnexpectedEof | AddrNotAvailable | HostUnreachable | NetworkUnreachable => {
+            ConnectFailure::Refused
+        }
+        TimedOut => ConnectFailure::TimedOut(Duration::ZERO),
+        _ => ConnectFailure::Other(format!("{what}: {e}")),
+    };
+    (kind, Some(Box::new(e)))
+}
+
+fn pg_failure(e: tokio_postgres::Error) -> ConnectError {
+    (classify(&e), Some(Box::new(e)))
+}
+
+async fn bounded<T>(
+    limit: Option<Duration>,
+    what: &str,
+    f: impl Future<Output = io::Result<T>>,
+) -> Result<T, ConnectError> {
+    let result = match limit {
+        Some(limit) => match tokio::time::timeout(limit, f).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err((ConnectFailure::TimedOut(limit), None));
+            }
+        },
+        None => f.await,
+    };
+    result.map_err(|e| io_failure(e, what))
+}
+
+/// Opens a plain connection to the first host of `config` that takes it.
+pub(crate) async fn connect_plain(config: &tokio_postgres::Config) -> Result<Opened, ConnectError> {
+    let hosts = config.get_hosts();
+    let hostaddrs = config.get_hostaddrs();
+    let ports = config.get_ports();
+    let n = hosts.len().max(hostaddrs.len());
+    let mut order: Vec<usize> = (0..n).collect();
+    if config.get_load_balance_hosts() == LoadBalanceHosts::Random {
+        shuffle(&mut order);
+    }
+    let mut last = None;
+    for i in order {
+        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        let attempt = match (hostaddrs.get(i), hosts.get(i)) {
+            (Some(ip), _) => connect_tcp(config, vec![SocketAddr::new(*ip, port)]).await,
+            (None, Some(Host::Tcp(host))) => {
+                match bounded(config.get_connect_timeout().copied(), "resolving", async {
+                    Ok(tokio::net::lookup_host((host.as_str(), port))
+                        .await
+                        .map_err(|e| {
+                            io::Error::other(format!("could not resolve host `{host}`: {e}"))
+                        })?
+                        .collect::<Vec<_>>())
+                })
+                .await
+                {
+                    Ok(addrs) => connect_tcp(config, addrs).await,
+                    Err(e) => Err(e),
+                }
+            }
+            #[cfg(unix)]
+            (None, Some(Host::Unix(dir))) => {
+                connect_unix(config, dir.join(format!(".s.PGSQL.{port}"))).await
+            }
+            (None, None) => continue,
+        };
+        match attempt {
+            Ok(opened) => match check_session_attrs(config, opened).await {
+                Ok(opened) => return Ok(opened),
+                Err(e) => last = Some(e),
+            },
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or((
+        ConnectFailure::Other("the configuration names no host".into()),
+        None,
+    )))
+}
+
+async fn connect_tcp(
+    config: &tokio_postgres::Config,
+    addrs: Vec<SocketAddr>,
+) -> Result<Opened, ConnectError> {
+    let mut last = None;
+    for addr in addrs {
+        let stream = match bounded(
+            config.get_connect_timeout().copied(),
+            "connecting",
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                last = Some(e);
+                continue;
+            }
+        };
+        let setup = || -> io::Result<()> {
+            stream.set_nodelay(true)?;
+            let sock = socket2::SockRef::from(&stream);
+            #[cfg(target_os = "linux")]
+            if let Some(t) = config.get_tcp_user_timeout() {
+                sock.set_tcp_user_timeout(Some(*t))?;
+            }
+            if config.get_keepalives() {
+                let mut keepalive =
+                    socket2::TcpKeepalive::new().with_time(config.get_keepalives_idle());
+                if let Some(interval) = config.get_keepalives_interval() {
+                    keepalive = keepalive.with_interval(interval);
+                }
+                #[cfg(not(any(target_os = "windows", target_os = "openbsd")))]
+                if let Some(retries) = config.get_keepalives_retries() {
+                    keepalive = keepalive.with_retries(retries);
+                }
+                sock.set_tcp_keepalive(&keepalive)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = setup() {
+            last = Some(io_failure(e, "setting socket options"));
+            continue;
+        }
+        match handshake(config, stream, Peer::Tcp(addr)).await {
+            Ok(opened) => return Ok(opened),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or((
+        ConnectFailure::Other("the host resolved to no address".into()),
+        None,
+    )))
+}
+
+#[cfg(unix)]
+async fn connect_unix(
+    config: &tokio_postgres::Config,
+    path: PathBuf,
+) -> Result<Opened, ConnectError> {
+    let stream = bounded(
+        config.get_connect_timeout().copied(),
+        "connecting",
+        tokio::net::UnixStream::connect(&path),
+    )
+    .await?;
+    handshake(config, stream, Peer::Unix(path)).await
+}
+
+/// The start-up on `stream`, tracked.
+async fn handshake<S>(
+    config: &tokio_postgres::Config,
+    stream: S,
+    peer: Peer,
+) -> Result<Opened, ConnectError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let session = Arc::new(Session::default());
+    let _ = session.peer.set(peer);
+    let tracked = Tracked::new(stream, Arc::clone(&session));
+    let (client, connection) = config
+        .connect_raw(tracked, tokio_postgres::NoTls)
+        .await
+        .map_err(pg_failure)?;
+    Ok(Opened {
+        client,
+        driver: Box::pin(async move {
+            let _ = connection.await;
+        }),
+        session,
+    })
+}
+
+/// `target_session_attrs=read-write` / `read-only`, checked as tokio-postgres does.
+async fn check_session_attrs(
+    config: &tokio_postgres::Config,
+    opened: Opened,
+) -> Result<Opened, ConnectError> {
+    let want_read_only = match config.get_target_session_attrs() {
+        TargetSessionAttrs::ReadWrite => false,
+        TargetSessionAttrs::ReadOnly => true,
+        _ => return Ok(opened),
+    };
+    let Opened {
+        client,
+        driver,
+        session,
+    } = opened;
+    let driver = tokio::spawn(driver);
+    let read_only = client
+        .simple_query("SHOW transaction_read_only")
+        .await
+        .map_err(pg_failure)?
+        .into_iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(|v| v == "on"),
+            _ => None,
+        })
+        .unwrap_or(false);
+    if read_only != want_read_only {
+        drop(client);
+        let _ = driver.await;
+        return Err((
+            ConnectFailure::Other(format!(
+                "the server's session is {}, and target_session_attrs asks for {}",
+                if read_only { "read-only" } else { "read-write" },
+                if want_read_only {
+                    "read-only"
+                } else {
+                    "read-write"
+                },
+            )),
+            None,
+        ));
+    }
+    Ok(Opened {
+        client,
+        driver: Box::pin(async move {
+            let _ = driver.await;
+        }),
+        session,
+    })
+}
+
+/// Sends a CancelRequest for `client`'s session on a connection of its own.
+pub(crate) async fn cancel(
+    client: &tokio_postgres::Client,
+    session: &Session,
+) -> Result<(), BoxError> {
+    let token = client.cancel_token();
+    let Some(peer) = session.peer.get() else {
+        return Err("the session's server address is not known".into());
+    };
+    match peer {
+        Peer::Tcp(addr) => {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            token
+                .cancel_query_raw(stream, tokio_postgres::NoTls)
+                .await?;
+        }
+        #[cfg(unix)]
+        Peer::Unix(path) => {
+            let stream = tokio::net::UnixStream::connect(path).await?;
+            token
+                .cancel_query_raw(stream, tokio_postgres::NoTls)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// A shuffle for `load_balance_hosts=random`, seeded from the clock (not for tests' replay:
+/// host order is the server's choice, not the pool's logic).
+fn shuffle(v: &mut [usize]) {
+    let mut x = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(7)
+        | 1;
+    for i in (1..v.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+}
+
+/// What a tokio-postgres connect error means for the outage rules.
+pub(crate) fn classify(e: &tokio_postgres::Error) -> ConnectFailure {
+    if let Some(db) = e.as_db_error() {
+        return ConnectFailure::Server(format!("{} ({})", db.message(), db.code().code()));
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            return match io.kind() {
+                ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected
+                | BrokenPipe | UnexpectedEof | AddrNotAvailable | HostUnreachable
+                | NetworkUnreachable => ConnectFailure::Refused,
+                TimedOut => ConnectFailure::TimedOut(Duration::ZERO),
+                _ => ConnectFailure::Other(io.to_string()),
+            };
+        }
+        source = err.source();
+    }
+    if e.is_closed() {
+        return ConnectFailure::Refused;
+    }
+    ConnectFailure::Other(e.to_string())
+}
