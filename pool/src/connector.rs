@@ -145,6 +145,18 @@ pub trait Connector: Send + Sync + 'static {
         async { Ok::<(), BoxError>(()) }
     }
 
+    /// Resets the session's state as `how` says ([`PoolConfig::session_reset`](crate::PoolConfig::session_reset)),
+    /// on every return when it is on. The pool bounds it by `validation_timeout`. The default
+    /// cannot (a pool configured to reset then closes every returned connection).
+    fn reset(
+        &self,
+        client: &Self::Client,
+        how: crate::SessionReset,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = (client, how);
+        async { Err::<(), BoxError>("this connector cannot reset a session".into()) }
+    }
+
     /// Ends the (possibly failed) transaction block `client`'s session is in. The pool bounds
     /// it by `validation_timeout`. The default cannot.
     fn rollback(&self, client: &Self::Client) -> impl Future<Output = Result<(), BoxError>> + Send {
@@ -330,6 +342,10 @@ impl Connector for PgConnector {
 
     async fn rollback(&self, client: &Self::Client) -> Result<(), BoxError> {
         client.batch_execute("ROLLBACK").await.map_err(Into::into)
+    }
+
+    async fn reset(&self, client: &Self::Client, how: crate::SessionReset) -> Result<(), BoxError> {
+        client.batch_execute(how.sql()).await.map_err(Into::into)
     }
 
     async fn settle(&self, client: &Self::Client) -> Result<(), BoxError> {

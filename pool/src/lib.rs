@@ -104,7 +104,7 @@ mod stats;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
-pub use config::{IdleOrder, PoolConfig, parse_duration};
+pub use config::{IdleOrder, PoolConfig, SessionReset, parse_duration};
 pub use connector::{ConnectError, Connection, Connector, Driver, PgConnector};
 pub use error::{BoxError, ConfigError, ConfigProblem, ConnectFailure, PoolError, TimeoutPhase};
 pub use guard::PooledConnection;

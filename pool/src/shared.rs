@@ -15,7 +15,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::config::PoolConfig;
+use crate::config::{PoolConfig, SessionReset};
 use crate::conn::Conn;
 use crate::connector::Connector;
 use crate::drivers::Drivers;
@@ -134,10 +134,15 @@ impl<C: Connector> Shared<C> {
         self.slots.check_in(slot);
     }
 
-    /// The session's status when it is not fit to hand on as it is (and worth restoring).
+    /// The session's status when it is not fit to hand on as it is (and worth restoring), or
+    /// when every return is reset.
     fn dirty(&self, conn: &Conn<C::Client>) -> Option<SessionStatus> {
-        let status = conn.session.as_ref()?.status();
-        (status != SessionStatus::Idle
+        let status = conn
+            .session
+            .as_ref()
+            .map_or(SessionStatus::Idle, |s| s.status());
+        let reset = self.config.session_reset != SessionReset::Off;
+        ((status != SessionStatus::Idle || reset)
             && !self.is_closed()
             && !self.connector.is_closed(&conn.client))
         .then_some(status)
@@ -178,7 +183,11 @@ impl<C: Connector> Shared<C> {
         conn: &Conn<C::Client>,
         mut status: SessionStatus,
     ) -> Result<(), String> {
-        let session = conn.session.as_ref().ok_or("the session is not tracked")?;
+        let how = self.config.session_reset;
+        let Some(session) = conn.session.as_ref() else {
+            // Untracked: only the configured reset can be done.
+            return self.reset_state(conn, how).await;
+        };
         let mut cancelled = false;
         if status == SessionStatus::Busy {
             let grace = self.config.validation_timeout.min(CANCEL_GRACE);
@@ -222,10 +231,35 @@ impl<C: Connector> Shared<C> {
             .await?;
             status = session.status();
         }
-        match status {
-            SessionStatus::Idle => Ok(()),
-            other => Err(format!("the session is still {other:?}")),
+        if status != SessionStatus::Idle {
+            return Err(format!("the session is still {status:?}"));
         }
+        self.reset_state(conn, how).await?;
+        match session.status() {
+            SessionStatus::Idle => Ok(()),
+            other => Err(format!("the session is {other:?} after its reset")),
+        }
+    }
+
+    /// The configured reset of session state, if any; `Discard` empties the statement cache,
+    /// since it deallocates the statements.
+    async fn reset_state(&self, conn: &Conn<C::Client>, how: SessionReset) -> Result<(), String> {
+        if how == SessionReset::Off {
+            return Ok(());
+        }
+        self.bounded_step(1, "the session reset", || {
+            self.connector.reset(&conn.client, how)
+        })
+        .await?;
+        if how == SessionReset::Discard {
+            conn.statements
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
+        self.stats.resets.fetch_add(1, Relaxed);
+        Ok(())
     }
 
     /// Runs `step` up to `tries` times, each bounded by `validation_timeout`, until it succeeds.

@@ -156,6 +156,8 @@ pub struct PoolStatistics {
     /// Requests in flight on returned connections (their futures were dropped) that the pool
     /// cancelled on the server before reuse.
     pub requests_cancelled: u64,
+    /// Returned sessions reset by [`PoolConfig::session_reset`](crate::PoolConfig::session_reset).
+    pub sessions_reset: u64,
     /// Connections closed, by reason.
     pub connections_closed: ClosedCounts,
     /// Driver tasks still running (sockets still open), including force-closed ones winding down.
@@ -225,6 +227,7 @@ pub(crate) struct Stats {
     pub leaks: AtomicU64,
     pub rollbacks: AtomicU64,
     pub cancels: AtomicU64,
+    pub resets: AtomicU64,
     closed: [AtomicU64; CloseReason::ALL.len()],
     wait_sum_ns: AtomicU64,
     wait_peak_ns: AtomicU64,
@@ -246,6 +249,7 @@ impl Stats {
             leaks: AtomicU64::new(0),
             rollbacks: AtomicU64::new(0),
             cancels: AtomicU64::new(0),
+            resets: AtomicU64::new(0),
             closed: Default::default(),
             wait_sum_ns: AtomicU64::new(0),
             wait_peak_ns: AtomicU64::new(0),
@@ -324,6 +328,7 @@ impl Stats {
             leaks_suspected: self.leaks.load(Relaxed),
             sessions_rolled_back: self.rollbacks.load(Relaxed),
             requests_cancelled: self.cancels.load(Relaxed),
+            sessions_reset: self.resets.load(Relaxed),
             connections_closed: self.closed_counts(),
             live_connection_tasks: live_tasks,
             acquire_wait_mean: mean,

@@ -177,3 +177,84 @@ async fn a_clean_return_costs_no_round_trip_and_keeps_the_session() {
     );
     pool.shutdown(Duration::from_secs(5)).await;
 }
+
+async fn reset_pool(app: &str, how: pool::SessionReset) -> Pool {
+    let config = PoolConfig::from_url(&shared_url())
+        .unwrap()
+        .application_name(app.to_string())
+        .min_size(1)
+        .max_size(1)
+        .session_reset(how);
+    Pool::connect(config).await.unwrap()
+}
+
+/// A handler that changes session state that outlives its transactions.
+async fn leave_session_state(pool: &Pool) {
+    let conn = pool.acquire().await.unwrap();
+    conn.batch_execute(
+        "SET search_path = tenant_42, public; CREATE TEMP TABLE scratch (x int); LISTEN tenant_42",
+    )
+    .await
+    .unwrap();
+    let stmt = conn.prepare_cached("SELECT 41 + 1").await.unwrap();
+    let v: i32 = conn.query_one(&stmt, &[]).await.unwrap().get(0);
+    assert_eq!(v, 42);
+}
+
+async fn search_path_and_scratch(conn: &PooledConnection) -> (String, bool) {
+    let row = conn
+        .query_one(
+            "SELECT current_setting('search_path'), to_regclass('pg_temp.scratch') IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn by_default_session_state_stays_with_the_session() {
+    let pool = reset_pool("session-reset-off", pool::SessionReset::Off).await;
+    leave_session_state(&pool).await;
+    let conn = pool.acquire().await.unwrap();
+    let (path, scratch) = search_path_and_scratch(&conn).await;
+    assert_eq!((path.as_str(), scratch), ("tenant_42, public", true));
+    drop(conn);
+    assert_eq!(pool.statistics().sessions_reset, 0);
+    pool.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_clean_reset_clears_session_state_and_keeps_prepared_statements() {
+    let pool = reset_pool("session-reset-clean", pool::SessionReset::Clean).await;
+    leave_session_state(&pool).await;
+    let conn = pool.acquire().await.unwrap();
+    let (path, scratch) = search_path_and_scratch(&conn).await;
+    assert_eq!((path.as_str(), scratch), ("\"$user\", public", false));
+    assert_eq!(PooledConnection::statement_cache_len(&conn), 1);
+    let stmt = conn.prepare_cached("SELECT 41 + 1").await.unwrap();
+    let v: i32 = conn.query_one(&stmt, &[]).await.unwrap().get(0);
+    assert_eq!(v, 42, "the cached statement still exists on the server");
+    drop(conn);
+    let s = pool.statistics();
+    assert!(s.sessions_reset >= 1, "{s:?}");
+    assert_eq!(s.connections_created, 1, "{s:?}");
+    pool.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_discard_reset_also_empties_the_statement_cache_coherently() {
+    let pool = reset_pool("session-reset-discard", pool::SessionReset::Discard).await;
+    leave_session_state(&pool).await;
+    let conn = pool.acquire().await.unwrap();
+    let (path, scratch) = search_path_and_scratch(&conn).await;
+    assert_eq!((path.as_str(), scratch), ("\"$user\", public", false));
+    assert_eq!(PooledConnection::statement_cache_len(&conn), 0);
+    // Re-prepared, not a stale handle to a deallocated statement.
+    let stmt = conn.prepare_cached("SELECT 41 + 1").await.unwrap();
+    let v: i32 = conn.query_one(&stmt, &[]).await.unwrap().get(0);
+    assert_eq!(v, 42);
+    drop(conn);
+    assert_eq!(pool.statistics().connections_created, 1);
+    pool.shutdown(Duration::from_secs(5)).await;
+}

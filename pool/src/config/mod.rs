@@ -14,7 +14,7 @@ use crate::error::{ConfigError, ConfigProblem};
 
 mod value;
 use value::OptionValue;
-pub use value::{IdleOrder, parse_duration};
+pub use value::{IdleOrder, SessionReset, parse_duration};
 
 /// serde's entry for every option field: the field's type picks the parser.
 fn de_option<'de, D: Deserializer<'de>, T: OptionValue>(d: D) -> Result<T, D::Error> {
@@ -205,6 +205,10 @@ options! {
     idle_order: IdleOrder = IdleOrder::Lifo, "`lifo`",
         "which idle connection an acquire gets: [`IdleOrder::Lifo`] or [`IdleOrder::Fifo`]",
         e.g. pool::IdleOrder::Fifo;
+    /// What a returned session's state is reset with before reuse.
+    session_reset: SessionReset = SessionReset::Off, "`off`",
+        "what a returned session's state is reset with: [`SessionReset::Off`], `Clean` or `Discard` (each a round trip on every return)",
+        e.g. pool::SessionReset::Clean;
 }
 
 impl PoolConfig {

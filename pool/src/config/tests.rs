@@ -46,6 +46,7 @@ fn every_option_reads_from_its_variable_and_shows_in_debug() {
         let text = match *name {
             "application_name" => "x",
             "idle_order" => "fifo",
+            "session_reset" => "clean",
             "jitter_seed"
             | "max_uses"
             | "min_size"

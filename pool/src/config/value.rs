@@ -57,12 +57,74 @@ impl OptionValue for Duration {
     }
 }
 
-impl OptionValue for IdleOrder {
-    fn from_text(text: &str) -> Result<Self, String> {
-        text.parse()
+macro_rules! parsed_enums {
+    ($($t:ty),*) => {$(
+        impl OptionValue for $t {
+            fn from_text(text: &str) -> Result<Self, String> {
+                text.parse()
+            }
+            fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <$t as Deserialize>::deserialize(d)
+            }
+        }
+    )*};
+}
+parsed_enums!(IdleOrder, SessionReset);
+
+/// What a returned session's state is reset with before the next user gets it.
+///
+/// Whatever it is, a transaction left open is rolled back and a request left in flight is
+/// cancelled first (see [`PooledConnection`](crate::PooledConnection)); this is about the
+/// state a session keeps across transactions.
+///
+/// # Examples
+/// ```
+/// let config = pool::PoolConfig::default().session_reset(pool::SessionReset::Clean);
+/// assert!(format!("{config:?}").contains("session_reset: Clean"));
+/// assert_eq!("discard".parse::<pool::SessionReset>(), Ok(pool::SessionReset::Discard));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionReset {
+    /// Nothing (the default): a returned session keeps its `SET`s, temporary tables,
+    /// `LISTEN`s, advisory locks and prepared statements; a clean return costs no round trip.
+    #[default]
+    Off,
+    /// One round trip on every return, as deadpool's `RecyclingMethod::Clean`: `CLOSE ALL;
+    /// SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; SELECT
+    /// pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES`. Prepared statements (and
+    /// so the statement cache) are kept.
+    Clean,
+    /// One round trip on every return, as PgBouncer's default `server_reset_query`:
+    /// `DISCARD ALL`, which also deallocates prepared statements; the connection's statement
+    /// cache is emptied with it.
+    Discard,
+}
+
+impl SessionReset {
+    /// The statements that reset a session this way (empty for `Off`).
+    pub fn sql(self) -> &'static str {
+        match self {
+            SessionReset::Off => "",
+            SessionReset::Clean => {
+                "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
+            }
+            SessionReset::Discard => "DISCARD ALL",
+        }
     }
-    fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        <IdleOrder as Deserialize>::deserialize(d)
+}
+
+impl FromStr for SessionReset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" | "none" => Ok(SessionReset::Off),
+            "clean" => Ok(SessionReset::Clean),
+            "discard" => Ok(SessionReset::Discard),
+            other => Err(format!(
+                "`{other}` is not a session reset; use off, clean or discard"
+            )),
+        }
     }
 }
 
