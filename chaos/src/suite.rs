@@ -161,6 +161,9 @@ pub async fn run(options: Options) -> crate::Result<ChaosReport> {
         for f in scenario::MATRIX.iter().filter(|f| wanted(f.name)) {
             plan.push((Scenario::Fault(f), *kind));
         }
+        if wanted(scenario::application::NAME) {
+            plan.push((Scenario::Application, *kind));
+        }
     }
     if ours && wanted(Validation::Logs.name()) {
         plan.push((Scenario::Validation(Validation::Logs), PoolKind::Pool));
@@ -204,6 +207,7 @@ pub async fn run(options: Options) -> crate::Result<ChaosReport> {
         let r = match scenario {
             Scenario::Validation(v) => scenario::validation::run(&env, *v, timing, &bars).await,
             Scenario::Fault(fault) => scenario::run_fault(&env, fault, kind, timing, &bars).await,
+            Scenario::Application => scenario::application::run(&env, kind, timing, &bars).await,
         };
         bar.set_prefix(r.verdict().mark());
         let line = format!("{:<18} {name:<20} {}", kind.name(), summary(&r));

@@ -6,6 +6,7 @@
 //! are recorded as a Jepsen-style history; after the pool shuts down, the server is asked
 //! (`pg_stat_activity`, by `application_name`) whether any connection was left behind.
 
+pub mod application;
 pub mod logs;
 pub mod matrix;
 pub mod subject;
@@ -32,6 +33,8 @@ pub enum Scenario {
     Validation(validation::Validation),
     /// A fault of the matrix.
     Fault(&'static Fault),
+    /// Faults the application makes: dirty and abandoned sessions ([`application`]).
+    Application,
 }
 
 impl Scenario {
@@ -41,6 +44,7 @@ impl Scenario {
             .into_iter()
             .map(Scenario::Validation)
             .chain(MATRIX.iter().map(Scenario::Fault))
+            .chain([Scenario::Application])
             .collect()
     }
 
@@ -54,6 +58,7 @@ impl Scenario {
         match self {
             Scenario::Validation(v) => v.name(),
             Scenario::Fault(f) => f.name,
+            Scenario::Application => application::NAME,
         }
     }
 
@@ -62,6 +67,7 @@ impl Scenario {
         match self {
             Scenario::Validation(_) => "validation (pool only)",
             Scenario::Fault(f) => f.description,
+            Scenario::Application => application::DESCRIPTION,
         }
     }
 }

@@ -93,6 +93,90 @@ pub trait Subject: Send + Sync {
     fn open_connections(&self) -> usize;
     /// Shuts down and drops every connection.
     fn shutdown(&self) -> BoxFut<'_, ()>;
+    /// Acquires a connection, runs `handler` on it as an application would, and gives the
+    /// connection back the ordinary way (dropped, never discarded): what the pool hands the
+    /// next user is the pool's doing.
+    fn handle<'a>(&'a self, handler: Handler) -> BoxFut<'a, Answer>;
+}
+
+/// What an application's request handler does with a connection: the ways handlers leave a
+/// session dirty, and the check the next one makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handler {
+    /// `BEGIN`, marks the transaction, then returns early (an error path, a `?`).
+    EarlyReturn,
+    /// `BEGIN`, marks the transaction, then a statement fails.
+    FailedTransaction,
+    /// A 2 s query that a request timeout cuts after 50 ms.
+    AbandonQuery,
+    /// A whole handler (`BEGIN`, mark, a 2 s query, `COMMIT`) dropped by a deadline after
+    /// 100 ms.
+    DroppedHandler,
+    /// The next request: fails as `dirty_session` when it starts inside a transaction a
+    /// previous handler left (its mark is visible) or a failed one (SQLSTATE 25P02); its
+    /// latency is the next user's wait.
+    Check,
+}
+
+/// The mark a dirty handler's transaction carries (`SET LOCAL`: gone with the transaction).
+const MARK: &str = "SET LOCAL chaos.marker = 'dirty'";
+
+/// Runs `handler` on `client`.
+pub async fn run_handler(client: &tokio_postgres::Client, handler: Handler) -> Answer {
+    let ok = (Outcome::Ok, None);
+    match handler {
+        Handler::EarlyReturn => match client.batch_execute(&format!("BEGIN; {MARK}")).await {
+            Ok(()) => ok,
+            Err(e) => query_error(&e),
+        },
+        Handler::FailedTransaction => {
+            let _ = client
+                .batch_execute(&format!("BEGIN; {MARK}; SELECT 1/0"))
+                .await;
+            ok
+        }
+        Handler::AbandonQuery => {
+            let _ = tokio::time::timeout(
+                Duration::from_millis(50),
+                client.batch_execute("SELECT pg_sleep(2)"),
+            )
+            .await;
+            ok
+        }
+        Handler::DroppedHandler => {
+            let _ = tokio::time::timeout(Duration::from_millis(100), async {
+                client.batch_execute(&format!("BEGIN; {MARK}")).await?;
+                client.batch_execute("SELECT pg_sleep(2)").await?;
+                client.batch_execute("COMMIT").await
+            })
+            .await;
+            ok
+        }
+        Handler::Check => {
+            let query = client.simple_query("SELECT current_setting('chaos.marker', true)");
+            match tokio::time::timeout(Duration::from_secs(4), query).await {
+                Ok(Ok(messages)) => {
+                    let dirty = messages.iter().any(|m| {
+                        matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("dirty"))
+                    });
+                    if dirty {
+                        (Outcome::Fail, Some("dirty_session".into()))
+                    } else {
+                        ok
+                    }
+                }
+                // Inside a failed transaction a previous handler left: dirty too.
+                Ok(Err(e))
+                    if e.code()
+                        == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION) =>
+                {
+                    (Outcome::Fail, Some("dirty_session".into()))
+                }
+                Ok(Err(e)) => query_error(&e),
+                Err(_) => (Outcome::Info, Some("query_timeout".into())),
+            }
+        }
+    }
 }
 
 /// How a query error is classified: a failure before anything was sent is `fail`; once the
@@ -119,6 +203,14 @@ pub struct OurPool(pub pool::Pool);
 impl Subject for OurPool {
     fn name(&self) -> String {
         "pool".into()
+    }
+    fn handle<'a>(&'a self, handler: Handler) -> BoxFut<'a, Answer> {
+        Box::pin(async move {
+            match self.0.acquire().await {
+                Ok(conn) => run_handler(&conn, handler).await,
+                Err(e) => (Outcome::Fail, Some(e.kind().to_string())),
+            }
+        })
     }
     fn request<'a>(&'a self, sql: &'a str, limit: Duration) -> BoxFut<'a, Answer> {
         Box::pin(async move {
@@ -193,6 +285,14 @@ impl Deadpool {
 }
 
 impl Subject for Deadpool {
+    fn handle<'a>(&'a self, handler: Handler) -> BoxFut<'a, Answer> {
+        Box::pin(async move {
+            match self.pool.get().await {
+                Ok(conn) => run_handler(&conn, handler).await,
+                Err(_) => (Outcome::Fail, Some("acquire".into())),
+            }
+        })
+    }
     fn name(&self) -> String {
         if self.timeouts {
             "deadpool+timeouts".into()
@@ -270,6 +370,14 @@ impl Bb8 {
 }
 
 impl Subject for Bb8 {
+    fn handle<'a>(&'a self, handler: Handler) -> BoxFut<'a, Answer> {
+        Box::pin(async move {
+            match self.pool.get().await {
+                Ok(conn) => run_handler(&conn, handler).await,
+                Err(_) => (Outcome::Fail, Some("acquire".into())),
+            }
+        })
+    }
     fn name(&self) -> String {
         if self.timeouts {
             "bb8+timeouts".into()

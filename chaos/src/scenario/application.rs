@@ -1,0 +1,212 @@
+//! Faults the application makes: request handlers that return early inside a transaction,
+//! fail one, or are dropped by a deadline mid-query or mid-transaction, as web frameworks do
+//! with every request timeout. Each is followed by a check request, on whatever session the
+//! pool hands out next. Run against every pool under test: a pool that hands the next user a
+//! dirty session, or leaves an abandoned query running on the server, fails here.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::subject::{Handler, Subject};
+use super::{Env, MAX_SIZE, PoolKind, Progress, Timing, make_subject};
+use crate::report::{Criterion, Op, Outcome, ScenarioReport, Verdict};
+use crate::rng::Rng;
+
+/// The scenario's name.
+pub const NAME: &str = "abandoned_sessions";
+/// What it does, for `--list` and reports.
+pub const DESCRIPTION: &str = "Application-made faults: handlers return early inside a transaction, fail one, or are dropped by a deadline mid-query (a 2 s pg_sleep cut after 50 ms) or mid-transaction; each is followed by a check on the next session handed out.";
+
+/// The handlers that leave a session dirty, picked at random.
+const DIRTY: [Handler; 4] = [
+    Handler::EarlyReturn,
+    Handler::FailedTransaction,
+    Handler::AbandonQuery,
+    Handler::DroppedHandler,
+];
+
+/// A check slower than this waited behind something (an abandoned query runs 2 s).
+const NEXT_REQUEST_BOUND_MS: f64 = 1000.0;
+
+fn crit(id: &str, description: &str, measured: String, bound: &str, ok: bool) -> Criterion {
+    Criterion {
+        id: id.into(),
+        description: description.into(),
+        measured,
+        bound: bound.into(),
+        verdict: if ok { Verdict::Pass } else { Verdict::Fail },
+    }
+}
+
+/// Abandoned `pg_sleep` calls of `app` still running on the server 600 ms after they began
+/// (each was abandoned 50 or 100 ms in).
+async fn abandoned_running(env: &Env, app: &str) -> crate::Result<i64> {
+    let (client, conn) = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_postgres::connect(&env.db.url(), tokio_postgres::NoTls),
+    )
+    .await
+    .map_err(|_| crate::Error::TimedOut {
+        what: "connecting to the server to watch its queries",
+        within: Duration::from_secs(5),
+    })??;
+    let driver = tokio::spawn(conn);
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+             AND state = 'active' AND query LIKE '%pg_sleep%' \
+             AND now() - query_start > interval '600 milliseconds'",
+            &[&app],
+        )
+        .await?
+        .get(0);
+    drop(client);
+    let _ = driver.await;
+    Ok(n)
+}
+
+/// Runs the scenario against a pool of `kind`, directly on the server (no proxy).
+pub async fn run(
+    env: &Env,
+    kind: PoolKind,
+    timing: Timing,
+    progress: &dyn Progress,
+) -> ScenarioReport {
+    let app = format!("chaos-{}-{NAME}", kind.name().replace('+', "-"));
+    let mut report = ScenarioReport::new(NAME, kind.name(), DESCRIPTION);
+    let subject: Arc<dyn Subject> = match make_subject(kind, &env.db.url(), &app, env.seed).await {
+        Ok(s) => Arc::from(s),
+        Err(e) => {
+            report.criteria.push(crit(
+                "setup",
+                "the pool starts",
+                e.to_string(),
+                "starts",
+                false,
+            ));
+            return report;
+        }
+    };
+    progress.phase(NAME, kind.name(), "handlers");
+    let origin = Instant::now();
+    let ms = move |t: Instant| t.saturating_duration_since(origin).as_secs_f64() * 1000.0;
+    let ops: Arc<Mutex<Vec<Op>>> = Arc::new(Mutex::new(Vec::new()));
+    let until = origin + timing.before + timing.during + timing.after;
+    let mut workers = Vec::new();
+    for w in 0..timing.workers.min(MAX_SIZE) {
+        let (subject, ops) = (Arc::clone(&subject), Arc::clone(&ops));
+        let mut rng = Rng::new(super::seed_for(env.seed, &format!("{app}-{w}")));
+        workers.push(tokio::spawn(async move {
+            while Instant::now() < until {
+                let dirty = DIRTY[rng.below(DIRTY.len() as u64) as usize];
+                let _ = subject.handle(dirty).await;
+                let started = Instant::now();
+                let (outcome, error) = subject.handle(Handler::Check).await;
+                let op = Op {
+                    start_ms: ms(started),
+                    end_ms: ms(Instant::now()),
+                    outcome,
+                    error,
+                };
+                ops.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+                tokio::time::sleep(timing.pace).await;
+            }
+        }));
+    }
+    // Abandoned queries still running on the server, sampled every 100 ms.
+    let mut worst_running = 0;
+    let mut sampled = 0;
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(n) = abandoned_running(env, &app).await {
+            worst_running = worst_running.max(n);
+            sampled += 1;
+        }
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    progress.phase(NAME, kind.name(), "shutdown");
+    subject.shutdown().await;
+    drop(subject);
+    let server_left = env.wait_no_connections(&app, Duration::from_secs(5)).await;
+
+    let mut ops = std::mem::take(&mut *ops.lock().unwrap_or_else(|e| e.into_inner()));
+    ops.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
+    report.duration_ms = ms(Instant::now());
+    let checks = ops.len();
+    let dirty = ops
+        .iter()
+        .filter(|o| o.error.as_deref() == Some("dirty_session"))
+        .count();
+    let other_failures = ops
+        .iter()
+        .filter(|o| o.outcome != Outcome::Ok && o.error.as_deref() != Some("dirty_session"))
+        .count();
+    let mut latencies: Vec<f64> = ops.iter().map(Op::latency_ms).collect();
+    latencies.sort_by(f64::total_cmp);
+    let p99 = crate::measure::percentile(&latencies, 0.99).unwrap_or(0.0);
+    let longest = latencies.last().copied().unwrap_or(0.0);
+    report.metrics.insert("checks".into(), checks as f64);
+    report
+        .metrics
+        .insert("dirty_checkouts".into(), dirty as f64);
+    report.metrics.insert("next_request_p99_ms".into(), p99);
+    report.metrics.insert("longest_request_ms".into(), longest);
+    report
+        .metrics
+        .insert("abandoned_still_running".into(), worst_running as f64);
+    for op in &ops {
+        report.phases.during.add(op.outcome);
+    }
+    if checks == 0 {
+        report.criteria.push(Criterion {
+            id: "checks".into(),
+            description: "no check request completed, so nothing was measured".into(),
+            measured: "not measured".into(),
+            bound: "-".into(),
+            verdict: Verdict::Unknown,
+        });
+        report.ops = ops;
+        return report;
+    }
+    report.criteria.push(crit(
+        "no_dirty_checkout",
+        "checks that started inside a transaction a previous handler left (its SET LOCAL mark visible, or 'current transaction is aborted')",
+        format!("{dirty} of {checks}"),
+        "0",
+        dirty == 0,
+    ));
+    report.criteria.push(crit(
+        "next_request",
+        "the next request's latency after a dirty handler (p99): no waiting behind an abandoned query",
+        format!("p99 {p99:.0} ms, longest {longest:.0} ms"),
+        &format!("p99 <= {NEXT_REQUEST_BOUND_MS:.0} ms"),
+        p99 <= NEXT_REQUEST_BOUND_MS,
+    ));
+    report.criteria.push(crit(
+        "abandoned_stopped",
+        "abandoned queries still running on the server 600 ms after they began (pg_stat_activity, sampled every 100 ms)",
+        format!("at most {worst_running} at once ({sampled} samples)"),
+        "0",
+        sampled > 0 && worst_running == 0,
+    ));
+    report.criteria.push(crit(
+        "checks_succeed",
+        "checks that failed for another reason (an error, a timeout)",
+        format!("{other_failures} of {checks}"),
+        "0",
+        other_failures == 0,
+    ));
+    report.criteria.push(crit(
+        "no_leak",
+        "connections left on the server after shutdown (pg_stat_activity by application_name)",
+        server_left.to_string(),
+        "0",
+        server_left == 0,
+    ));
+    report.ops = ops;
+    report
+}
