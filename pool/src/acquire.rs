@@ -110,6 +110,7 @@ impl<C: Connector> Shared<C> {
             && self.retire_reason(conn, now).is_none()
             && conn.validated_epoch >= self.suspect_epoch.load(Acquire)
             && now.saturating_duration_since(conn.last_used) < self.config.validation_bypass
+            && self.hooks.before_acquire.is_none()
     }
 
     /// The rest of an acquire that holds a slot: checks `first` (an idle connection taken by
@@ -200,6 +201,24 @@ impl<C: Connector> Shared<C> {
                         self.silent_path_detected("validation timed out");
                         now = Instant::now();
                         continue;
+                    }
+                }
+            }
+            if let Some(hook) = &self.hooks.before_acquire {
+                match timeout_at(deadline, hook(&taken.client)).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        debug!(
+                            conn.id = taken.meta.id,
+                            "before_acquire hook said no; connection closed, trying another"
+                        );
+                        self.discard(taken.disarm(), CloseReason::HookRejected);
+                        now = Instant::now();
+                        continue;
+                    }
+                    Err(_) => {
+                        self.discard(taken.disarm(), CloseReason::HookRejected);
+                        return Err(self.timed_out(TimeoutPhase::Validate, start));
                     }
                 }
             }

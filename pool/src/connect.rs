@@ -18,6 +18,7 @@ use crate::on_drop::{OnDrop, on_drop};
 use crate::outage::{Admission, Refusal, Transition};
 use crate::shared::Shared;
 use crate::slots::{End, Permit};
+use crate::stats::CloseReason;
 
 /// What `open` gives an acquire.
 pub(crate) enum Opened<T> {
@@ -127,6 +128,10 @@ impl<C: Connector> Shared<C> {
                     );
                 }
                 let conn = self.adopt(connection, now);
+                let conn = match self.after_connect(conn, limit).await {
+                    Ok(conn) => conn,
+                    Err(e) => return Err(Some(e)),
+                };
                 self.slots.opened(permit);
                 if self.slots.counts().0 >= self.config.min_size {
                     self.recovering.store(false, Relaxed);
@@ -168,6 +173,33 @@ impl<C: Connector> Shared<C> {
             kind,
             source,
         }))
+    }
+
+    /// Runs the `after_connect` hook on a new connection (not yet counted), within `limit`;
+    /// closes the connection when the hook fails, runs out of time or is dropped.
+    async fn after_connect(
+        &self,
+        conn: Conn<C::Client>,
+        limit: Instant,
+    ) -> Result<Conn<C::Client>, PoolError> {
+        let Some(hook) = &self.hooks.after_connect else {
+            return Ok(conn);
+        };
+        let conn = OnDrop::new(conn, |conn| self.close_conn(conn, CloseReason::Cancelled));
+        let message = match timeout_at(limit, hook(&conn.client)).await {
+            Ok(Ok(())) => return Ok(conn.disarm()),
+            Ok(Err(e)) => crate::redact::redact_url(&e.to_string()),
+            Err(_) => "it did not finish within the connection attempt's deadline".to_string(),
+        };
+        let conn = conn.disarm();
+        debug!(conn.id = conn.meta.id, error = %message, "after_connect hook failed; connection closed");
+        self.close_conn(conn, CloseReason::HookRejected);
+        self.stats.connect_errors.fetch_add(1, Relaxed);
+        Err(PoolError::Connect {
+            target: self.target.clone(),
+            kind: ConnectFailure::Hook(message),
+            source: None,
+        })
     }
 
     /// Spawns the driver of a new connection and wraps it for the pool.

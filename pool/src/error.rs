@@ -128,6 +128,9 @@ pub enum ConnectFailure {
     Server(String),
     /// Any other I/O or protocol failure.
     Other(String),
+    /// The connection was made, and the pool's `after_connect` hook failed on it (its error is
+    /// the message).
+    Hook(String),
 }
 
 impl fmt::Display for ConnectFailure {
@@ -142,6 +145,7 @@ impl fmt::Display for ConnectFailure {
             ),
             ConnectFailure::Server(message) => write!(f, "the server rejected the connection: {message}"),
             ConnectFailure::Other(message) => f.write_str(message),
+            ConnectFailure::Hook(message) => write!(f, "the after_connect hook failed: {message}"),
         }
     }
 }

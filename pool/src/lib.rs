@@ -90,6 +90,7 @@ mod drivers;
 mod error;
 mod guard;
 mod health;
+mod hooks;
 mod maintenance;
 mod on_drop;
 mod outage;
@@ -111,7 +112,8 @@ pub use guard::PooledConnection;
 pub use health::{
     DatabaseHealth, DatabaseStatus, HealthReport, HealthStatus, PoolCounts, PoolState,
 };
-pub use pool::Pool;
+pub use hooks::HookFuture;
+pub use pool::{Pool, PoolBuilder};
 pub use redact::redact_url;
 pub use session::{Session, SessionStatus};
 pub use stats::{CloseReason, ClosedCounts, PoolStatistics, ShutdownReport};

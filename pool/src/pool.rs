@@ -13,9 +13,11 @@ use tracing::info;
 
 use crate::config::PoolConfig;
 use crate::connector::{Connector, PgConnector};
+use crate::error::BoxError;
 use crate::error::PoolError;
 use crate::guard::PooledConnection;
 use crate::health::HealthReport;
+use crate::hooks::{HookFuture, Hooks};
 use crate::shared::Shared;
 use crate::stats::{CloseReason, PoolStatistics, ShutdownReport};
 
@@ -106,6 +108,135 @@ impl Pool<PgConnector> {
     }
 }
 
+impl Pool<PgConnector> {
+    /// A [`PoolBuilder`] for `config`, to add hooks before connecting.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = pool::PoolConfig::from_url("postgres://app@db/app")?;
+    /// let pool = pool::Pool::builder(config)
+    ///     // Per-session setup; its failure is the connect failure the caller sees.
+    ///     .after_connect(|client| Box::pin(async move {
+    ///         client.batch_execute("SET search_path = tenant_42, public").await?;
+    ///         Ok(())
+    ///     }))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(config: PoolConfig) -> PoolBuilder<PgConnector> {
+        let connector = config
+            .validate()
+            .and_then(|()| {
+                config
+                    .pg_config()
+                    .map_err(crate::error::ConfigError::single)
+            })
+            .map(PgConnector::new);
+        PoolBuilder {
+            config,
+            connector,
+            hooks: Hooks::default(),
+        }
+    }
+}
+
+/// A pool with hooks: made by [`Pool::builder`] (or [`Pool::builder_with`] for a connector of
+/// your own), then [`connect`](PoolBuilder::connect) or
+/// [`connect_lazy`](PoolBuilder::connect_lazy).
+///
+/// Hooks are async and borrow the client; write them as
+/// `|client| Box::pin(async move { ... })`. Each is bounded by a deadline the pool already has:
+/// `after_connect` by the connection attempt's (`connect_timeout`, within the acquire's
+/// deadline), `before_acquire` by the acquire's, `after_release` by `validation_timeout`. A hook
+/// that fails, says no or runs out of time closes the connection (counted as
+/// `connections_closed.hook_rejected`).
+#[must_use = "a builder does nothing until connect or connect_lazy"]
+pub struct PoolBuilder<C: Connector = PgConnector> {
+    config: PoolConfig,
+    connector: Result<C, crate::error::ConfigError>,
+    hooks: Hooks<C::Client>,
+}
+
+impl<C: Connector> PoolBuilder<C> {
+    /// Runs on every new connection before it joins the pool (per-session setup such as `SET
+    /// search_path`, or checks); an error fails the attempt as
+    /// [`ConnectFailure::Hook`](crate::ConnectFailure::Hook) carrying the hook's message.
+    ///
+    /// # Examples
+    /// See [`Pool::builder`].
+    pub fn after_connect<F>(mut self, hook: F) -> Self
+    where
+        F: for<'a> Fn(&'a C::Client) -> HookFuture<'a, Result<(), BoxError>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.hooks.after_connect = Some(Box::new(hook));
+        self
+    }
+
+    /// Runs before an idle connection is handed out; `false` closes it and the acquire takes
+    /// another. Connections it guards are never handed out without it, so the fast path of
+    /// an acquire then costs the hook.
+    ///
+    /// # Examples
+    /// See [`Pool::builder_with`].
+    pub fn before_acquire<F>(mut self, hook: F) -> Self
+    where
+        F: for<'a> Fn(&'a C::Client) -> HookFuture<'a, bool> + Send + Sync + 'static,
+    {
+        self.hooks.before_acquire = Some(Box::new(hook));
+        self
+    }
+
+    /// Runs on every returned connection, after the pool restored its session, before it is
+    /// reused (the return then happens in the background, holding its slot); `false` closes it.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = pool::PoolConfig::from_url("postgres://app@db/app")?;
+    /// let pool = pool::Pool::builder(config)
+    ///     // Sessions that raised their statement_timeout are not reused.
+    ///     .after_release(|client| Box::pin(async move {
+    ///         match client.query_one("SHOW statement_timeout", &[]).await {
+    ///             Ok(row) => row.get::<_, String>(0) == "0",
+    ///             Err(_) => false,
+    ///         }
+    ///     }))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn after_release<F>(mut self, hook: F) -> Self
+    where
+        F: for<'a> Fn(&'a C::Client) -> HookFuture<'a, bool> + Send + Sync + 'static,
+    {
+        self.hooks.after_release = Some(Box::new(hook));
+        self
+    }
+
+    /// [`Pool::connect`], with the hooks.
+    ///
+    /// # Errors
+    /// As [`Pool::connect`].
+    pub async fn connect(self) -> Result<Pool<C>, PoolError> {
+        let connector = self.connector?;
+        Pool::start(self.config, connector, self.hooks).await
+    }
+
+    /// [`Pool::connect_lazy`], with the hooks.
+    ///
+    /// # Errors
+    /// As [`Pool::connect_lazy`].
+    pub fn connect_lazy(self) -> Result<Pool<C>, PoolError> {
+        let connector = self.connector?;
+        Pool::start_lazy(self.config, connector, self.hooks)
+    }
+}
+
 impl<C: Connector> Pool<C> {
     /// [`Pool::connect`] with a connector of your own (a fake in tests, TLS settings, ...).
     /// `config.url` is only used for messages.
@@ -121,7 +252,38 @@ impl<C: Connector> Pool<C> {
     /// # Ok(()) }
     /// ```
     pub async fn connect_with(config: PoolConfig, connector: C) -> Result<Self, PoolError> {
-        let pool = Self::build(config, connector)?;
+        Self::start(config, connector, Hooks::default()).await
+    }
+
+    /// A [`PoolBuilder`] with a connector of your own, for hooks.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), pool::PoolError> {
+    /// # #[cfg(feature = "test-util")] {
+    /// let db = pool::testing::FakeDb::new();
+    /// let pool = pool::Pool::builder_with(pool::PoolConfig::default(), db.connector())
+    ///     .before_acquire(|client| Box::pin(async move { client.is_open() }))
+    ///     .connect()
+    ///     .await?;
+    /// drop(pool.acquire().await?);
+    /// # }
+    /// # Ok(()) }
+    /// ```
+    pub fn builder_with(config: PoolConfig, connector: C) -> PoolBuilder<C> {
+        PoolBuilder {
+            config,
+            connector: Ok(connector),
+            hooks: Hooks::default(),
+        }
+    }
+
+    async fn start(
+        config: PoolConfig,
+        connector: C,
+        hooks: Hooks<C::Client>,
+    ) -> Result<Self, PoolError> {
+        let pool = Self::build(config, connector, hooks)?;
         let shared = &pool.shared;
         let started = Instant::now();
         // At least one connection proves the database is there, even with min_size = 0.
@@ -167,18 +329,26 @@ impl<C: Connector> Pool<C> {
     /// # Ok(()) }
     /// ```
     pub fn connect_lazy_with(config: PoolConfig, connector: C) -> Result<Self, PoolError> {
+        Self::start_lazy(config, connector, Hooks::default())
+    }
+
+    fn start_lazy(
+        config: PoolConfig,
+        connector: C,
+        hooks: Hooks<C::Client>,
+    ) -> Result<Self, PoolError> {
         tokio::runtime::Handle::try_current().map_err(|_| PoolError::NoRuntime)?;
-        let pool = Self::build(config, connector)?;
+        let pool = Self::build(config, connector, hooks)?;
         pool.spawn_maintenance(true);
         Ok(pool)
     }
 
-    fn build(config: PoolConfig, connector: C) -> Result<Self, PoolError> {
+    fn build(config: PoolConfig, connector: C, hooks: Hooks<C::Client>) -> Result<Self, PoolError> {
         config.validate_settings()?;
         tokio::runtime::Handle::try_current().map_err(|_| PoolError::NoRuntime)?;
         let seed = config.jitter_seed.unwrap_or_else(seed);
         Ok(Pool {
-            shared: Arc::new(Shared::new(config, connector, seed)),
+            shared: Arc::new(Shared::new(config, connector, seed, hooks)),
         })
     }
 

@@ -20,6 +20,7 @@ use crate::conn::Conn;
 use crate::connector::Connector;
 use crate::drivers::Drivers;
 use crate::health::{HealthInputs, HealthReport};
+use crate::hooks::Hooks;
 use crate::outage::{OutageState, Transition};
 use crate::session::SessionStatus;
 use crate::slots::{End, SlotToken, Slots};
@@ -49,10 +50,16 @@ pub(crate) struct Shared<C: Connector> {
     /// Connection attempts in flight; shutdown waits for them (each is bounded).
     pub connecting: AtomicUsize,
     pub shutdown_report: watch::Sender<Option<ShutdownReport>>,
+    pub hooks: Hooks<C::Client>,
 }
 
 impl<C: Connector> Shared<C> {
-    pub(crate) fn new(config: PoolConfig, connector: C, seed: u64) -> Self {
+    pub(crate) fn new(
+        config: PoolConfig,
+        connector: C,
+        seed: u64,
+        hooks: Hooks<C::Client>,
+    ) -> Self {
         let now = Instant::now();
         Shared {
             target: connector.target(),
@@ -73,6 +80,7 @@ impl<C: Connector> Shared<C> {
             recovering: AtomicBool::new(false),
             connecting: AtomicUsize::new(0),
             shutdown_report: watch::channel(None).0,
+            hooks,
             connector,
             config,
         }
@@ -141,7 +149,8 @@ impl<C: Connector> Shared<C> {
             .session
             .as_ref()
             .map_or(SessionStatus::Idle, |s| s.status());
-        let reset = self.config.session_reset != SessionReset::Off;
+        let reset =
+            self.config.session_reset != SessionReset::Off || self.hooks.after_release.is_some();
         ((status != SessionStatus::Idle || reset)
             && !self.is_closed()
             && !self.connector.is_closed(&conn.client))
@@ -156,7 +165,25 @@ impl<C: Connector> Shared<C> {
         status: SessionStatus,
     ) {
         // Dropped with the runtime: the connection is closed and nothing else is owed.
-        let result = self.reset_session(&conn, status).await;
+        let mut result = self.reset_session(&conn, status).await;
+        if result.is_ok()
+            && let Some(hook) = &self.hooks.after_release
+        {
+            result = match tokio::time::timeout(self.config.validation_timeout, hook(&conn.client))
+                .await
+            {
+                Ok(true) => Ok(()),
+                Ok(false) => Err("the after_release hook said no".to_string()),
+                Err(_) => {
+                    Err("the after_release hook did not finish within validation_timeout".into())
+                }
+            };
+            if result.is_err() {
+                self.discard(conn, CloseReason::HookRejected);
+                self.slots.check_in(slot);
+                return;
+            }
+        }
         match result {
             Ok(()) => {
                 debug!(conn.id = conn.meta.id, was = ?status, "returned session restored to idle");

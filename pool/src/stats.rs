@@ -38,6 +38,9 @@ pub enum CloseReason {
     Cancelled,
     /// Closed by the user with [`PooledConnection::discard`](crate::PooledConnection::discard).
     Discarded,
+    /// A hook said no: `before_acquire` or `after_release` returned false or ran out of time,
+    /// or `after_connect` failed.
+    HookRejected,
     /// Returned inside a transaction or with a request in flight, and its session could not
     /// be brought back to idle (the cancel, the drain or the `ROLLBACK` failed or ran out of
     /// time).
@@ -45,7 +48,7 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    const ALL: [CloseReason; 11] = [
+    const ALL: [CloseReason; 12] = [
         CloseReason::Broken,
         CloseReason::ValidationFailed,
         CloseReason::IdleTimeout,
@@ -57,6 +60,7 @@ impl CloseReason {
         CloseReason::Cancelled,
         CloseReason::Discarded,
         CloseReason::SessionNotReset,
+        CloseReason::HookRejected,
     ];
 }
 
@@ -81,6 +85,7 @@ pub struct ClosedCounts {
     pub cancelled: u64,
     pub discarded: u64,
     pub session_not_reset: u64,
+    pub hook_rejected: u64,
 }
 
 impl ClosedCounts {
@@ -102,6 +107,7 @@ impl ClosedCounts {
             + self.cancelled
             + self.discarded
             + self.session_not_reset
+            + self.hook_rejected
     }
 }
 
@@ -298,6 +304,7 @@ impl Stats {
             cancelled: c(CloseReason::Cancelled),
             discarded: c(CloseReason::Discarded),
             session_not_reset: c(CloseReason::SessionNotReset),
+            hook_rejected: c(CloseReason::HookRejected),
         }
     }
 
