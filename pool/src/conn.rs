@@ -19,6 +19,8 @@ pub(crate) struct PoolConn<Client> {
     pub meta: Arc<Meta>,
     pub uses: u64,
     pub last_used: Instant,
+    /// When it was opened (for the orphan check: a server process that old is this one).
+    pub opened_at: Instant,
     pub validated_epoch: u64,
     pub expires_at: Option<Instant>,
     pub statements: StatementCache,

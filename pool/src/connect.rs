@@ -224,6 +224,7 @@ impl<C: Connector> Shared<C> {
             meta,
             uses: 0,
             last_used: now,
+            opened_at: now,
             validated_epoch: self.suspect_epoch.load(Acquire),
             expires_at,
             statements: Default::default(),

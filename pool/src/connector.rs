@@ -145,6 +145,20 @@ pub trait Connector: Send + Sync + 'static {
         async { Ok::<(), BoxError>(()) }
     }
 
+    /// Terminates the server sessions in `orphans` that are still there: each is a server
+    /// process id and how old its session is at least, in seconds (a process with that id but
+    /// younger is another session, which got the id after ours ended). Runs on one of the
+    /// pool's sessions, bounded by `validation_timeout`; returns how many were terminated.
+    /// The default terminates nothing.
+    fn terminate(
+        &self,
+        client: &Self::Client,
+        orphans: &[(u32, f64)],
+    ) -> impl Future<Output = Result<u64, BoxError>> + Send {
+        let _ = (client, orphans);
+        async { Ok::<u64, BoxError>(0) }
+    }
+
     /// Resets the session's state as `how` says ([`PoolConfig::session_reset`](crate::PoolConfig::session_reset)),
     /// on every return when it is on. The pool bounds it by `validation_timeout`. The default
     /// cannot (a pool configured to reset then closes every returned connection).
@@ -346,6 +360,27 @@ impl Connector for PgConnector {
 
     async fn reset(&self, client: &Self::Client, how: crate::SessionReset) -> Result<(), BoxError> {
         client.batch_execute(how.sql()).await.map_err(Into::into)
+    }
+
+    async fn terminate(
+        &self,
+        client: &Self::Client,
+        orphans: &[(u32, f64)],
+    ) -> Result<u64, BoxError> {
+        let pids: Vec<i32> = orphans.iter().map(|(pid, _)| *pid as i32).collect();
+        let ages: Vec<f64> = orphans.iter().map(|(_, age)| *age).collect();
+        let row = client
+            .query_one(
+                "SELECT count(pg_terminate_backend(a.pid)) \
+                 FROM unnest($1::int4[], $2::float8[]) AS o(pid, age) \
+                 JOIN pg_stat_activity a ON a.pid = o.pid \
+                 WHERE a.pid <> pg_backend_pid() \
+                 AND a.usename = current_user \
+                 AND extract(epoch FROM now() - a.backend_start) >= o.age - 1",
+                &[&pids, &ages],
+            )
+            .await?;
+        Ok(row.get::<_, i64>(0) as u64)
     }
 
     async fn settle(&self, client: &Self::Client) -> Result<(), BoxError> {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::Notify;
 use tokio::time::{Instant, timeout};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::connector::Connector;
 use crate::on_drop::OnDrop;
@@ -77,6 +77,71 @@ impl<C: Connector> Shared<C> {
         self.retire_idle(now);
         self.replenish(usize::MAX).await;
         self.probe().await;
+        self.reap_orphans().await;
+    }
+
+    /// The database answers again: terminates the server sessions the pool gave up on, on one
+    /// of its idle connections, so a flapping network does not use up `max_connections`.
+    async fn reap_orphans(&self) {
+        let orphans: Vec<crate::shared::Orphan> = {
+            let orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
+            if orphans.is_empty() {
+                return;
+            }
+            orphans.clone()
+        };
+        let Ok(permit) = self.slots.try_permit() else {
+            return;
+        };
+        let Some(conn) = self.slots.pop_idle(&permit, false) else {
+            return;
+        };
+        let conn = OnDrop::new(conn, |conn| self.discard(conn, CloseReason::Cancelled));
+        let now = Instant::now();
+        // Each session is at least as old as the time since the pool opened it.
+        let list: Vec<(u32, f64)> = orphans
+            .iter()
+            .map(|o| {
+                (
+                    o.pid,
+                    now.saturating_duration_since(o.opened_at).as_secs_f64(),
+                )
+            })
+            .collect();
+        let result = timeout(
+            self.config.validation_timeout,
+            self.connector.terminate(&conn.client, &list),
+        )
+        .await;
+        let conn = conn.disarm();
+        let last_used = conn.last_used;
+        self.push_idle(conn, last_used, End::Newest);
+        drop(permit);
+        match result {
+            Ok(Ok(terminated)) => {
+                self.orphans
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|o| {
+                        !orphans
+                            .iter()
+                            .any(|r| r.pid == o.pid && r.given_up_at == o.given_up_at)
+                    });
+                self.stats.orphans.fetch_add(terminated, Relaxed);
+                if terminated > 0 {
+                    info!(
+                        pool.target = %self.target,
+                        terminated,
+                        checked = orphans.len(),
+                        "terminated server sessions the pool had given up on when the network failed"
+                    );
+                }
+            }
+            Ok(Err(e)) => {
+                debug!(error = %e, "could not terminate orphaned server sessions; retrying later")
+            }
+            Err(_) => debug!("terminating orphaned server sessions timed out; retrying later"),
+        }
     }
 
     /// During an outage: one connection attempt under a free slot, if the link admits one.

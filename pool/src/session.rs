@@ -56,6 +56,8 @@ pub struct Session {
     ready: AtomicU64,
     /// Notified on every `ReadyForQuery`.
     readied: Notify,
+    /// The server process's id, from `BackendKeyData` (0 until it arrives).
+    pid: std::sync::atomic::AtomicU32,
 }
 
 impl Default for Session {
@@ -67,6 +69,7 @@ impl Default for Session {
             sent: AtomicU64::new(1),
             ready: AtomicU64::new(0),
             readied: Notify::new(),
+            pid: std::sync::atomic::AtomicU32::new(0),
         }
     }
 }
@@ -83,6 +86,11 @@ impl Session {
             b'E' => SessionStatus::FailedTransaction,
             _ => SessionStatus::Idle,
         }
+    }
+
+    /// The server process serving this session, once the start-up told it.
+    pub fn backend_pid(&self) -> Option<u32> {
+        Some(self.pid.load(Acquire)).filter(|p| *p != 0)
     }
 
     /// Waits until no request is in flight (cancel safe; the caller bounds it).
@@ -123,6 +131,9 @@ struct Framing {
     kind: u8,
     /// Whether the current message's first body byte was seen (for 'Z').
     body_started: bool,
+    /// The first four body bytes of the current message, as far as seen (for 'K').
+    lead: [u8; 4],
+    lead_len: usize,
 }
 
 /// One message boundary the framing found.
@@ -131,6 +142,8 @@ enum Event {
     Began(u8),
     /// The first body byte of the current message.
     FirstByte(u8, u8),
+    /// The first four body bytes of the current message, as a big-endian number.
+    FirstWord(u8, u32),
 }
 
 impl Framing {
@@ -142,6 +155,8 @@ impl Framing {
             body_left: 0,
             kind: 0,
             body_started: false,
+            lead: [0; 4],
+            lead_len: 0,
         }
     }
 
@@ -154,6 +169,14 @@ impl Framing {
                     on(Event::FirstByte(self.kind, bytes[0]));
                 }
                 let n = self.body_left.min(bytes.len());
+                if self.lead_len < 4 {
+                    let take = (4 - self.lead_len).min(n);
+                    self.lead[self.lead_len..self.lead_len + take].copy_from_slice(&bytes[..take]);
+                    self.lead_len += take;
+                    if self.lead_len == 4 {
+                        on(Event::FirstWord(self.kind, u32::from_be_bytes(self.lead)));
+                    }
+                }
                 self.body_left -= n;
                 bytes = &bytes[n..];
                 continue;
@@ -181,6 +204,7 @@ impl Framing {
             self.header_len = 0;
             self.kind = kind;
             self.body_started = false;
+            self.lead_len = 0;
             // The length counts itself.
             self.body_left = (len as usize).saturating_sub(4);
             if kind != 0 {
@@ -224,11 +248,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = result {
             let session = &this.session;
-            this.down.feed(&buf.filled()[before..], |event| {
-                if let Event::FirstByte(b'Z', status) = event {
-                    session.got_ready(status);
-                }
-            });
+            this.down
+                .feed(&buf.filled()[before..], |event| match event {
+                    Event::FirstByte(b'Z', status) => session.got_ready(status),
+                    Event::FirstWord(b'K', pid) => session.pid.store(pid, Release),
+                    _ => {}
+                });
         }
         result
     }
@@ -287,10 +312,10 @@ mod tests {
         }
         for c in down.chunks(chunk) {
             let s = &t.session;
-            t.down.feed(c, |e| {
-                if let Event::FirstByte(b'Z', st) = e {
-                    s.got_ready(st);
-                }
+            t.down.feed(c, |e| match e {
+                Event::FirstByte(b'Z', st) => s.got_ready(st),
+                Event::FirstWord(b'K', pid) => s.pid.store(pid, Release),
+                _ => {}
             });
         }
         session
@@ -311,15 +336,13 @@ mod tests {
             up.extend(msg(b'Q', b"BEGIN\0"));
             let mut down = msg(b'R', &[0, 0, 0, 0]);
             down.extend(msg(b'S', b"a\0b\0"));
-            down.extend(msg(b'K', &[0; 8]));
+            down.extend(msg(b'K', &[0, 0, 0x30, 0x39, 1, 2, 3, 4]));
             down.extend(msg(b'Z', b"I"));
             down.extend(msg(b'C', b"BEGIN\0"));
             down.extend(msg(b'Z', b"T"));
-            assert_eq!(
-                run(&up, &down, chunk).status(),
-                SessionStatus::InTransaction,
-                "{chunk}"
-            );
+            let session = run(&up, &down, chunk);
+            assert_eq!(session.status(), SessionStatus::InTransaction, "{chunk}");
+            assert_eq!(session.backend_pid(), Some(12345), "{chunk}");
             // ... then a failing extended query: Parse/Bind/Execute/Sync, error, 'E'.
             let mut up2 = up.clone();
             up2.extend(msg(b'P', b"\0SELECT 1/0\0\0\0"));

@@ -51,7 +51,21 @@ pub(crate) struct Shared<C: Connector> {
     pub connecting: AtomicUsize,
     pub shutdown_report: watch::Sender<Option<ShutdownReport>>,
     pub hooks: Hooks<C::Client>,
+    /// Server sessions the pool gave up on because the network failed, which the server may
+    /// still hold (its keepalive notices after hours): terminated once it answers again.
+    pub orphans: Mutex<Vec<Orphan>>,
 }
+
+/// A server session the pool gave up on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Orphan {
+    pub pid: u32,
+    pub opened_at: Instant,
+    pub given_up_at: Instant,
+}
+
+/// Orphans remembered at most (the oldest go first).
+const MAX_ORPHANS: usize = 1024;
 
 impl<C: Connector> Shared<C> {
     pub(crate) fn new(
@@ -81,6 +95,7 @@ impl<C: Connector> Shared<C> {
             connecting: AtomicUsize::new(0),
             shutdown_report: watch::channel(None).0,
             hooks,
+            orphans: Mutex::new(Vec::new()),
             connector,
             config,
         }
@@ -366,6 +381,21 @@ impl<C: Connector> Shared<C> {
     /// polite Terminate and ends by itself.
     pub(crate) fn close_conn(&self, conn: Conn<C::Client>, reason: CloseReason) {
         self.stats.closed(reason);
+        if matches!(
+            reason,
+            CloseReason::Broken | CloseReason::ValidationFailed | CloseReason::Outage
+        ) && let Some(pid) = conn.session.as_ref().and_then(|s| s.backend_pid())
+        {
+            let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
+            if orphans.len() >= MAX_ORPHANS {
+                orphans.remove(0);
+            }
+            orphans.push(Orphan {
+                pid,
+                opened_at: conn.opened_at,
+                given_up_at: Instant::now(),
+            });
+        }
         match reason {
             CloseReason::Broken
             | CloseReason::ValidationFailed

@@ -164,6 +164,9 @@ pub struct PoolStatistics {
     pub requests_cancelled: u64,
     /// Returned sessions reset by [`PoolConfig::session_reset`](crate::PoolConfig::session_reset).
     pub sessions_reset: u64,
+    /// Server sessions the pool had given up on when the network failed, terminated once the
+    /// database answered again.
+    pub orphans_terminated: u64,
     /// Connections closed, by reason.
     pub connections_closed: ClosedCounts,
     /// Driver tasks still running (sockets still open), including force-closed ones winding down.
@@ -234,6 +237,7 @@ pub(crate) struct Stats {
     pub rollbacks: AtomicU64,
     pub cancels: AtomicU64,
     pub resets: AtomicU64,
+    pub orphans: AtomicU64,
     closed: [AtomicU64; CloseReason::ALL.len()],
     wait_sum_ns: AtomicU64,
     wait_peak_ns: AtomicU64,
@@ -256,6 +260,7 @@ impl Stats {
             rollbacks: AtomicU64::new(0),
             cancels: AtomicU64::new(0),
             resets: AtomicU64::new(0),
+            orphans: AtomicU64::new(0),
             closed: Default::default(),
             wait_sum_ns: AtomicU64::new(0),
             wait_peak_ns: AtomicU64::new(0),
@@ -336,6 +341,7 @@ impl Stats {
             sessions_rolled_back: self.rollbacks.load(Relaxed),
             requests_cancelled: self.cancels.load(Relaxed),
             sessions_reset: self.resets.load(Relaxed),
+            orphans_terminated: self.orphans.load(Relaxed),
             connections_closed: self.closed_counts(),
             live_connection_tasks: live_tasks,
             acquire_wait_mean: mean,

@@ -31,7 +31,11 @@ async fn after_connect_sets_up_every_session_and_its_error_is_the_connect_failur
     let a = pool.acquire().await.unwrap();
     let b = pool.acquire().await.unwrap();
     for conn in [&a, &b] {
-        let path: String = conn.query_one("SHOW search_path", &[]).await.unwrap().get(0);
+        let path: String = conn
+            .query_one("SHOW search_path", &[])
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(path, "tenant_42, public");
     }
     drop((a, b));
@@ -51,10 +55,16 @@ async fn after_connect_sets_up_every_session_and_its_error_is_the_connect_failur
         PoolError::Connect {
             kind: ConnectFailure::Hook(message),
             ..
-        } => assert!(message.contains("syntax error") || message.contains("db error"), "{message}"),
+        } => assert!(
+            message.contains("syntax error") || message.contains("db error"),
+            "{message}"
+        ),
         other => panic!("{other:?}"),
     }
-    assert!(err.to_string().contains("after_connect hook failed"), "{err}");
+    assert!(
+        err.to_string().contains("after_connect hook failed"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -98,7 +108,9 @@ async fn after_release_saying_no_closes_the_returned_connection() {
     conn.batch_execute("SELECT 1").await.unwrap();
     drop(conn);
     let conn = pool.acquire().await.unwrap();
-    conn.batch_execute("SET statement_timeout = '5s'").await.unwrap();
+    conn.batch_execute("SET statement_timeout = '5s'")
+        .await
+        .unwrap();
     drop(conn);
     let conn = pool.acquire().await.unwrap();
     let t: String = conn

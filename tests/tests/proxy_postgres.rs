@@ -301,3 +301,66 @@ async fn pool_drops_connections_stranded_by_a_lost_peer() {
     ));
     assert!(matches!(pool.acquire().await, Err(PoolError::Closed)));
 }
+
+/// Server-side sessions tagged `app`, counted on a direct connection (not through the proxy).
+async fn server_sessions(app: &str) -> i64 {
+    let url = chaos::postgres::shared().expect("shared database").url();
+    let c = client(&url).await;
+    c.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+        &[&app],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test]
+async fn sessions_stranded_by_a_lost_peer_are_terminated_on_the_server_once_it_answers() {
+    let app = "e2e-orphans";
+    let (_p, proxy, url) = proxy("pg-orphans");
+    let pool = Pool::connect(pool_config(&url, app)).await.unwrap();
+    assert_eq!(server_sessions(app).await, 2);
+    // The pool's open sessions go silent; the server keeps them (the proxy holds their
+    // sockets open, as a peer that vanished without a FIN or RST would leave them).
+    proxy
+        .add_toxic(toxic(
+            ToxicKind::PeerLost(toxics::PeerLost),
+            Stream::Downstream,
+        ))
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let s = pool.statistics();
+        if s.connections_closed.outage + s.connections_closed.validation_failed >= 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the pool never gave up on the stranded sessions: {s:?}"
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+    // New connections pass: the pool serves again on new sessions, and within 5 s the
+    // server holds nothing of the pool's that the pool does not hold.
+    let conn = pool.acquire().await.expect("new connections pass");
+    conn.query_one("SELECT 1", &[]).await.unwrap();
+    drop(conn);
+    let served = Instant::now();
+    loop {
+        let held = pool.statistics().total_connections as i64;
+        let on_server = server_sessions(app).await;
+        if on_server <= held {
+            break;
+        }
+        assert!(
+            served.elapsed() < Duration::from_secs(5),
+            "the server still holds {on_server} sessions of the pool, which holds {held}: {:?}",
+            pool.statistics()
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    assert!(pool.statistics().orphans_terminated >= 2, "{:?}", pool.statistics());
+    pool.shutdown(Duration::from_secs(2)).await;
+    proxy.remove_all_toxics();
+}
