@@ -360,7 +360,11 @@ async fn sessions_stranded_by_a_lost_peer_are_terminated_on_the_server_once_it_a
         );
         sleep(Duration::from_millis(100)).await;
     }
-    assert!(pool.statistics().orphans_terminated >= 2, "{:?}", pool.statistics());
+    assert!(
+        pool.statistics().orphans_terminated >= 2,
+        "{:?}",
+        pool.statistics()
+    );
     pool.shutdown(Duration::from_secs(2)).await;
     proxy.remove_all_toxics();
 }
