@@ -258,3 +258,77 @@ async fn a_discard_reset_also_empties_the_statement_cache_coherently() {
     assert_eq!(pool.statistics().connections_created, 1);
     pool.shutdown(Duration::from_secs(5)).await;
 }
+
+/// Drops the wrapped future after `polls` polls, as a deadline does at whatever await point
+/// the handler has reached (tokio-postgres's `Cancellable` test helper, the same idea).
+struct DropAfter<F: std::future::Future> {
+    fut: std::pin::Pin<Box<F>>,
+    polls: usize,
+}
+
+impl<F: std::future::Future> std::future::Future for DropAfter<F> {
+    type Output = Option<F::Output>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        if self.polls == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        self.polls -= 1;
+        self.fut.as_mut().poll(cx).map(Some)
+    }
+}
+
+#[tokio::test]
+async fn a_handler_dropped_at_every_await_point_leaves_the_next_user_a_clean_session() {
+    let app = "session-every-poll";
+    let pool = one_connection_pool(app).await;
+    let mut completed = false;
+    let mut polls = 0;
+    while !completed {
+        let p = pool.clone();
+        let handler = async move {
+            let conn = p.acquire().await.unwrap();
+            conn.batch_execute("BEGIN").await.unwrap();
+            conn.batch_execute("SET LOCAL application_name = 'inside-the-handler'")
+                .await
+                .unwrap();
+            conn.batch_execute("SELECT pg_sleep(0.05)").await.unwrap();
+            conn.batch_execute("COMMIT").await.unwrap();
+        };
+        completed = DropAfter {
+            fut: Box::pin(handler),
+            polls,
+        }
+        .await
+        .is_some();
+        let conn = tokio::time::timeout(Duration::from_secs(5), pool.acquire())
+            .await
+            .unwrap_or_else(|_| panic!("after a drop at poll {polls}: the next acquire hung"))
+            .unwrap();
+        assert_eq!(
+            application_name(&conn).await,
+            app,
+            "after a drop at poll {polls}: the next user is inside the old transaction"
+        );
+        drop(conn);
+        polls += 1;
+        assert!(polls < 200, "the handler never completed");
+    }
+    assert_eq!(sleeps_running(app).await, 0);
+    let s = pool.statistics();
+    assert_eq!(
+        s.connections_created - s.connections_closed.total(),
+        s.total_connections as u64,
+        "{s:?}"
+    );
+    // A drop after N polls happens at the handler's next wake-up, when an answer arrived:
+    // these drops leave transactions open (rolled back); queries cut mid-flight by a timer
+    // (the cancel path) are the tests above.
+    assert!(
+        s.sessions_rolled_back >= 1,
+        "the drops reached the transaction: {s:?}"
+    );
+    pool.shutdown(Duration::from_secs(5)).await;
+}
