@@ -4,9 +4,11 @@
 //! # What runs
 //! - Workers ([`WORKERS`]) send a mix of requests, each through `Pool::acquire`: short queries
 //!   (a cached `SELECT 1`), long ones (`pg_sleep` up to 200 ms), transactions (one in four
-//!   rolled back), queries cut by a timeout (the connection is then discarded, as the pool's
-//!   docs ask) and requests whose whole future is dropped at a random point (acquire or
-//!   query): cancellation as callers really do it.
+//!   rolled back), transactions left open by an early return, queries cut by a timeout (the
+//!   connection goes back as it is: the pool cancels the query on the server) and requests
+//!   whose whole future is dropped at a random point (acquire or query): cancellation as
+//!   callers really do it. Every short request also checks that it did not start inside a
+//!   transaction an earlier request left open.
 //! - Every [`BURST_EVERY`], a burst of `10 x max_size` concurrent requests.
 //! - Faults: at random times (a mean of `fault_every` apart), a random entry of the fault
 //!   matrix ([`MATRIX`]: the proxy's full set, `pg_terminate_backend`, and a crash and
@@ -148,8 +150,11 @@ enum Work {
     Short,
     Long,
     Transaction,
-    /// A query cut by a timeout; the connection is discarded.
+    /// A query cut by a timeout; the connection goes back as it is (the pool cancels the
+    /// query on the server before anyone else gets the session).
     CutQuery,
+    /// `BEGIN`, a mark, then an early return without `COMMIT` or `ROLLBACK`.
+    EarlyReturn,
     /// The whole request future dropped at a random point.
     Dropped,
 }
@@ -166,6 +171,9 @@ struct Load {
     rng: Mutex<Rng>,
 }
 
+/// The failure kind of a request that found an earlier request's transaction still open.
+const DIRTY: &str = "dirty session";
+
 fn db_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("server error {}", db.code().code()),
@@ -181,7 +189,8 @@ impl Load {
         let work = match a {
             a if a < 0.55 => Work::Short,
             a if a < 0.70 => Work::Long,
-            a if a < 0.88 => Work::Transaction,
+            a if a < 0.84 => Work::Transaction,
+            a if a < 0.88 => Work::EarlyReturn,
             a if a < 0.94 => Work::CutQuery,
             _ => Work::Dropped,
         };
@@ -246,8 +255,16 @@ impl Load {
         let ran = tokio::time::timeout(bound, async {
             match work {
                 Work::Short => {
-                    let stmt = conn.prepare_cached("SELECT 1").await?;
-                    conn.query_one(&stmt, &[]).await?;
+                    // Also the check that no earlier request's transaction is still open.
+                    let stmt = conn
+                        .prepare_cached("SELECT current_setting('chaos.marker', true)")
+                        .await?;
+                    let mark: Option<String> = conn.query_one(&stmt, &[]).await?.get(0);
+                    return Ok(mark.as_deref() == Some("dirty"));
+                }
+                Work::EarlyReturn => {
+                    conn.batch_execute("BEGIN; SET LOCAL chaos.marker = 'dirty'")
+                        .await?;
                 }
                 Work::Long | Work::Dropped => {
                     let stmt = conn.prepare_cached("SELECT pg_sleep($1::float8)").await?;
@@ -267,23 +284,22 @@ impl Load {
                     conn.query_one("SELECT pg_sleep(0.1)", &[]).await?;
                 }
             }
-            Ok::<_, tokio_postgres::Error>(())
+            Ok::<_, tokio_postgres::Error>(false)
         })
         .await;
         match ran {
-            Ok(Ok(())) => Ok(Done::Ok),
+            Ok(Ok(false)) => Ok(Done::Ok),
+            Ok(Ok(true)) => Err(DIRTY.into()),
             Ok(Err(e)) => {
                 pool::PooledConnection::discard(conn);
                 Err(db_error(&e))
             }
+            // Cut on purpose: returned as it is, with the query still running on the server.
+            Err(_) if matches!(work, Work::CutQuery) => Ok(Done::Cancelled),
             Err(_) => {
-                // The server may still be busy with it: do not give it to the next user.
+                // Slow under a fault: a client gives up on this connection.
                 pool::PooledConnection::discard(conn);
-                if matches!(work, Work::CutQuery) {
-                    Ok(Done::Cancelled)
-                } else {
-                    Err("query timeout".into())
-                }
+                Err("query timeout".into())
             }
         }
     }
@@ -391,6 +407,18 @@ impl Run<'_> {
             ),
             bound: "0".into(),
             verdict: if totals.hangs == 0 {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            },
+        });
+        let dirty = totals.errors.get(DIRTY).copied().unwrap_or(0);
+        criteria.push(Criterion {
+            id: "no_dirty_checkout".into(),
+            description: "no request started inside a transaction an earlier one left open (early returns, cut queries; checked by every short request)".into(),
+            measured: format!("{dirty} dirty"),
+            bound: "0".into(),
+            verdict: if dirty == 0 {
                 Verdict::Pass
             } else {
                 Verdict::Fail
