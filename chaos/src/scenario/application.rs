@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::subject::{Handler, Subject};
-use super::{Env, MAX_SIZE, PoolKind, Progress, Timing, make_subject};
+use super::{Env, MAX_SIZE, PoolKind, Progress, Timing, crit, make_subject};
 use crate::report::{Criterion, Op, Outcome, ScenarioReport, Verdict};
 use crate::rng::Rng;
 
@@ -30,41 +30,16 @@ const DIRTY: [Handler; 4] = [
 /// A check slower than this waited behind something (an abandoned query runs 2 s).
 const NEXT_REQUEST_BOUND_MS: f64 = 1000.0;
 
-fn crit(id: &str, description: &str, measured: String, bound: &str, ok: bool) -> Criterion {
-    Criterion {
-        id: id.into(),
-        description: description.into(),
-        measured,
-        bound: bound.into(),
-        verdict: if ok { Verdict::Pass } else { Verdict::Fail },
-    }
-}
-
 /// Abandoned `pg_sleep` calls of `app` still running on the server 600 ms after they began
 /// (each was abandoned 50 or 100 ms in).
 async fn abandoned_running(env: &Env, app: &str) -> crate::Result<i64> {
-    let (client, conn) = tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio_postgres::connect(&env.db.url(), tokio_postgres::NoTls),
+    env.count_on_server(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
+         AND state = 'active' AND query LIKE '%pg_sleep%' \
+         AND now() - query_start > interval '600 milliseconds'",
+        app,
     )
     .await
-    .map_err(|_| crate::Error::TimedOut {
-        what: "connecting to the server to watch its queries",
-        within: Duration::from_secs(5),
-    })??;
-    let driver = tokio::spawn(conn);
-    let n: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 \
-             AND state = 'active' AND query LIKE '%pg_sleep%' \
-             AND now() - query_start > interval '600 milliseconds'",
-            &[&app],
-        )
-        .await?
-        .get(0);
-    drop(client);
-    let _ = driver.await;
-    Ok(n)
 }
 
 /// Runs the scenario against a pool of `kind`, directly on the server (no proxy).

@@ -198,6 +198,12 @@ impl Env {
 
     /// Server-side connections with this `application_name` (direct, not through the proxy).
     pub async fn server_connections(&self, app: &str) -> crate::Result<i64> {
+        self.count_on_server(include_str!("../../../fixtures/sql/connections.sql"), app)
+            .await
+    }
+
+    /// Runs `sql`, a count with `app` as its one parameter, on a direct connection of its own.
+    pub async fn count_on_server(&self, sql: &str, app: &str) -> crate::Result<i64> {
         let within = Duration::from_secs(5);
         let (client, conn) = tokio::time::timeout(
             within,
@@ -205,17 +211,11 @@ impl Env {
         )
         .await
         .map_err(|_| crate::Error::TimedOut {
-            what: "connecting to the server to count its connections",
+            what: "connecting to the server to ask it what it holds",
             within,
         })??;
         let driver = tokio::spawn(conn);
-        let n: i64 = client
-            .query_one(
-                include_str!("../../../fixtures/sql/connections.sql"),
-                &[&app],
-            )
-            .await?
-            .get(0);
+        let n: i64 = client.query_one(sql, &[&app]).await?.get(0);
         drop(client);
         let _ = driver.await;
         Ok(n)
@@ -574,6 +574,23 @@ pub async fn run_fault(
     );
     report.ops = ops;
     report
+}
+
+/// A measured criterion: pass when `ok`.
+pub(crate) fn crit(
+    id: &str,
+    description: &str,
+    measured: String,
+    bound: &str,
+    ok: bool,
+) -> Criterion {
+    Criterion {
+        id: id.into(),
+        description: description.into(),
+        measured,
+        bound: bound.into(),
+        verdict: verdict(ok),
+    }
 }
 
 fn unknown(id: &str, why: &str) -> Criterion {

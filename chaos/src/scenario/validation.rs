@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Env, Progress, Timing};
+use super::{Env, Progress, Timing, crit};
 use crate::report::{Criterion, FaultWindow, Op, Outcome, ScenarioReport, Verdict};
 use pool::{HealthStatus, Pool, PoolConfig};
 
@@ -68,16 +68,6 @@ impl Validation {
 
 fn blank(name: &str, description: &str) -> ScenarioReport {
     ScenarioReport::new(name, "pool", description)
-}
-
-fn crit(id: &str, description: &str, measured: String, bound: &str, ok: bool) -> Criterion {
-    Criterion {
-        id: id.into(),
-        description: description.into(),
-        measured,
-        bound: bound.into(),
-        verdict: if ok { Verdict::Pass } else { Verdict::Fail },
-    }
 }
 
 /// The validation script's pool (min 2, max 10, defaults otherwise), its jitter seeded from
