@@ -180,36 +180,36 @@ impl<C: Connector> Shared<C> {
         status: SessionStatus,
     ) {
         // Dropped with the runtime: the connection is closed and nothing else is owed.
-        let mut result = self.reset_session(&conn, status).await;
-        if result.is_ok()
-            && let Some(hook) = &self.hooks.after_release
-        {
-            result = match tokio::time::timeout(self.config.validation_timeout, hook(&conn.client))
+        let outcome = match self.reset_session(&conn, status).await {
+            Ok(()) => self
+                .after_release(&conn)
                 .await
-            {
-                Ok(true) => Ok(()),
-                Ok(false) => Err("the after_release hook said no".to_string()),
-                Err(_) => {
-                    Err("the after_release hook did not finish within validation_timeout".into())
-                }
-            };
-            if result.is_err() {
-                self.discard(conn, CloseReason::HookRejected);
-                self.slots.check_in(slot);
-                return;
-            }
-        }
-        match result {
+                .map_err(|why| (CloseReason::HookRejected, why)),
+            Err(why) => Err((CloseReason::SessionNotReset, why)),
+        };
+        match outcome {
             Ok(()) => {
                 debug!(conn.id = conn.meta.id, was = ?status, "returned session restored to idle");
                 self.take_back(conn, Instant::now());
             }
-            Err(why) => {
+            Err((reason, why)) => {
                 debug!(conn.id = conn.meta.id, was = ?status, reason = %why, "returned session could not be restored; closed");
-                self.discard(conn, CloseReason::SessionNotReset);
+                self.discard(conn, reason);
             }
         }
         self.slots.check_in(slot);
+    }
+
+    /// The `after_release` hook, if any, within `validation_timeout`.
+    async fn after_release(&self, conn: &Conn<C::Client>) -> Result<(), String> {
+        let Some(hook) = &self.hooks.after_release else {
+            return Ok(());
+        };
+        match tokio::time::timeout(self.config.validation_timeout, hook(&conn.client)).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the after_release hook said no".into()),
+            Err(_) => Err("the after_release hook did not finish within validation_timeout".into()),
+        }
     }
 
     /// Cancel what is in flight and wait for its answer; roll back a transaction block.
@@ -239,16 +239,11 @@ impl<C: Connector> Shared<C> {
             {
                 self.stats.cancels.fetch_add(1, Relaxed);
                 cancelled = true;
-                match tokio::time::timeout(
-                    self.config.connect_timeout,
-                    self.connector.cancel(&conn.client, session),
-                )
-                .await
-                {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return Err(format!("the cancel request failed: {e}")),
-                    Err(_) => return Err("the cancel request timed out".into()),
-                }
+                let bound = (self.config.connect_timeout, "connect_timeout");
+                self.bounded_step(1, bound, "the cancel request", || {
+                    self.connector.cancel(&conn.client, session)
+                })
+                .await?;
                 tokio::time::timeout(self.config.validation_timeout, session.drained())
                     .await
                     .map_err(|_| "the cancelled request did not end within validation_timeout")?;
@@ -262,12 +257,14 @@ impl<C: Connector> Shared<C> {
             self.stats.rollbacks.fetch_add(1, Relaxed);
             // Twice at most: a late cancel may take the first.
             let tries = if cancelled { 2 } else { 1 };
-            self.bounded_step(tries, "ROLLBACK", || self.connector.rollback(&conn.client))
-                .await?;
+            self.bounded_step(tries, self.validation_bound(), "ROLLBACK", || {
+                self.connector.rollback(&conn.client)
+            })
+            .await?;
             status = session.status();
         }
         if cancelled {
-            self.bounded_step(2, "the settling statement", || {
+            self.bounded_step(2, self.validation_bound(), "the settling statement", || {
                 self.connector.settle(&conn.client)
             })
             .await?;
@@ -289,7 +286,7 @@ impl<C: Connector> Shared<C> {
         if how == SessionReset::Off {
             return Ok(());
         }
-        self.bounded_step(1, "the session reset", || {
+        self.bounded_step(1, self.validation_bound(), "the session reset", || {
             self.connector.reset(&conn.client, how)
         })
         .await?;
@@ -304,19 +301,25 @@ impl<C: Connector> Shared<C> {
         Ok(())
     }
 
-    /// Runs `step` up to `tries` times, each bounded by `validation_timeout`, until it succeeds.
+    fn validation_bound(&self) -> (std::time::Duration, &'static str) {
+        (self.config.validation_timeout, "validation_timeout")
+    }
+
+    /// Runs `step` up to `tries` times, each bounded by `bound` (its value and its setting's
+    /// name, for the message), until it succeeds.
     async fn bounded_step<F: std::future::Future<Output = Result<(), crate::BoxError>>>(
         &self,
         tries: usize,
+        (limit, setting): (std::time::Duration, &str),
         what: &str,
         step: impl Fn() -> F,
     ) -> Result<(), String> {
         let mut last = String::new();
         for _ in 0..tries {
-            match tokio::time::timeout(self.config.validation_timeout, step()).await {
+            match tokio::time::timeout(limit, step()).await {
                 Ok(Ok(())) => return Ok(()),
                 Ok(Err(e)) => last = format!("{what} failed: {e}"),
-                Err(_) => last = format!("{what} did not finish within validation_timeout"),
+                Err(_) => last = format!("{what} did not finish within {setting}"),
             }
         }
         Err(last)

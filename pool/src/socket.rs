@@ -32,16 +32,23 @@ pub(crate) struct Opened {
 }
 
 fn io_failure(e: io::Error, what: &str) -> ConnectError {
+    (
+        classify_io(&e, || format!("{what}: {e}")),
+        Some(Box::new(e)),
+    )
+}
+
+/// What an I/O error of an attempt means for the outage rules; `other` says it otherwise.
+fn classify_io(e: &io::Error, other: impl FnOnce() -> String) -> ConnectFailure {
     use io::ErrorKind::*;
-    let kind = match e.kind() {
+    match e.kind() {
         ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected | BrokenPipe
         | UnexpectedEof | AddrNotAvailable | HostUnreachable | NetworkUnreachable => {
             ConnectFailure::Refused
         }
         TimedOut => ConnectFailure::TimedOut(Duration::ZERO),
-        _ => ConnectFailure::Other(format!("{what}: {e}")),
-    };
-    (kind, Some(Box::new(e)))
+        _ => ConnectFailure::Other(other()),
+    }
 }
 
 fn pg_failure(e: tokio_postgres::Error) -> ConnectError {
@@ -311,14 +318,7 @@ pub(crate) fn classify(e: &tokio_postgres::Error) -> ConnectFailure {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(err) = source {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            return match io.kind() {
-                ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected
-                | BrokenPipe | UnexpectedEof | AddrNotAvailable | HostUnreachable
-                | NetworkUnreachable => ConnectFailure::Refused,
-                TimedOut => ConnectFailure::TimedOut(Duration::ZERO),
-                _ => ConnectFailure::Other(io.to_string()),
-            };
+            return classify_io(io, || io.to_string());
         }
         source = err.source();
     }
