@@ -1,7 +1,17 @@
 //! Passwords never reach a log line, an error or a `Debug` output.
+//!
+//! The redaction reads a connection string the way tokio-postgres does (it is the parser the
+//! pool hands the string to), and wherever libpq would read a password differently, it takes
+//! that reading too: a string that tokio-postgres rejects still reaches an error message, and
+//! whatever its author meant as a password must not be in it. Only the password's characters
+//! are replaced; the rest of the string stays as written, so the error still shows what is
+//! wrong with it.
 
-/// Replaces the password of a `postgres://user:password@host/db` URL (or a `password=...`
-/// key/value pair) with `***`.
+/// What a password is replaced with.
+const MASK: &str = "***";
+
+/// Replaces every password in a `postgres://user:password@host/db` URL (in the user info or
+/// a `password=` parameter) or in a `key=value` string (quoted, escaped or plain) with `***`.
 ///
 /// # Examples
 /// ```
@@ -9,46 +19,178 @@
 ///     pool::redact_url("postgres://app:s3cret@db:5432/app"),
 ///     "postgres://app:***@db:5432/app"
 /// );
+/// assert_eq!(
+///     pool::redact_url("host=db password='a b' dbname=app"),
+///     "host=db password=*** dbname=app"
+/// );
 /// ```
 pub fn redact_url(url: &str) -> String {
-    if let Some(scheme_end) = url.find("://") {
-        let rest = &url[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let mut out = match rest[..authority_end].rfind('@') {
-            Some(at) => match rest[..at].find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &rest[..colon],
-                    &rest[at..]
-                ),
-                None => url.to_string(),
-            },
-            None => url.to_string(),
-        };
-        // A password may also come as a query parameter.
-        if let Some(q) = out.find('?') {
-            let (head, query) = out.split_at(q + 1);
-            let query = query
-                .split('&')
-                .map(|kv| match kv.split_once('=') {
-                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                    _ => kv.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join("&");
-            out = format!("{head}{query}");
-        }
-        out
+    let spans = if is_url(url) {
+        url_password_spans(url)
     } else {
-        url.split_whitespace()
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => kv.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+        key_value_password_spans(url)
+    };
+    replace_spans(url, spans)
+}
+
+/// A URL is what has `://` before its first `=` or whitespace: tokio-postgres takes only
+/// `postgres://` and `postgresql://`, but a mistyped scheme is still a URL to its author.
+fn is_url(s: &str) -> bool {
+    let head_end = s
+        .find(|c: char| c == '=' || c.is_whitespace())
+        .unwrap_or(s.len());
+    s[..head_end].contains("://")
+}
+
+/// Whether a parameter of this name holds a secret (`password`, and libpq's `sslpassword`).
+fn is_password_key(key: &str) -> bool {
+    key.to_ascii_lowercase().contains("password")
+}
+
+/// Byte ranges of the passwords in a URL.
+fn url_password_spans(url: &str) -> Vec<(usize, usize)> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
+    let mut spans = Vec::new();
+    // The user info ends at the first `@` for tokio-postgres, and at the last `@` before the
+    // host's end for libpq; the password runs from the first `:` to whichever is later.
+    if let Some(first_at) = rest.find('@') {
+        let host_end = rest[first_at..]
+            .find(['/', '?'])
+            .map_or(rest.len(), |i| first_at + i);
+        let last_at = rest[..host_end].rfind('@').unwrap_or(first_at);
+        if let Some(colon) = rest[..first_at].find(':') {
+            spans.push((start + colon + 1, start + last_at));
+        }
     }
+    // Query parameters, wherever a `?` starts them.
+    if let Some(q) = rest.find('?') {
+        let mut at = start + q + 1;
+        for param in url[at..].split('&') {
+            if let Some((key, _)) = param.split_once('=')
+                && is_password_key(&percent_decode(key))
+            {
+                spans.push((at + key.len() + 1, at + param.len()));
+            }
+            at += param.len() + 1;
+        }
+    }
+    spans
+}
+
+/// Byte ranges of the passwords' values in a `key=value` string, read as tokio-postgres
+/// reads it: whitespace around `=`, values plain or in single quotes, `\` escaping the next
+/// character. A password keyword missing its `=` still has its next word taken as the value,
+/// and an unterminated quote runs to the end.
+fn key_value_password_spans(s: &str) -> Vec<(usize, usize)> {
+    let bytes = s.as_bytes();
+    let mut spans = Vec::new();
+    let mut i = skip_ws(s, 0);
+    while i < s.len() {
+        let key_start = i;
+        while i < s.len() && bytes[i] != b'=' && !starts_ws(s, i) {
+            i = next_char(s, i);
+        }
+        let key = &s[key_start..i];
+        i = skip_ws(s, i);
+        let has_eq = i < s.len() && bytes[i] == b'=';
+        if has_eq {
+            i = skip_ws(s, i + 1);
+        } else if !is_password_key(key) {
+            // Not `key=value`: tokio-postgres refuses it; go on with the next word.
+            if key.is_empty() {
+                i = next_char(s, i);
+            }
+            continue;
+        }
+        let value_start = i;
+        i = value_end(s, i);
+        if is_password_key(key) && i > value_start {
+            spans.push((value_start, i));
+        }
+        i = skip_ws(s, i);
+    }
+    spans
+}
+
+/// Where the value starting at `i` ends: after its closing quote, or at the first unescaped
+/// whitespace.
+fn value_end(s: &str, mut i: usize) -> usize {
+    let bytes = s.as_bytes();
+    let quoted = i < s.len() && bytes[i] == b'\'';
+    if quoted {
+        i += 1;
+    }
+    while i < s.len() {
+        match bytes[i] {
+            b'\\' => {
+                i = next_char(s, i);
+                if i < s.len() {
+                    i = next_char(s, i);
+                }
+                continue;
+            }
+            b'\'' if quoted => return i + 1,
+            _ if !quoted && starts_ws(s, i) => return i,
+            _ => i = next_char(s, i),
+        }
+    }
+    i
+}
+
+fn starts_ws(s: &str, i: usize) -> bool {
+    s[i..].chars().next().is_some_and(char::is_whitespace)
+}
+
+fn skip_ws(s: &str, mut i: usize) -> usize {
+    while i < s.len() && starts_ws(s, i) {
+        i = next_char(s, i);
+    }
+    i
+}
+
+fn next_char(s: &str, i: usize) -> usize {
+    i + s[i..].chars().next().map_or(1, char::len_utf8)
+}
+
+/// `%XX` decoded, as tokio-postgres decodes URL parameter names (invalid UTF-8 replaced).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `s` with each span (merged where they overlap) replaced by the mask.
+fn replace_spans(s: &str, mut spans: Vec<(usize, usize)>) -> String {
+    spans.sort_unstable();
+    let mut out = String::with_capacity(s.len());
+    let mut copied = 0;
+    for (start, end) in spans {
+        if end <= copied {
+            continue;
+        }
+        if start >= copied {
+            out.push_str(&s[copied..start]);
+            out.push_str(MASK);
+        }
+        copied = end;
+    }
+    out.push_str(&s[copied..]);
+    out
 }
 
 #[cfg(test)]
@@ -57,18 +199,57 @@ mod tests {
 
     #[test]
     fn redacts_every_form() {
-        assert_eq!(
-            redact_url("postgres://app:s3cret@db:5432/app?sslmode=disable"),
-            "postgres://app:***@db:5432/app?sslmode=disable"
-        );
-        assert_eq!(redact_url("postgres://app@db/app"), "postgres://app@db/app");
-        assert_eq!(
-            redact_url("postgres://db/app?user=app&password=s3cret"),
-            "postgres://db/app?user=app&password=***"
-        );
-        assert_eq!(
-            redact_url("host=db user=app password=s3cret dbname=app"),
-            "host=db user=app password=*** dbname=app"
-        );
+        let cases = [
+            (
+                "postgres://app:s3cret@db:5432/app?sslmode=disable",
+                "postgres://app:***@db:5432/app?sslmode=disable",
+            ),
+            ("postgres://app@db/app", "postgres://app@db/app"),
+            (
+                "postgres://db/app?user=app&password=s3cret",
+                "postgres://db/app?user=app&password=***",
+            ),
+            (
+                "host=db user=app password=s3cret dbname=app",
+                "host=db user=app password=*** dbname=app",
+            ),
+            // The known leak: a quoted value with a space in it.
+            (
+                "host=db password='a b' dbname=app",
+                "host=db password=*** dbname=app",
+            ),
+            ("password = s3cret host=db", "password = *** host=db"),
+            (r"password=a\ b host=db", "password=*** host=db"),
+            (r"password='it\'s here' host=db", "password=*** host=db"),
+            ("host=db password='never closed", "host=db password=***"),
+            ("host=db password s3cret", "host=db password ***"),
+            ("sslpassword=s3cret host=db", "sslpassword=*** host=db"),
+            // tokio-postgres ends the user info at the first `@`, libpq at the last.
+            ("postgres://app:p/ss@db/app", "postgres://app:***@db/app"),
+            ("postgres://app:p@ss@db/app", "postgres://app:***@db/app"),
+            (
+                "postgres://db/app?pass%77ord=s3cret&user=app",
+                "postgres://db/app?pass%77ord=***&user=app",
+            ),
+            ("POSTGRES://app:s3cret@db/app", "POSTGRES://app:***@db/app"),
+            ("", ""),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(redact_url(input), expected, "redacting {input:?}");
+        }
+    }
+
+    #[test]
+    fn leaves_strings_without_a_password_as_they_are() {
+        for s in [
+            "host=db user=app",
+            "postgres://app@db:5432/app?sslmode=require",
+            "  host = db  ",
+            "nonsense",
+            "=",
+            "'",
+        ] {
+            assert_eq!(redact_url(s), s);
+        }
     }
 }
