@@ -194,7 +194,7 @@ options! {
         "unacknowledged data older than this kills the socket (Linux)", e.g. Duration::from_secs(20);
     /// Prepared statements cached per connection.
     statement_cache_capacity: usize = 256, "256",
-        "prepared statements kept per connection by `prepare_cached`", e.g. 64;
+        "prepared statements kept per connection by `prepare_cached`; when full, the least recently used is closed", e.g. 64;
     /// `application_name` of the connections, unless the URL sets one.
     application_name: String = "pool".to_string(), "`pool`",
         "`application_name` of every connection, unless the URL sets one", e.g. "billing".to_string();
@@ -279,14 +279,29 @@ impl PoolConfig {
                 problems.push(ConfigProblem::new(key.clone(), message));
             }
         }
-        if !have_url {
+        // Every problem at once: the variables that did not parse, then what validation finds
+        // in the rest (a bad variable keeps its default, so it is not reported twice).
+        // Each named by its variable, since that is what the user set.
+        let mut found = Vec::new();
+        if have_url {
+            if let Err(p) = config.pg_config() {
+                found.push(p);
+            }
+        } else {
             problems.push(ConfigProblem::new(
                 "DATABASE_URL",
                 "is not set: set it to postgres://user:password@host:port/database",
             ));
         }
+        config.check_settings(&mut found);
+        problems.extend(found.into_iter().map(|p| ConfigProblem {
+            field: match p.field.as_str() {
+                "url" => "DATABASE_URL".to_string(),
+                field => format!("POOL_{}", field.to_ascii_uppercase()),
+            },
+            message: p.message,
+        }));
         if problems.is_empty() {
-            config.validate()?;
             Ok(config)
         } else {
             Err(ConfigError { problems })

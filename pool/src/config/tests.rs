@@ -130,3 +130,34 @@ fn from_vars_reads_every_variable_and_reports_every_problem() {
             && text.contains("DATABASE_URL")
     );
 }
+
+/// A bad variable used to end the reading before validation: the other problems were only
+/// reported on the next try.
+#[test]
+fn from_vars_reports_bad_variables_and_invalid_settings_together() {
+    let vars = [
+        ("DATABASE_URL", "postgres://app@db/app"),
+        ("POOL_MAX_SIZE", "ten"),
+        ("POOL_MIN_SIZE", "50"),
+        ("POOL_ACQUIRE_TIMEOUT", "0s"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let err = PoolConfig::from_vars(vars).unwrap_err();
+    let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["POOL_MAX_SIZE", "POOL_MIN_SIZE", "POOL_ACQUIRE_TIMEOUT"],
+        "{err}"
+    );
+
+    let vars = [("DATABASE_URL", "nonsense"), ("POOL_MAX_SIZE", "0")]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+    let err = PoolConfig::from_vars(vars).unwrap_err();
+    let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
+    // min_size keeps its default (2), which a max_size of 0 makes wrong too.
+    assert_eq!(
+        fields,
+        ["DATABASE_URL", "POOL_MAX_SIZE", "POOL_MIN_SIZE"],
+        "{err}"
+    );
+}
