@@ -74,5 +74,106 @@ impl Meta {
 }
 
 /// Prepared statements of one connection, kept across checkouts.
-#[derive(Default)]
-pub(crate) struct StatementCache(pub Mutex<HashMap<String, tokio_postgres::Statement>>);
+pub(crate) type StatementCache = Mutex<Lru<tokio_postgres::Statement>>;
+
+/// A least-recently-used map from query text to what was prepared for it. Hits are O(1); an
+/// insert into a full map scans for the oldest entry, which is cheap beside the round trip
+/// that prepared the statement being inserted.
+pub(crate) struct Lru<V> {
+    entries: HashMap<String, (V, u64)>,
+    /// Bumped on every use; an entry's stamp is the tick of its last use.
+    tick: u64,
+}
+
+impl<V> Default for Lru<V> {
+    fn default() -> Self {
+        Self {
+            entries: HashMap::new(),
+            tick: 0,
+        }
+    }
+}
+
+impl<V: Clone> Lru<V> {
+    /// The value for `key`, now the most recently used.
+    pub fn get(&mut self, key: &str) -> Option<V> {
+        self.tick += 1;
+        let (value, stamp) = self.entries.get_mut(key)?;
+        *stamp = self.tick;
+        Some(value.clone())
+    }
+
+    /// Stores `value` as the most recently used, evicting the least recently used entry when
+    /// `capacity` is reached; returns the evicted one. A capacity of 0 stores nothing.
+    pub fn insert(&mut self, key: &str, value: V, capacity: usize) -> Option<(String, V)> {
+        if capacity == 0 {
+            return None;
+        }
+        self.tick += 1;
+        if let Some(entry) = self.entries.get_mut(key) {
+            *entry = (value, self.tick);
+            return None;
+        }
+        let evicted = if self.entries.len() >= capacity {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, stamp))| *stamp)
+                .map(|(key, _)| key.clone());
+            oldest.and_then(|key| self.entries.remove_entry(&key).map(|(k, (v, _))| (k, v)))
+        } else {
+            None
+        };
+        self.entries.insert(key.to_string(), (value, self.tick));
+        evicted
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lru;
+
+    #[test]
+    fn evicts_the_least_recently_used() {
+        let mut lru = Lru::default();
+        assert_eq!(lru.insert("a", 1, 2), None);
+        assert_eq!(lru.insert("b", 2, 2), None);
+        // Using `a` makes `b` the oldest.
+        assert_eq!(lru.get("a"), Some(1));
+        assert_eq!(lru.insert("c", 3, 2), Some(("b".to_string(), 2)));
+        assert_eq!(lru.get("b"), None);
+        assert_eq!((lru.get("a"), lru.get("c")), (Some(1), Some(3)));
+        assert_eq!(lru.len(), 2);
+        // Now `a` is the oldest again.
+        assert_eq!(lru.insert("d", 4, 2), Some(("a".to_string(), 1)));
+    }
+
+    #[test]
+    fn replacing_a_key_evicts_nothing_and_renews_it() {
+        let mut lru = Lru::default();
+        lru.insert("a", 1, 2);
+        lru.insert("b", 2, 2);
+        assert_eq!(lru.insert("a", 10, 2), None);
+        assert_eq!(lru.insert("c", 3, 2), Some(("b".to_string(), 2)));
+        assert_eq!(lru.get("a"), Some(10));
+    }
+
+    #[test]
+    fn a_capacity_of_zero_keeps_nothing_and_clear_empties() {
+        let mut lru = Lru::default();
+        assert_eq!(lru.insert("a", 1, 0), None);
+        assert_eq!(lru.len(), 0);
+        lru.insert("a", 1, 1);
+        assert_eq!(lru.insert("b", 2, 1), Some(("a".to_string(), 1)));
+        lru.clear();
+        assert_eq!((lru.len(), lru.get("b")), (0, None));
+    }
+}

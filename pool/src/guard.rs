@@ -144,22 +144,19 @@ impl PooledConnection<PgConnector> {
         &self,
         query: &str,
     ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
-        let cache = &self.conn().statements.0;
+        let cache = &self.conn().statements;
         if let Some(stmt) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(query) {
-            return Ok(stmt.clone());
-        }
-        let stmt = self.conn().client.prepare(query).await?;
-        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-        let capacity = self.shared.config.statement_cache_capacity;
-        if capacity == 0 {
             return Ok(stmt);
         }
-        if cache.len() >= capacity
-            && let Some(evict) = cache.keys().next().cloned()
-        {
-            cache.remove(&evict);
-        }
-        cache.insert(query.to_string(), stmt.clone());
+        let stmt = self.conn().client.prepare(query).await?;
+        let capacity = self.shared.config.statement_cache_capacity;
+        // The evicted statement is closed on the server when its last clone drops, outside
+        // the lock.
+        let _evicted =
+            cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(query, stmt.clone(), capacity);
         Ok(stmt)
     }
 
@@ -176,7 +173,6 @@ impl PooledConnection<PgConnector> {
     pub fn statement_cache_len(this: &Self) -> usize {
         this.conn()
             .statements
-            .0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .len()

@@ -292,7 +292,6 @@ impl<C: Connector> Shared<C> {
         .await?;
         if how == SessionReset::Discard {
             conn.statements
-                .0
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clear();

@@ -305,3 +305,39 @@ async fn statement_cache_survives_checkouts() {
     }
     pool.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A full cache closes its least recently used statement, on the server too.
+#[tokio::test]
+async fn a_full_statement_cache_closes_the_least_recently_used() {
+    let url = shared_url();
+    let pool = Pool::connect(
+        config(&url, "e2e-cache-lru")
+            .min_size(1)
+            .max_size(1)
+            .statement_cache_capacity(2),
+    )
+    .await
+    .unwrap();
+    let conn = pool.acquire().await.unwrap();
+    let a = conn.prepare_cached("SELECT 1 AS a").await.unwrap();
+    conn.prepare_cached("SELECT 2 AS b").await.unwrap();
+    // Using `a` again makes `b` the least recently used.
+    let again = conn.prepare_cached("SELECT 1 AS a").await.unwrap();
+    assert_eq!(pool::PooledConnection::statement_cache_len(&conn), 2);
+    drop((a, again));
+    conn.prepare_cached("SELECT 3 AS c").await.unwrap();
+    assert_eq!(pool::PooledConnection::statement_cache_len(&conn), 2);
+    // The server closes a statement when the Close message of its last drop arrives; the
+    // query below is sent after it on the same connection.
+    let rows = conn
+        .query(
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE 'SELECT _ AS _' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let on_server: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(on_server, ["SELECT 1 AS a", "SELECT 3 AS c"]);
+    drop(conn);
+    pool.shutdown(Duration::from_secs(5)).await;
+}
