@@ -375,6 +375,33 @@ impl PoolConfig {
                 problem(field, format!("is 0: {field} must be positive, e.g. 1s"));
             }
         }
+        let durations = [
+            ("acquire_timeout", Some(self.acquire_timeout)),
+            ("connect_timeout", Some(self.connect_timeout)),
+            ("validation_timeout", Some(self.validation_timeout)),
+            ("validation_bypass", Some(self.validation_bypass)),
+            ("idle_timeout", self.idle_timeout),
+            ("max_lifetime", self.max_lifetime),
+            ("leak_detection_threshold", self.leak_detection_threshold),
+            ("probe_interval", Some(self.probe_interval)),
+            ("probe_timeout", Some(self.probe_timeout)),
+            ("outage_probe_interval", Some(self.outage_probe_interval)),
+            ("reconnect_backoff_base", Some(self.reconnect_backoff_base)),
+            ("reconnect_backoff_max", Some(self.reconnect_backoff_max)),
+            ("tcp_keepalive_idle", Some(self.tcp_keepalive_idle)),
+            ("tcp_keepalive_interval", Some(self.tcp_keepalive_interval)),
+            ("tcp_user_timeout", Some(self.tcp_user_timeout)),
+        ];
+        for (field, value) in durations {
+            if let Some(d) = value.filter(|d| *d > value::MAX_DURATION) {
+                problem(
+                    field,
+                    format!(
+                        "({d:?}) is longer than 10 years, past which a deadline overflows; use a shorter duration, or null where the option allows it"
+                    ),
+                );
+            }
+        }
         if self.reconnect_backoff_max < self.reconnect_backoff_base {
             problem(
                 "reconnect_backoff_max",

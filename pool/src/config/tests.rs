@@ -161,3 +161,23 @@ fn from_vars_reports_bad_variables_and_invalid_settings_together() {
         "{err}"
     );
 }
+
+/// Found by the `config` fuzz target: a huge duration panicked in `Duration::from_secs_f64`,
+/// and one set through the builder would overflow the first deadline made from it.
+#[test]
+fn durations_past_ten_years_are_refused_not_a_panic() {
+    let err = parse_duration("99999999999999999999999h").unwrap_err();
+    assert!(err.contains("longer than"), "{err}");
+    assert!(parse_duration("87600h").is_ok());
+    let err = PoolConfig::from_url("postgres://app@db/app")
+        .unwrap()
+        .acquire_timeout(Duration::MAX)
+        .idle_timeout(Some(Duration::MAX))
+        .validate()
+        .unwrap_err();
+    let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
+    assert!(
+        fields.contains(&"acquire_timeout") && fields.contains(&"idle_timeout"),
+        "{err}"
+    );
+}

@@ -211,5 +211,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("`{text}` is not a valid duration"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    // Found by the `config` fuzz target: `from_secs_f64` panics past u64::MAX seconds.
+    match Duration::try_from_secs_f64(seconds) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!(
+            "`{text}` is longer than the longest setting the pool takes (10 years); use a shorter one, or none where the option allows it"
+        )),
+    }
 }
+
+/// The longest duration any option takes. Deadlines are instants plus a duration, and an
+/// instant overflows (a panic) long before `Duration::MAX`; ten years is past any timeout.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
