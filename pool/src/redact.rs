@@ -25,12 +25,22 @@ const MASK: &str = "***";
 /// );
 /// ```
 pub fn redact_url(url: &str) -> String {
-    let spans = if is_url(url) {
-        url_password_spans(url)
+    if is_url(url) {
+        // tokio-postgres's user info: up to the first `@`, its password after the first `:`;
+        // its parameters after the first `?` that follows.
+        let start = url.find("://").map_or(0, |i| i + 3);
+        let mut keep = Vec::new();
+        let mut host_start = start;
+        if let Some(at) = url[start..].find('@').map(|i| start + i) {
+            keep.extend(url[start..at].find(':').map(|i| start + i));
+            keep.push(at);
+            host_start = at + 1;
+        }
+        keep.extend(url[host_start..].find('?').map(|i| host_start + i));
+        replace_spans(url, url_password_spans(url), &keep)
     } else {
-        key_value_password_spans(url)
-    };
-    replace_spans(url, spans)
+        replace_spans(url, key_value_password_spans(url), &[])
+    }
 }
 
 /// A URL is what has `://` before its first `=` or whitespace: tokio-postgres takes only
@@ -63,17 +73,23 @@ fn url_password_spans(url: &str) -> Vec<(usize, usize)> {
             spans.push((start + colon + 1, start + last_at));
         }
     }
-    // Query parameters, wherever a `?` starts them.
-    if let Some(q) = rest.find('?') {
-        let mut at = start + q + 1;
-        for param in url[at..].split('&') {
-            if let Some((key, _)) = param.split_once('=')
-                && is_password_key(&percent_decode(key))
-            {
-                spans.push((at + key.len() + 1, at + param.len()));
-            }
-            at += param.len() + 1;
+    // Query parameters: a list starts at the first `?` after the user info for
+    // tokio-postgres, at the first `?` of all for libpq; every `?` or `&` is taken as a start,
+    // and a value runs to the next `&`, as both read it.
+    for (i, _) in rest.match_indices(['?', '&']) {
+        let key_start = start + i + 1;
+        let Some(eq) = url[key_start..].find('=') else {
+            break;
+        };
+        let key = &url[key_start..key_start + eq];
+        if key.contains('&') || !is_password_key(&percent_decode(key)) {
+            continue;
         }
+        let value_start = key_start + eq + 1;
+        let value_end = url[value_start..]
+            .find('&')
+            .map_or(url.len(), |j| value_start + j);
+        spans.push((value_start, value_end));
     }
     spans
 }
@@ -113,14 +129,14 @@ fn key_value_password_spans(s: &str) -> Vec<(usize, usize)> {
     spans
 }
 
-/// Where the value starting at `i` ends: after its closing quote, or at the first unescaped
-/// whitespace.
+/// Where the value starting at `i` ends: at the first whitespace outside quotes. A quote
+/// opens where the value starts; whatever is glued to a closing quote (another quoted part,
+/// or a plain one) is redacted with it: it is the same word to a reader, and the mask stays
+/// one word, so redacting twice changes nothing more.
 fn value_end(s: &str, mut i: usize) -> usize {
     let bytes = s.as_bytes();
-    let quoted = i < s.len() && bytes[i] == b'\'';
-    if quoted {
-        i += 1;
-    }
+    let mut quoted = false;
+    let mut may_open = true;
     while i < s.len() {
         match bytes[i] {
             b'\\' => {
@@ -128,12 +144,21 @@ fn value_end(s: &str, mut i: usize) -> usize {
                 if i < s.len() {
                     i = next_char(s, i);
                 }
+                may_open = false;
                 continue;
             }
-            b'\'' if quoted => return i + 1,
+            b'\'' if quoted => {
+                quoted = false;
+                i += 1;
+                may_open = true;
+                continue;
+            }
+            b'\'' if may_open => quoted = true,
             _ if !quoted && starts_ws(s, i) => return i,
-            _ => i = next_char(s, i),
+            _ => {}
         }
+        may_open = false;
+        i = next_char(s, i);
     }
     i
 }
@@ -174,17 +199,32 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `s` with each span (merged where they overlap) replaced by the mask.
-fn replace_spans(s: &str, mut spans: Vec<(usize, usize)>) -> String {
+/// `s` with each span (merged where they overlap) replaced by the mask. The bytes at `keep`
+/// stay where a span covers them: they are the `:` and `@` around a URL's password and the
+/// `?` before its parameters as tokio-postgres reads them, and a mask swallowing them would leave a string it reads without
+/// any password.
+fn replace_spans(s: &str, mut spans: Vec<(usize, usize)>, keep: &[usize]) -> String {
     spans.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::new();
+    for (start, end) in spans {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
     let mut out = String::with_capacity(s.len());
     let mut copied = 0;
-    for (start, end) in spans {
-        if end <= copied {
-            continue;
+    for (start, end) in merged {
+        out.push_str(&s[copied..start]);
+        let mut from = start;
+        for &k in keep.iter().filter(|k| (start..end).contains(k)) {
+            if k > from {
+                out.push_str(MASK);
+            }
+            out.push_str(&s[k..k + 1]);
+            from = k + 1;
         }
-        if start >= copied {
-            out.push_str(&s[copied..start]);
+        if from < end || from == start {
             out.push_str(MASK);
         }
         copied = end;
@@ -226,12 +266,17 @@ mod tests {
             ("sslpassword=s3cret host=db", "sslpassword=*** host=db"),
             // tokio-postgres ends the user info at the first `@`, libpq at the last.
             ("postgres://app:p/ss@db/app", "postgres://app:***@db/app"),
-            ("postgres://app:p@ss@db/app", "postgres://app:***@db/app"),
+            // (tokio-postgres's `@` is kept, so its reading still finds a password: ***.)
+            (
+                "postgres://app:p@ss@db/app",
+                "postgres://app:***@***@db/app",
+            ),
             (
                 "postgres://db/app?pass%77ord=s3cret&user=app",
                 "postgres://db/app?pass%77ord=***&user=app",
             ),
             ("POSTGRES://app:s3cret@db/app", "POSTGRES://app:***@db/app"),
+            ("password ''A host=db", "password *** host=db"),
             ("", ""),
         ];
         for (input, expected) in cases {
