@@ -3,7 +3,7 @@
 //! | method and path | answer |
 //! | --- | --- |
 //! | `GET /proxies` | 200, `{name: proxy}` |
-//! | `POST /proxies` | 201 proxy; 409 name taken; 400 bad body; 500 listen failed |
+//! | `POST /proxies` | 201 proxy; 409 name taken; 400 bad body or listen address; 500 the address could not be bound |
 //! | `POST /populate` | 201 `{"proxies": [...]}`: identical proxies keep their toxics, changed ones are replaced |
 //! | `GET /proxies/{proxy}` | 200 proxy; 404 |
 //! | `POST` or `PATCH /proxies/{proxy}` | 200 proxy: `enabled`, `listen`, `upstream` |
@@ -105,6 +105,7 @@ pub fn router(proxies: Arc<Proxies>) -> Router {
         .route("/version", get(version))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "not found".into(), None) })
+        .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(forbid_browsers))
         .with_state(proxies)
 }
@@ -137,6 +138,43 @@ async fn forbid_browsers(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
+/// Errors axum answers by itself (405 with an empty body, 413 and undecodable paths in plain
+/// text) are rewritten into the API's `{"error", "status"}` form, which clients parse.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let message = match status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            format!("method {method} is not allowed on {path}; allowed: {allowed}")
+        }
+        _ if text.is_empty() => status.canonical_reason().unwrap_or("error").to_lowercase(),
+        _ => text,
+    };
+    let mut out = ApiError(status, message, None).into_response();
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        out.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    out
+}
+
 fn proxy_config(v: &Value) -> Result<ProxyConfig, ApiError> {
     let obj = v
         .as_object()
@@ -158,6 +196,7 @@ fn proxy_config(v: &Value) -> Result<ProxyConfig, ApiError> {
         None | Some(Value::Null) => "127.0.0.1:0".to_string(),
         _ => field("listen")?,
     };
+    crate::proxy::check_listen(&listen)?;
     Ok(ProxyConfig {
         name: field("name")?,
         listen,
@@ -322,9 +361,9 @@ async fn metrics(State(proxies): Shared) -> Response {
         let labels = |dir: &str| {
             format!(
                 "direction=\"{dir}\",listener=\"{}\",proxy=\"{}\",upstream=\"{}\"",
-                p.listen(),
-                p.name(),
-                p.upstream()
+                label(&p.listen()),
+                label(p.name()),
+                label(&p.upstream())
             )
         };
         text.push_str(&format!(
@@ -362,8 +401,23 @@ async fn metrics(State(proxies): Shared) -> Response {
         for p in &list {
             let s = p.stats();
             let v = [s.accepted, s.live, s.refused][get];
-            text.push_str(&format!("{name}{{proxy=\"{}\"}} {v}\n", p.name()));
+            text.push_str(&format!("{name}{{proxy=\"{}\"}} {v}\n", label(p.name())));
         }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// A label value in the exposition format: backslash, quote and newline escaped, so a proxy
+/// named `a"b` or with a newline in it cannot break the page for every scraper.
+fn label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }

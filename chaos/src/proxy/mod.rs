@@ -74,6 +74,26 @@ pub enum ProxyError {
     },
 }
 
+/// Checks a listen address before anything binds it: a literal `ip:port` or `localhost:port`
+/// (a host name would be a DNS lookup, and a bad one reads as a port problem). Not checking
+/// it here made `"nonsense"` and port 70000 answer 500 "free the port".
+pub fn check_listen(addr: &str) -> Result<(), ProxyError> {
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    if let Some(port) = addr.strip_prefix("localhost:") {
+        if port.parse::<u16>().is_ok() {
+            return Ok(());
+        }
+        return Err(ProxyError::BadRequest(format!(
+            "listen `{addr}`: the port must be a number from 0 to 65535"
+        )));
+    }
+    Err(ProxyError::BadRequest(format!(
+        "listen `{addr}` is not an address to listen on: use ip:port, e.g. 127.0.0.1:0 or [::1]:8080, or localhost:port"
+    )))
+}
+
 impl ProxyError {
     /// The HTTP status Toxiproxy answers with.
     pub fn status(&self) -> u16 {
@@ -211,6 +231,7 @@ impl Proxy {
                 "missing required field: upstream".into(),
             ));
         }
+        check_listen(&config.listen)?;
         let enabled = config.enabled;
         let proxy = Proxy {
             inner: Arc::new(Inner {
@@ -327,6 +348,9 @@ impl Proxy {
         listen: Option<String>,
         upstream: Option<String>,
     ) -> Result<(), ProxyError> {
+        if let Some(listen) = &listen {
+            check_listen(listen)?;
+        }
         if let Some(upstream) = upstream {
             lock(&self.inner.state).config.upstream = upstream;
         }
