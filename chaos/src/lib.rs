@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`api`]: the HTTP API, compatible with Toxiproxy 2.x (`chaos serve`).
 //! - [`error`]: the library's typed [`Error`].
+//! - [`fuzzing`]: the properties of the API that the fuzz target and its corpus tests check.
 //! - [`controller`]: one trait to set faults, on the embedded proxy or on any Toxiproxy-API
 //!   server (`TOXIPROXY_URL`) through our async client.
 //! - [`postgres`]: throwaway PostgreSQL clusters (find binaries, initdb, start, crash, restart),
@@ -27,6 +28,7 @@ pub type BoxFut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> +
 pub mod api;
 pub mod controller;
 pub mod error;
+pub mod fuzzing;
 pub mod measure;
 pub mod postgres;
 pub mod proxy;

@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 mod client;
+pub mod oracles;
 pub use client::{FakeClient, FakeConnector, FakeError};
 
 /// What a scripted step does.
