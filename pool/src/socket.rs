@@ -141,28 +141,7 @@ async fn connect_tcp(
                 continue;
             }
         };
-        let setup = || -> io::Result<()> {
-            stream.set_nodelay(true)?;
-            let sock = socket2::SockRef::from(&stream);
-            #[cfg(target_os = "linux")]
-            if let Some(t) = config.get_tcp_user_timeout() {
-                sock.set_tcp_user_timeout(Some(*t))?;
-            }
-            if config.get_keepalives() {
-                let mut keepalive =
-                    socket2::TcpKeepalive::new().with_time(config.get_keepalives_idle());
-                if let Some(interval) = config.get_keepalives_interval() {
-                    keepalive = keepalive.with_interval(interval);
-                }
-                #[cfg(not(any(target_os = "windows", target_os = "openbsd")))]
-                if let Some(retries) = config.get_keepalives_retries() {
-                    keepalive = keepalive.with_retries(retries);
-                }
-                sock.set_tcp_keepalive(&keepalive)?;
-            }
-            Ok(())
-        };
-        if let Err(e) = setup() {
+        if let Err(e) = set_options(&stream, config) {
             last = Some(io_failure(e, "setting socket options"));
             continue;
         }
@@ -175,6 +154,30 @@ async fn connect_tcp(
         ConnectFailure::Other("the host resolved to no address".into()),
         None,
     )))
+}
+
+/// The pool's TCP settings on a connected socket: no Nagle delay, keepalives (idle time,
+/// interval, retries) and, on Linux, the user timeout that ends a connection whose data goes
+/// unacknowledged.
+fn set_options(stream: &tokio::net::TcpStream, config: &tokio_postgres::Config) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let sock = socket2::SockRef::from(stream);
+    #[cfg(target_os = "linux")]
+    if let Some(t) = config.get_tcp_user_timeout() {
+        sock.set_tcp_user_timeout(Some(*t))?;
+    }
+    if config.get_keepalives() {
+        let mut keepalive = socket2::TcpKeepalive::new().with_time(config.get_keepalives_idle());
+        if let Some(interval) = config.get_keepalives_interval() {
+            keepalive = keepalive.with_interval(interval);
+        }
+        #[cfg(not(any(target_os = "windows", target_os = "openbsd")))]
+        if let Some(retries) = config.get_keepalives_retries() {
+            keepalive = keepalive.with_retries(retries);
+        }
+        sock.set_tcp_keepalive(&keepalive)?;
+    }
+    Ok(())
 }
 
 #[cfg(unix)]
@@ -326,4 +329,40 @@ pub(crate) fn classify(e: &tokio_postgres::Error) -> ConnectFailure {
         return ConnectFailure::Refused;
     }
     ConnectFailure::Other(e.to_string())
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::time::Duration;
+
+    /// The settings reach the kernel: read back from the socket, not from the config.
+    #[tokio::test]
+    async fn the_tcp_settings_reach_the_socket() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let config = crate::PoolConfig::from_url("postgres://app@127.0.0.1/app")
+            .unwrap()
+            .tcp_keepalive_idle(Duration::from_secs(7))
+            .tcp_keepalive_interval(Duration::from_secs(3))
+            .tcp_keepalive_retries(4)
+            .tcp_user_timeout(Duration::from_secs(9))
+            .pg_config()
+            .unwrap();
+        super::set_options(&stream, &config).unwrap();
+        let sock = socket2::SockRef::from(&stream);
+        assert!(sock.tcp_nodelay().unwrap());
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
+        assert_eq!(
+            sock.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(3)
+        );
+        assert_eq!(sock.tcp_keepalive_retries().unwrap(), 4);
+        assert_eq!(
+            sock.tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(9))
+        );
+    }
 }
