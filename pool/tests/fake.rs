@@ -524,11 +524,31 @@ async fn dropping_the_last_handle_leaks_no_task_or_connection() {
 
 #[tokio::test(start_paused = true)]
 async fn leaks_are_reported_with_the_call_site() {
+    let log = Captured::default();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer({
+                let log = log.clone();
+                move || log.clone()
+            })
+            .with_ansi(false)
+            .finish(),
+    );
     let (pool, _db) =
         pool_with(config().leak_detection_threshold(Some(Duration::from_secs(2)))).await;
+    let line = line!() + 1;
     let conn = pool.acquire().await.unwrap();
     sleep(Duration::from_secs(3)).await;
     assert_eq!(pool.statistics().leaks_suspected, 1);
+    let text = log.text();
+    let warning = text
+        .lines()
+        .find(|l| l.contains("held longer than leak_detection_threshold"))
+        .unwrap_or_else(|| panic!("no leak warning in {text}"));
+    assert!(
+        warning.contains("WARN") && warning.contains(&format!("fake.rs:{line}:")),
+        "the warning names the acquire's line {line}: {warning}"
+    );
     sleep(Duration::from_secs(3)).await;
     assert_eq!(
         pool.statistics().leaks_suspected,
@@ -688,4 +708,205 @@ async fn a_waiter_dropped_as_a_connection_is_handed_over_loses_nothing() {
 
 async fn futures_poll<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
     std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *f).poll(cx))).await
+}
+
+// Tests written for mutants that `cargo mutants -p pool` found surviving (TESTING.md).
+
+/// A connection used within `validation_bypass` is handed out without a round trip; one
+/// idle for longer is validated first.
+#[tokio::test(start_paused = true)]
+async fn the_validation_bypass_window_skips_the_round_trip_and_only_it() {
+    let (pool, db) = pool_with(config().min_size(1).max_size(1)).await;
+    let id = pool.acquire().await.unwrap().id();
+    // Every validation from now on fails: one that happens shows as a failure.
+    db.set_validate(Gate::Fail);
+    sleep(Duration::from_millis(400)).await; // inside the 500 ms window
+    let conn = pool.acquire().await.unwrap();
+    assert_eq!(conn.id(), id, "the same connection, not validated");
+    assert_eq!(pool.statistics().validation_failures, 0);
+    drop(conn);
+    sleep(Duration::from_millis(600)).await; // past the window
+    let conn = pool.acquire().await.unwrap();
+    assert_ne!(conn.id(), id, "validated, failed, replaced");
+    assert_eq!(pool.statistics().validation_failures, 1);
+}
+
+/// After a suspect event (an outage began), connections used a moment ago are validated
+/// anyway: the bypass window trusts only what was checked since.
+#[tokio::test(start_paused = true)]
+async fn a_suspect_event_makes_even_fresh_connections_validate() {
+    let (pool, db) = pool_with(config().min_size(1).max_size(2)).await;
+    let held = pool.acquire().await.unwrap();
+    db.set_connect(Gate::Fail);
+    // A second connection is needed and refused: the outage begins (a suspect event).
+    assert!(pool.acquire().await.is_err());
+    db.set_connect(Gate::Pass);
+    db.set_validate(Gate::Fail);
+    let id = held.id();
+    drop(held);
+    let conn = pool.acquire().await;
+    assert!(
+        pool.statistics().validation_failures >= 1,
+        "connection {id} was handed out unvalidated after the outage began"
+    );
+    drop(conn);
+}
+
+/// When the acquire's own deadline is what bounds a hanging validation, the acquire ends
+/// with a validation timeout; when `validation_timeout` is shorter, the acquire goes on and
+/// gets a fresh connection within its deadline.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_validation_ends_the_acquire_only_at_its_deadline() {
+    let (pool, db) = pool_with(config().min_size(1).max_size(1)).await;
+    sleep(Duration::from_secs(1)).await;
+    db.set_validate(Gate::Hang);
+    let conn = pool.acquire().await.expect("a fresh connection after 1 s");
+    assert!(conn.id() > 1);
+    drop(conn);
+
+    let tight = config()
+        .min_size(1)
+        .max_size(1)
+        .acquire_timeout(Duration::from_secs(1))
+        .validation_timeout(Duration::from_secs(1));
+    let (pool, db) = pool_with(tight).await;
+    sleep(Duration::from_secs(1)).await;
+    db.set_validate(Gate::Hang);
+    match pool.acquire().await {
+        Err(PoolError::Timeout { phase, .. }) => assert_eq!(phase, TimeoutPhase::Validate),
+        other => panic!("expected a validation timeout, got {other:?}"),
+    }
+}
+
+/// An acquire waiting for a return while new connections are refused ends at its deadline
+/// with a wait timeout, and at once with `Closed` when the pool shuts down.
+#[tokio::test(start_paused = true)]
+async fn a_wait_for_a_return_ends_at_the_deadline_or_at_shutdown() {
+    let (pool, db) = pool_with(config().min_size(1).max_size(2)).await;
+    db.refuse();
+    let held = pool.acquire().await.unwrap();
+    let started = Instant::now();
+    match pool.acquire().await {
+        Err(PoolError::Timeout { phase, .. }) => assert_eq!(phase, TimeoutPhase::Wait),
+        other => panic!("expected a wait timeout, got {other:?}"),
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
+        "{waited:?}"
+    );
+
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let started = Instant::now();
+            (pool.acquire().await.map(|c| c.id()), started.elapsed())
+        }
+    });
+    sleep(Duration::from_millis(500)).await;
+    let shutdown = tokio::spawn({
+        let pool = pool.clone();
+        async move { pool.shutdown(Duration::from_secs(10)).await }
+    });
+    let (result, waited) = waiter.await.unwrap();
+    assert!(matches!(result, Err(PoolError::Closed)), "{result:?}");
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+    drop(held);
+    shutdown.await.unwrap();
+}
+
+/// A connect that runs into `connect_timeout` (not the acquire's deadline) is a failed
+/// attempt: counted, and the start of an outage.
+#[tokio::test(start_paused = true)]
+async fn a_connect_timing_out_on_its_own_bound_counts_as_a_failure() {
+    let (pool, db) = pool_with(
+        config()
+            .min_size(1)
+            .max_size(2)
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_timeout(Duration::from_secs(2)),
+    )
+    .await;
+    let _held = pool.acquire().await.unwrap();
+    db.set_connect(Gate::Hang);
+    assert!(pool.acquire().await.is_err());
+    assert_eq!(pool.statistics().connect_errors, 1);
+    assert_ne!(
+        pool.health_check().await.database.status,
+        DatabaseStatus::Connected
+    );
+}
+
+#[test]
+fn the_getters_return_what_was_set() {
+    let from_url = PoolConfig::from_url("postgres://app@db/app?application_name=svc").unwrap();
+    assert_eq!(from_url.get_application_name(), "svc", "the URL's wins");
+    let config = PoolConfig::from_url("postgres://app@db/app")
+        .unwrap()
+        .min_size(3)
+        .max_size(7)
+        .acquire_timeout(Duration::from_millis(1234))
+        .application_name("mine".to_string());
+    assert_eq!(config.get_min_size(), 3);
+    assert_eq!(config.get_max_size(), 7);
+    assert_eq!(config.get_acquire_timeout(), Duration::from_millis(1234));
+    assert_eq!(config.get_application_name(), "mine");
+}
+
+/// Log output captured in memory, for tests that read what the pool logged.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Lifetimes are spread over the last 2.5 % of `max_lifetime`, so connections opened together
+/// are not all replaced at once (a reconnect storm): none before 97.5 %, all by 100 %.
+#[tokio::test(start_paused = true)]
+async fn lifetimes_are_jittered_so_connections_opened_together_retire_apart() {
+    let (pool, db) = pool_with(
+        config()
+            .min_size(8)
+            .max_size(8)
+            .idle_timeout(None)
+            .max_lifetime(Some(Duration::from_secs(1000)))
+            .jitter_seed(Some(7)),
+    )
+    .await;
+    let first: Vec<u64> = db.open_ids();
+    assert_eq!(first.len(), 8);
+    let left = || {
+        let open = db.open_ids();
+        first.iter().filter(|id| open.contains(id)).count()
+    };
+    sleep(Duration::from_secs(974)).await;
+    assert_eq!(left(), 8, "none retired before 97.5 % of the lifetime");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..28 {
+        sleep(Duration::from_secs(1)).await;
+        seen.insert(left());
+    }
+    assert_eq!(
+        left(),
+        0,
+        "all retired by the lifetime (and a maintenance tick)"
+    );
+    assert!(
+        seen.len() >= 4,
+        "retirements spread over several seconds, not one instant: {seen:?}"
+    );
+    assert_eq!(pool.statistics().total_connections, 8, "replaced");
 }
