@@ -449,3 +449,74 @@ async fn every_error_is_json_bad_listen_addresses_are_400_and_metrics_escape_nam
     // check() validates the exposition text; the escaped name is in it.
     api.check("GET", "/metrics", b"").await;
 }
+
+/// Each typed method of the client, against our server: what it sends is what the server
+/// reads, what it parses is what the server answers, and errors keep their status.
+#[tokio::test]
+async fn the_typed_client_methods_round_trip() {
+    let (c, _) = server().await;
+    let upstream = echo().await.to_string();
+    let config = chaos::proxy::ProxyConfig {
+        name: "typed".into(),
+        listen: "127.0.0.1:0".into(),
+        upstream: upstream.clone(),
+        enabled: true,
+    };
+    let created = c.create_proxy(&config).await.unwrap();
+    assert_eq!(
+        (created.name.as_str(), created.upstream.as_str()),
+        ("typed", upstream.as_str())
+    );
+    assert_ne!(created.listen, "127.0.0.1:0", "the bound port is answered");
+    match c.create_proxy(&config).await {
+        Err(ControlError::Api { status: 409, .. }) => {}
+        other => panic!("expected 409, got {other:?}"),
+    }
+    let shown = c.proxy("typed").await.unwrap();
+    assert_eq!(shown["listen"], created.listen.as_str());
+    let updated = c
+        .update_proxy("typed", &json!({"enabled": false}))
+        .await
+        .unwrap();
+    assert_eq!(updated["enabled"], false);
+
+    let toxic = chaos::proxy::ToxicJson {
+        name: "slow".into(),
+        kind: "latency".into(),
+        stream: "upstream".into(),
+        toxicity: 0.5,
+        attributes: json!({"latency": 120, "jitter": 5})
+            .as_object()
+            .unwrap()
+            .clone(),
+    };
+    let added = c.add_toxic("typed", &toxic).await.unwrap();
+    assert_eq!(
+        (
+            added.name.as_str(),
+            added.kind.as_str(),
+            added.stream.as_str(),
+            added.toxicity
+        ),
+        ("slow", "latency", "upstream", 0.5)
+    );
+    assert_eq!(added.attributes["latency"], 120);
+    assert_eq!(c.proxy("typed").await.unwrap()["toxics"][0]["name"], "slow");
+    c.remove_toxic("typed", "slow").await.unwrap();
+    match c.remove_toxic("typed", "slow").await {
+        Err(ControlError::Api { status: 404, .. }) => {}
+        other => panic!("expected 404, got {other:?}"),
+    }
+    c.add_toxic("typed", &toxic).await.unwrap();
+    c.reset().await.unwrap();
+    let after = c.proxy("typed").await.unwrap();
+    assert_eq!(
+        (after["enabled"].clone(), after["toxics"].clone()),
+        (json!(true), json!([]))
+    );
+    c.delete_proxy("typed").await.unwrap();
+    match c.proxy("typed").await {
+        Err(ControlError::Api { status: 404, .. }) => {}
+        other => panic!("expected 404, got {other:?}"),
+    }
+}

@@ -82,3 +82,41 @@ async fn unknown_scenarios_are_a_clear_error() {
     .unwrap_err();
     assert!(err.to_string().contains("--list"), "{err}");
 }
+
+/// The peers' adapters (deadpool-postgres and bb8-postgres, at their defaults and with
+/// timeouts) really run: each serves load before and after a fault, and each is judged. Their
+/// verdicts are not asserted: their failing rows are the comparison's point.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_peer_pools_run_and_are_measured() {
+    let out = tempfile::tempdir().unwrap();
+    let report = run(Options {
+        pool: PoolChoice::All,
+        scenarios: vec!["down".into()],
+        seed: 7,
+        quick: true,
+        out: out.path().to_path_buf(),
+    })
+    .await
+    .expect("the suite runs");
+    let pools: Vec<&str> = report.scenarios.iter().map(|s| s.pool.as_str()).collect();
+    for peer in ["deadpool", "bb8"] {
+        assert!(
+            pools.iter().filter(|p| p.starts_with(peer)).count() >= 2,
+            "{peer} at its defaults and with timeouts: {pools:?}"
+        );
+    }
+    for s in &report.scenarios {
+        assert!(
+            s.phases.before.total() > 0 && s.phases.after.total() > 0,
+            "{} / {} recorded no load",
+            s.name,
+            s.pool
+        );
+        assert!(
+            s.criteria.iter().any(|c| c.id == "no_leak"),
+            "{} / {} has no leak verdict",
+            s.name,
+            s.pool
+        );
+    }
+}
