@@ -910,3 +910,78 @@ async fn lifetimes_are_jittered_so_connections_opened_together_retire_apart() {
     );
     assert_eq!(pool.statistics().total_connections, 8, "replaced");
 }
+
+/// After an outage, a pool refilling towards `min_size` says it is recovering (not merely
+/// degraded), and stops saying so once refilled.
+#[tokio::test(start_paused = true)]
+async fn refilling_after_an_outage_is_reported_as_recovering() {
+    let (pool, db) = pool_with(config().min_size(3).max_size(4)).await;
+    db.down();
+    db.kill_all();
+    sleep(Duration::from_secs(3)).await;
+    assert!(pool.acquire().await.is_err());
+    db.heal();
+    // Each connect takes 300 ms, so the refill has stages to see.
+    db.set_connect(Gate::Delay(Duration::from_millis(300)));
+    // Sampled every 10 ms from the heal until refilled: while below min_size, recovering.
+    let mut states = Vec::new();
+    for _ in 0..1000 {
+        let total = pool.statistics().total_connections;
+        states.push((total, pool.health().state));
+        if total == 3 {
+            break;
+        }
+        sleep(Duration::from_millis(10)).await;
+    }
+    let refilling: Vec<_> = states.iter().filter(|(t, _)| (1..3).contains(t)).collect();
+    assert!(
+        !refilling.is_empty(),
+        "no sample while refilling: {states:?}"
+    );
+    assert!(
+        refilling.iter().all(|(_, s)| *s == PoolState::Recovering),
+        "{states:?}"
+    );
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(pool.statistics().total_connections, 3);
+    assert_eq!(pool.health().state, PoolState::Healthy);
+}
+
+/// A trial connect during an outage that the acquire's own deadline cuts short gives the
+/// trial back: the next attempt may run, and the pool recovers once the server answers.
+#[tokio::test(start_paused = true)]
+async fn a_trial_connect_cut_short_by_the_deadline_does_not_block_recovery() {
+    let (pool, db) = pool_with(
+        config()
+            .min_size(1)
+            .max_size(1)
+            .acquire_timeout(Duration::from_millis(500))
+            .validation_timeout(Duration::from_millis(200))
+            .connect_timeout(Duration::from_secs(2)),
+    )
+    .await;
+    db.down();
+    db.kill_all();
+    sleep(Duration::from_secs(2)).await;
+    assert!(pool.acquire().await.is_err(), "the outage begins");
+    // The server answers TCP but never the handshake: every trial hangs past the deadline.
+    db.set_reachable(true);
+    db.set_connect(Gate::Hang);
+    for _ in 0..5 {
+        sleep(Duration::from_secs(3)).await;
+        assert!(pool.acquire().await.is_err());
+    }
+    db.heal();
+    let mut served = false;
+    for _ in 0..10 {
+        sleep(Duration::from_secs(1)).await;
+        if pool.acquire().await.is_ok() {
+            served = true;
+            break;
+        }
+    }
+    assert!(
+        served,
+        "never recovered: a cut-short trial was not given back"
+    );
+}
