@@ -985,3 +985,39 @@ async fn a_trial_connect_cut_short_by_the_deadline_does_not_block_recovery() {
         "never recovered: a cut-short trial was not given back"
     );
 }
+
+/// The slow path (taken by every checkout when a before_acquire hook is set) keeps the
+/// validation bypass window too: a connection used a moment ago is not validated again.
+#[tokio::test(start_paused = true)]
+async fn the_slow_path_keeps_the_validation_bypass_window() {
+    let db = FakeDb::new();
+    let pool = Pool::builder_with(config().min_size(1).max_size(1), db.connector())
+        .before_acquire(|_client| Box::pin(async { true }))
+        .connect()
+        .await
+        .unwrap();
+    let id = pool.acquire().await.unwrap().id();
+    db.set_validate(Gate::Fail);
+    sleep(Duration::from_millis(400)).await;
+    let conn = pool.acquire().await.unwrap();
+    assert_eq!(conn.id(), id, "handed out again without a validation");
+    assert_eq!(pool.statistics().validation_failures, 0);
+    drop(conn);
+    sleep(Duration::from_millis(600)).await;
+    assert_ne!(
+        pool.acquire().await.unwrap().id(),
+        id,
+        "past the window: validated"
+    );
+}
+
+/// The window is half-open: a connection idle for exactly `validation_bypass` is validated.
+#[tokio::test(start_paused = true)]
+async fn a_connection_idle_for_exactly_the_bypass_window_is_validated() {
+    let (pool, db) = pool_with(config().min_size(1).max_size(1)).await;
+    let id = pool.acquire().await.unwrap().id();
+    db.set_validate(Gate::Fail);
+    sleep(Duration::from_millis(500)).await;
+    assert_ne!(pool.acquire().await.unwrap().id(), id);
+    assert_eq!(pool.statistics().validation_failures, 1);
+}
