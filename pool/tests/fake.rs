@@ -1021,3 +1021,14 @@ async fn a_connection_idle_for_exactly_the_bypass_window_is_validated() {
     assert_ne!(pool.acquire().await.unwrap().id(), id);
     assert_eq!(pool.statistics().validation_failures, 1);
 }
+
+/// A pool with a custom connector still refuses invalid settings (the URL is the
+/// connector's business, the rest is the pool's).
+#[tokio::test(start_paused = true)]
+async fn a_custom_connector_pool_refuses_invalid_settings() {
+    let db = FakeDb::new();
+    match Pool::connect_with(PoolConfig::default().max_size(0), db.connector()).await {
+        Err(PoolError::Config(e)) => assert_eq!(e.problems[0].field, "max_size", "{e}"),
+        other => panic!("expected a configuration error, got {:?}", other.err()),
+    }
+}
