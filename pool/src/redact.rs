@@ -103,6 +103,12 @@ fn key_value_password_spans(s: &str) -> Vec<(usize, usize)> {
     let mut spans = Vec::new();
     let mut i = skip_ws(s, 0);
     while i < s.len() {
+        if bytes[i] == b'=' {
+            // A `=` where a keyword should start: tokio-postgres stops reading here and
+            // ignores the rest, whatever its author meant by it; none of it is shown.
+            spans.push((i, s.len()));
+            break;
+        }
         let key_start = i;
         while i < s.len() && bytes[i] != b'=' && !starts_ws(s, i) {
             i = next_char(s, i);
@@ -114,9 +120,6 @@ fn key_value_password_spans(s: &str) -> Vec<(usize, usize)> {
             i = skip_ws(s, i + 1);
         } else if !is_password_key(key) {
             // Not `key=value`: tokio-postgres refuses it; go on with the next word.
-            if key.is_empty() {
-                i = next_char(s, i);
-            }
             continue;
         }
         let value_start = i;
@@ -137,8 +140,11 @@ fn value_end(s: &str, mut i: usize) -> usize {
     let bytes = s.as_bytes();
     let mut quoted = false;
     let mut may_open = true;
+    let mut closed = false;
     while i < s.len() {
         match bytes[i] {
+            // After a closing quote, a `=` ends the value: tokio-postgres reads no further.
+            b'=' if closed && !quoted => return i,
             b'\\' => {
                 i = next_char(s, i);
                 if i < s.len() {
@@ -149,6 +155,7 @@ fn value_end(s: &str, mut i: usize) -> usize {
             }
             b'\'' if quoted => {
                 quoted = false;
+                closed = true;
                 i += 1;
                 may_open = true;
                 continue;
@@ -277,6 +284,21 @@ mod tests {
             ),
             ("POSTGRES://app:s3cret@db/app", "POSTGRES://app:***@db/app"),
             ("password ''A host=db", "password *** host=db"),
+            // tokio-postgres stops at a `=` where a keyword should start.
+            ("host=db password='x'=rest more=1", "host=db password=***"),
+            ("host=db =oops password=s3cret", "host=db ***"),
+            ("=", "***"),
+            // Both readings masked, tokio-postgres's `:` `@` `?` kept (found by fuzzing).
+            (
+                "postgres://dbstgr,e?pass%77ord=x:tbs@tc=h",
+                "postgres://dbstgr,e?pass%77ord=***:***@***",
+            ),
+            (
+                "postgres://app:pa?ss@db/app?password=x",
+                "postgres://app:***@db/app?password=***",
+            ),
+            // A quote inside a plain value opens nothing, as for tokio-postgres.
+            ("password=ab'c host=db", "password=*** host=db"),
             ("", ""),
         ];
         for (input, expected) in cases {
@@ -291,7 +313,6 @@ mod tests {
             "postgres://app@db:5432/app?sslmode=require",
             "  host = db  ",
             "nonsense",
-            "=",
             "'",
         ] {
             assert_eq!(redact_url(s), s);
