@@ -157,6 +157,16 @@ mod tests {
     }
 
     #[test]
+    fn without_reads_the_first_inserted_is_evicted_first() {
+        let mut lru = Lru::default();
+        for (i, key) in ["a", "b", "c", "d"].into_iter().enumerate() {
+            lru.insert(key, i, 3);
+        }
+        assert_eq!(lru.get("a"), None);
+        assert_eq!(lru.insert("e", 4, 3), Some(("b".to_string(), 1)));
+    }
+
+    #[test]
     fn replacing_a_key_evicts_nothing_and_renews_it() {
         let mut lru = Lru::default();
         lru.insert("a", 1, 2);

@@ -392,3 +392,28 @@ impl Connector for PgConnector {
             .map_err(Into::into)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PgConnector;
+
+    #[test]
+    fn the_target_names_host_and_port_and_debug_hides_the_password() {
+        let pg: tokio_postgres::Config = "host=db.internal port=6432 user=app password=s3cret"
+            .parse()
+            .unwrap();
+        let connector = PgConnector::new(pg);
+        assert_eq!(connector.target, "db.internal:6432");
+        assert_eq!(connector.config().get_user(), Some("app"));
+        let debug = format!("{connector:?}");
+        assert!(
+            debug.contains("db.internal:6432") && debug.contains("app"),
+            "{debug}"
+        );
+        assert!(!debug.contains("s3cret"), "{debug}");
+        let socket: tokio_postgres::Config = "host=/run/postgresql user=app".parse().unwrap();
+        assert_eq!(PgConnector::new(socket).target, "/run/postgresql:5432");
+        let none: tokio_postgres::Config = "user=app".parse().unwrap();
+        assert_eq!(PgConnector::new(none).target, "localhost:5432");
+    }
+}

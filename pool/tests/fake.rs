@@ -1032,3 +1032,19 @@ async fn a_custom_connector_pool_refuses_invalid_settings() {
         other => panic!("expected a configuration error, got {:?}", other.err()),
     }
 }
+
+/// A returned connection is no longer timed as a checkout: however long it then sits idle,
+/// no leak is reported.
+#[tokio::test(start_paused = true)]
+async fn a_returned_connection_is_never_reported_as_a_leak() {
+    let (pool, _db) = pool_with(
+        config()
+            .min_size(1)
+            .max_size(1)
+            .leak_detection_threshold(Some(Duration::from_secs(2))),
+    )
+    .await;
+    drop(pool.acquire().await.unwrap());
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(pool.statistics().leaks_suspected, 0);
+}
