@@ -538,7 +538,13 @@ async fn leaks_are_reported_with_the_call_site() {
         pool_with(config().leak_detection_threshold(Some(Duration::from_secs(2)))).await;
     let line = line!() + 1;
     let conn = pool.acquire().await.unwrap();
-    sleep(Duration::from_secs(3)).await;
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        pool.statistics().leaks_suspected,
+        0,
+        "held for less than the threshold"
+    );
+    sleep(Duration::from_secs(2)).await;
     assert_eq!(pool.statistics().leaks_suspected, 1);
     let text = log.text();
     let warning = text
@@ -1047,4 +1053,59 @@ async fn a_returned_connection_is_never_reported_as_a_leak() {
     drop(pool.acquire().await.unwrap());
     sleep(Duration::from_secs(10)).await;
     assert_eq!(pool.statistics().leaks_suspected, 0);
+}
+
+/// What a checkout says of itself: how long it is held, how often its connection was used,
+/// and that a discarded one is closed, not returned.
+#[tokio::test(start_paused = true)]
+async fn a_checkout_reports_its_age_and_uses_and_a_discard_closes_it() {
+    let (pool, db) = pool_with(config().min_size(1).max_size(1)).await;
+    let conn = pool.acquire().await.unwrap();
+    let (id, first_uses) = (conn.id(), pool::PooledConnection::uses(&conn));
+    sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        pool::PooledConnection::held_for(&conn),
+        Duration::from_secs(3)
+    );
+    drop(conn);
+    let conn = pool.acquire().await.unwrap();
+    assert_eq!(conn.id(), id);
+    assert_eq!(pool::PooledConnection::uses(&conn), first_uses + 1);
+    assert!(format!("{conn:?}").contains(&id.to_string()));
+    pool::PooledConnection::discard(conn);
+    sleep(Duration::from_millis(10)).await;
+    assert!(
+        !db.open_ids().contains(&id),
+        "a discarded connection is closed"
+    );
+    assert_ne!(pool.acquire().await.unwrap().id(), id);
+}
+
+#[test]
+fn errors_say_whether_to_retry_and_name_themselves() {
+    assert!(!PoolError::Closed.is_transient());
+    assert_eq!(PoolError::Closed.kind(), "closed");
+    assert_eq!(PoolError::NoRuntime.kind(), "no_runtime");
+    assert!(!PoolError::NoRuntime.is_transient());
+    assert_eq!(
+        TimeoutPhase::Wait.to_string(),
+        "waiting for a free connection"
+    );
+    assert_eq!(
+        TimeoutPhase::Validate.to_string(),
+        "validating an idle connection"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_is_transient_and_says_what_was_under_way() {
+    let (pool, _db) = pool_with(config().min_size(1).max_size(1)).await;
+    let _held = pool.acquire().await.unwrap();
+    let err = pool.acquire().await.unwrap_err();
+    assert!(err.is_transient());
+    assert_eq!(err.kind(), "timeout");
+    assert!(
+        err.to_string().contains("waiting for a free connection"),
+        "{err}"
+    );
 }
