@@ -382,6 +382,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_closed_total_adds_every_reason_once() {
+        let c = ClosedCounts {
+            broken: 1,
+            validation_failed: 2,
+            idle_timeout: 4,
+            max_lifetime: 8,
+            max_uses: 16,
+            outage: 32,
+            shutdown: 64,
+            forced: 128,
+            cancelled: 256,
+            discarded: 512,
+            session_not_reset: 1024,
+            hook_rejected: 2048,
+        };
+        assert_eq!(c.total(), 4095);
+    }
+
+    #[test]
     fn buckets_are_monotonic_and_bound_their_values() {
         let mut last = 0;
         for ns in [
