@@ -277,7 +277,12 @@ impl PoolConfig {
             };
             let field = field.to_ascii_lowercase();
             if let Err(message) = config.set_field(&field, &value) {
-                problems.push(ConfigProblem::new(key.clone(), message));
+                // The message quotes the bad value, which may hold a pasted connection string
+                // (found by the config fuzz target): it is redacted like one.
+                problems.push(ConfigProblem::new(
+                    key.clone(),
+                    crate::redact::redact_url(&message),
+                ));
             }
         }
         // Every problem at once: the variables that did not parse, then what validation finds

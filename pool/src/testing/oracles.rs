@@ -83,6 +83,9 @@ pub fn config_bytes(data: &[u8]) {
         return;
     };
     let text = String::from_utf8_lossy(rest);
+    // What the input says outside its URLs: an error may quote a bad value of another
+    // variable, and a password typed there too is the user's text, not a leak of the URL.
+    let mut elsewhere = String::new();
     let (result, urls): (Result<PoolConfig, String>, Vec<String>) = match form % 3 {
         0 => (
             PoolConfig::from_url(&text).map_err(|e| format!("{e} {e:?}")),
@@ -99,6 +102,9 @@ pub fn config_bytes(data: &[u8]) {
                 .filter(|(k, _)| k == "DATABASE_URL")
                 .map(|(_, v)| v.clone())
                 .collect();
+            for (k, v) in vars.iter().filter(|(k, _)| k != "DATABASE_URL") {
+                elsewhere.push_str(&format!("{k}={v}\n"));
+            }
             (
                 PoolConfig::from_vars(vars).map_err(|e| format!("{e} {e:?}")),
                 urls,
@@ -130,7 +136,7 @@ pub fn config_bytes(data: &[u8]) {
         };
         // A password that the redacted URL still spells by chance (`host` in host=db
         // password=host) cannot be told apart; redaction() checks those.
-        if redact_url(&url).contains(&password) {
+        if redact_url(&url).contains(&password) || elsewhere.contains(&password) {
             continue;
         }
         assert!(
