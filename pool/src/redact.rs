@@ -26,18 +26,8 @@ const MASK: &str = "***";
 /// ```
 pub fn redact_url(url: &str) -> String {
     if is_url(url) {
-        // tokio-postgres's user info: up to the first `@`, its password after the first `:`;
-        // its parameters after the first `?` that follows.
-        let start = url.find("://").map_or(0, |i| i + 3);
-        let mut keep = Vec::new();
-        let mut host_start = start;
-        if let Some(at) = url[start..].find('@').map(|i| start + i) {
-            keep.extend(url[start..at].find(':').map(|i| start + i));
-            keep.push(at);
-            host_start = at + 1;
-        }
-        keep.extend(url[host_start..].find('?').map(|i| host_start + i));
-        replace_spans(url, url_password_spans(url), &keep)
+        let (spans, keep) = url_password_spans(url);
+        replace_spans(url, spans, &keep)
     } else {
         replace_spans(url, key_value_password_spans(url), &[])
     }
@@ -57,11 +47,23 @@ fn is_password_key(key: &str) -> bool {
     key.to_ascii_lowercase().contains("password")
 }
 
-/// Byte ranges of the passwords in a URL.
-fn url_password_spans(url: &str) -> Vec<(usize, usize)> {
+/// Byte ranges of the passwords in a URL, and the separators inside them to keep:
+/// tokio-postgres's user info runs up to the first `@`, its password after the first `:`,
+/// its parameters after the first `?` that follows.
+fn url_password_spans(url: &str) -> (Vec<(usize, usize)>, Vec<usize>) {
     let start = url.find("://").map_or(0, |i| i + 3);
     let rest = &url[start..];
     let mut spans = Vec::new();
+    let mut keep = Vec::new();
+    let host_start = match rest.find('@') {
+        Some(at) => {
+            keep.extend(rest[..at].find(':').map(|i| start + i));
+            keep.push(start + at);
+            start + at + 1
+        }
+        None => start,
+    };
+    keep.extend(url[host_start..].find('?').map(|i| host_start + i));
     // The user info ends at the first `@` for tokio-postgres, and at the last `@` before the
     // host's end for libpq; the password runs from the first `:` to whichever is later.
     if let Some(first_at) = rest.find('@') {
@@ -91,7 +93,7 @@ fn url_password_spans(url: &str) -> Vec<(usize, usize)> {
             .map_or(url.len(), |j| value_start + j);
         spans.push((value_start, value_end));
     }
-    spans
+    (spans, keep)
 }
 
 /// Byte ranges of the passwords' values in a `key=value` string, read as tokio-postgres
