@@ -106,11 +106,15 @@ impl Session {
         }
     }
 
-    fn sent_request(&self) {
+    pub(crate) fn sent_request(&self) {
         self.sent.fetch_add(1, AcqRel);
     }
 
-    fn got_ready(&self, status: u8) {
+    pub(crate) fn set_pid(&self, pid: u32) {
+        self.pid.store(pid, Release);
+    }
+
+    pub(crate) fn got_ready(&self, status: u8) {
         self.status.store(status, Release);
         self.ready.fetch_add(1, AcqRel);
         self.readied.notify_waiters();
@@ -251,7 +255,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
             this.down
                 .feed(&buf.filled()[before..], |event| match event {
                     Event::FirstByte(b'Z', status) => session.got_ready(status),
-                    Event::FirstWord(b'K', pid) => session.pid.store(pid, Release),
+                    Event::FirstWord(b'K', pid) => session.set_pid(pid),
                     _ => {}
                 });
         }

@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
 use tokio::sync::{Notify, oneshot};
 
+use super::session::{Statement, execute};
 use super::{ConnState, FakeDb};
 use crate::connector::{ConnectError, Connection, Connector};
 use crate::error::{BoxError, ConnectFailure};
+use crate::session::{Session, SessionStatus};
 
 /// The client of a fake connection.
 ///
@@ -99,11 +101,78 @@ impl FakeClient {
     /// # }
     /// ```
     pub async fn query(&self) -> Result<(), FakeError> {
+        self.execute(Statement::Query).await
+    }
+
+    /// Sends `stmt` through the current query gate. On a tracked session (see
+    /// [`FakeDb::track_sessions`]) the statement runs on in the server if this future is
+    /// dropped, as a real backend's does.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Statement};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// let conn = pool.acquire().await.unwrap();
+    /// conn.execute(Statement::Begin).await.unwrap();
+    /// assert!(conn.execute(Statement::Error).await.is_err());
+    /// assert!(conn.query().await.is_err(), "current transaction is aborted");
+    /// conn.execute(Statement::Rollback).await.unwrap();
+    /// conn.query().await.unwrap();
+    /// # }
+    /// ```
+    pub async fn execute(&self, stmt: Statement) -> Result<(), FakeError> {
         let gate = self.db.lock().query;
-        self.state
-            .round_trip(gate)
-            .await
-            .map_err(|()| FakeError(self.id))
+        if execute(&self.state, gate, stmt).await {
+            Ok(())
+        } else {
+            Err(FakeError(self.id))
+        }
+    }
+
+    /// The session's true state on the server (`Busy` while a statement runs), whatever the
+    /// pool thinks.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Statement};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// let conn = pool.acquire().await.unwrap();
+    /// assert_eq!(conn.server_status(), pool::SessionStatus::Idle);
+    /// # }
+    /// ```
+    pub fn server_status(&self) -> SessionStatus {
+        self.state.server.status()
+    }
+
+    /// Whether session state set by [`Statement::Set`] is still in force.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Statement};
+    /// let db = FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// let conn = pool.acquire().await.unwrap();
+    /// conn.execute(Statement::Set).await.unwrap();
+    /// assert!(conn.has_session_state());
+    /// # }
+    /// ```
+    pub fn has_session_state(&self) -> bool {
+        self.state.server.state_set()
+    }
+
+    /// Runs one of the pool's restoring statements through the restore gate.
+    async fn restore(&self, stmt: Statement) -> Result<(), BoxError> {
+        let gate = self.db.lock().restore;
+        if execute(&self.state, gate, stmt).await {
+            Ok(())
+        } else {
+            Err(Box::new(FakeError(self.id)))
+        }
     }
 }
 
@@ -166,7 +235,9 @@ impl Connector for FakeConnector {
             stranded: AtomicBool::new(false),
             kill: Notify::new(),
             socket_closed: Notify::new(),
+            server: self.db.new_session(id),
         });
+        let session = state.server.tracker.clone();
         self.db.lock().conns.insert(id, Arc::clone(&state));
         self.db.opened.fetch_add(1, SeqCst);
         let (alive, dropped) = oneshot::channel::<()>();
@@ -192,8 +263,7 @@ impl Connector for FakeConnector {
                 _alive: alive,
             },
             driver: Box::pin(driver),
-            // The fake does not model server sessions: connections come back as they are.
-            session: None,
+            session,
         })
     }
 
@@ -221,6 +291,60 @@ impl Connector for FakeConnector {
     fn target(&self) -> String {
         "fake:5432".to_string()
     }
+
+    /// On a connection of its own: the connect gate applies.
+    async fn cancel(&self, client: &FakeClient, _session: &Session) -> Result<(), BoxError> {
+        self.db.counters().cancels.fetch_add(1, SeqCst);
+        let gate = self.db.lock().connect;
+        if gate.pass().await.is_err() || !self.db.lock().reachable {
+            return Err("the cancel request's connection was refused".into());
+        }
+        client.state.server.cancel();
+        Ok(())
+    }
+
+    async fn rollback(&self, client: &FakeClient) -> Result<(), BoxError> {
+        self.db.counters().rollbacks.fetch_add(1, SeqCst);
+        client.restore(Statement::Rollback).await
+    }
+
+    async fn settle(&self, client: &FakeClient) -> Result<(), BoxError> {
+        self.db.counters().settles.fetch_add(1, SeqCst);
+        client.restore(Statement::Query).await
+    }
+
+    async fn reset(&self, client: &FakeClient, _how: crate::SessionReset) -> Result<(), BoxError> {
+        self.db.counters().resets.fetch_add(1, SeqCst);
+        client.restore(Statement::Reset).await
+    }
+
+    /// Terminates each listed session still there and at least as old as said.
+    async fn terminate(
+        &self,
+        client: &FakeClient,
+        orphans: &[(u32, f64)],
+    ) -> Result<u64, BoxError> {
+        client.query().await?;
+        let mut terminated = 0;
+        for &(pid, age) in orphans {
+            let conn = self.db.lock().conns.get(&u64::from(pid)).cloned();
+            let Some(conn) = conn else { continue };
+            // A process younger than the orphan is another session that got its id.
+            if conn.server.opened_at.elapsed().as_secs_f64() + 1e-3 < age {
+                continue;
+            }
+            conn.closed.store(true, SeqCst);
+            conn.kill.notify_one();
+            if conn.server.orphaned.load(SeqCst)
+                && self.db.lock().conns.remove(&u64::from(pid)).is_some()
+            {
+                self.db.closed.fetch_add(1, SeqCst);
+            }
+            terminated += 1;
+        }
+        self.db.counters().terminated.fetch_add(terminated, SeqCst);
+        Ok(terminated)
+    }
 }
 
 struct SocketClosed {
@@ -233,6 +357,11 @@ impl Drop for SocketClosed {
     fn drop(&mut self) {
         self.state.closed.store(true, SeqCst);
         self.state.socket_closed.notify_waiters();
+        if self.state.stranded.load(SeqCst) && self.db.keeps_lost() {
+            // Nothing reached the server: it holds the session until it is terminated.
+            self.state.server.orphaned.store(true, SeqCst);
+            return;
+        }
         if self.db.lock().conns.remove(&self.id).is_some() {
             self.db.closed.fetch_add(1, SeqCst);
         }

@@ -26,7 +26,9 @@ use tokio::sync::Notify;
 
 mod client;
 pub mod oracles;
+mod session;
 pub use client::{FakeClient, FakeConnector, FakeError};
+pub use session::{SessionCounts, Statement};
 
 /// What a scripted step does.
 ///
@@ -73,6 +75,8 @@ struct ConnState {
     kill: Notify,
     /// Woken when the socket closes, so in-flight round trips fail as they would for real.
     socket_closed: Notify,
+    /// The server's side of the session.
+    server: session::ServerSession,
 }
 
 impl ConnState {
@@ -100,6 +104,8 @@ struct Inner {
     connect: Gate,
     validate: Gate,
     query: Gate,
+    /// The pool's rollback, settling statement and reset.
+    restore: Gate,
     reachable: bool,
     conns: HashMap<u64, Arc<ConnState>>,
 }
@@ -121,6 +127,9 @@ pub struct FakeDb {
     opened: AtomicU64,
     closed: AtomicU64,
     connect_attempts: AtomicU64,
+    counters: Arc<session::Counters>,
+    tracking: AtomicBool,
+    keep_lost: AtomicBool,
 }
 
 impl std::fmt::Debug for FakeDb {
@@ -146,6 +155,7 @@ impl FakeDb {
                 connect: Gate::Pass,
                 validate: Gate::Pass,
                 query: Gate::Pass,
+                restore: Gate::Pass,
                 reachable: true,
                 conns: HashMap::new(),
             }),
@@ -153,6 +163,9 @@ impl FakeDb {
             opened: AtomicU64::new(0),
             closed: AtomicU64::new(0),
             connect_attempts: AtomicU64::new(0),
+            counters: Arc::default(),
+            tracking: AtomicBool::new(false),
+            keep_lost: AtomicBool::new(false),
         })
     }
 
@@ -295,6 +308,7 @@ impl FakeDb {
         inner.connect = Gate::Hang;
         inner.validate = Gate::Hang;
         inner.query = Gate::Hang;
+        inner.restore = Gate::Hang;
     }
     /// Live connections go silent forever; new ones work (a lost peer).
     ///
@@ -334,6 +348,7 @@ impl FakeDb {
         let mut inner = self.lock();
         inner.validate = Gate::Delay(latency);
         inner.query = Gate::Delay(latency);
+        inner.restore = Gate::Delay(latency);
     }
     /// Everything passes again (stranded connections stay stranded, as they would).
     ///
@@ -354,6 +369,7 @@ impl FakeDb {
         inner.connect = Gate::Pass;
         inner.validate = Gate::Pass;
         inner.query = Gate::Pass;
+        inner.restore = Gate::Pass;
         inner.reachable = true;
     }
 
