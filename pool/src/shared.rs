@@ -67,6 +67,22 @@ pub(crate) struct Orphan {
 /// Orphans remembered at most (the oldest go first).
 const MAX_ORPHANS: usize = 1024;
 
+/// Whether a session closed for `reason` may still be held by the server: its socket failed
+/// or went silent, or it was given up on a path nobody vouched for (a user's discard, often
+/// after a timeout; a restore that could not finish; an attempt cut short), so its
+/// Terminate may never arrive. Sessions retired on a healthy path are left alone.
+fn may_outlive_its_close(reason: CloseReason) -> bool {
+    matches!(
+        reason,
+        CloseReason::Broken
+            | CloseReason::ValidationFailed
+            | CloseReason::Outage
+            | CloseReason::Cancelled
+            | CloseReason::Discarded
+            | CloseReason::SessionNotReset
+    )
+}
+
 impl<C: Connector> Shared<C> {
     pub(crate) fn new(
         config: PoolConfig,
@@ -383,10 +399,8 @@ impl<C: Connector> Shared<C> {
     /// polite Terminate and ends by itself.
     pub(crate) fn close_conn(&self, conn: Conn<C::Client>, reason: CloseReason) {
         self.stats.closed(reason);
-        if matches!(
-            reason,
-            CloseReason::Broken | CloseReason::ValidationFailed | CloseReason::Outage
-        ) && let Some(pid) = conn.session.as_ref().and_then(|s| s.backend_pid())
+        if may_outlive_its_close(reason)
+            && let Some(pid) = conn.session.as_ref().and_then(|s| s.backend_pid())
         {
             let mut orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
             if orphans.len() >= MAX_ORPHANS {

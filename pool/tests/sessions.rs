@@ -443,6 +443,45 @@ async fn the_after_release_hook_runs_on_every_return_and_its_no_closes_the_sessi
 }
 
 #[tokio::test(start_paused = true)]
+async fn sessions_the_pool_gave_up_on_are_terminated_once_the_server_answers() {
+    let db = FakeDb::new();
+    db.track_sessions();
+    db.keep_lost_sessions(true);
+    let config = PoolConfig::default()
+        .min_size(2)
+        .max_size(2)
+        .validation_timeout(VALIDATION)
+        .connect_timeout(CONNECT);
+    let pool = Pool::connect_with(config, db.connector()).await.unwrap();
+    let lost = db.open_ids();
+    db.peer_lost();
+    // Both held and used: their queries go unanswered; the pool gives them up.
+    let a = pool.acquire().await.unwrap();
+    assert!(
+        timeout(Duration::from_millis(300), a.query())
+            .await
+            .is_err()
+    );
+    pool::PooledConnection::discard(a);
+    sleep(Duration::from_secs(2)).await;
+    let b = pool.acquire().await.unwrap();
+    assert!(!lost.contains(&b.id()), "a lost session was handed out");
+    drop(b);
+    // The server still holds what it never heard closed, until the pool terminates it.
+    sleep(Duration::from_secs(5)).await;
+    let held: Vec<u64> = db.open_ids();
+    assert!(
+        lost.iter().all(|id| !held.contains(id)),
+        "orphans left on the server: {held:?} (lost {lost:?})"
+    );
+    assert!(db.session_counts().terminated >= 1);
+    assert_eq!(
+        pool.statistics().orphans_terminated,
+        db.session_counts().terminated
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn without_the_reaper_a_lost_session_stays_on_the_server() {
     // The fake's orphans are real to the test: a session discarded on a lost peer stays.
     let db = FakeDb::new();
