@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use pool::testing::{FakeConnector, FakeDb};
-use pool::{Pool, PoolConfig, PoolError, PooledConnection};
+use pool::testing::{FakeConnector, FakeDb, Statement};
+use pool::{Pool, PoolConfig, PoolError, PooledConnection, SessionStatus};
 use proptest::prelude::*;
 use tokio::time::Instant;
 
@@ -35,6 +35,18 @@ enum Step {
     Advance(u16),
     Shutdown(u16),
     Waiters(u8),
+    /// A statement on a held session: begin, commit, a failing one, or a long one whose
+    /// future is dropped after some polls (its session then goes back as it is).
+    Session(u8, SessionOp),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum SessionOp {
+    Begin,
+    Commit,
+    Fail,
+    /// A 5 s statement dropped after this many polls, then the session released.
+    DropLong(u8),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -68,6 +80,7 @@ impl std::fmt::Debug for Step {
                 f,
                 "{n} waiters queue behind a full pool; one slot is released; they must be served in order"
             ),
+            Step::Session(i, op) => write!(f, "on held #{i}: {op:?}"),
         }
     }
 }
@@ -86,6 +99,12 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (1u16..3000).prop_map(Step::Advance),
         1 => (0u16..3000).prop_map(Step::Shutdown),
         2 => (1u8..5).prop_map(Step::Waiters),
+        4 => (any::<u8>(), prop_oneof![
+            Just(SessionOp::Begin),
+            Just(SessionOp::Commit),
+            Just(SessionOp::Fail),
+            (0u8..4).prop_map(SessionOp::DropLong),
+        ]).prop_map(|(i, op)| Step::Session(i, op)),
     ]
 }
 
@@ -148,11 +167,16 @@ async fn acquire(
         Ok(c) => {
             model.acquisitions += 1;
             let open = c.is_open();
+            let status = c.server_status();
             held.push(c);
-            if open {
-                Ok(())
-            } else {
+            if !open {
                 Err("a dead connection (killed or closed) was handed out".into())
+            } else if status != SessionStatus::Idle {
+                Err(format!(
+                    "a session was handed out {status:?} on the server (not idle)"
+                ))
+            } else {
+                Ok(())
             }
         }
         Err(PoolError::Closed) if !model.closed => Err("Closed before any shutdown".into()),
@@ -162,6 +186,8 @@ async fn acquire(
 
 async fn run(steps: Vec<Step>) -> Result<(), String> {
     let db = FakeDb::new();
+    // Sessions are tracked: a session returned dirty must be restored or closed.
+    db.track_sessions();
     let config = PoolConfig::default()
         .min_size(1)
         .max_size(MAX_SIZE)
@@ -299,6 +325,34 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
                 let order = order.lock().unwrap().clone();
                 if order.windows(2).any(|w| w[0] > w[1]) {
                     return Err(format!("{at}: waiters served out of order: {order:?}"));
+                }
+            }
+            Step::Session(i, op) if !held.is_empty() => {
+                let index = i as usize % held.len();
+                let c = &held[index];
+                let stmt = match op {
+                    SessionOp::Begin => Statement::Begin,
+                    SessionOp::Commit => Statement::Commit,
+                    SessionOp::Fail => Statement::Error,
+                    SessionOp::DropLong(_) => Statement::Sleep(Duration::from_secs(5)),
+                };
+                match op {
+                    SessionOp::DropLong(polls) => {
+                        {
+                            let mut q = Box::pin(c.execute(stmt));
+                            for _ in 0..polls {
+                                if poll_once(&mut q).await.is_ready() {
+                                    break;
+                                }
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                        drop(held.remove(index));
+                        model.releases += 1;
+                    }
+                    _ => {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), c.execute(stmt)).await;
+                    }
                 }
             }
             Step::Shutdown(ms) if shutdown.is_none() => {
