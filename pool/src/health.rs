@@ -293,6 +293,11 @@ mod tests {
         let mut i = inputs(Connected, 4, 0);
         i.waiting = 1;
         assert_eq!(state_of(&i), PoolState::Degraded, "starved");
+        i.waiting = 0;
+        assert_eq!(state_of(&i), PoolState::Healthy, "all out, nobody waiting");
+        let mut i = inputs(Connected, 4, 1);
+        i.waiting = 1;
+        assert_eq!(state_of(&i), PoolState::Healthy, "one idle: not starved");
         assert_eq!(state_of(&inputs(Disconnected, 2, 2)), PoolState::Unhealthy);
         assert_eq!(state_of(&inputs(Connecting, 0, 0)), PoolState::Recovering);
         let mut i = inputs(Connecting, 0, 0);

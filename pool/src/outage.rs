@@ -410,4 +410,62 @@ mod tests {
         assert_eq!(l.status(), DatabaseStatus::Connecting);
         assert_eq!(l.admit(now).unwrap(), Admission::Trial);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_snapshot_publishes_exact_figures() {
+        let now = Instant::now();
+        let l = link(now);
+        let s = l.snapshot(now);
+        assert_eq!((s.last_probe_latency, s.outage_duration), (None, None));
+        assert_eq!((s.last_error, s.consecutive_failures), (None, 0));
+        l.on_round_trip(Duration::from_millis(3));
+        assert_eq!(
+            l.snapshot(now).last_probe_latency,
+            Some(Duration::from_millis(3))
+        );
+        l.on_round_trip(Duration::ZERO);
+        assert_eq!(l.snapshot(now).last_probe_latency, Some(Duration::ZERO));
+        assert!(
+            !l.sessions_answer(),
+            "outside an outage there is nothing to answer for"
+        );
+        let began = now + Duration::from_secs(2);
+        l.on_silent(began, "refused".into());
+        assert!(
+            !l.sessions_answer(),
+            "the open sessions are the silent ones"
+        );
+        let s = l.snapshot(began + Duration::from_secs(3));
+        assert_eq!(s.outage_duration, Some(Duration::from_secs(3)));
+        assert_eq!(s.last_error.as_deref(), Some("refused"));
+        assert_eq!(s.consecutive_failures, 1);
+        l.on_round_trip(Duration::from_millis(1));
+        assert!(l.sessions_answer(), "a round trip during the outage");
+        l.on_success(began + Duration::from_secs(4), None);
+        assert!(!l.sessions_answer());
+        assert_eq!(
+            l.snapshot(began + Duration::from_secs(5)).outage_duration,
+            None
+        );
+    }
+
+    #[test]
+    fn the_jitter_is_uniform_and_replays_from_its_seed() {
+        let mut a = 7u64;
+        let mut b = 7u64;
+        let draws: Vec<f64> = (0..4000).map(|_| next_f64(&mut a)).collect();
+        assert!(draws.iter().all(|x| (0.0..1.0).contains(x)));
+        assert_eq!(
+            draws[..8],
+            (0..8).map(|_| next_f64(&mut b)).collect::<Vec<_>>()[..]
+        );
+        // Each tenth of [0, 1) gets its share (400 expected; 5 standard deviations apart).
+        let mut tenths = [0usize; 10];
+        for x in &draws {
+            tenths[(x * 10.0) as usize] += 1;
+        }
+        assert!(tenths.iter().all(|n| (300..=500).contains(n)), "{tenths:?}");
+        let distinct: std::collections::BTreeSet<u64> = draws.iter().map(|x| x.to_bits()).collect();
+        assert_eq!(distinct.len(), draws.len());
+    }
 }

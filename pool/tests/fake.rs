@@ -1109,3 +1109,103 @@ async fn a_timeout_is_transient_and_says_what_was_under_way() {
         "{err}"
     );
 }
+
+/// Drivers that do not end when their client is dropped get half a second (or less when
+/// `connect_timeout` is short), then are aborted; the shutdown returns with none left.
+#[tokio::test(start_paused = true)]
+async fn shutdown_gives_lingering_drivers_a_grace_then_aborts_them() {
+    for (connect_timeout, grace) in [
+        (Duration::from_secs(5), Duration::from_millis(500)),
+        (Duration::from_millis(200), Duration::from_millis(300)),
+    ] {
+        let db = FakeDb::new();
+        db.hold_drivers(true);
+        let pool = Pool::connect_with(config().connect_timeout(connect_timeout), db.connector())
+            .await
+            .unwrap();
+        let report = pool.shutdown(Duration::from_secs(1)).await;
+        assert_eq!(
+            report.duration, grace,
+            "connect_timeout {connect_timeout:?}"
+        );
+        assert_eq!(pool.statistics().live_connection_tasks, 0);
+        assert_eq!(db.opened(), db.closed());
+    }
+}
+
+/// A connection attempt in flight is waited for (it is bounded by `connect_timeout`), not
+/// abandoned at the drivers' grace.
+#[tokio::test(start_paused = true)]
+async fn shutdown_waits_for_a_connect_in_flight_up_to_its_bound() {
+    let (pool, db) = pool_with(config().connect_timeout(Duration::from_secs(2))).await;
+    db.set_connect(Gate::Hang);
+    // The maintenance task replaces the killed connection: its attempt hangs.
+    db.kill(db.open_ids()[0]);
+    sleep(Duration::from_millis(1100)).await;
+    assert_eq!(db.connect_attempts(), 3, "the replacement attempt started");
+    let started = Instant::now();
+    let report = pool.shutdown(Duration::ZERO).await;
+    let waited = started.elapsed();
+    assert!(
+        // The attempt started about 1 s after the kill and ends at its 2 s bound.
+        waited >= Duration::from_millis(1500) && waited <= Duration::from_millis(2100),
+        "{waited:?}"
+    );
+    assert_eq!(report.duration, waited);
+    assert_eq!(pool.statistics().live_connection_tasks, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_forced_shutdown_warns_and_a_clean_one_does_not() {
+    for forced in [false, true] {
+        let log = Captured::default();
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer({
+                    let log = log.clone();
+                    move || log.clone()
+                })
+                .with_ansi(false)
+                .finish(),
+        );
+        let (pool, _db) = pool_with(config()).await;
+        let held = pool.acquire().await.unwrap();
+        if !forced {
+            drop(held);
+        } else {
+            std::mem::forget(held);
+        }
+        let report = pool.shutdown(Duration::from_millis(100)).await;
+        assert_eq!(report.forced, usize::from(forced));
+        let text = log.text();
+        let last = text
+            .lines()
+            .rfind(|l| l.contains("pool shut down"))
+            .unwrap_or_else(|| panic!("no shutdown line in {text}"));
+        if forced {
+            assert!(
+                last.contains("WARN") && last.contains("force-closed"),
+                "{last}"
+            );
+        } else {
+            assert!(last.contains("INFO") && last.contains("cleanly"), "{last}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_pool_says_what_it_is_without_a_round_trip() {
+    let (pool, db) = pool_with(config()).await;
+    assert_eq!(pool.config().get_max_size(), 4);
+    assert_eq!(pool.config().get_min_size(), 2);
+    let shown = format!("{pool:?}");
+    assert_eq!(
+        shown,
+        "Pool { target: \"fake:5432\", total: 2, idle: 2, max_size: 4 }"
+    );
+    assert!(!pool.is_closed());
+    let before = db.connect_attempts();
+    pool.shutdown(Duration::from_secs(1)).await;
+    assert!(pool.is_closed());
+    assert_eq!(db.connect_attempts(), before);
+}

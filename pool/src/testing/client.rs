@@ -251,7 +251,12 @@ impl Connector for FakeConnector {
         let driver = async move {
             let closed = closed;
             tokio::select! {
-                _ = dropped => {}
+                _ = async {
+                    let _ = dropped.await;
+                    if closed.db.hold_drivers.load(SeqCst) {
+                        std::future::pending::<()>().await;
+                    }
+                } => {}
                 _ = closed.state.kill.notified() => {}
             }
         };

@@ -130,6 +130,7 @@ pub struct FakeDb {
     counters: Arc<session::Counters>,
     tracking: AtomicBool,
     keep_lost: AtomicBool,
+    hold_drivers: AtomicBool,
 }
 
 impl std::fmt::Debug for FakeDb {
@@ -166,6 +167,7 @@ impl FakeDb {
             counters: Arc::default(),
             tracking: AtomicBool::new(false),
             keep_lost: AtomicBool::new(false),
+            hold_drivers: AtomicBool::new(false),
         })
     }
 
@@ -371,6 +373,24 @@ impl FakeDb {
         inner.query = Gate::Pass;
         inner.restore = Gate::Pass;
         inner.reachable = true;
+    }
+
+    /// Whether a connection's driver goes on running after its client is dropped, until it is
+    /// killed or aborted (a driver stuck writing to a peer that stopped reading).
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let db = pool::testing::FakeDb::new();
+    /// db.hold_drivers(true);
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// let report = pool.shutdown(std::time::Duration::from_secs(1)).await;
+    /// assert!(report.duration >= std::time::Duration::from_millis(500), "the drivers' grace");
+    /// assert_eq!(pool.statistics().live_connection_tasks, 0, "then aborted");
+    /// # }
+    /// ```
+    pub fn hold_drivers(&self, hold: bool) {
+        self.hold_drivers.store(hold, SeqCst);
     }
 
     /// Kills one server connection (like `pg_terminate_backend`); `false` if it was not open.
