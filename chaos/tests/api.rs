@@ -520,3 +520,254 @@ async fn the_typed_client_methods_round_trip() {
         other => panic!("expected 404, got {other:?}"),
     }
 }
+
+/// A populate that cannot bind one of its addresses changes nothing: proxies it created are
+/// gone, the one it replaced is back where it was, toxics included.
+#[tokio::test]
+async fn populate_is_all_or_nothing_when_an_address_cannot_be_bound() {
+    let (c, _) = server().await;
+    let upstream = echo().await.to_string();
+    let other = echo().await.to_string();
+    let (status, body) = call(
+        &c,
+        "POST",
+        "/populate",
+        Some(json!([{"name": "kept", "listen": "127.0.0.1:0", "upstream": upstream}])),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let kept_listen = body["proxies"][0]["listen"].as_str().unwrap().to_string();
+    call(
+        &c,
+        "POST",
+        "/proxies/kept/toxics",
+        Some(json!({"type": "latency", "attributes": {"latency": 7}})),
+    )
+    .await;
+    let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let (status, body) = call(
+        &c,
+        "POST",
+        "/populate",
+        Some(json!([
+            {"name": "new", "listen": "127.0.0.1:0", "upstream": upstream},
+            {"name": "kept", "listen": kept_listen, "upstream": other},
+            {"name": "clash", "listen": taken_addr, "upstream": upstream},
+        ])),
+    )
+    .await;
+    assert_eq!(status, 500, "{body}");
+    let (_, list) = call(&c, "GET", "/proxies", None).await;
+    let names: Vec<&String> = list.as_object().unwrap().keys().collect();
+    assert_eq!(names, ["kept"], "nothing of the failed populate stays");
+    let kept = &list["kept"];
+    assert_eq!(kept["listen"], kept_listen.as_str());
+    assert_eq!(
+        kept["upstream"],
+        upstream.as_str(),
+        "the replaced proxy is restored"
+    );
+    assert_eq!(
+        kept["toxics"][0]["attributes"]["latency"], 7,
+        "with its toxics"
+    );
+    // It still forwards.
+    let mut s = TcpStream::connect(&kept_listen).await.unwrap();
+    s.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"ping");
+    let (status, _) = call(
+        &c,
+        "POST",
+        "/populate",
+        Some(json!([
+            {"name": "twice", "listen": "127.0.0.1:0", "upstream": upstream},
+            {"name": "twice", "listen": "127.0.0.1:0", "upstream": upstream},
+        ])),
+    )
+    .await;
+    assert_eq!(status, 400, "a name listed twice");
+    drop(taken);
+}
+
+/// Values the proxy cannot apply are refused, not wrapped into no delay at all.
+#[tokio::test]
+async fn attribute_values_past_what_the_proxy_can_apply_are_400() {
+    let (c, _) = server().await;
+    let upstream = echo().await.to_string();
+    call(
+        &c,
+        "POST",
+        "/proxies",
+        Some(json!({"name": "p", "upstream": upstream})),
+    )
+    .await;
+    for (kind, attributes) in [
+        ("latency", json!({"latency": u64::MAX})),
+        (
+            "latency",
+            json!({"latency": 10, "jitter": 9_223_372_036_854_775_807u64}),
+        ),
+        ("timeout", json!({"timeout": 315_360_000_001u64})),
+        ("slicer", json!({"delay": u64::MAX})),
+    ] {
+        let (status, body) = call(
+            &c,
+            "POST",
+            "/proxies/p/toxics",
+            Some(json!({"type": kind, "attributes": attributes})),
+        )
+        .await;
+        assert_eq!(status, 400, "{kind} {attributes}: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("more than the proxy can apply"),
+            "{body}"
+        );
+    }
+    let (status, _) = call(
+        &c,
+        "POST",
+        "/proxies/p/toxics",
+        Some(json!({"type": "latency", "attributes": {"latency": 315_360_000_000u64}})),
+    )
+    .await;
+    assert_eq!(status, 200, "ten years is the most, and it is accepted");
+    let (status, _) = call(
+        &c,
+        "PATCH",
+        "/proxies/p/toxics/latency_downstream",
+        Some(json!({"attributes": {"latency": u64::MAX}})),
+    )
+    .await;
+    assert_eq!(status, 400, "an update is checked alike");
+}
+
+/// Toxiproxy ignores a type, stream or name in an update (a silent no-op): here it is 400.
+#[tokio::test]
+async fn an_update_cannot_change_a_toxics_type_stream_or_name() {
+    let (c, _) = server().await;
+    let upstream = echo().await.to_string();
+    call(
+        &c,
+        "POST",
+        "/proxies",
+        Some(json!({"name": "p", "upstream": upstream})),
+    )
+    .await;
+    call(
+        &c,
+        "POST",
+        "/proxies/p/toxics",
+        Some(json!({"type": "latency", "attributes": {"latency": 5}})),
+    )
+    .await;
+    for change in [
+        json!({"type": "timeout"}),
+        json!({"stream": "upstream"}),
+        json!({"name": "other"}),
+        json!({"type": 3}),
+    ] {
+        let (status, body) = call(
+            &c,
+            "PATCH",
+            "/proxies/p/toxics/latency_downstream",
+            Some(change.clone()),
+        )
+        .await;
+        assert_eq!(status, 400, "{change}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("cannot change"),
+            "{body}"
+        );
+    }
+    // The whole toxic sent back, with a new attribute, is an update.
+    let (status, toxic) = call(
+        &c,
+        "PATCH",
+        "/proxies/p/toxics/latency_downstream",
+        Some(json!({"name": "latency_downstream", "type": "latency", "stream": "downstream", "attributes": {"latency": 9}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(toxic["attributes"]["latency"], 9);
+}
+
+/// A client that announces a body and never sends it gets 408 at the body deadline; one that
+/// never finishes its headers is disconnected; a body over the limit is 413 from its
+/// Content-Length alone; and connections past the cap wait instead of piling up.
+#[tokio::test]
+async fn slow_or_oversized_requests_are_bounded() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = chaos::api::Limits {
+        header_timeout: Duration::from_millis(300),
+        body_timeout: Duration::from_millis(300),
+        max_connections: 2,
+    };
+    let router = chaos::api::router(Arc::new(Proxies::new(1)));
+    tokio::spawn(chaos::api::serve_with(
+        listener,
+        router,
+        limits,
+        std::future::pending(),
+    ));
+
+    let started = std::time::Instant::now();
+    let answer = raw(
+        addr,
+        "POST /proxies HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"na",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("\"status\":408") && answer.contains("did not arrive"),
+        "{answer}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let answer = raw(
+        addr,
+        "POST /proxies HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"status\":413"), "{answer}");
+
+    // Headers that never end: the connection is closed at the header deadline.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "still open past the header deadline");
+
+    // Two connections hold the cap; a third is served once one of them goes.
+    let a = TcpStream::connect(addr).await.unwrap();
+    let b = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let third = tokio::spawn(raw(
+        addr,
+        "GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!third.is_finished(), "served past the connection cap");
+    drop((a, b));
+    let answer = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("served once the cap freed")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

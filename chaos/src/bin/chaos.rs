@@ -415,7 +415,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 path.display()
             )
         })?;
-        let created = proxies.populate(configs).map_err(|(e, _)| {
+        let created = proxies.populate(configs).map_err(|e| {
             anyhow::anyhow!("could not create the proxies of {}: {e}", path.display())
         })?;
         for p in created {

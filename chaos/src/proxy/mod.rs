@@ -25,6 +25,7 @@
 //! - this file: [`Proxy`] (listener, connections, toxics, counters) and [`Proxies`].
 
 pub mod link;
+mod populate;
 pub mod stage;
 pub mod toxic;
 pub mod toxics;
@@ -340,6 +341,17 @@ impl Proxy {
             let _ = conn.stop.send(true);
         }
         debug!(proxy = %self.inner.name, "proxy disabled");
+    }
+
+    /// Whether `config` describes this proxy as it is (a populate then keeps it).
+    fn same_as(&self, config: &ProxyConfig) -> bool {
+        let current = self.config();
+        let same_listen = current.listen == config.listen
+            || self
+                .listen_addr()
+                .is_some_and(|a| a.to_string() == config.listen)
+            || lock(&self.inner.state).config.listen == config.listen;
+        same_listen && current.upstream == config.upstream && current.enabled == config.enabled
     }
 
     /// Changes where it listens and forwards; a changed listen address rebinds.
@@ -711,39 +723,6 @@ impl Proxies {
             .ok_or(ProxyError::ProxyNotFound)?;
         proxy.disable();
         Ok(())
-    }
-
-    /// Creates or replaces proxies in bulk: an identical proxy keeps its toxics, a changed one
-    /// is replaced, a new one is created. On error, the proxies handled so far stay, and are
-    /// returned with the error.
-    pub fn populate(
-        &self,
-        configs: Vec<ProxyConfig>,
-    ) -> Result<Vec<Proxy>, (ProxyError, Vec<Proxy>)> {
-        let mut done = Vec::new();
-        for config in configs {
-            if let Ok(existing) = self.get(&config.name) {
-                let current = existing.config();
-                let same_listen = current.listen == config.listen
-                    || existing
-                        .listen_addr()
-                        .is_some_and(|a| a.to_string() == config.listen)
-                    || lock(&existing.inner.state).config.listen == config.listen;
-                if same_listen
-                    && current.upstream == config.upstream
-                    && current.enabled == config.enabled
-                {
-                    done.push(existing);
-                    continue;
-                }
-                let _ = self.remove(&config.name);
-            }
-            match self.create(config) {
-                Ok(proxy) => done.push(proxy),
-                Err(e) => return Err((e, done)),
-            }
-        }
-        Ok(done)
     }
 
     /// Enables every proxy and removes every toxic (Toxiproxy's `POST /reset`).

@@ -105,9 +105,26 @@ impl Toxic {
     }
 
     /// Applies an update request body: attributes merge into the current ones; `toxicity` may
-    /// change. Type, stream and name stay.
+    /// change. Type, stream and name stay: Toxiproxy ignores them in an update, which makes a
+    /// request that tries to change them a silent no-op, so one that names a different value
+    /// is refused (the same value, as a client sending the whole toxic back does, is fine).
     pub fn updated(&self, body: &Value) -> Result<Toxic, String> {
         let obj = body.as_object().ok_or("the body must be a JSON object")?;
+        for (field, now) in [
+            ("type", self.kind.type_name()),
+            ("stream", self.stream.as_str()),
+            ("name", self.name.as_str()),
+        ] {
+            match obj.get(field) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(v)) if v.eq_ignore_ascii_case(now) => {}
+                Some(other) => {
+                    return Err(format!(
+                        "a toxic's {field} cannot change (this one's is `{now}`, the request says {other}); delete the toxic and add a new one"
+                    ));
+                }
+            }
+        }
         let mut attributes = self.kind.attributes();
         match obj.get("attributes") {
             None | Some(Value::Null) => {}

@@ -19,6 +19,10 @@ pub use verdict::Verdict;
 
 pub mod verdict;
 
+/// The largest attribute value accepted: ten years in milliseconds. Anything larger cannot be
+/// applied (a delay past it overflows the clock), so it is refused rather than wrapped.
+pub const MAX_ATTRIBUTE: u64 = 10 * 365 * 24 * 3600 * 1000;
+
 /// One toxic type: its name and attributes in Toxiproxy's API, and what it does.
 pub trait ToxicType:
     Serialize + DeserializeOwned + Clone + PartialEq + Eq + std::fmt::Debug + Send + Sync
@@ -63,6 +67,11 @@ pub trait ToxicType:
             if !value.is_null() && value.as_u64().is_none() {
                 return Err(format!(
                     "attribute `{key}` must be a non-negative integer, got {value}"
+                ));
+            }
+            if value.as_u64().is_some_and(|v| v > MAX_ATTRIBUTE) {
+                return Err(format!(
+                    "attribute `{key}` is {value}, more than the proxy can apply: at most {MAX_ATTRIBUTE} (ten years in milliseconds)"
                 ));
             }
         }

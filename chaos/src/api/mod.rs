@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | `GET /proxies` | 200, `{name: proxy}` |
 //! | `POST /proxies` | 201 proxy; 409 name taken; 400 bad body or listen address; 500 the address could not be bound |
-//! | `POST /populate` | 201 `{"proxies": [...]}`: identical proxies keep their toxics, changed ones are replaced |
+//! | `POST /populate` | 201 `{"proxies": [...]}`: identical proxies keep their toxics, changed ones are replaced; all or nothing: 400 for any bad entry, 500 when an address cannot be bound, and then nothing changed |
 //! | `GET /proxies/{proxy}` | 200 proxy; 404 |
 //! | `POST` or `PATCH /proxies/{proxy}` | 200 proxy: `enabled`, `listen`, `upstream` |
 //! | `DELETE /proxies/{proxy}` | 204 |
@@ -43,6 +43,9 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::proxy::{Proxies, ProxyConfig, ProxyError, Toxic};
+
+mod serve;
+pub use serve::{Limits, MAX_BODY, serve_with};
 
 /// The Toxiproxy version whose API this server follows.
 pub const TOXIPROXY_API_VERSION: &str = "2.12.0";
@@ -110,15 +113,16 @@ pub fn router(proxies: Arc<Proxies>) -> Router {
         .with_state(proxies)
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener` until `shutdown` completes, within the default [`Limits`].
+///
+/// # Errors
+/// As [`serve_with`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     proxies: Arc<Proxies>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(proxies))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, router(proxies), Limits::default(), shutdown).await
 }
 
 async fn forbid_browsers(request: Request, next: Next) -> Response {
@@ -235,17 +239,12 @@ async fn populate(State(proxies): Shared, body: Bytes) -> Result<Response, ApiEr
         .iter()
         .map(proxy_config)
         .collect::<Result<Vec<_>, _>>()?;
-    match proxies.populate(configs) {
-        Ok(done) => Ok(ok(
-            StatusCode::CREATED,
-            json!({"proxies": done.iter().map(|p| p.to_json()).collect::<Vec<_>>()}),
-        )),
-        Err((e, done)) => {
-            let mut err = ApiError::from(e);
-            err.2 = Some(Value::Array(done.iter().map(|p| p.to_json()).collect()));
-            Err(err)
-        }
-    }
+    // All or nothing: on an error nothing changed, so no proxies come with it.
+    let done = proxies.populate(configs)?;
+    Ok(ok(
+        StatusCode::CREATED,
+        json!({"proxies": done.iter().map(|p| p.to_json()).collect::<Vec<_>>()}),
+    ))
 }
 
 async fn show(State(proxies): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
