@@ -52,6 +52,9 @@ pub enum Error {
     /// Something the check expected did not hold.
     #[error("{0}")]
     Check(String),
+    /// A signal ended the run before there was anything to report.
+    #[error("interrupted by {0} before the run began; nothing was left running")]
+    Interrupted(crate::signals::Interrupt),
 }
 
 /// The library's result.

@@ -18,6 +18,7 @@
 //! - [`measure`]: this process's memory and descriptors, and the one percentile.
 //! - [`report`]: the report model and its renderers (text, Markdown, JSON, SVG, HTML).
 //! - [`scenario`]: validation scenarios, the fault matrix, the pools under test.
+//! - [`signals`]: `SIGINT`, `SIGTERM` and `SIGHUP`, which end a run early and cleanly.
 //! - [`suite`]: `chaos run`: plan, progress, report files.
 //! - [`soak`]: `chaos soak`: a long mixed workload with random faults and a leak verdict.
 //! - [`smoke`]: a quick start/crash/restart check of the throwaway cluster.
@@ -35,6 +36,7 @@ pub mod proxy;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod signals;
 pub mod smoke;
 pub mod soak;
 pub mod suite;

@@ -19,7 +19,11 @@
 //! The server is started by a small `sh` watchdog whose standard input is a pipe held by this
 //! process. A stop request is a line on that pipe. When this process dies, however it dies
 //! (a panic in a test that shares a `static` cluster, `abort`, `SIGKILL`), the pipe closes,
-//! and the watchdog stops the server at once and removes the temporary directory.
+//! and the watchdog stops the server at once and removes the temporary directory. The
+//! watchdog and the server run in a process group of their own, so signals a terminal sends
+//! to its foreground group (Ctrl-C, a closed terminal's hang-up) reach only this process,
+//! whose handler stops the cluster; a hang-up no longer kills the watchdog and leaves the
+//! server (which takes `SIGHUP` as "reload") running.
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -94,6 +98,26 @@ pub enum ClusterError {
     PortInUse {
         /// How many ports were tried.
         attempts: usize,
+    },
+    /// `DATABASE_URL` is set to something that is not a usable PostgreSQL URL.
+    #[error(
+        "DATABASE_URL is not a usable PostgreSQL URL: {problem}; fix it (e.g. postgres://user:password@host:5432/db), \
+         or unset DATABASE_URL to use a throwaway cluster"
+    )]
+    BadDatabaseUrl {
+        /// What is wrong with it (any password redacted).
+        problem: String,
+    },
+    /// The server at `DATABASE_URL` cannot be reached or refuses the login.
+    #[error(
+        "the server at DATABASE_URL ({target}) {problem}; check that it runs and that the URL is right, \
+         or unset DATABASE_URL to use a throwaway cluster"
+    )]
+    Unreachable {
+        /// `host:port` from the URL.
+        target: String,
+        /// What happened.
+        problem: String,
     },
     /// The operation needs a cluster we own, but `DATABASE_URL` points at an external server.
     #[error(
@@ -377,6 +401,10 @@ impl Cluster {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
+            // A process group of its own: a terminal's Ctrl-C or hang-up (sent to its
+            // foreground group) reaches this process, which stops the cluster, and never the
+            // watchdog or the server, which would otherwise be killed or left behind.
+            .process_group(0)
             .spawn()
             .map_err(io_err("start the server watchdog (sh)"))?;
         let stdin = watchdog.stdin.take().expect("piped stdin");
@@ -531,10 +559,73 @@ impl Database {
     }
 
     /// `DATABASE_URL` when set (and not empty), otherwise a new throwaway cluster.
+    ///
+    /// # Errors
+    /// `DATABASE_URL` is not a PostgreSQL URL or key=value string naming a TCP host
+    /// ([`ClusterError::BadDatabaseUrl`], checked before anything starts), or the cluster
+    /// could not be started.
     pub fn from_env() -> Result<Self, ClusterError> {
         match std::env::var("DATABASE_URL") {
-            Ok(url) if !url.trim().is_empty() => Ok(Database::External { url }),
+            Ok(url) if !url.trim().is_empty() => {
+                tcp_target(&url)?;
+                Ok(Database::External { url })
+            }
             _ => Ok(Database::Owned(Arc::new(Cluster::start()?))),
+        }
+    }
+
+    /// Checks that the server answers a login, before anything is run against it: a DNS
+    /// failure, a refused or unanswered connection and a refused login each get one error
+    /// naming the host and port from the URL. A cluster of our own is always ready.
+    ///
+    /// # Errors
+    /// [`ClusterError::Unreachable`].
+    pub async fn check_reachable(&self, within: Duration) -> Result<(), ClusterError> {
+        let Database::External { url } = self else {
+            return Ok(());
+        };
+        let (host, port) = tcp_target(url)?;
+        let target = format!("{host}:{port}");
+        let unreachable = |problem: String| ClusterError::Unreachable {
+            target: target.clone(),
+            problem,
+        };
+        match tokio::time::timeout(within, tokio::net::lookup_host((host.as_str(), port))).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                return Err(unreachable(format!(
+                    "could not be found: the name `{host}` does not resolve (DNS: {e})"
+                )));
+            }
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "could not be found: resolving `{host}` took more than {within:?}"
+                )));
+            }
+        }
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e| ClusterError::BadDatabaseUrl {
+                problem: redact_url(&format!("{e}")),
+            })?;
+        match tokio::time::timeout(within, config.connect(tokio_postgres::NoTls)).await {
+            Ok(Ok((client, connection))) => {
+                drop(client);
+                let _ = connection.await;
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                let io = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<std::io::Error>())
+                    .map(std::io::Error::kind);
+                Err(unreachable(match (io, e.as_db_error()) {
+                    (Some(std::io::ErrorKind::ConnectionRefused), _) => {
+                        "refused the connection: nothing listens there".into()
+                    }
+                    (_, Some(db)) => format!("refused the login: {}", db.message()),
+                    _ => format!("could not be connected to: {e}"),
+                }))
+            }
+            Err(_) => Err(unreachable(format!("did not answer within {within:?}"))),
         }
     }
 
@@ -573,6 +664,33 @@ impl Database {
             ),
         }
     }
+}
+
+/// The first TCP host and its port of a database URL (or key=value string): what the proxy
+/// forwards to.
+///
+/// # Errors
+/// [`ClusterError::BadDatabaseUrl`]: it does not parse (the pool's own reading, so the error
+/// names what is wrong with every password redacted), or it names only unix sockets.
+pub fn tcp_target(url: &str) -> Result<(String, u16), ClusterError> {
+    let bad = |problem: String| ClusterError::BadDatabaseUrl { problem };
+    pool::PoolConfig::from_url(url).map_err(|e| bad(e.to_string()))?;
+    let config: tokio_postgres::Config =
+        url.parse().map_err(|e| bad(redact_url(&format!("{e}"))))?;
+    let ports = config.get_ports();
+    let port_of = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    for (i, host) in config.get_hosts().iter().enumerate() {
+        if let tokio_postgres::config::Host::Tcp(h) = host {
+            return Ok((h.clone(), port_of(i)));
+        }
+    }
+    if let Some(addr) = config.get_hostaddrs().first() {
+        return Ok((addr.to_string(), port_of(0)));
+    }
+    Err(bad(format!(
+        "`{}` names no TCP host (only unix sockets, or none), and the proxy forwards TCP: give host:port",
+        redact_url(url)
+    )))
 }
 
 /// The database shared by every test of one test binary, started on first use.

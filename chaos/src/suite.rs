@@ -12,6 +12,7 @@ use crate::report::{ChaosReport, svg};
 use crate::scenario::{
     self, Env, PoolChoice, PoolKind, Progress, Scenario, Timing, validation::Validation,
 };
+use crate::signals::Interrupt;
 
 /// Options of a run.
 #[derive(Debug, Clone)]
@@ -85,14 +86,19 @@ pub async fn environment(seed: u64) -> crate::Result<(Env, String)> {
             "embedded".to_string(),
         ),
     };
-    let upstream =
-        std::env::var("TOXIPROXY_UPSTREAM").unwrap_or_else(|_| Env::host_port(&db.url()));
+    db.check_reachable(std::time::Duration::from_secs(10))
+        .await?;
+    let upstream = match std::env::var("TOXIPROXY_UPSTREAM") {
+        Ok(u) if !u.trim().is_empty() => u,
+        _ => Env::host_port(&db.url())?,
+    };
     let env = Env {
         db,
         faults,
         listen,
         upstream,
         seed,
+        made: Default::default(),
     };
     Ok((env, proxy_desc))
 }
@@ -137,15 +143,32 @@ pub fn listen_address(value: Option<&str>) -> Result<String, String> {
     }
 }
 
-/// Sets up the database and the proxy, runs everything, writes the files. Returns the report.
-pub async fn run(options: Options) -> crate::Result<ChaosReport> {
-    crate::scenario::logs::start();
-    let (env, proxy_desc) = environment(options.seed).await?;
-    let timing = Timing::new(options.quick);
+/// What a run will do, in order: checked before anything starts, so a name that matches no
+/// scenario is refused without starting a database.
+///
+/// # Errors
+/// [`crate::Error::Check`] naming every unknown scenario, or when nothing is left to run.
+pub fn plan(options: &Options) -> crate::Result<Vec<(Scenario, PoolKind)>> {
+    let known: Vec<&str> = Scenario::all().iter().map(|s| s.name()).collect();
+    let unknown: Vec<&str> = options
+        .scenarios
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !known.contains(s))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(crate::Error::Check(format!(
+            "no scenario is called {}; see `chaos run --list` for the names",
+            unknown
+                .iter()
+                .map(|u| format!("`{u}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
     let wanted =
         |name: &str| options.scenarios.is_empty() || options.scenarios.iter().any(|s| s == name);
     let pools = options.pool.kinds();
-
     let mut plan: Vec<(Scenario, PoolKind)> = Vec::new();
     let ours = pools.contains(&PoolKind::Pool);
     if ours {
@@ -170,10 +193,43 @@ pub async fn run(options: Options) -> crate::Result<ChaosReport> {
     }
     if plan.is_empty() {
         return Err(crate::Error::Check(format!(
-            "no scenario matches {:?}; see `chaos run --list`",
-            options.scenarios
+            "none of the scenarios {:?} runs against {:?} (validation scenarios run only against our pool); see `chaos run --list`",
+            options.scenarios, options.pool
         )));
     }
+    Ok(plan)
+}
+
+/// Sets up the database and the proxy, runs everything, writes the files. Returns the report.
+///
+/// # Errors
+/// The plan ([`plan`]), the database or the proxy could not be set up, or a file could not be
+/// written.
+pub async fn run(options: Options) -> crate::Result<ChaosReport> {
+    run_until(options, std::future::pending()).await
+}
+
+/// [`run`], ended early when `stop` completes (a signal, see [`crate::signals`]): the scenario
+/// in progress is dropped (its pools and workload with it), every proxy the run made is
+/// deleted (which heals the fault in force), the throwaway cluster is stopped and its
+/// directory removed, and the report of the scenarios that finished is written, marked
+/// interrupted. Returns [`crate::Error::Interrupted`] when `stop` fired before the database
+/// was up (nothing to report).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_until(
+    options: Options,
+    stop: impl std::future::Future<Output = Interrupt>,
+) -> crate::Result<ChaosReport> {
+    crate::scenario::logs::start();
+    let plan = plan(&options)?;
+    tokio::pin!(stop);
+    let (env, proxy_desc) = tokio::select! {
+        env = environment(options.seed) => env?,
+        signal = &mut stop => return Err(crate::Error::Interrupted(signal)),
+    };
+    let timing = Timing::new(options.quick);
 
     let bars = Bars {
         multi: MultiProgress::new(),
@@ -193,6 +249,7 @@ pub async fn run(options: Options) -> crate::Result<ChaosReport> {
         database: env.db.report_label(),
         proxy: proxy_desc,
         scenarios: Vec::new(),
+        interrupted: None,
     };
     for (scenario, kind) in &plan {
         let (name, kind) = (scenario.name(), *kind);
@@ -204,10 +261,29 @@ pub async fn run(options: Options) -> crate::Result<ChaosReport> {
         );
         bar.set_prefix("running");
         *bars.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
-        let r = match scenario {
-            Scenario::Validation(v) => scenario::validation::run(&env, *v, timing, &bars).await,
-            Scenario::Fault(fault) => scenario::run_fault(&env, fault, kind, timing, &bars).await,
-            Scenario::Application => scenario::application::run(&env, kind, timing, &bars).await,
+        let work = async {
+            match scenario {
+                Scenario::Validation(v) => scenario::validation::run(&env, *v, timing, &bars).await,
+                Scenario::Fault(fault) => {
+                    scenario::run_fault(&env, fault, kind, timing, &bars).await
+                }
+                Scenario::Application => {
+                    scenario::application::run(&env, kind, timing, &bars).await
+                }
+            }
+        };
+        let r = tokio::select! {
+            r = work => r,
+            signal = &mut stop => {
+                bar.abandon_with_message(format!("{:<18} {name:<20} interrupted by {signal}", kind.name()));
+                report.interrupted = Some(format!(
+                    "{signal} during {} / {name}, after {} of {} scenarios",
+                    kind.name(),
+                    report.scenarios.len(),
+                    plan.len()
+                ));
+                break;
+            }
         };
         bar.set_prefix(r.verdict().mark());
         let line = format!("{:<18} {name:<20} {}", kind.name(), summary(&r));
@@ -224,7 +300,13 @@ pub async fn run(options: Options) -> crate::Result<ChaosReport> {
         overall.inc(1);
         report.scenarios.push(r);
     }
-    overall.finish();
+    if report.interrupted.is_some() {
+        overall.abandon();
+        env.heal_all().await;
+        drop(env); // the cluster stops here and its directory goes
+    } else {
+        overall.finish();
+    }
     write_files(&report, &options.out)?;
     Ok(report)
 }
@@ -270,7 +352,7 @@ pub fn write_files(report: &ChaosReport, out: &Path) -> crate::Result<()> {
     Ok(())
 }
 
-/// `target/chaos/<UTC time>/`.
+/// `target/chaos/<UTC time>-<pid>/`.
 pub fn default_out() -> PathBuf {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -287,11 +369,13 @@ pub fn default_out() -> PathBuf {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
+    // The process id keeps two runs started in the same second apart.
     PathBuf::from(format!(
-        "target/chaos/{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        "target/chaos/{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{}",
         rem / 3600,
         rem % 3600 / 60,
-        rem % 60
+        rem % 60,
+        std::process::id()
     ))
 }
 

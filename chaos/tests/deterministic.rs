@@ -194,6 +194,7 @@ async fn deterministic_run(seed: u64) -> ChaosReport {
         database: "fake database (paused clock)".into(),
         proxy: "fake switches".into(),
         scenarios: Vec::new(),
+        interrupted: None,
     };
     for fault in MATRIX.iter().filter(|f| faked(f)) {
         report.scenarios.push(

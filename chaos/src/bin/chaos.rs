@@ -107,12 +107,15 @@ struct SoakArgs {
     max_size: usize,
 }
 
-/// A fresh seed when none is given (printed, so the run can be replayed).
+/// A fresh seed when none is given (printed, so the run can be replayed): the clock's
+/// nanoseconds and the process id, so two runs started in the same second differ.
 fn seed_from_clock() -> u64 {
-    std::time::SystemTime::now()
+    let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(1)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    // Kept below 2^53 so it survives JSON readers that use doubles.
+    (nanos ^ u64::from(std::process::id()).rotate_left(40)) % (1 << 53)
 }
 
 fn duration(text: &str) -> Result<std::time::Duration, String> {
@@ -185,12 +188,23 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let result = match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
-        Command::Run(args) => runtime.block_on(run(args)),
-        Command::Smoke => runtime.block_on(smoke()),
-        Command::Serve(args) => runtime.block_on(serve(args)),
-        Command::Soak(args) => runtime.block_on(soak(args)),
+    // First of all, so no signal can kill the process before it can clean up.
+    let signals = match runtime.block_on(async { chaos::signals::Signals::install() }) {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("error: could not install the signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
     };
+    let result = match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
+        Command::Run(args) => runtime.block_on(run(args, signals)),
+        Command::Smoke => runtime.block_on(smoke()),
+        Command::Serve(args) => runtime.block_on(serve(args, signals)),
+        Command::Soak(args) => runtime.block_on(soak(args, signals)),
+    };
+    // Work still running (a pool's tasks, a cluster start that a signal cut short) gets a
+    // moment to end; a cluster it leaves is stopped by its watchdog when this process exits.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -203,7 +217,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<()> {
+async fn run(args: RunArgs, mut signals: chaos::signals::Signals) -> anyhow::Result<()> {
     if args.list {
         for (name, what) in chaos::suite::all_scenarios() {
             println!("{name:<20} {what}");
@@ -219,8 +233,28 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         quick: args.quick,
         out: out.clone(),
     };
-    eprintln!("chaos: starting the database and the proxy (seed {seed})...");
-    let report = chaos::suite::run(options).await?;
+    // Refused before anything starts: an unknown scenario, a bad DATABASE_URL.
+    chaos::suite::plan(&options)?;
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            chaos::postgres::tcp_target(&url)?;
+            eprintln!(
+                "chaos: using DATABASE_URL ({}) and starting the proxy (seed {seed})...",
+                chaos::postgres::redact_url(&url)
+            );
+        }
+        _ => eprintln!("chaos: starting a throwaway database and the proxy (seed {seed})..."),
+    }
+    let report = match chaos::suite::run_until(options, signals.recv()).await {
+        Err(chaos::Error::Interrupted(signal)) => {
+            return Err(Exit(
+                signal.exit_code(),
+                format!("interrupted by {signal} while starting; nothing was left running"),
+            )
+            .into());
+        }
+        other => other?,
+    };
     match args.format.unwrap_or(Format::Text) {
         Format::Text => println!("{}", report.to_text()),
         Format::Json => println!("{}", report.to_json()),
@@ -231,6 +265,21 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         out.display()
     );
     match report.verdict() {
+        chaos::report::RunVerdict::Interrupted { by } => {
+            let code = [
+                chaos::signals::Interrupt::Int,
+                chaos::signals::Interrupt::Term,
+                chaos::signals::Interrupt::Hup,
+            ]
+            .into_iter()
+            .find(|i| by.starts_with(i.name()))
+            .map_or(130, chaos::signals::Interrupt::exit_code);
+            Err(Exit(
+                code,
+                format!("interrupted ({by}); the proxies, pools and the throwaway cluster were stopped, and the report covers the scenarios that finished"),
+            )
+            .into())
+        }
         chaos::report::RunVerdict::Passed => Ok(()),
         chaos::report::RunVerdict::Incomplete { unavailable } => {
             eprintln!(
@@ -302,7 +351,7 @@ impl chaos::soak::Progress for SoakProgress {
     }
 }
 
-async fn soak(args: SoakArgs) -> anyhow::Result<()> {
+async fn soak(args: SoakArgs, mut signals: chaos::signals::Signals) -> anyhow::Result<()> {
     use std::io::IsTerminal;
     let seed = args.seed.unwrap_or_else(seed_from_clock);
     anyhow::ensure!(
@@ -346,7 +395,12 @@ async fn soak(args: SoakArgs) -> anyhow::Result<()> {
         planned: args.duration,
         started: std::time::Instant::now(),
     };
-    let report = chaos::soak::run(options, chaos::soak::stop_signal(), &progress).await?;
+    let fired = std::sync::Mutex::new(None);
+    let stop = async {
+        let signal = signals.recv().await;
+        *fired.lock().unwrap_or_else(|e| e.into_inner()) = Some(signal);
+    };
+    let report = chaos::soak::run(options, stop, &progress).await?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -355,6 +409,16 @@ async fn soak(args: SoakArgs) -> anyhow::Result<()> {
         "chaos soak: report written to {}/ (report.json, report.txt, soak.svg)",
         out.display()
     );
+    if let Some(signal) = *fired.lock().unwrap_or_else(|e| e.into_inner()) {
+        return Err(Exit(
+            signal.exit_code(),
+            format!(
+                "interrupted by {signal} after {:.0}s of {:.0}s; the report covers what ran (verdict {:?})",
+                report.elapsed_s, report.planned_s, report.verdict
+            ),
+        )
+        .into());
+    }
     if report.verdict == chaos::report::Verdict::Unknown {
         let unknown: Vec<String> = report
             .criteria
@@ -403,7 +467,7 @@ async fn smoke() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(args: ServeArgs, mut signals: chaos::signals::Signals) -> anyhow::Result<()> {
     use anyhow::Context;
     let proxies = std::sync::Arc::new(chaos::proxy::Proxies::new(args.seed));
     if let Some(path) = &args.config {
@@ -427,18 +491,48 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let addr = format!("{}:{}", args.host, args.port);
-    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| {
-        format!("could not listen on {addr}: is another Toxiproxy or `chaos serve` running? choose another --port")
-    })?;
+    let listener = bind_api(&args.host, args.port).await?;
     println!(
         "chaos serve: Toxiproxy API on http://{} (seed {}); Ctrl-C stops",
         listener.local_addr()?,
         args.seed
     );
-    chaos::api::serve(listener, proxies, async {
-        let _ = tokio::signal::ctrl_c().await;
+    chaos::api::serve(listener, proxies, async move {
+        let signal = signals.recv().await;
+        eprintln!("chaos serve: {signal}: stopping");
     })
     .await?;
     Ok(())
+}
+
+/// Binds the API's address, saying which of host and port is wrong when it fails.
+async fn bind_api(host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+    let addrs: Vec<std::net::SocketAddr> = match tokio::net::lookup_host((host, port)).await {
+        Ok(addrs) => addrs.collect(),
+        Err(e) => anyhow::bail!(
+            "--host {host} is not an IP address or a name that resolves ({e}); give an address of this machine, e.g. 127.0.0.1 or 0.0.0.0"
+        ),
+    };
+    let mut last = None;
+    for addr in &addrs {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some((*addr, e)),
+        }
+    }
+    let Some((addr, e)) = last else {
+        anyhow::bail!("--host {host} resolves to no address");
+    };
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::bail!(
+            "port {port} on {addr} is in use: is another Toxiproxy or `chaos serve` running? choose another --port"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => anyhow::bail!(
+            "--host {host} ({addr}) is not an address of this machine; give one of its addresses, e.g. 127.0.0.1 or 0.0.0.0"
+        ),
+        std::io::ErrorKind::PermissionDenied => anyhow::bail!(
+            "port {port} needs privileges to listen on ({e}); choose a port above 1023"
+        ),
+        _ => anyhow::bail!("could not listen on {addr}: {e}"),
+    }
 }

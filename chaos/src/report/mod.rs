@@ -222,6 +222,10 @@ pub struct ChaosReport {
     pub proxy: String,
     /// Every scenario, in run order.
     pub scenarios: Vec<ScenarioReport>,
+    /// Set when a signal ended the run early: which, and where (the scenarios listed are the
+    /// ones that finished).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
 }
 
 /// The verdict of a whole run.
@@ -243,6 +247,11 @@ pub enum RunVerdict {
     },
     /// A scenario of our pool missed a criterion.
     Failed,
+    /// A signal ended the run before every scenario ran; the ones that finished are reported.
+    Interrupted {
+        /// Which signal, and where the run was.
+        by: String,
+    },
 }
 
 impl RunVerdict {
@@ -253,6 +262,7 @@ impl RunVerdict {
             RunVerdict::Incomplete { .. } => "INCOMPLETE",
             RunVerdict::NothingMeasured { .. } => "NOTHING MEASURED",
             RunVerdict::Failed => "FAILED",
+            RunVerdict::Interrupted { .. } => "INTERRUPTED",
         }
     }
 }
@@ -290,6 +300,9 @@ impl ChaosReport {
     /// The run's verdict: failed when a scenario of our pool failed; otherwise passed only
     /// when every scenario (of every pool) was measured.
     pub fn verdict(&self) -> RunVerdict {
+        if let Some(by) = &self.interrupted {
+            return RunVerdict::Interrupted { by: by.clone() };
+        }
         if self
             .scenarios
             .iter()
@@ -394,6 +407,9 @@ impl ChaosReport {
             }
         }
         let verdict = self.verdict();
+        if let RunVerdict::Interrupted { by } = &verdict {
+            let _ = writeln!(out, "\ninterrupted: {by}");
+        }
         if let RunVerdict::Incomplete { unavailable }
         | RunVerdict::NothingMeasured { unavailable } = &verdict
         {
@@ -577,6 +593,7 @@ pub(crate) mod tests {
             database: "throwaway cluster".into(),
             proxy: "embedded".into(),
             scenarios: vec![scenario, peer],
+            interrupted: None,
         }
     }
 

@@ -212,6 +212,7 @@ fn headline(report: &ChaosReport) -> String {
         super::RunVerdict::Incomplete { .. } => "pool passed what was measured (incomplete)",
         super::RunVerdict::NothingMeasured { .. } => "nothing measured",
         super::RunVerdict::Failed => "pool FAILED",
+        super::RunVerdict::Interrupted { .. } => "INTERRUPTED: the scenarios that finished",
     };
     let peers: Vec<&ScenarioReport> = report
         .scenarios

@@ -148,6 +148,8 @@ pub struct Env {
     pub upstream: String,
     /// The seed.
     pub seed: u64,
+    /// The proxies made and not yet dropped, so an interrupted run can delete them all.
+    pub made: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// A proxy made for one scenario, with the URL that goes through it.
@@ -159,14 +161,17 @@ pub struct ScenarioProxy {
 }
 
 impl Env {
-    /// `host:port` of a `postgres://` URL.
-    pub fn host_port(url: &str) -> String {
-        let pg: tokio_postgres::Config = url.parse().expect("a valid database URL");
-        let host = match pg.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-            _ => "127.0.0.1".into(),
-        };
-        format!("{host}:{}", pg.get_ports().first().copied().unwrap_or(5432))
+    /// `host:port` of a database URL: its first TCP host.
+    ///
+    /// # Errors
+    /// The URL does not parse or names no TCP host ([`crate::postgres::tcp_target`]).
+    pub fn host_port(url: &str) -> crate::Result<String> {
+        let (host, port) = crate::postgres::tcp_target(url)?;
+        Ok(if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        })
     }
 
     /// Creates a proxy named `name` and the URL that goes through it.
@@ -180,11 +185,15 @@ impl Env {
                 self.upstream.clone(),
             ))
             .await?;
+        self.made
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string());
         let listen = created.listen.replace("0.0.0.0", "127.0.0.1");
         let url = self
             .db
             .url()
-            .replace(&Env::host_port(&self.db.url()), &listen);
+            .replace(&Env::host_port(&self.db.url())?, &listen);
         Ok(ScenarioProxy {
             name: name.to_string(),
             url,
@@ -194,6 +203,24 @@ impl Env {
     /// Removes a scenario's proxy.
     pub async fn drop_proxy(&self, p: &ScenarioProxy) {
         let _ = self.faults.delete_proxy(&p.name).await;
+        self.made
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&p.name);
+    }
+
+    /// Deletes every proxy this environment made and did not drop: the faults on them end
+    /// (on a Toxiproxy server of someone else's too), and their connections close.
+    pub async fn heal_all(&self) {
+        let names: Vec<String> =
+            std::mem::take(&mut *self.made.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_iter()
+                .collect();
+        for name in names {
+            if let Err(e) = self.faults.delete_proxy(&name).await {
+                tracing::warn!(proxy = %name, error = %e, "could not delete a proxy of the interrupted run");
+            }
+        }
     }
 
     /// Server-side connections with this `application_name` (direct, not through the proxy).

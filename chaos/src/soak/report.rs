@@ -20,7 +20,7 @@ pub enum SoakState {
     Checkpoint,
     /// Ran for the planned duration.
     Finished,
-    /// Stopped early by Ctrl-C or SIGTERM, then shut down cleanly.
+    /// Stopped early by a signal (SIGINT, SIGTERM, SIGHUP), then shut down cleanly.
     Interrupted,
 }
 
