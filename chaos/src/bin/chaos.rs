@@ -37,6 +37,8 @@ How a run ends:
                     (listed with the reason, e.g. a server restart against a DATABASE_URL this process
                     does not own); they count neither as passed nor as failed (exit 0)
   NOTHING MEASURED  no scenario asked for could run; the reasons and what to change are printed (exit 2)
+  INTERRUPTED       SIGINT (Ctrl-C), SIGTERM or SIGHUP ended the run: the proxies, pools and cluster are
+                    stopped, and the report of the scenarios that finished is written (exit 130/143/129)
 
 Environment: DATABASE_URL, PG_BIN, TOXIPROXY_URL, TOXIPROXY_LISTEN (HOST or HOST:PORT where the
 Toxiproxy server makes the suite's proxies listen; default 127.0.0.1:0), TOXIPROXY_UPSTREAM.";
@@ -140,7 +142,7 @@ struct RunArgs {
     /// CI-sized run (under a minute for one pool).
     #[arg(long)]
     quick: bool,
-    /// Where the report files go (default target/chaos/<time>/).
+    /// Where the report files go (default target/chaos/<time>-<pid>/).
     #[arg(long)]
     out: Option<std::path::PathBuf>,
     /// What to print at the end.
