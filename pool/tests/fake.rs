@@ -524,16 +524,7 @@ async fn dropping_the_last_handle_leaks_no_task_or_connection() {
 
 #[tokio::test(start_paused = true)]
 async fn leaks_are_reported_with_the_call_site() {
-    let log = Captured::default();
-    let _guard = tracing::subscriber::set_default(
-        tracing_subscriber::fmt()
-            .with_writer({
-                let log = log.clone();
-                move || log.clone()
-            })
-            .with_ansi(false)
-            .finish(),
-    );
+    let (log, _guard) = pool::testing::LogCapture::start();
     let (pool, _db) =
         pool_with(config().leak_detection_threshold(Some(Duration::from_secs(2)))).await;
     let line = line!() + 1;
@@ -859,26 +850,6 @@ fn the_getters_return_what_was_set() {
     assert_eq!(config.get_application_name(), "mine");
 }
 
-/// Log output captured in memory, for tests that read what the pool logged.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Lifetimes are spread over the last 2.5 % of `max_lifetime`, so connections opened together
 /// are not all replaced at once (a reconnect storm): none before 97.5 %, all by 100 %.
 #[tokio::test(start_paused = true)]
@@ -1158,16 +1129,7 @@ async fn shutdown_waits_for_a_connect_in_flight_up_to_its_bound() {
 #[tokio::test(start_paused = true)]
 async fn a_forced_shutdown_warns_and_a_clean_one_does_not() {
     for forced in [false, true] {
-        let log = Captured::default();
-        let _guard = tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_writer({
-                    let log = log.clone();
-                    move || log.clone()
-                })
-                .with_ansi(false)
-                .finish(),
-        );
+        let (log, _guard) = pool::testing::LogCapture::start();
         let (pool, _db) = pool_with(config()).await;
         let held = pool.acquire().await.unwrap();
         if !forced {
@@ -1208,4 +1170,27 @@ async fn the_pool_says_what_it_is_without_a_round_trip() {
     pool.shutdown(Duration::from_secs(1)).await;
     assert!(pool.is_closed());
     assert_eq!(db.connect_attempts(), before);
+}
+
+/// The maintenance round whose trial connect ends an outage refills to `min_size` at once,
+/// not one `probe_interval` later.
+#[tokio::test(start_paused = true)]
+async fn the_round_that_ends_an_outage_refills_the_pool() {
+    let (pool, db) = pool_with(config().min_size(3).max_size(4)).await;
+    db.down();
+    sleep(Duration::from_secs(3)).await;
+    assert!(pool.statistics().total_connections < 3);
+    assert_eq!(pool.health().database.status, DatabaseStatus::Disconnected);
+    db.heal();
+    let healed = Instant::now();
+    while pool.statistics().total_connections < 3 {
+        assert!(healed.elapsed() < Duration::from_secs(5), "never refilled");
+        sleep(Duration::from_millis(5)).await;
+    }
+    // The next outage probe (every 100 ms) sees the server, its trial succeeds, the rest follow.
+    assert!(
+        healed.elapsed() <= Duration::from_millis(250),
+        "refilled {:?} after the heal",
+        healed.elapsed()
+    );
 }

@@ -444,6 +444,7 @@ async fn the_after_release_hook_runs_on_every_return_and_its_no_closes_the_sessi
 
 #[tokio::test(start_paused = true)]
 async fn sessions_the_pool_gave_up_on_are_terminated_once_the_server_answers() {
+    let (log, _guard) = pool::testing::LogCapture::start();
     let db = FakeDb::new();
     db.track_sessions();
     db.keep_lost_sessions(true);
@@ -479,6 +480,64 @@ async fn sessions_the_pool_gave_up_on_are_terminated_once_the_server_answers() {
         pool.statistics().orphans_terminated,
         db.session_counts().terminated
     );
+    assert!(
+        log.text()
+            .contains("terminated server sessions the pool had given up on"),
+        "the reaping is logged"
+    );
+    // Once terminated, they are forgotten: no more requests for them.
+    let requests = db.session_counts().terminate_requests;
+    sleep(Duration::from_secs(5)).await;
+    assert_eq!(db.session_counts().terminate_requests, requests);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_given_up_while_others_are_terminated_is_terminated_next() {
+    let db = FakeDb::new();
+    db.track_sessions();
+    db.keep_lost_sessions(true);
+    let config = PoolConfig::default()
+        .min_size(3)
+        .max_size(3)
+        .validation_timeout(VALIDATION)
+        .connect_timeout(CONNECT);
+    let pool = Pool::connect_with(config, db.connector()).await.unwrap();
+    // One session lost and given up: an orphan the next maintenance round terminates.
+    let first = pool.acquire().await.unwrap();
+    let first_id = first.id();
+    db.strand(first_id);
+    pool::PooledConnection::discard(first);
+    let held = pool.acquire().await.unwrap();
+    let second_id = held.id();
+    db.strand(second_id);
+    // The terminate round trip is slow; while it runs, a second session is given up.
+    db.set_query(Gate::Delay(Duration::from_millis(400)));
+    while db.session_counts().terminate_requests == 0 {
+        sleep(Duration::from_millis(10)).await;
+    }
+    pool::PooledConnection::discard(held);
+    db.set_query(Gate::Pass);
+    sleep(Duration::from_secs(5)).await;
+    let open = db.open_ids();
+    assert!(!open.contains(&first_id), "{open:?}");
+    assert!(
+        !open.contains(&second_id),
+        "the session given up during a round was forgotten: {open:?}"
+    );
+    assert_eq!(db.session_counts().terminated, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_healthy_discard_is_checked_once_and_then_forgotten() {
+    // A discarded session whose Terminate did reach the server: the reaper finds nothing,
+    // counts nothing, and asks no more.
+    let (pool, db) = tracked(config().min_size(1).max_size(2)).await;
+    let conn = pool.acquire().await.unwrap();
+    pool::PooledConnection::discard(conn);
+    sleep(Duration::from_secs(3)).await;
+    let c = db.session_counts();
+    assert_eq!((c.terminate_requests, c.terminated), (1, 0), "{c:?}");
+    assert_eq!(pool.statistics().orphans_terminated, 0);
 }
 
 #[tokio::test(start_paused = true)]

@@ -329,6 +329,7 @@ impl Connector for FakeConnector {
         client: &FakeClient,
         orphans: &[(u32, f64)],
     ) -> Result<u64, BoxError> {
+        self.db.counters().terminate_requests.fetch_add(1, SeqCst);
         client.query().await?;
         let mut terminated = 0;
         for &(pid, age) in orphans {

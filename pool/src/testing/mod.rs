@@ -25,9 +25,11 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 mod client;
+mod logs;
 pub mod oracles;
 mod session;
 pub use client::{FakeClient, FakeConnector, FakeError};
+pub use logs::LogCapture;
 pub use session::{SessionCounts, Statement};
 
 /// What a scripted step does.

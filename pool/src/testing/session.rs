@@ -79,6 +79,8 @@ pub struct SessionCounts {
     pub resets: u64,
     /// Sessions terminated on the pool's request.
     pub terminated: u64,
+    /// Requests to terminate sessions (one per list the pool sent).
+    pub terminate_requests: u64,
 }
 
 #[derive(Default)]
@@ -89,6 +91,7 @@ pub(super) struct Counters {
     pub(super) settles: AtomicU64,
     pub(super) resets: AtomicU64,
     pub(super) terminated: AtomicU64,
+    pub(super) terminate_requests: AtomicU64,
 }
 
 impl Counters {
@@ -100,6 +103,7 @@ impl Counters {
             settles: self.settles.load(SeqCst),
             resets: self.resets.load(SeqCst),
             terminated: self.terminated.load(SeqCst),
+            terminate_requests: self.terminate_requests.load(SeqCst),
         }
     }
 }
@@ -315,6 +319,31 @@ impl super::FakeDb {
     /// ```
     pub fn set_restore(&self, gate: Gate) {
         self.lock().restore = gate;
+    }
+
+    /// One connection goes silent forever (its peer was lost); the others are not touched.
+    /// `false` if it was not open.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let db = pool::testing::FakeDb::new();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default(), db.connector()).await.unwrap();
+    /// let conn = pool.acquire().await.unwrap();
+    /// assert!(db.strand(conn.id()));
+    /// let silent = tokio::time::timeout(std::time::Duration::from_secs(1), conn.query()).await;
+    /// assert!(silent.is_err());
+    /// # pool::PooledConnection::discard(conn);
+    /// # }
+    /// ```
+    pub fn strand(&self, id: u64) -> bool {
+        match self.lock().conns.get(&id) {
+            Some(conn) => {
+                conn.stranded.store(true, SeqCst);
+                true
+            }
+            None => false,
+        }
     }
 
     /// What the pool asked of the server's sessions so far.
