@@ -8,7 +8,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use crate::controller::{FaultController, ToxiproxyClient};
 use crate::postgres::Database;
 use crate::proxy::Proxies;
-use crate::report::{ChaosReport, svg};
+use crate::report::{ChaosReport, html, svg};
 use crate::scenario::{
     self, Env, PoolChoice, PoolKind, Progress, Scenario, Timing, validation::Validation,
 };
@@ -317,14 +317,15 @@ fn summary(r: &crate::report::ScenarioReport) -> String {
         .metrics
         .get("recovery_ms")
         .map_or(String::new(), |v| format!(", recovery {v:.0} ms"));
-    if p.before.total() + p.during.total() + p.after.total() == 0 {
+    if p.total() == 0 {
         return format!("{} criteria", r.criteria.len());
     }
+    let all = [p.before, p.during, p.recovering, p.after];
     format!(
         "ok {} fail {} info {}{rec}",
-        p.before.ok + p.during.ok + p.after.ok,
-        p.before.fail + p.during.fail + p.after.fail,
-        p.before.info + p.during.info + p.after.info
+        all.iter().map(|c| c.ok).sum::<u64>(),
+        all.iter().map(|c| c.fail).sum::<u64>(),
+        all.iter().map(|c| c.info).sum::<u64>()
     )
 }
 
@@ -336,9 +337,14 @@ pub fn write_files(report: &ChaosReport, out: &Path) -> crate::Result<()> {
     write(out.join("report.json"), report.to_json())?;
     write(out.join("report.md"), report.to_markdown())?;
     write(out.join("report.txt"), report.to_text())?;
-    write(out.join("index.html"), svg::index_html(report))?;
+    write(out.join("index.html"), html::index_html(report))?;
     for s in &report.scenarios {
-        write(out.join(format!("{}.svg", s.slug())), svg::timeline(s))?;
+        // The pools of a scenario share axes, so their timelines compare when stacked.
+        let axes = svg::Axes::of(report.scenarios.iter().filter(|o| o.name == s.name));
+        write(
+            out.join(format!("{}.svg", s.slug())),
+            svg::timeline_on(s, axes),
+        )?;
         let lines: Vec<String> = s
             .ops
             .iter()

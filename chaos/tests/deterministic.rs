@@ -223,18 +223,14 @@ fn projection(r: &ChaosReport) -> String {
             s.pool, s.name, f.label, f.start_ms, f.end_ms
         );
         let p = &s.phases;
+        let c = |c: &chaos::report::Counts| format!("{}/{}/{}", c.ok, c.fail, c.info);
         let _ = writeln!(
             out,
-            "  ok/fail/info  before {}/{}/{}  during {}/{}/{}  after {}/{}/{}",
-            p.before.ok,
-            p.before.fail,
-            p.before.info,
-            p.during.ok,
-            p.during.fail,
-            p.during.info,
-            p.after.ok,
-            p.after.fail,
-            p.after.info
+            "  ok/fail/info  before {}  during {}  recovering {}  after {}",
+            c(&p.before),
+            c(&p.during),
+            c(&p.recovering),
+            c(&p.after)
         );
         let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
         for op in &s.ops {
@@ -269,6 +265,6 @@ async fn a_deterministic_run_gives_the_same_report() {
     insta::assert_snapshot!(text);
     // Every renderer takes it (their exact output is pinned on fixed data in the lib tests).
     assert!(report.to_markdown().contains("| peer_lost |"));
-    assert!(chaos::report::svg::index_html(&report).contains("peer_lost"));
+    assert!(chaos::report::html::index_html(&report).contains("peer_lost"));
     assert!(chaos::report::svg::timeline(&report.scenarios[0]).contains("<svg"));
 }

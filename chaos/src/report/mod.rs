@@ -6,6 +6,7 @@
 //! and an outcome, `ok`, `fail` (it definitely did not happen; with the error kind) or `info`
 //! (unknown: the connection died mid-query, or it never answered); every fault is a window.
 
+pub mod html;
 pub mod svg;
 
 use std::collections::BTreeMap;
@@ -72,15 +73,49 @@ impl Counts {
     }
 }
 
-/// Requests before, during and after the fault.
+/// Requests by what they met: the fault, the recovery from it, or neither.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Phases {
-    /// Before the fault.
+    /// Ended before the fault began.
     pub before: Counts,
-    /// While it was active.
+    /// Met the fault: started while it was on, or were in flight when it began.
     pub during: Counts,
-    /// After it was healed.
+    /// Started after the heal, before the first request that succeeded after it: the pool
+    /// noticing that the database is back (fast failures here are recovery, not faults).
+    #[serde(default)]
+    pub recovering: Counts,
+    /// Started once a request had succeeded after the heal.
     pub after: Counts,
+}
+
+impl Phases {
+    /// Sorts `ops` into phases for a fault from `start` to `heal` (ms since the scenario began).
+    pub fn of(ops: &[Op], start: f64, heal: f64) -> Phases {
+        let recovered_at = ops
+            .iter()
+            .filter(|o| o.start_ms >= heal && o.outcome == Outcome::Ok)
+            .map(|o| o.start_ms)
+            .fold(f64::INFINITY, f64::min);
+        let mut phases = Phases::default();
+        for op in ops {
+            let bucket = if op.end_ms < start {
+                &mut phases.before
+            } else if op.start_ms < heal {
+                &mut phases.during
+            } else if op.start_ms < recovered_at {
+                &mut phases.recovering
+            } else {
+                &mut phases.after
+            };
+            bucket.add(op.outcome);
+        }
+        phases
+    }
+
+    /// Every request.
+    pub fn total(&self) -> u64 {
+        self.before.total() + self.during.total() + self.recovering.total() + self.after.total()
+    }
 }
 
 /// A fault's window.
@@ -339,6 +374,7 @@ impl ChaosReport {
             "pool".into(),
             "before ok/fail/info".into(),
             "during ok/fail/info".into(),
+            "recovering".into(),
             "after ok/fail/info".into(),
             "longest".into(),
             "recovery".into(),
@@ -356,13 +392,14 @@ impl ChaosReport {
                 s.pool.clone(),
                 c(&s.phases.before),
                 c(&s.phases.during),
+                c(&s.phases.recovering),
                 c(&s.phases.after),
                 ms("longest_request_ms"),
                 ms("recovery_ms"),
                 s.verdict().mark().to_string(),
             ]);
         }
-        let widths: Vec<usize> = (0..8)
+        let widths: Vec<usize> = (0..9)
             .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
             .collect();
         let mut out = String::new();
@@ -447,9 +484,12 @@ impl ChaosReport {
         );
         let _ = writeln!(
             out,
-            "| scenario | pool | before ok/fail/info | during ok/fail/info | after ok/fail/info | longest | recovery | verdict |"
+            "| scenario | pool | before ok/fail/info | during ok/fail/info | recovering | after ok/fail/info | longest | recovery | verdict |"
         );
-        let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- | --- | --- |");
+        let _ = writeln!(
+            out,
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        );
         for s in &self.scenarios {
             let c = |c: &Counts| format!("{}/{}/{}", c.ok, c.fail, c.info);
             let ms = |k: &str| {
@@ -459,11 +499,12 @@ impl ChaosReport {
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 s.name,
                 s.pool,
                 c(&s.phases.before),
                 c(&s.phases.during),
+                c(&s.phases.recovering),
                 c(&s.phases.after),
                 ms("longest_request_ms"),
                 ms("recovery_ms"),
@@ -540,6 +581,11 @@ pub(crate) mod tests {
                     fail: 10,
                     info: 1,
                 },
+                recovering: Counts {
+                    ok: 0,
+                    fail: 2,
+                    info: 0,
+                },
                 after: Counts {
                     ok: 29,
                     fail: 0,
@@ -595,6 +641,22 @@ pub(crate) mod tests {
             scenarios: vec![scenario, peer],
             interrupted: None,
         }
+    }
+
+    /// Our pool and a peer in the same scenario, plus a scenario only ours ran and one with
+    /// no requests: the comparison page's cases.
+    pub fn sample_side_by_side() -> ChaosReport {
+        let mut r = sample();
+        let mut init = ScenarioReport::new("sc_init", "pool", "Initialisation time.");
+        init.criteria.push(Criterion {
+            id: "SC-001".into(),
+            description: "initialised fast".into(),
+            measured: "3 ms".into(),
+            bound: "<= 5000 ms".into(),
+            verdict: Verdict::Pass,
+        });
+        r.scenarios.insert(0, init);
+        r
     }
 
     #[test]
@@ -654,5 +716,31 @@ pub(crate) mod tests {
         ];
         assert!(matches!(r.verdict(), RunVerdict::NothingMeasured { .. }));
         assert!(r.to_text().contains("NOTHING MEASURED"));
+    }
+
+    #[test]
+    fn phases_say_what_each_request_met() {
+        let op = |start_ms: f64, end_ms: f64, outcome| Op {
+            start_ms,
+            end_ms,
+            outcome,
+            error: None,
+        };
+        // Fault from 100 to 200 ms.
+        let ops = [
+            op(10.0, 20.0, Outcome::Ok),     // before
+            op(95.0, 105.0, Outcome::Info),  // in flight when the fault began: during
+            op(150.0, 151.0, Outcome::Fail), // during
+            op(201.0, 201.1, Outcome::Fail), // after the heal, before any success: recovering
+            op(230.0, 231.0, Outcome::Ok),   // the first success after the heal
+            op(240.0, 241.0, Outcome::Fail), // after: a failure once recovered counts as one
+        ];
+        let p = Phases::of(&ops, 100.0, 200.0);
+        let c = |ok, fail, info| Counts { ok, fail, info };
+        assert_eq!(p.before, c(1, 0, 0));
+        assert_eq!(p.during, c(0, 1, 1));
+        assert_eq!(p.recovering, c(0, 1, 0));
+        assert_eq!(p.after, c(1, 1, 0));
+        assert_eq!(p.total(), 6);
     }
 }

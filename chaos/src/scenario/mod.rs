@@ -2,8 +2,10 @@
 //! matrix run against each pool under a steady load plus bursts.
 //!
 //! Every scenario writes its pass criteria (measured value beside the bound) into its report.
-//! A fault scenario has three phases: before the fault, during it, after the heal. Requests
-//! are recorded as a Jepsen-style history; after the pool shuts down, the server is asked
+//! A fault scenario's requests fall in four phases ([`Phases::of`]): before the fault, during
+//! it (including those in flight when it began), recovering (after the heal, until the first
+//! success: the pool's fast failures while it notices the database is back), and after.
+//! Requests are recorded as a Jepsen-style history; after the pool shuts down, the server is asked
 //! (`pg_stat_activity`, by `application_name`) whether any connection was left behind.
 
 pub mod application;
@@ -20,7 +22,7 @@ use tokio::time::Instant;
 use crate::controller::FaultController;
 use crate::postgres::Database;
 use crate::proxy::ProxyConfig;
-use crate::report::{Counts, Criterion, FaultWindow, Op, Outcome, Phases, ScenarioReport, Verdict};
+use crate::report::{Criterion, FaultWindow, Op, Outcome, Phases, ScenarioReport, Verdict};
 pub use matrix::{Fault, MATRIX};
 pub use subject::PoolKind;
 use subject::Subject;
@@ -647,18 +649,7 @@ fn judge(
     server_left: i64,
     applied: bool,
 ) {
-    let mut phases = Phases::default();
-    for op in ops {
-        let bucket: &mut Counts = if op.start_ms < start {
-            &mut phases.before
-        } else if op.start_ms < heal {
-            &mut phases.during
-        } else {
-            &mut phases.after
-        };
-        bucket.add(op.outcome);
-    }
-    report.phases = phases;
+    report.phases = Phases::of(ops, start, heal);
     let longest = ops.iter().map(Op::latency_ms).fold(0.0, f64::max);
     report.metrics.insert("longest_request_ms".into(), longest);
     let bound_ms = (ACQUIRE_TIMEOUT + QUERY_TIMEOUT).as_secs_f64() * 1000.0 + 500.0;
