@@ -19,6 +19,21 @@ async fn server() -> (ToxiproxyClient, SocketAddr) {
     (ToxiproxyClient::new(&format!("http://{addr}")), addr)
 }
 
+/// A server with one proxy, `p`, in front of an echo server (returned as `upstream`).
+async fn server_with_proxy_p() -> (ToxiproxyClient, String) {
+    let (c, _) = server().await;
+    let upstream = echo().await.to_string();
+    let (status, _) = call(
+        &c,
+        "POST",
+        "/proxies",
+        Some(json!({"name": "p", "upstream": upstream})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    (c, upstream)
+}
+
 async fn echo() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -598,15 +613,7 @@ async fn populate_is_all_or_nothing_when_an_address_cannot_be_bound() {
 /// Values the proxy cannot apply are refused, not wrapped into no delay at all.
 #[tokio::test]
 async fn attribute_values_past_what_the_proxy_can_apply_are_400() {
-    let (c, _) = server().await;
-    let upstream = echo().await.to_string();
-    call(
-        &c,
-        "POST",
-        "/proxies",
-        Some(json!({"name": "p", "upstream": upstream})),
-    )
-    .await;
+    let (c, _) = server_with_proxy_p().await;
     for (kind, attributes) in [
         ("latency", json!({"latency": u64::MAX})),
         (
@@ -653,15 +660,7 @@ async fn attribute_values_past_what_the_proxy_can_apply_are_400() {
 /// Toxiproxy ignores a type, stream or name in an update (a silent no-op): here it is 400.
 #[tokio::test]
 async fn an_update_cannot_change_a_toxics_type_stream_or_name() {
-    let (c, _) = server().await;
-    let upstream = echo().await.to_string();
-    call(
-        &c,
-        "POST",
-        "/proxies",
-        Some(json!({"name": "p", "upstream": upstream})),
-    )
-    .await;
+    let (c, _) = server_with_proxy_p().await;
     call(
         &c,
         "POST",

@@ -34,6 +34,14 @@ async fn tracked(config: PoolConfig) -> (FakePool, Arc<FakeDb>) {
     (pool, db)
 }
 
+/// Runs a query and drops it `after` (a handler's deadline): it must not have finished.
+async fn abandon_query(conn: &pool::PooledConnection<FakeConnector>, after: Duration) {
+    assert!(
+        timeout(after, conn.query()).await.is_err(),
+        "the query ended within {after:?}"
+    );
+}
+
 /// Acquires the one connection: it must be the same session, clean on the server.
 async fn next_user_gets(pool: &FakePool, id: u64) {
     let conn = pool.acquire().await.expect("acquire");
@@ -88,11 +96,7 @@ async fn an_abandoned_statement_is_cancelled_and_the_next_user_does_not_wait_beh
     let conn = pool.acquire().await.unwrap();
     let id = conn.id();
     db.set_query(Gate::Delay(Duration::from_secs(5)));
-    assert!(
-        timeout(Duration::from_millis(100), conn.query())
-            .await
-            .is_err()
-    );
+    abandon_query(&conn, Duration::from_millis(100)).await;
     assert_eq!(conn.server_status(), SessionStatus::Busy);
     drop(conn);
     db.set_query(Gate::Pass);
@@ -119,11 +123,7 @@ async fn a_statement_ending_within_the_grace_is_not_cancelled() {
     let conn = pool.acquire().await.unwrap();
     let id = conn.id();
     db.set_query(Gate::Delay(Duration::from_millis(20)));
-    assert!(
-        timeout(Duration::from_millis(5), conn.query())
-            .await
-            .is_err()
-    );
+    abandon_query(&conn, Duration::from_millis(5)).await;
     drop(conn);
     db.set_query(Gate::Pass);
     next_user_gets(&pool, id).await;
@@ -139,11 +139,7 @@ async fn a_statement_abandoned_inside_a_transaction_is_cancelled_then_rolled_bac
     let id = conn.id();
     conn.execute(Statement::Begin).await.unwrap();
     db.set_query(Gate::Hang);
-    assert!(
-        timeout(Duration::from_millis(100), conn.query())
-            .await
-            .is_err()
-    );
+    abandon_query(&conn, Duration::from_millis(100)).await;
     drop(conn);
     db.set_query(Gate::Pass);
     next_user_gets(&pool, id).await;
@@ -174,11 +170,7 @@ async fn a_session_whose_cancel_is_refused_is_closed() {
     let conn = pool.acquire().await.unwrap();
     let id = conn.id();
     db.set_query(Gate::Hang);
-    assert!(
-        timeout(Duration::from_millis(100), conn.query())
-            .await
-            .is_err()
-    );
+    abandon_query(&conn, Duration::from_millis(100)).await;
     db.set_connect(Gate::Fail);
     drop(conn);
     sleep(Duration::from_millis(50)).await;
@@ -193,11 +185,7 @@ async fn a_cancel_that_hangs_ends_at_connect_timeout() {
     let conn = pool.acquire().await.unwrap();
     let id = conn.id();
     db.set_query(Gate::Hang);
-    assert!(
-        timeout(Duration::from_millis(100), conn.query())
-            .await
-            .is_err()
-    );
+    abandon_query(&conn, Duration::from_millis(100)).await;
     db.set_connect(Gate::Hang);
     drop(conn);
     let started = Instant::now();
@@ -223,11 +211,7 @@ async fn a_statement_that_outlives_its_cancel_closes_the_session() {
     let conn = pool.acquire().await.unwrap();
     let id = conn.id();
     db.peer_lost(); // the cancel reaches the server; the answer never comes back
-    assert!(
-        timeout(Duration::from_millis(100), conn.query())
-            .await
-            .is_err()
-    );
+    abandon_query(&conn, Duration::from_millis(100)).await;
     drop(conn);
     let started = Instant::now();
     sleep(Duration::from_millis(1)).await;
@@ -279,11 +263,7 @@ async fn a_late_cancel_may_take_the_first_rollback_and_a_second_one_follows() {
     let id = conn.id();
     conn.execute(Statement::Begin).await.unwrap();
     db.set_query(Gate::Hang);
-    assert!(
-        timeout(Duration::from_millis(100), conn.query())
-            .await
-            .is_err()
-    );
+    abandon_query(&conn, Duration::from_millis(100)).await;
     db.set_restore(Gate::Fail);
     drop(conn);
     sleep(Duration::from_millis(26)).await; // the grace; the cancel is sent now
@@ -458,11 +438,7 @@ async fn sessions_the_pool_gave_up_on_are_terminated_once_the_server_answers() {
     db.peer_lost();
     // Both held and used: their queries go unanswered; the pool gives them up.
     let a = pool.acquire().await.unwrap();
-    assert!(
-        timeout(Duration::from_millis(300), a.query())
-            .await
-            .is_err()
-    );
+    abandon_query(&a, Duration::from_millis(300)).await;
     pool::PooledConnection::discard(a);
     sleep(Duration::from_secs(2)).await;
     let b = pool.acquire().await.unwrap();
@@ -549,11 +525,7 @@ async fn without_the_reaper_a_lost_session_stays_on_the_server() {
     let id = db.open_ids()[0];
     db.peer_lost();
     let conn = pool.acquire().await.unwrap();
-    assert!(
-        timeout(Duration::from_millis(300), conn.query())
-            .await
-            .is_err()
-    );
+    abandon_query(&conn, Duration::from_millis(300)).await;
     pool::PooledConnection::discard(conn);
     sleep(Duration::from_secs(5)).await;
     // Untracked: the pool does not know the server pid, so it cannot terminate it.
