@@ -358,6 +358,17 @@ pub fn write_files(report: &ChaosReport, out: &Path) -> crate::Result<()> {
     Ok(())
 }
 
+/// A seed for a run that was given none: the clock's nanoseconds and the process id, so two
+/// runs started in the same second (or the same nanosecond, in two processes) differ. Kept
+/// below 2^53 so that JSON readers using doubles keep it exact.
+pub fn fresh_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    (nanos ^ u64::from(std::process::id()).rotate_left(40)) % (1 << 53)
+}
+
 /// `target/chaos/<UTC time>-<pid>/`.
 pub fn default_out() -> PathBuf {
     let secs = std::time::SystemTime::now()
@@ -387,7 +398,16 @@ pub fn default_out() -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::listen_address;
+    use super::{default_out, fresh_seed, listen_address};
+
+    #[test]
+    fn two_runs_in_the_same_second_get_their_own_seed_and_directory() {
+        let seeds: std::collections::BTreeSet<u64> = (0..100).map(|_| fresh_seed()).collect();
+        assert!(seeds.len() > 90, "{} distinct of 100", seeds.len());
+        assert!(seeds.iter().all(|s| *s < 1 << 53));
+        let out = default_out().to_string_lossy().into_owned();
+        assert!(out.ends_with(&format!("-{}", std::process::id())), "{out}");
+    }
 
     #[test]
     fn toxiproxy_listen_takes_a_host_or_host_and_port() {

@@ -109,15 +109,9 @@ struct SoakArgs {
     max_size: usize,
 }
 
-/// A fresh seed when none is given (printed, so the run can be replayed): the clock's
-/// nanoseconds and the process id, so two runs started in the same second differ.
+/// A fresh seed when none is given (printed, so the run can be replayed).
 fn seed_from_clock() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
-    // Kept below 2^53 so it survives JSON readers that use doubles.
-    (nanos ^ u64::from(std::process::id()).rotate_left(40)) % (1 << 53)
+    chaos::suite::fresh_seed()
 }
 
 fn duration(text: &str) -> Result<std::time::Duration, String> {
