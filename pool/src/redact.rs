@@ -320,4 +320,43 @@ mod tests {
             assert_eq!(redact_url(s), s);
         }
     }
+
+    /// Exact outputs where only the password's characters may change: a redaction that masks
+    /// more than the password (a separator, the host, a neighbouring value) is as wrong as one
+    /// that masks less, and the properties only check the second.
+    #[test]
+    fn only_the_password_is_masked_exactly() {
+        let cases = [
+            (
+                "postgres://user:secret@host/db",
+                "postgres://user:***@host/db",
+            ),
+            // A `?` in the user info: tokio-postgres's parameters start after the `@`.
+            (
+                "postgres://u?a:p@h/db?password=x",
+                "postgres://u?a:***@h/db?password=***",
+            ),
+            // Two `@`: libpq's password runs to the last; the `@` itself stays.
+            ("postgres://u:a@b@h/db", "postgres://u:***@***@h/db"),
+            ("postgres://u:@b@h/db", "postgres://u:@***@h/db"),
+            (
+                "postgres://u:p@h/db?sslmode=require&password=x&a=b",
+                "postgres://u:***@h/db?sslmode=require&password=***&a=b",
+            ),
+            ("postgres://h/db?password=x", "postgres://h/db?password=***"),
+            ("password=a=b host=h", "password=*** host=h"),
+            // After a closing quote, a `=` ends what tokio-postgres reads: the rest is masked.
+            ("password='s'=x host=db", "password=***"),
+            ("password='a b' host=db", "password=*** host=db"),
+            (
+                "host=db   password=s   user=u",
+                "host=db   password=***   user=u",
+            ),
+            ("password=p\\ q host=db", "password=*** host=db"),
+            ("password=pä host=dé", "password=*** host=dé"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(redact_url(input), expected, "{input}");
+        }
+    }
 }

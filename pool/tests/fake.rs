@@ -1194,3 +1194,36 @@ async fn the_round_that_ends_an_outage_refills_the_pool() {
         healed.elapsed()
     );
 }
+
+/// Without `jitter_seed`, each pool draws its own jitter: two pools started together do not
+/// retire their connections in step (a fleet of services would otherwise reconnect at once).
+#[tokio::test(start_paused = true)]
+async fn pools_without_a_seed_jitter_apart() {
+    let config = || {
+        config()
+            .min_size(8)
+            .max_size(8)
+            .idle_timeout(None)
+            .max_lifetime(Some(Duration::from_secs(1000)))
+    };
+    let (a, db_a) = pool_with(config()).await;
+    let (b, db_b) = pool_with(config()).await;
+    let (first_a, first_b) = (db_a.open_ids(), db_b.open_ids());
+    let left = |db: &Arc<FakeDb>, first: &[u64]| {
+        let open = db.open_ids();
+        first.iter().filter(|id| open.contains(id)).count()
+    };
+    sleep(Duration::from_secs(974)).await;
+    let (mut seen_a, mut seen_b) = (Vec::new(), Vec::new());
+    for _ in 0..270 {
+        sleep(Duration::from_millis(100)).await;
+        seen_a.push(left(&db_a, &first_a));
+        seen_b.push(left(&db_b, &first_b));
+    }
+    assert_eq!((seen_a.last(), seen_b.last()), (Some(&0), Some(&0)));
+    assert_ne!(
+        seen_a, seen_b,
+        "two pools retired their connections in step"
+    );
+    drop((a, b));
+}
