@@ -389,4 +389,48 @@ mod tests {
         waiter.await.unwrap();
         assert_eq!(session.status(), SessionStatus::Idle);
     }
+
+    /// The wrapper as tokio-postgres drives it: bytes pass unchanged both ways (written,
+    /// flushed, shut down), and the session follows them.
+    #[tokio::test]
+    async fn the_wrapper_passes_every_byte_and_tracks_them() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+        let (ours, mut server) = tokio::io::duplex(1 << 16);
+        let session = Arc::new(Session::default());
+        // Buffered below the wrapper, so a flush that is not passed on loses the bytes.
+        let mut client = Tracked::new(BufWriter::new(ours), Arc::clone(&session));
+        let mut up = startup();
+        up.extend(msg(b'Q', b"BEGIN\0"));
+        client.write_all(&up).await.unwrap();
+        client.flush().await.unwrap();
+        let mut got = vec![0u8; up.len()];
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            server.read_exact(&mut got),
+        )
+        .await
+        .expect("flushed through")
+        .unwrap();
+        assert_eq!(got, up);
+        assert_eq!(session.status(), SessionStatus::Busy);
+        let mut down = msg(b'K', &[0, 0, 0x30, 0x39, 1, 2, 3, 4]);
+        down.extend(msg(b'Z', b"I"));
+        down.extend(msg(b'Z', b"T"));
+        server.write_all(&down).await.unwrap();
+        let mut read = vec![0u8; down.len()];
+        client.read_exact(&mut read).await.unwrap();
+        assert_eq!(read, down);
+        assert_eq!(session.status(), SessionStatus::InTransaction);
+        assert_eq!(session.backend_pid(), Some(12345));
+        client.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            server.read_to_end(&mut rest),
+        )
+        .await
+        .expect("the shutdown reached the other end")
+        .unwrap();
+        assert!(rest.is_empty());
+    }
 }

@@ -531,3 +531,25 @@ async fn without_the_reaper_a_lost_session_stays_on_the_server() {
     // Untracked: the pool does not know the server pid, so it cannot terminate it.
     assert!(db.open_ids().contains(&id));
 }
+
+#[tokio::test(start_paused = true)]
+async fn sessions_retired_on_a_healthy_path_are_not_chased() {
+    // Lifetime and idle retirements close politely over a working path: nothing to terminate.
+    let (pool, db) = tracked(
+        config()
+            .min_size(1)
+            .max_size(2)
+            .max_lifetime(Some(Duration::from_secs(30)))
+            .idle_timeout(Some(Duration::from_secs(10))),
+    )
+    .await;
+    let (a, b) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+    drop((a, b));
+    sleep(Duration::from_secs(120)).await;
+    let s = pool.statistics();
+    assert!(
+        s.connections_closed.idle_timeout + s.connections_closed.max_lifetime >= 2,
+        "{s:?}"
+    );
+    assert_eq!(db.session_counts().terminate_requests, 0);
+}
