@@ -365,4 +365,51 @@ mod tests {
             Some(Duration::from_secs(9))
         );
     }
+
+    #[test]
+    fn io_errors_are_sorted_for_the_outage_rules() {
+        use crate::ConnectFailure;
+        use std::io::{Error, ErrorKind};
+        for kind in [
+            ErrorKind::ConnectionRefused,
+            ErrorKind::ConnectionReset,
+            ErrorKind::HostUnreachable,
+            ErrorKind::UnexpectedEof,
+        ] {
+            let failure = super::classify_io(&Error::from(kind), || unreachable!());
+            assert!(
+                matches!(failure, ConnectFailure::Refused),
+                "{kind:?}: {failure:?}"
+            );
+        }
+        let timed_out = super::classify_io(&Error::from(ErrorKind::TimedOut), || unreachable!());
+        assert!(
+            matches!(timed_out, ConnectFailure::TimedOut(_)),
+            "{timed_out:?}"
+        );
+        let other = super::classify_io(&Error::from(ErrorKind::PermissionDenied), || {
+            "denied".into()
+        });
+        assert!(
+            matches!(other, ConnectFailure::Other(ref m) if m == "denied"),
+            "{other:?}"
+        );
+    }
+
+    /// `load_balance_hosts=random`: every order is a permutation, and orders vary.
+    #[test]
+    fn the_host_shuffle_permutes_and_varies() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let mut v: Vec<usize> = (0..4).collect();
+            super::shuffle(&mut v);
+            let mut sorted = v.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, [0, 1, 2, 3], "{v:?}");
+            seen.insert(v);
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        // 24 orders exist; a shuffle that always gives a few (or only rotations) is broken.
+        assert!(seen.len() >= 12, "{} orders: {seen:?}", seen.len());
+    }
 }
