@@ -181,3 +181,102 @@ fn durations_past_ten_years_are_refused_not_a_panic() {
         "{err}"
     );
 }
+
+/// Each unit, and the bounds, exactly (the doc examples say the same, but the unit tests are
+/// what the mutation testing runs).
+#[test]
+fn durations_parse_exactly_in_every_unit() {
+    let ms = Duration::from_millis;
+    for (text, want) in [
+        ("1500us", Duration::from_micros(1500)),
+        ("1500µs", Duration::from_micros(1500)),
+        ("250ms", ms(250)),
+        ("250", ms(250)),
+        ("0.5s", ms(500)),
+        ("2m", Duration::from_secs(120)),
+        ("2min", Duration::from_secs(120)),
+        ("3h", Duration::from_secs(3 * 3600)),
+        ("87600h", super::value::MAX_DURATION),
+    ] {
+        assert_eq!(parse_duration(text), Ok(want), "{text}");
+    }
+    let err = parse_duration("87601h").unwrap_err();
+    assert!(err.contains("longer than"), "{err}");
+    let huge = format!("{}s", "9".repeat(400));
+    let err = parse_duration(&huge).unwrap_err();
+    assert!(err.contains("is not a valid duration"), "{err}");
+}
+
+#[test]
+fn text_options_read_exactly_what_was_written() {
+    let from = |pairs: &[(&str, &str)]| {
+        let mut vars = vec![(
+            "DATABASE_URL".to_string(),
+            "postgres://app@db/app".to_string(),
+        )];
+        vars.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        PoolConfig::from_vars(vars).unwrap()
+    };
+    let c = from(&[
+        ("POOL_APPLICATION_NAME", "billing"),
+        ("POOL_SESSION_RESET", "Discard"),
+        ("POOL_IDLE_ORDER", "FIFO"),
+        ("POOL_IDLE_TIMEOUT", "30s"),
+    ]);
+    assert_eq!(c.get_application_name(), "billing");
+    assert_eq!(c.session_reset, crate::SessionReset::Discard);
+    assert_eq!(c.idle_order, crate::IdleOrder::Fifo);
+    assert_eq!(c.idle_timeout, Some(Duration::from_secs(30)));
+    let c = from(&[("POOL_SESSION_RESET", "clean"), ("POOL_IDLE_ORDER", "lifo")]);
+    assert_eq!(c.session_reset, crate::SessionReset::Clean);
+    assert_eq!(c.idle_order, crate::IdleOrder::Lifo);
+    assert_eq!(
+        from(&[("POOL_SESSION_RESET", "none")]).session_reset,
+        crate::SessionReset::Off
+    );
+    assert!("sometimes".parse::<crate::SessionReset>().is_err());
+    assert!("random".parse::<crate::IdleOrder>().is_err());
+    let c: PoolConfig =
+        serde_json::from_str(r#"{"url": "postgres://app@db/app", "application_name": "reports"}"#)
+            .unwrap();
+    assert_eq!(c.get_application_name(), "reports");
+}
+
+#[test]
+fn each_reset_says_its_statements() {
+    use crate::SessionReset;
+    assert_eq!(SessionReset::Off.sql(), "");
+    assert_eq!(SessionReset::Discard.sql(), "DISCARD ALL");
+    let clean = SessionReset::Clean.sql();
+    for part in [
+        "RESET ALL",
+        "UNLISTEN *",
+        "pg_advisory_unlock_all()",
+        "DISCARD TEMP",
+    ] {
+        assert!(clean.contains(part), "{clean}");
+    }
+    assert!(
+        !clean.contains("DISCARD ALL"),
+        "clean keeps prepared statements"
+    );
+}
+
+#[test]
+fn a_duration_of_exactly_ten_years_is_the_longest_accepted() {
+    let ok = PoolConfig::from_url("postgres://app@db/app")
+        .unwrap()
+        .acquire_timeout(super::value::MAX_DURATION)
+        .validate();
+    assert!(ok.is_ok(), "{ok:?}");
+    let config = PoolConfig::from_url("postgres://app@db/app")
+        .unwrap()
+        .reconnect_backoff_base(Duration::from_secs(2))
+        .reconnect_backoff_max(Duration::from_secs(2));
+    assert!(config.validate().is_ok(), "a cap equal to the base is fine");
+    let err = config
+        .reconnect_backoff_max(Duration::from_secs(1))
+        .validate()
+        .unwrap_err();
+    assert_eq!(err.problems[0].field, "reconnect_backoff_max");
+}
