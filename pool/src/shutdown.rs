@@ -114,7 +114,9 @@ impl<C: Connector> Shared<C> {
                 grace
             };
             if timeout_at(wait_until, ended).await.is_err() {
-                if aborted || connecting > 0 && Instant::now() < attempts_done {
+                // Past the attempts' bound or the grace, and after an abort too: done waiting
+                // (an aborted task ends at its next poll, so this wait is short).
+                if aborted {
                     return;
                 }
                 for meta in self.drivers.snapshot() {

@@ -1227,3 +1227,127 @@ async fn pools_without_a_seed_jitter_apart() {
     );
     drop((a, b));
 }
+
+/// Idle connections above `min_size` go after `idle_timeout`, not before.
+#[tokio::test(start_paused = true)]
+async fn idle_connections_stay_until_their_idle_timeout() {
+    let (pool, _db) = pool_with(
+        config()
+            .min_size(1)
+            .max_size(3)
+            .idle_timeout(Some(Duration::from_secs(10))),
+    )
+    .await;
+    let held: Vec<_> = vec![
+        pool.acquire().await.unwrap(),
+        pool.acquire().await.unwrap(),
+        pool.acquire().await.unwrap(),
+    ];
+    drop(held);
+    sleep(Duration::from_secs(9)).await;
+    assert_eq!(
+        pool.statistics().total_connections,
+        3,
+        "retired before idle_timeout"
+    );
+    sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        pool.statistics().total_connections,
+        1,
+        "kept past idle_timeout"
+    );
+}
+
+/// After an outage of refused connections, the attempt after the probe's first success is due
+/// at once, whatever the backoff had grown to.
+#[tokio::test(start_paused = true)]
+async fn a_refused_outage_recovers_at_the_probes_first_success_not_after_the_backoff() {
+    let (pool, db) = pool_with(
+        config()
+            .min_size(1)
+            .max_size(2)
+            .reconnect_backoff_base(Duration::from_secs(2))
+            .reconnect_backoff_max(Duration::from_secs(30))
+            .jitter_seed(Some(3)),
+    )
+    .await;
+    db.down();
+    sleep(Duration::from_secs(40)).await;
+    assert_eq!(pool.health().database.status, DatabaseStatus::Disconnected);
+    db.heal();
+    let healed = Instant::now();
+    while pool.statistics().total_connections == 0 {
+        assert!(
+            healed.elapsed() < Duration::from_secs(60),
+            "never recovered"
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        healed.elapsed() <= Duration::from_millis(300),
+        "recovered {:?} after the heal: the backoff was waited out",
+        healed.elapsed()
+    );
+}
+
+/// An acquire dropped in the instant a connection was handed to it gives that connection
+/// back, and the other waiters keep their place.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_dropped_as_it_is_served_gives_the_connection_back() {
+    let (pool, _db) = pool_with(config().min_size(1).max_size(1)).await;
+    let held = pool.acquire().await.unwrap();
+    let mut first = Box::pin(pool.acquire());
+    let mut second = Box::pin(pool.acquire());
+    for f in [&mut first, &mut second] {
+        assert!(
+            std::future::poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx).is_pending())).await,
+            "queued"
+        );
+    }
+    assert_eq!(pool.statistics().waiting_requests, 2);
+    drop(held); // handed to the first waiter...
+    drop(first); // ...which is dropped before it runs
+    let got = tokio::time::timeout(Duration::from_secs(1), second)
+        .await
+        .expect("the second waiter is served with the connection the first gave back")
+        .unwrap();
+    drop(got);
+    let s = pool.statistics();
+    assert_eq!((s.total_connections, s.idle_connections), (1, 1), "{s:?}");
+}
+
+/// A silent path is announced once, when the outage begins, not at every silent round trip.
+#[tokio::test(start_paused = true)]
+async fn a_silent_database_is_warned_about_once() {
+    let (log, _guard) = pool::testing::LogCapture::start();
+    let (pool, db) = pool_with(config().min_size(2).max_size(4)).await;
+    let held = pool.acquire().await.unwrap();
+    sleep(Duration::from_secs(1)).await;
+    db.blackhole();
+    sleep(Duration::from_secs(5)).await;
+    // A second silent round trip, on the held connection, after the outage began.
+    let _ = tokio::time::timeout(Duration::from_secs(1), held.query()).await;
+    drop(held);
+    sleep(Duration::from_secs(5)).await;
+    let warned = log.text().matches("database stopped answering").count();
+    assert_eq!(warned, 1, "{}", log.text());
+}
+
+/// A connection that failed validation is not waited for: its driver is aborted (a socket
+/// that went bad may never finish sending a polite Terminate).
+#[tokio::test(start_paused = true)]
+async fn a_failed_connection_s_driver_is_aborted_not_waited_for() {
+    let (pool, db) = pool_with(config().min_size(2).max_size(4)).await;
+    db.hold_drivers(true);
+    db.set_validate(Gate::Fail);
+    sleep(Duration::from_secs(2)).await; // past the bypass window: idle ones are validated
+    let conn = pool.acquire().await.unwrap();
+    drop(conn);
+    sleep(Duration::from_secs(1)).await;
+    let s = pool.statistics();
+    assert!(s.connections_closed.validation_failed >= 1, "{s:?}");
+    assert_eq!(
+        s.live_connection_tasks, s.total_connections,
+        "a failed connection's driver still runs: {s:?}"
+    );
+}

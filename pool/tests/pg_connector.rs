@@ -110,6 +110,10 @@ async fn the_real_connector_does_what_the_pool_relies_on() {
     timeout(BOUND, other_driver).await.unwrap().unwrap();
     assert!(connector.is_closed(&other.client));
     assert!(connector.validate(&other.client).await.is_err());
+    assert!(
+        connector.settle(&other.client).await.is_err(),
+        "the settling statement is a round trip"
+    );
     drop(client);
     let _ = timeout(BOUND, driver).await;
 
@@ -135,6 +139,26 @@ async fn the_real_connector_does_what_the_pool_relies_on() {
             .unwrap(),
     );
     assert!(read_write.connect().await.is_ok());
+    // A session the server makes read-only (as a standby's are) is the other way round.
+    let ro = "options=-c%20default_transaction_read_only%3Don";
+    let on_standby = |attrs: &str| {
+        PgConnector::new(
+            format!("{url}?{ro}&target_session_attrs={attrs}")
+                .parse()
+                .unwrap(),
+        )
+    };
+    assert!(on_standby("read-only").connect().await.is_ok());
+    let refused = on_standby("read-write")
+        .connect()
+        .await
+        .err()
+        .expect("read-only");
+    assert!(
+        format!("{:?}", refused.kind).contains("read-only"),
+        "{:?}",
+        refused.kind
+    );
 
     // Nothing listens: the probe says so.
     let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -160,4 +184,29 @@ async fn the_real_connector_does_what_the_pool_relies_on() {
     assert_eq!(PooledConnection::statement_cache_len(&conn), 2);
     drop(conn);
     pool.shutdown(Duration::from_secs(5)).await;
+
+    // A reset on return: `clean` keeps prepared statements, `discard` deallocates them and
+    // the cache empties with them.
+    for (how, kept) in [(SessionReset::Clean, 1), (SessionReset::Discard, 0)] {
+        let config = PoolConfig::from_url(&url)
+            .unwrap()
+            .min_size(1)
+            .max_size(1)
+            .session_reset(how);
+        let pool = Pool::connect(config).await.unwrap();
+        let conn = pool.acquire().await.unwrap();
+        conn.prepare_cached("SELECT 1").await.unwrap();
+        drop(conn);
+        let conn = pool.acquire().await.unwrap();
+        assert_eq!(
+            PooledConnection::statement_cache_len(&conn),
+            kept,
+            "{how:?}"
+        );
+        conn.prepare_cached("SELECT 1")
+            .await
+            .expect("coherent with the server");
+        drop(conn);
+        pool.shutdown(Duration::from_secs(5)).await;
+    }
 }

@@ -507,10 +507,15 @@ async fn a_session_given_up_while_others_are_terminated_is_terminated_next() {
 async fn a_healthy_discard_is_checked_once_and_then_forgotten() {
     // A discarded session whose Terminate did reach the server: the reaper finds nothing,
     // counts nothing, and asks no more.
+    let (log, _guard) = pool::testing::LogCapture::start();
     let (pool, db) = tracked(config().min_size(1).max_size(2)).await;
     let conn = pool.acquire().await.unwrap();
     pool::PooledConnection::discard(conn);
     sleep(Duration::from_secs(3)).await;
+    assert!(
+        !log.text().contains("terminated server sessions"),
+        "nothing terminated, nothing said"
+    );
     let c = db.session_counts();
     assert_eq!((c.terminate_requests, c.terminated), (1, 0), "{c:?}");
     assert_eq!(pool.statistics().orphans_terminated, 0);
