@@ -339,6 +339,8 @@ mod tests {
             // Two `@`: libpq's password runs to the last; the `@` itself stays.
             ("postgres://u:a@b@h/db", "postgres://u:***@***@h/db"),
             ("postgres://u:@b@h/db", "postgres://u:@***@h/db"),
+            // A kept `@` that ends the password: nothing of it follows to mask.
+            ("postgres://u:a@@h/db", "postgres://u:***@@h/db"),
             (
                 "postgres://u:p@h/db?sslmode=require&password=x&a=b",
                 "postgres://u:***@h/db?sslmode=require&password=***&a=b",
