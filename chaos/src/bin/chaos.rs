@@ -194,7 +194,18 @@ fn main() -> ExitCode {
     };
     let result = match cli.command.unwrap_or(Command::Run(RunArgs::default())) {
         Command::Run(args) => runtime.block_on(run(args, signals)),
-        Command::Smoke => runtime.block_on(smoke()),
+        Command::Smoke => runtime.block_on(async move {
+            // The handlers are installed for every command, so each one must heed them.
+            let mut signals = signals;
+            tokio::select! {
+                r = smoke() => r,
+                signal = signals.recv() => Err(Exit(
+                    signal.exit_code(),
+                    format!("interrupted by {signal}; the throwaway cluster is stopped"),
+                )
+                .into()),
+            }
+        }),
         Command::Serve(args) => runtime.block_on(serve(args, signals)),
         Command::Soak(args) => runtime.block_on(soak(args, signals)),
     };
