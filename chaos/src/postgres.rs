@@ -584,7 +584,8 @@ impl Database {
         let Database::External { url } = self else {
             return Ok(());
         };
-        let (host, port) = tcp_target(url)?;
+        let config = parse_database_url(url)?;
+        let (host, port) = first_tcp_host(url, &config)?;
         let target = format!("{host}:{port}");
         let unreachable = |problem: String| ClusterError::Unreachable {
             target: target.clone(),
@@ -603,10 +604,6 @@ impl Database {
                 )));
             }
         }
-        let config: tokio_postgres::Config =
-            url.parse().map_err(|e| ClusterError::BadDatabaseUrl {
-                problem: redact_url(&format!("{e}")),
-            })?;
         match tokio::time::timeout(within, config.connect(tokio_postgres::NoTls)).await {
             Ok(Ok((client, connection))) => {
                 drop(client);
@@ -673,10 +670,21 @@ impl Database {
 /// [`ClusterError::BadDatabaseUrl`]: it does not parse (the pool's own reading, so the error
 /// names what is wrong with every password redacted), or it names only unix sockets.
 pub fn tcp_target(url: &str) -> Result<(String, u16), ClusterError> {
+    first_tcp_host(url, &parse_database_url(url)?)
+}
+
+/// `url` as tokio-postgres reads it, checked by the pool's own reading first (whose errors
+/// say what is wrong, every password redacted).
+fn parse_database_url(url: &str) -> Result<tokio_postgres::Config, ClusterError> {
     let bad = |problem: String| ClusterError::BadDatabaseUrl { problem };
     pool::PoolConfig::from_url(url).map_err(|e| bad(e.to_string()))?;
-    let config: tokio_postgres::Config =
-        url.parse().map_err(|e| bad(redact_url(&format!("{e}"))))?;
+    url.parse().map_err(|e| bad(redact_url(&format!("{e}"))))
+}
+
+fn first_tcp_host(
+    url: &str,
+    config: &tokio_postgres::Config,
+) -> Result<(String, u16), ClusterError> {
     let ports = config.get_ports();
     let port_of = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
     for (i, host) in config.get_hosts().iter().enumerate() {
@@ -687,10 +695,12 @@ pub fn tcp_target(url: &str) -> Result<(String, u16), ClusterError> {
     if let Some(addr) = config.get_hostaddrs().first() {
         return Ok((addr.to_string(), port_of(0)));
     }
-    Err(bad(format!(
-        "`{}` names no TCP host (only unix sockets, or none), and the proxy forwards TCP: give host:port",
-        redact_url(url)
-    )))
+    Err(ClusterError::BadDatabaseUrl {
+        problem: format!(
+            "`{}` names no TCP host (only unix sockets, or none), and the proxy forwards TCP: give host:port",
+            redact_url(url)
+        ),
+    })
 }
 
 /// The database shared by every test of one test binary, started on first use.

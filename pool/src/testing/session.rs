@@ -171,11 +171,9 @@ impl ServerSession {
         self.state_set.load(SeqCst)
     }
 
-    /// A cancel request for whatever runs now; `true` if something was running.
-    pub(super) fn cancel(&self) -> bool {
-        let running = self.running.load(SeqCst);
+    /// A cancel request for whatever runs now (nothing happens when nothing runs).
+    pub(super) fn cancel(&self) {
         self.cancel.notify_waiters();
-        running
     }
 
     /// The status after `stmt` ended (`ok`: it ran to completion), and whether it failed.
