@@ -224,6 +224,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// The next signal, remembered in `fired` so the exit status can name it.
+async fn recorded(
+    signals: &mut chaos::signals::Signals,
+    fired: &std::sync::Mutex<Option<chaos::signals::Interrupt>>,
+) -> chaos::signals::Interrupt {
+    let signal = signals.recv().await;
+    *fired.lock().unwrap_or_else(|e| e.into_inner()) = Some(signal);
+    signal
+}
+
 async fn run(args: RunArgs, mut signals: chaos::signals::Signals) -> anyhow::Result<()> {
     if args.list {
         for (name, what) in chaos::suite::all_scenarios() {
@@ -252,7 +262,8 @@ async fn run(args: RunArgs, mut signals: chaos::signals::Signals) -> anyhow::Res
         }
         _ => eprintln!("chaos: starting a throwaway database and the proxy (seed {seed})..."),
     }
-    let report = match chaos::suite::run_until(options, signals.recv()).await {
+    let fired = std::sync::Mutex::new(None);
+    let report = match chaos::suite::run_until(options, recorded(&mut signals, &fired)).await {
         Err(chaos::Error::Interrupted(signal)) => {
             return Err(Exit(
                 signal.exit_code(),
@@ -273,14 +284,10 @@ async fn run(args: RunArgs, mut signals: chaos::signals::Signals) -> anyhow::Res
     );
     match report.verdict() {
         chaos::report::RunVerdict::Interrupted { by } => {
-            let code = [
-                chaos::signals::Interrupt::Int,
-                chaos::signals::Interrupt::Term,
-                chaos::signals::Interrupt::Hup,
-            ]
-            .into_iter()
-            .find(|i| by.starts_with(i.name()))
-            .map_or(130, chaos::signals::Interrupt::exit_code);
+            let code = fired
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .map_or(130, chaos::signals::Interrupt::exit_code);
             Err(Exit(
                 code,
                 format!("interrupted ({by}); the proxies, pools and the throwaway cluster were stopped, and the report covers the scenarios that finished"),
@@ -404,8 +411,7 @@ async fn soak(args: SoakArgs, mut signals: chaos::signals::Signals) -> anyhow::R
     };
     let fired = std::sync::Mutex::new(None);
     let stop = async {
-        let signal = signals.recv().await;
-        *fired.lock().unwrap_or_else(|e| e.into_inner()) = Some(signal);
+        recorded(&mut signals, &fired).await;
     };
     let report = chaos::soak::run(options, stop, &progress).await?;
     if let Some(bar) = bar {

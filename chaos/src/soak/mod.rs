@@ -517,24 +517,16 @@ pub fn write_files(report: &SoakReport, out: &Path) -> crate::Result<()> {
     Ok(())
 }
 
-/// Resolves when the process is asked to stop (Ctrl-C, or SIGTERM as CI sends at a timeout).
+/// Resolves when the process is asked to stop: SIGINT (Ctrl-C), SIGTERM (as CI sends at a
+/// timeout) or SIGHUP (a closed terminal), through [`crate::signals`].
 pub async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    match crate::signals::Signals::install() {
+        Ok(mut signals) => {
+            signals.recv().await;
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
