@@ -223,7 +223,7 @@ fn projection(r: &ChaosReport) -> String {
             s.pool, s.name, f.label, f.start_ms, f.end_ms
         );
         let p = &s.phases;
-        let c = |c: &chaos::report::Counts| format!("{}/{}/{}", c.ok, c.fail, c.info);
+        let c = chaos::report::Counts::to_string;
         let _ = writeln!(
             out,
             "  ok/fail/info  before {}  during {}  recovering {}  after {}",

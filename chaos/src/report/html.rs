@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use super::svg::escape;
-use super::{ChaosReport, Counts, RunVerdict, ScenarioReport, Verdict};
+use super::{ChaosReport, RunVerdict, ScenarioReport, Verdict};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222;max-width:1000px}\
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;vertical-align:top}\
@@ -38,16 +38,6 @@ fn headline(report: &ChaosReport) -> String {
         .filter(|s| s.verdict() == Verdict::Fail)
         .count();
     format!("{ours}; peers failed {failed} of {} scenarios", peers.len())
-}
-
-fn ms(s: &ScenarioReport, key: &str) -> String {
-    s.metrics
-        .get(key)
-        .map_or("-".to_string(), |v| format!("{v:.0} ms"))
-}
-
-fn counts(c: &Counts) -> String {
-    format!("{}/{}/{}", c.ok, c.fail, c.info)
 }
 
 fn failed_criteria(s: &ScenarioReport) -> Vec<&str> {
@@ -121,12 +111,12 @@ fn summary(out: &mut String, report: &ChaosReport) {
             s.slug(),
             escape(&s.name),
             escape(&s.pool),
-            counts(&s.phases.before),
-            counts(&s.phases.during),
-            counts(&s.phases.recovering),
-            counts(&s.phases.after),
-            ms(s, "longest_request_ms"),
-            ms(s, "recovery_ms"),
+            s.phases.before,
+            s.phases.during,
+            s.phases.recovering,
+            s.phases.after,
+            s.metric_ms("longest_request_ms"),
+            s.metric_ms("recovery_ms"),
         );
     }
     out.push_str("</table>\n");
@@ -155,8 +145,8 @@ fn comparison(out: &mut String, report: &ChaosReport, pools: &[&str], names: &[&
                     let _ = write!(
                         out,
                         "<td><span class=\"{v}\">{v}</span><br><span class=\"small\">longest {} &middot; recovery {}</span>",
-                        ms(s, "longest_request_ms"),
-                        ms(s, "recovery_ms")
+                        s.metric_ms("longest_request_ms"),
+                        s.metric_ms("recovery_ms")
                     );
                     let failed = failed_criteria(s);
                     if !failed.is_empty() {

@@ -73,6 +73,13 @@ impl Counts {
     }
 }
 
+/// `ok/fail/info`, as every table writes them.
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.ok, self.fail, self.info)
+    }
+}
+
 /// Requests by what they met: the fault, the recovery from it, or neither.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Phases {
@@ -225,6 +232,13 @@ impl ScenarioReport {
         } else {
             Verdict::Pass
         }
+    }
+
+    /// A figure of [`metrics`](Self::metrics) in whole milliseconds, `-` when not measured.
+    pub fn metric_ms(&self, key: &str) -> String {
+        self.metrics
+            .get(key)
+            .map_or("-".to_string(), |v| format!("{v:.0} ms"))
     }
 
     /// A file-name-safe id.
@@ -381,12 +395,8 @@ impl ChaosReport {
             "verdict".into(),
         ]];
         for s in &self.scenarios {
-            let c = |c: &Counts| format!("{}/{}/{}", c.ok, c.fail, c.info);
-            let ms = |k: &str| {
-                s.metrics
-                    .get(k)
-                    .map_or("-".to_string(), |v| format!("{v:.0} ms"))
-            };
+            let c = Counts::to_string;
+            let ms = |k: &str| s.metric_ms(k);
             rows.push([
                 s.name.clone(),
                 s.pool.clone(),
@@ -491,12 +501,8 @@ impl ChaosReport {
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
         );
         for s in &self.scenarios {
-            let c = |c: &Counts| format!("{}/{}/{}", c.ok, c.fail, c.info);
-            let ms = |k: &str| {
-                s.metrics
-                    .get(k)
-                    .map_or("-".to_string(), |v| format!("{v:.0} ms"))
-            };
+            let c = Counts::to_string;
+            let ms = |k: &str| s.metric_ms(k);
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
