@@ -40,6 +40,7 @@ pub mod signals;
 pub mod smoke;
 pub mod soak;
 pub mod suite;
+pub mod tls;
 pub mod workload;
 
 pub use error::{Error, Result};

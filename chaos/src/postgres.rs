@@ -151,6 +151,12 @@ pub struct ClusterOptions {
     pub settings: Vec<(String, String)>,
     /// How long a start may take before it is reported as failed (default 30 s).
     pub startup_timeout: Duration,
+    /// TLS: the server's certificate and key (`ssl = on`), e.g. from
+    /// [`TestCa::issue`](crate::tls::TestCa::issue). Off by default.
+    pub tls: Option<crate::tls::Issued>,
+    /// With `tls`, refuse every TCP connection that is not encrypted (a `hostnossl ... reject`
+    /// rule first in `pg_hba.conf`), as managed services that require TLS do.
+    pub tls_only: bool,
 }
 
 impl Default for ClusterOptions {
@@ -158,6 +164,8 @@ impl Default for ClusterOptions {
         Self {
             settings: Vec::new(),
             startup_timeout: Duration::from_secs(30),
+            tls: None,
+            tls_only: false,
         }
     }
 }
@@ -373,6 +381,10 @@ impl Cluster {
             });
         }
         let mut conf = format!("\n# chaos throwaway cluster\n{TEST_SETTINGS}\n");
+        if let Some(tls) = &options.tls {
+            self.write_tls(tls, options.tls_only)?;
+            conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        }
         for (name, value) in &options.settings {
             conf.push_str(&format!("{name} = '{}'\n", value.replace('\'', "''")));
         }
@@ -381,6 +393,29 @@ impl Cluster {
             .open(self.data_dir().join("postgresql.conf"))
             .and_then(|mut f| f.write_all(conf.as_bytes()))
             .map_err(io_err("write postgresql.conf"))
+    }
+
+    /// The server's certificate and key in its data directory (the key readable by the
+    /// server's user only, as PostgreSQL insists), and the rule refusing plain TCP.
+    fn write_tls(&self, tls: &crate::tls::Issued, tls_only: bool) -> Result<(), ClusterError> {
+        let data = self.data_dir();
+        for (name, pem) in [("server.crt", &tls.cert_pem), ("server.key", &tls.key_pem)] {
+            let path = data.join(name);
+            std::fs::write(&path, pem).map_err(io_err(format!("write {name}")))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(io_err(format!("set permissions on {name}")))?;
+            if let Some(user) = &self.run_as {
+                std::os::unix::fs::chown(&path, Some(user.uid), Some(user.gid))
+                    .map_err(io_err(format!("give {name} to user {}", user.name)))?;
+            }
+        }
+        if tls_only {
+            let hba = data.join("pg_hba.conf");
+            let rules = std::fs::read_to_string(&hba).map_err(io_err("read pg_hba.conf"))?;
+            std::fs::write(&hba, format!("hostnossl all all all reject\n{rules}"))
+                .map_err(io_err("write pg_hba.conf"))?;
+        }
+        Ok(())
     }
 
     /// Starts the postmaster under its watchdog and waits until it is ready.

@@ -179,15 +179,8 @@ pub trait Connector: Send + Sync + 'static {
     }
 }
 
-/// TLS settings of a [`PgConnector`].
-#[derive(Clone)]
-enum Tls {
-    None,
-    #[cfg(feature = "rustls")]
-    Rustls(tokio_postgres_rustls::MakeRustlsConnect),
-}
-
-/// Connects with tokio-postgres, without TLS by default (feature `rustls` adds TLS).
+/// Connects with tokio-postgres on sockets the pool owns, with TLS as `sslmode` and the
+/// certificate settings say (see [`SslMode`](crate::SslMode)), tracking every session's state.
 ///
 /// # Examples
 /// ```
@@ -199,7 +192,7 @@ enum Tls {
 pub struct PgConnector {
     config: tokio_postgres::Config,
     target: String,
-    tls: Tls,
+    tls: Option<crate::tls::Setup>,
 }
 
 impl std::fmt::Debug for PgConnector {
@@ -213,7 +206,9 @@ impl std::fmt::Debug for PgConnector {
 }
 
 impl PgConnector {
-    /// A connector for these settings, without TLS.
+    /// A connector for these settings. Their `sslmode` (tokio-postgres's: disable, prefer,
+    /// require) is followed, encrypting without checking the server's certificate; use
+    /// [`with_tls`](Self::with_tls) to check it.
     ///
     /// # Examples
     /// ```no_run
@@ -223,38 +218,77 @@ impl PgConnector {
     /// # Ok(()) }
     /// ```
     pub fn new(config: tokio_postgres::Config) -> Self {
+        use tokio_postgres::config::SslMode as Pg;
+        let mode = match config.get_ssl_mode() {
+            Pg::Disable => crate::SslMode::Disable,
+            Pg::Require => crate::SslMode::Require,
+            _ => crate::SslMode::Prefer,
+        };
         let target = target_of(&config);
         Self {
             config,
             target,
-            tls: Tls::None,
+            tls: crate::tls::Setup::unchecked(mode),
         }
     }
 
-    /// A connector that negotiates TLS with rustls, trusting the webpki root certificates.
+    /// A connector with the TLS settings `tls` (as [`PoolConfig::tls_options`](crate::PoolConfig::tls_options)
+    /// reads them from a URL), reading the certificate files it names now.
+    ///
+    /// # Errors
+    /// [`ConfigError`](crate::ConfigError) when a file cannot be read or holds no certificate,
+    /// or a mode that checks certificates has no CA to check them against.
     ///
     /// # Examples
-    /// ```ignore
-    /// // With the `rustls` feature.
+    /// ```
+    /// let config = pool::PoolConfig::from_url("postgres://app@db/app?sslmode=verify-full&sslrootcert=/nonexistent.pem")?;
+    /// let pg: tokio_postgres::Config = "host=db user=app".parse().unwrap();
+    /// let err = pool::PgConnector::with_tls(pg, &config.tls_options()?).unwrap_err();
+    /// assert!(err.to_string().contains("sslrootcert `/nonexistent.pem` could not be read"), "{err}");
+    /// # Ok::<(), pool::ConfigError>(())
+    /// ```
+    pub fn with_tls(
+        mut config: tokio_postgres::Config,
+        tls: &crate::TlsOptions,
+    ) -> Result<Self, crate::ConfigError> {
+        let setup = crate::tls::Setup::new(tls)
+            .map_err(|e| crate::ConfigError::single(crate::ConfigProblem::new("url", e)))?;
+        config.ssl_mode(match tls.mode {
+            crate::SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            crate::SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
+        Ok(Self {
+            tls: setup,
+            ..Self::new(config)
+        })
+    }
+
+    /// A connector that requires TLS and checks the server's certificate and name against the
+    /// public CAs (`sslmode=verify-full sslrootcert=system`).
+    ///
+    /// # Examples
+    /// ```
     /// let pg: tokio_postgres::Config = "host=db user=app sslmode=require".parse().unwrap();
     /// let connector = pool::PgConnector::with_rustls(pg);
+    /// # drop(connector);
     /// ```
     #[cfg(feature = "rustls")]
     pub fn with_rustls(config: tokio_postgres::Config) -> Self {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        let tls = crate::TlsOptions {
+            mode: crate::SslMode::VerifyFull,
+            root_cert: Some(crate::RootCert::System),
+            ..Default::default()
         };
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        Self {
-            tls: Tls::Rustls(tokio_postgres_rustls::MakeRustlsConnect::new(tls)),
-            ..Self::new(config)
-        }
+        Self::with_tls(config, &tls).expect("the built-in public CAs make a TLS setup")
+    }
+
+    /// The same connector as [`Pool::connect`](crate::Pool::connect) makes from `config`.
+    pub(crate) fn from_pool_config(config: &crate::PoolConfig) -> Result<Self, crate::ConfigError> {
+        let pg = config
+            .pg_config()
+            .map_err(crate::error::ConfigError::single)?;
+        Self::with_tls(pg, &config.tls_options()?)
     }
 
     /// The connection settings.
@@ -285,34 +319,14 @@ impl Connector for PgConnector {
     type Client = tokio_postgres::Client;
 
     async fn connect(&self) -> Result<Connection<Self::Client>, ConnectError> {
-        match &self.tls {
-            Tls::None => {
-                let opened = crate::socket::connect_plain(&self.config)
-                    .await
-                    .map_err(|(kind, source)| ConnectError { kind, source })?;
-                Ok(Connection {
-                    client: opened.client,
-                    driver: opened.driver,
-                    session: Some(opened.session),
-                })
-            }
-            #[cfg(feature = "rustls")]
-            Tls::Rustls(tls) => {
-                let fail = |e: tokio_postgres::Error| ConnectError {
-                    kind: crate::socket::classify(&e),
-                    source: Some(Box::new(e)),
-                };
-                // TLS runs inside tokio-postgres here, below where the session could be
-                // tracked: these connections are returned as they are.
-                let (client, conn) = self.config.connect(tls.clone()).await.map_err(fail)?;
-                Ok(Connection::new(
-                    client,
-                    Box::pin(async move {
-                        let _ = conn.await;
-                    }),
-                ))
-            }
-        }
+        let opened = crate::socket::connect(&self.config, self.tls.as_ref())
+            .await
+            .map_err(|(kind, source)| ConnectError { kind, source })?;
+        Ok(Connection {
+            client: opened.client,
+            driver: opened.driver,
+            session: Some(opened.session),
+        })
     }
 
     fn is_closed(&self, client: &Self::Client) -> bool {
@@ -351,7 +365,7 @@ impl Connector for PgConnector {
     }
 
     async fn cancel(&self, client: &Self::Client, session: &Session) -> Result<(), BoxError> {
-        crate::socket::cancel(client, session).await
+        crate::socket::cancel(client, session, self.tls.as_ref()).await
     }
 
     async fn rollback(&self, client: &Self::Client) -> Result<(), BoxError> {

@@ -126,6 +126,9 @@ pub enum ConnectFailure {
     Refused,
     /// The server answered with an error (authentication, too many clients, starting up...).
     Server(String),
+    /// TLS could not be set up: the server's certificate was refused (the message says why and
+    /// what to change), or the server does not offer TLS and `sslmode` requires it.
+    Tls(String),
     /// Any other I/O or protocol failure.
     Other(String),
     /// The connection was made, and the pool's `after_connect` hook failed on it (its error is
@@ -144,6 +147,7 @@ impl fmt::Display for ConnectFailure {
                 "connection refused or reset; check that PostgreSQL is running and listening on this address",
             ),
             ConnectFailure::Server(message) => write!(f, "the server rejected the connection: {message}"),
+            ConnectFailure::Tls(message) => write!(f, "TLS failed: {message}"),
             ConnectFailure::Other(message) => f.write_str(message),
             ConnectFailure::Hook(message) => write!(f, "the after_connect hook failed: {message}"),
         }

@@ -104,6 +104,7 @@ mod socket;
 mod stats;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
+mod tls;
 
 pub use config::{IdleOrder, PoolConfig, SessionReset, parse_duration};
 pub use connector::{ConnectError, Connection, Connector, Driver, PgConnector};
@@ -117,3 +118,4 @@ pub use pool::{Pool, PoolBuilder};
 pub use redact::redact_url;
 pub use session::{Session, SessionStatus};
 pub use stats::{CloseReason, ClosedCounts, PoolStatistics, ShutdownReport};
+pub use tls::{RootCert, SslMode, TlsOptions};

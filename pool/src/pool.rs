@@ -79,10 +79,8 @@ impl Pool<PgConnector> {
     /// ```
     pub async fn connect(config: PoolConfig) -> Result<Self, PoolError> {
         config.validate()?;
-        let pg = config
-            .pg_config()
-            .map_err(crate::error::ConfigError::single)?;
-        Pool::connect_with(config, PgConnector::new(pg)).await
+        let connector = PgConnector::from_pool_config(&config)?;
+        Pool::connect_with(config, connector).await
     }
 
     /// Like [`connect`](Self::connect), but returns at once without touching the database: the
@@ -101,10 +99,8 @@ impl Pool<PgConnector> {
     /// ```
     pub fn connect_lazy(config: PoolConfig) -> Result<Self, PoolError> {
         config.validate()?;
-        let pg = config
-            .pg_config()
-            .map_err(crate::error::ConfigError::single)?;
-        Pool::connect_lazy_with(config, PgConnector::new(pg))
+        let connector = PgConnector::from_pool_config(&config)?;
+        Pool::connect_lazy_with(config, connector)
     }
 }
 

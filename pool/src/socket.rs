@@ -6,7 +6,8 @@
 //! `load_balance_hosts=random`), `hostaddr`, every resolved address, `connect_timeout` per
 //! attempt, `TCP_NODELAY`, TCP keepalives, `tcp_user_timeout`, unix sockets, and
 //! `target_session_attrs=read-write` / `read-only`. The socket is then handed to
-//! `Config::connect_raw` inside a [`Tracked`] wrapper.
+//! `Config::connect_raw` inside a [`Tracked`] wrapper, with the TLS the connector was set up
+//! with (see `tls`): TLS streams are tracked above the encryption.
 
 use std::future::Future;
 use std::io;
@@ -20,11 +21,12 @@ use tokio_postgres::config::{Host, LoadBalanceHosts, TargetSessionAttrs};
 
 use crate::error::{BoxError, ConnectFailure};
 use crate::session::{Peer, Session, Tracked};
+use crate::tls::Setup;
 
 /// Why an attempt failed, and the error behind it.
 type ConnectError = (ConnectFailure, Option<BoxError>);
 
-/// A plain connection: the client, its driver and its tracked session.
+/// An open connection: the client, its driver and its tracked session.
 pub(crate) struct Opened {
     pub client: tokio_postgres::Client,
     pub driver: std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>,
@@ -72,8 +74,12 @@ async fn bounded<T>(
     result.map_err(|e| io_failure(e, what))
 }
 
-/// Opens a plain connection to the first host of `config` that takes it.
-pub(crate) async fn connect_plain(config: &tokio_postgres::Config) -> Result<Opened, ConnectError> {
+/// Opens a connection to the first host of `config` that takes it, with TLS when `tls` is
+/// given (and `sslmode` is not `disable`).
+pub(crate) async fn connect(
+    config: &tokio_postgres::Config,
+    tls: Option<&Setup>,
+) -> Result<Opened, ConnectError> {
     let hosts = config.get_hosts();
     let hostaddrs = config.get_hostaddrs();
     let ports = config.get_ports();
@@ -86,7 +92,14 @@ pub(crate) async fn connect_plain(config: &tokio_postgres::Config) -> Result<Ope
     for i in order {
         let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
         let attempt = match (hostaddrs.get(i), hosts.get(i)) {
-            (Some(ip), _) => connect_tcp(config, vec![SocketAddr::new(*ip, port)]).await,
+            (Some(ip), host) => {
+                // verify-full checks the name given as `host`, else the address itself.
+                let name = match host {
+                    Some(Host::Tcp(h)) => h.clone(),
+                    _ => ip.to_string(),
+                };
+                connect_tcp(config, vec![SocketAddr::new(*ip, port)], tls, &name).await
+            }
             (None, Some(Host::Tcp(host))) => {
                 match bounded(config.get_connect_timeout().copied(), "resolving", async {
                     Ok(tokio::net::lookup_host((host.as_str(), port))
@@ -98,7 +111,7 @@ pub(crate) async fn connect_plain(config: &tokio_postgres::Config) -> Result<Ope
                 })
                 .await
                 {
-                    Ok(addrs) => connect_tcp(config, addrs).await,
+                    Ok(addrs) => connect_tcp(config, addrs, tls, host).await,
                     Err(e) => Err(e),
                 }
             }
@@ -125,6 +138,8 @@ pub(crate) async fn connect_plain(config: &tokio_postgres::Config) -> Result<Ope
 async fn connect_tcp(
     config: &tokio_postgres::Config,
     addrs: Vec<SocketAddr>,
+    tls: Option<&Setup>,
+    host: &str,
 ) -> Result<Opened, ConnectError> {
     let mut last = None;
     for addr in addrs {
@@ -145,7 +160,8 @@ async fn connect_tcp(
             last = Some(io_failure(e, "setting socket options"));
             continue;
         }
-        match handshake(config, stream, Peer::Tcp(addr)).await {
+        let tls = tls.map(|setup| (setup, host));
+        match handshake(config, stream, Peer::Tcp(addr, host.to_string()), tls).await {
             Ok(opened) => return Ok(opened),
             Err(e) => last = Some(e),
         }
@@ -191,32 +207,67 @@ async fn connect_unix(
         tokio::net::UnixStream::connect(&path),
     )
     .await?;
-    handshake(config, stream, Peer::Unix(path)).await
+    // As libpq: no TLS on a Unix-domain socket, whatever sslmode says.
+    let mut plain = config.clone();
+    plain.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    handshake(&plain, stream, Peer::Unix(path), None).await
 }
 
-/// The start-up on `stream`, tracked.
+/// The start-up on `stream`, tracked, with TLS (and the host name it checks) when given.
 async fn handshake<S>(
     config: &tokio_postgres::Config,
     stream: S,
     peer: Peer,
+    tls: Option<(&Setup, &str)>,
 ) -> Result<Opened, ConnectError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let session = Arc::new(Session::default());
     let _ = session.peer.set(peer);
-    let tracked = Tracked::new(stream, Arc::clone(&session));
-    let (client, connection) = config
-        .connect_raw(tracked, tokio_postgres::NoTls)
-        .await
-        .map_err(pg_failure)?;
-    Ok(Opened {
-        client,
-        driver: Box::pin(async move {
-            let _ = connection.await;
-        }),
-        session,
-    })
+    let Some((setup, host)) = tls else {
+        let tracked = Tracked::new(stream, Arc::clone(&session));
+        let (client, connection) = config
+            .connect_raw(tracked, tokio_postgres::NoTls)
+            .await
+            .map_err(pg_failure)?;
+        return Ok(Opened {
+            client,
+            driver: Box::pin(async move {
+                let _ = connection.await;
+            }),
+            session,
+        });
+    };
+    #[cfg(not(feature = "rustls"))]
+    {
+        let _ = host;
+        match *setup {}
+    }
+    #[cfg(feature = "rustls")]
+    {
+        let direct = config.get_ssl_negotiation() == tokio_postgres::config::SslNegotiation::Direct;
+        let tracked = if direct {
+            Tracked::encrypted(stream, Arc::clone(&session))
+        } else {
+            Tracked::new(stream, Arc::clone(&session))
+        };
+        let inner = setup
+            .for_host::<Tracked<S>>(host)
+            .map_err(|m| (ConnectFailure::Tls(m), None))?;
+        let tls = crate::tls::TrackedTls {
+            inner,
+            session: Arc::clone(&session),
+        };
+        let (client, connection) = config.connect_raw(tracked, tls).await.map_err(pg_failure)?;
+        Ok(Opened {
+            client,
+            driver: Box::pin(async move {
+                let _ = connection.await;
+            }),
+            session,
+        })
+    }
 }
 
 /// `target_session_attrs=read-write` / `read-only`, checked as tokio-postgres does.
@@ -270,21 +321,35 @@ async fn check_session_attrs(
     })
 }
 
-/// Sends a CancelRequest for `client`'s session on a connection of its own.
+/// Sends a CancelRequest for `client`'s session on a connection of its own, with the TLS its
+/// session was opened with (a server or a middlebox may take nothing else).
 pub(crate) async fn cancel(
     client: &tokio_postgres::Client,
     session: &Session,
+    tls: Option<&Setup>,
 ) -> Result<(), BoxError> {
     let token = client.cancel_token();
     let Some(peer) = session.peer.get() else {
         return Err("the session's server address is not known".into());
     };
     match peer {
-        Peer::Tcp(addr) => {
+        #[cfg_attr(not(feature = "rustls"), allow(unused_variables))]
+        Peer::Tcp(addr, host) => {
             let stream = tokio::net::TcpStream::connect(addr).await?;
-            token
-                .cancel_query_raw(stream, tokio_postgres::NoTls)
-                .await?;
+            match tls {
+                None => {
+                    token
+                        .cancel_query_raw(stream, tokio_postgres::NoTls)
+                        .await?
+                }
+                #[cfg(feature = "rustls")]
+                Some(setup) => {
+                    let tls = setup.for_host::<tokio::net::TcpStream>(host)?;
+                    token.cancel_query_raw(stream, tls).await?
+                }
+                #[cfg(not(feature = "rustls"))]
+                Some(setup) => match *setup {},
+            }
         }
         #[cfg(unix)]
         Peer::Unix(path) => {
@@ -317,6 +382,10 @@ fn shuffle(v: &mut [usize]) {
 pub(crate) fn classify(e: &tokio_postgres::Error) -> ConnectFailure {
     if let Some(db) = e.as_db_error() {
         return ConnectFailure::Server(format!("{} ({})", db.message(), db.code().code()));
+    }
+    #[cfg(feature = "rustls")]
+    if let Some(message) = crate::tls::failure_message(e) {
+        return ConnectFailure::Tls(message);
     }
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(err) = source {

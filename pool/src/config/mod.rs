@@ -358,7 +358,8 @@ impl PoolConfig {
                 "is empty: set it to postgres://user:password@host:port/database",
             ));
         }
-        let mut pg = tokio_postgres::Config::from_str(&self.url).map_err(|e| {
+        let (url, tls) = crate::tls::split(&self.url).map_err(|e| ConfigProblem::new("url", e))?;
+        let mut pg = tokio_postgres::Config::from_str(&url).map_err(|e| {
             ConfigProblem::new(
                 "url",
                 format!(
@@ -376,6 +377,11 @@ impl PoolConfig {
                 ),
             ));
         }
+        pg.ssl_mode(match tls.mode {
+            crate::SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            crate::SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
         if pg.get_application_name().is_none() {
             pg.application_name(&self.application_name);
         }
@@ -386,6 +392,28 @@ impl PoolConfig {
             .keepalives_retries(self.tcp_keepalive_retries)
             .tcp_user_timeout(self.tcp_user_timeout);
         Ok(pg)
+    }
+
+    /// The TLS settings of the URL: `sslmode`, `sslrootcert`, `sslcert`, `sslkey` (see
+    /// [`SslMode`](crate::SslMode)). Certificate files are read when the pool connects.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the URL does not parse or its TLS settings do not go together.
+    ///
+    /// # Examples
+    /// ```
+    /// let config = pool::PoolConfig::from_url("postgres://app@db/app?sslmode=require")?;
+    /// assert_eq!(config.tls_options()?.mode, pool::SslMode::Require);
+    /// // libpq's default: TLS when the server offers it.
+    /// let plain = pool::PoolConfig::from_url("postgres://app@db/app")?;
+    /// assert_eq!(plain.tls_options()?.mode, pool::SslMode::Prefer);
+    /// # Ok::<(), pool::ConfigError>(())
+    /// ```
+    pub fn tls_options(&self) -> Result<crate::TlsOptions, ConfigError> {
+        self.pg_config().map_err(ConfigError::single)?;
+        crate::tls::split(&self.url)
+            .map(|(_, tls)| tls)
+            .map_err(|e| ConfigError::single(ConfigProblem::new("url", e)))
     }
 
     /// The URL with its password replaced by `***`.

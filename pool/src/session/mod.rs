@@ -12,6 +12,13 @@
 //! A session with more requests sent than answered has a request in flight (its future was
 //! dropped: the server still runs it). Nothing is parsed beyond the framing, so a large row
 //! costs one length check, and the counts are atomics the return path reads for free.
+//!
+//! With TLS the socket carries ciphertext, so the wrapper goes twice: once on the socket,
+//! where it sees the `SSLRequest` and the server's one-byte answer and, after an `S`, lets
+//! the encrypted bytes pass unread; and once on the TLS stream
+//! (`tls::TrackedTls` wraps whatever the TLS connector returns), where the start-up
+//! and everything after it are plain again. After an `N` (`sslmode=prefer` against a server
+//! without TLS) the socket's wrapper goes on reading the plain start-up itself.
 
 use std::io;
 use std::pin::Pin;
@@ -38,7 +45,8 @@ pub enum SessionStatus {
 /// Where a session's server is, for a cancel request on a connection of its own.
 #[derive(Debug, Clone)]
 pub(crate) enum Peer {
-    Tcp(std::net::SocketAddr),
+    /// The address, and the host name TLS checks.
+    Tcp(std::net::SocketAddr, String),
     #[cfg(unix)]
     Unix(std::path::PathBuf),
 }
@@ -140,6 +148,10 @@ struct Framing {
     lead_len: usize,
 }
 
+/// The first word of an `SSLRequest` and of a `GSSENCRequest`: untyped messages after which
+/// the server answers one unframed byte, and the start-up (untyped again) follows.
+const ENCRYPTION_REQUESTS: [u32; 2] = [80_877_103, 80_877_104];
+
 /// One message boundary the framing found.
 enum Event {
     /// A message of this type began (its header is complete).
@@ -178,7 +190,11 @@ impl Framing {
                     self.lead[self.lead_len..self.lead_len + take].copy_from_slice(&bytes[..take]);
                     self.lead_len += take;
                     if self.lead_len == 4 {
-                        on(Event::FirstWord(self.kind, u32::from_be_bytes(self.lead)));
+                        let word = u32::from_be_bytes(self.lead);
+                        if self.kind == 0 && ENCRYPTION_REQUESTS.contains(&word) {
+                            self.untyped_first = true;
+                        }
+                        on(Event::FirstWord(self.kind, word));
                     }
                 }
                 self.body_left -= n;
@@ -227,6 +243,19 @@ pub struct Tracked<S> {
     down: Framing,
     /// Client to server.
     up: Framing,
+    /// Where an encryption request stands on this stream.
+    encryption: Encryption,
+}
+
+/// An `SSLRequest` (or `GSSENCRequest`) seen on the socket, and what came of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encryption {
+    /// None sent, or the server said no: the bytes are plain PostgreSQL messages.
+    Plain,
+    /// Sent; the server's next byte says yes (`S`/`G`) or no (`N`), outside any framing.
+    Asked,
+    /// Accepted: the bytes are ciphertext from here on, tracked above the TLS stream.
+    Encrypted,
 }
 
 impl<S> Tracked<S> {
@@ -237,7 +266,24 @@ impl<S> Tracked<S> {
             session,
             down: Framing::new(false),
             up: Framing::new(true),
+            encryption: Encryption::Plain,
         }
+    }
+
+    #[cfg_attr(not(feature = "rustls"), allow(dead_code))]
+    /// Wraps a socket whose bytes are all ciphertext (`sslnegotiation=direct`): nothing on it
+    /// is read; the TLS stream above it is tracked instead.
+    pub(crate) fn encrypted(inner: S, session: Arc<Session>) -> Self {
+        Self {
+            encryption: Encryption::Encrypted,
+            ..Self::new(inner, session)
+        }
+    }
+
+    #[cfg_attr(not(feature = "rustls"), allow(dead_code))]
+    /// The stream inside.
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.inner
     }
 }
 
@@ -251,13 +297,25 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = result {
+            let mut new = &buf.filled()[before..];
+            if this.encryption == Encryption::Asked
+                && let Some((&answer, rest)) = new.split_first()
+            {
+                this.encryption = match answer {
+                    b'S' | b'G' => Encryption::Encrypted,
+                    _ => Encryption::Plain,
+                };
+                new = rest;
+            }
+            if this.encryption == Encryption::Encrypted {
+                return result;
+            }
             let session = &this.session;
-            this.down
-                .feed(&buf.filled()[before..], |event| match event {
-                    Event::FirstByte(b'Z', status) => session.got_ready(status),
-                    Event::FirstWord(b'K', pid) => session.set_pid(pid),
-                    _ => {}
-                });
+            this.down.feed(new, |event| match event {
+                Event::FirstByte(b'Z', status) => session.got_ready(status),
+                Event::FirstWord(b'K', pid) => session.set_pid(pid),
+                _ => {}
+            });
         }
         result
     }
@@ -271,13 +329,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = result {
+        if let Poll::Ready(Ok(n)) = result
+            && this.encryption != Encryption::Encrypted
+        {
             let session = &this.session;
-            this.up.feed(&buf[..n], |event| {
-                if let Event::Began(b'Q' | b'S') = event {
-                    session.sent_request();
-                }
+            let mut asked = false;
+            this.up.feed(&buf[..n], |event| match event {
+                Event::Began(b'Q' | b'S') => session.sent_request(),
+                Event::FirstWord(0, word) => asked |= ENCRYPTION_REQUESTS.contains(&word),
+                _ => {}
             });
+            if asked {
+                this.encryption = Encryption::Asked;
+            }
         }
         result
     }
@@ -292,145 +356,4 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn msg(kind: u8, body: &[u8]) -> Vec<u8> {
-        let mut m = vec![kind];
-        m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
-        m.extend_from_slice(body);
-        m
-    }
-
-    /// Feeds both directions as a server and client would, in chunks of `chunk` bytes.
-    fn run(up: &[u8], down: &[u8], chunk: usize) -> Arc<Session> {
-        let session = Arc::new(Session::default());
-        let mut t = Tracked::new((), Arc::clone(&session));
-        for c in up.chunks(chunk) {
-            let s = &t.session;
-            t.up.feed(c, |e| {
-                if let Event::Began(b'Q' | b'S') = e {
-                    s.sent_request();
-                }
-            });
-        }
-        for c in down.chunks(chunk) {
-            let s = &t.session;
-            t.down.feed(c, |e| match e {
-                Event::FirstByte(b'Z', st) => s.got_ready(st),
-                Event::FirstWord(b'K', pid) => s.pid.store(pid, Release),
-                _ => {}
-            });
-        }
-        session
-    }
-
-    fn startup() -> Vec<u8> {
-        let mut m = (8u32 + 9).to_be_bytes().to_vec();
-        m.extend_from_slice(&196608u32.to_be_bytes());
-        m.extend_from_slice(b"user\0app\0");
-        m
-    }
-
-    #[test]
-    fn follows_the_transaction_status_at_any_chunking() {
-        for chunk in [1, 2, 3, 7, 64, 4096] {
-            // Start-up, then BEGIN (simple query), answered with ReadyForQuery 'T'.
-            let mut up = startup();
-            up.extend(msg(b'Q', b"BEGIN\0"));
-            let mut down = msg(b'R', &[0, 0, 0, 0]);
-            down.extend(msg(b'S', b"a\0b\0"));
-            down.extend(msg(b'K', &[0, 0, 0x30, 0x39, 1, 2, 3, 4]));
-            down.extend(msg(b'Z', b"I"));
-            down.extend(msg(b'C', b"BEGIN\0"));
-            down.extend(msg(b'Z', b"T"));
-            let session = run(&up, &down, chunk);
-            assert_eq!(session.status(), SessionStatus::InTransaction, "{chunk}");
-            assert_eq!(session.backend_pid(), Some(12345), "{chunk}");
-            // ... then a failing extended query: Parse/Bind/Execute/Sync, error, 'E'.
-            let mut up2 = up.clone();
-            up2.extend(msg(b'P', b"\0SELECT 1/0\0\0\0"));
-            up2.extend(msg(b'E', b"\0\0\0\0\0"));
-            up2.extend(msg(b'S', b""));
-            let mut down2 = down.clone();
-            down2.extend(msg(b'E', b"SERROR\0\0"));
-            down2.extend(msg(b'Z', b"E"));
-            assert_eq!(
-                run(&up2, &down2, chunk).status(),
-                SessionStatus::FailedTransaction
-            );
-            // A query sent and not answered: busy, whatever the last status said.
-            let mut up3 = up.clone();
-            up3.extend(msg(b'Q', b"SELECT pg_sleep(5)\0"));
-            assert_eq!(run(&up3, &down, chunk).status(), SessionStatus::Busy);
-            // Until the start-up has answered, the session is busy too.
-            assert_eq!(run(&startup(), &[], chunk).status(), SessionStatus::Busy);
-        }
-    }
-
-    #[test]
-    fn a_large_row_is_skipped_by_its_length() {
-        let mut up = startup();
-        up.extend(msg(b'Q', b"SELECT repeat('x', 100000)\0"));
-        let mut down = msg(b'Z', b"I");
-        down.extend(msg(b'D', &vec![b'Z'; 100_000]));
-        down.extend(msg(b'Z', b"I"));
-        assert_eq!(run(&up, &down, 1000).status(), SessionStatus::Idle);
-    }
-
-    #[tokio::test]
-    async fn drained_returns_once_the_answer_arrives() {
-        let session = Arc::new(Session::default());
-        assert_eq!(session.status(), SessionStatus::Busy);
-        let s = Arc::clone(&session);
-        let waiter = tokio::spawn(async move { s.drained().await });
-        tokio::task::yield_now().await;
-        session.got_ready(b'I');
-        waiter.await.unwrap();
-        assert_eq!(session.status(), SessionStatus::Idle);
-    }
-
-    /// The wrapper as tokio-postgres drives it: bytes pass unchanged both ways (written,
-    /// flushed, shut down), and the session follows them.
-    #[tokio::test]
-    async fn the_wrapper_passes_every_byte_and_tracks_them() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-        let (ours, mut server) = tokio::io::duplex(1 << 16);
-        let session = Arc::new(Session::default());
-        // Buffered below the wrapper, so a flush that is not passed on loses the bytes.
-        let mut client = Tracked::new(BufWriter::new(ours), Arc::clone(&session));
-        let mut up = startup();
-        up.extend(msg(b'Q', b"BEGIN\0"));
-        client.write_all(&up).await.unwrap();
-        client.flush().await.unwrap();
-        let mut got = vec![0u8; up.len()];
-        tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            server.read_exact(&mut got),
-        )
-        .await
-        .expect("flushed through")
-        .unwrap();
-        assert_eq!(got, up);
-        assert_eq!(session.status(), SessionStatus::Busy);
-        let mut down = msg(b'K', &[0, 0, 0x30, 0x39, 1, 2, 3, 4]);
-        down.extend(msg(b'Z', b"I"));
-        down.extend(msg(b'Z', b"T"));
-        server.write_all(&down).await.unwrap();
-        let mut read = vec![0u8; down.len()];
-        client.read_exact(&mut read).await.unwrap();
-        assert_eq!(read, down);
-        assert_eq!(session.status(), SessionStatus::InTransaction);
-        assert_eq!(session.backend_pid(), Some(12345));
-        client.shutdown().await.unwrap();
-        let mut rest = Vec::new();
-        tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            server.read_to_end(&mut rest),
-        )
-        .await
-        .expect("the shutdown reached the other end")
-        .unwrap();
-        assert!(rest.is_empty());
-    }
-}
+mod tests;

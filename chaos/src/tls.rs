@@ -1,0 +1,79 @@
+//! Certificates made at test time, for throwaway clusters that speak TLS
+//! ([`ClusterOptions::tls`](crate::postgres::ClusterOptions::tls)).
+//!
+//! A [`TestCa`] is a fresh certificate authority (an ECDSA P-256 key that lives only in
+//! memory); it issues server certificates for the names given (`localhost`, `127.0.0.1`), and
+//! its certificate is what a client's `sslrootcert` names. Two `TestCa`s never trust each
+//! other's certificates: one is "the wrong CA" for the other.
+//!
+//! # Examples
+//! ```
+//! let ca = chaos::tls::TestCa::new("chaos test CA")?;
+//! let server = ca.issue(&["localhost", "127.0.0.1"])?;
+//! assert!(ca.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+//! assert!(server.key_pem.contains("PRIVATE KEY"));
+//! # Ok::<(), rcgen::Error>(())
+//! ```
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+
+/// A certificate authority made for one test run.
+pub struct TestCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// A certificate and its private key, both PEM.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The certificate.
+    pub cert_pem: String,
+    /// Its private key (PKCS#8).
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for TestCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestCa").finish_non_exhaustive()
+    }
+}
+
+impl TestCa {
+    /// A new authority whose certificate's common name is `name`.
+    pub fn new(name: &str) -> Result<Self, rcgen::Error> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+        Ok(Self { issuer })
+    }
+
+    /// The authority's certificate, for a client's `sslrootcert`.
+    pub fn cert_pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// A server certificate valid for `names` (host names or IP addresses), signed by this
+    /// authority.
+    pub fn issue(&self, names: &[&str]) -> Result<Issued, rcgen::Error> {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names.clone())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
+        params.distinguished_name = dn;
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
