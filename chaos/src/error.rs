@@ -15,6 +15,9 @@ pub enum Error {
     /// The throwaway cluster could not be made, stopped or restarted.
     #[error(transparent)]
     Cluster(#[from] crate::postgres::ClusterError),
+    /// A kernel-made fault could not be applied or removed.
+    #[error(transparent)]
+    Kernel(#[from] crate::kernel::KernelError),
     /// A pool under test could not be made.
     #[error(transparent)]
     Open(#[from] crate::scenario::subject::OpenError),

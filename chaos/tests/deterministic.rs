@@ -84,6 +84,8 @@ fn faked(fault: &Fault) -> bool {
             (spec.kind)().type_name(),
             "refuse" | "timeout" | "peer_lost" | "latency"
         ),
+        // The fake arena has no sockets for the kernel to drop packets of.
+        Kind::Kernel(_) => false,
         _ => true,
     }
 }
@@ -156,6 +158,12 @@ impl Arena for FakeArena {
                         )));
                     }
                 },
+                Kind::Kernel(k) => {
+                    return Err(chaos::Error::Check(format!(
+                        "the fake database has no packets for {}",
+                        k.name()
+                    )));
+                }
             }
             tokio::time::sleep(during).await;
             db.heal();

@@ -1,5 +1,6 @@
 //! The fault matrix: each fault, how it is injected and healed, and how fast recovery must be.
 
+use crate::kernel::{KernelFault, KernelFaults};
 use crate::proxy::toxics;
 use std::time::Duration;
 
@@ -20,6 +21,9 @@ pub enum Kind {
     ServerRestart,
     /// Down/up every 500 ms.
     Flapping,
+    /// Packets between the pool and the proxy dropped, reset or lost by the kernel
+    /// (nftables, [`crate::kernel`]); needs root and `nft`.
+    Kernel(crate::kernel::KernelFault),
 }
 
 /// A toxic, as constants.
@@ -192,7 +196,54 @@ pub const MATRIX: &[Fault] = &[
         during_ms: Some([3000, 10000]),
         recovery_bound_ms: 1000.0,
     },
+    kernel(
+        "kernel_blackhole",
+        "The kernel drops every packet between the pool and the database, both ways, SYNs too: connects hang at the TCP level and held sockets retransmit.",
+        "kernel blackhole",
+        KernelFault::Blackhole,
+    ),
+    kernel(
+        "kernel_syn_drop",
+        "The kernel drops new connections' SYNs: held sessions answer, new connects hang.",
+        "kernel SYN drop",
+        KernelFault::SynDrop,
+    ),
+    kernel(
+        "kernel_reset",
+        "The kernel answers every packet from the pool to the database with a TCP reset.",
+        "kernel reset",
+        KernelFault::Reset,
+    ),
+    kernel(
+        "kernel_loss",
+        "The kernel drops 10 % of the packets each way at random.",
+        "kernel 10 % loss",
+        KernelFault::Loss { percent: 10 },
+    ),
+    kernel(
+        "kernel_one_way",
+        "The kernel drops every packet from the database to the pool: queries run, answers vanish.",
+        "kernel one-way",
+        KernelFault::OneWay,
+    ),
 ];
+
+const fn kernel(
+    name: &'static str,
+    description: &'static str,
+    label: &'static str,
+    fault: KernelFault,
+) -> Fault {
+    Fault {
+        name,
+        description,
+        label,
+        kind: Kind::Kernel(fault),
+        needs_cluster: false,
+        during_ms: None,
+        recovery_bound_ms: 1000.0,
+    }
+}
 
 /// Injects `fault` for `during`, then heals it.
 pub async fn apply(
@@ -249,6 +300,18 @@ pub async fn apply_until(
                 }
             }
             env.faults.set_enabled(&proxy.name, true).await?;
+        }
+        Kind::Kernel(kernel) => {
+            // The rules match the proxy's listening port: the pool's side of this scenario
+            // only, never the proxy's own connections to the database.
+            let (_, port) = crate::postgres::tcp_target(&proxy.url)?;
+            let faults = tokio::task::spawn_blocking(move || KernelFaults::new(port)).await??;
+            let faults = std::sync::Arc::new(faults);
+            let f = std::sync::Arc::clone(&faults);
+            tokio::task::spawn_blocking(move || f.apply(kernel)).await??;
+            heal.await;
+            // Dropping the table heals too, and is done even if the flush failed.
+            tokio::task::spawn_blocking(move || faults.heal()).await??;
         }
     }
     Ok(())

@@ -150,8 +150,9 @@ pub struct Env {
     pub upstream: String,
     /// The seed.
     pub seed: u64,
-    /// The proxies made and not yet dropped, so an interrupted run can delete them all.
-    pub made: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The proxies made and not yet dropped, each with the URL through it, so an interrupted
+    /// run can delete them all (and a kernel fault can find a proxy's port).
+    pub made: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 /// A proxy made for one scenario, with the URL that goes through it.
@@ -187,15 +188,15 @@ impl Env {
                 self.upstream.clone(),
             ))
             .await?;
-        self.made
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_string());
         let listen = created.listen.replace("0.0.0.0", "127.0.0.1");
         let url = self
             .db
             .url()
             .replace(&Env::host_port(&self.db.url())?, &listen);
+        self.made
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), url.clone());
         Ok(ScenarioProxy {
             name: name.to_string(),
             url,
@@ -216,7 +217,7 @@ impl Env {
     pub async fn heal_all(&self) {
         let names: Vec<String> =
             std::mem::take(&mut *self.made.lock().unwrap_or_else(|e| e.into_inner()))
-                .into_iter()
+                .into_keys()
                 .collect();
         for name in names {
             if let Err(e) = self.faults.delete_proxy(&name).await {
@@ -344,9 +345,16 @@ impl Arena for Env {
         during: Duration,
     ) -> subject::BoxFut<'a, crate::Result<()>> {
         Box::pin(async move {
+            let url = self
+                .made
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(handle)
+                .cloned()
+                .unwrap_or_default();
             let proxy = ScenarioProxy {
                 name: handle.to_string(),
-                url: String::new(),
+                url,
             };
             matrix::apply(self, &proxy, fault, app, during).await
         })
@@ -475,6 +483,12 @@ pub async fn run_fault(
             "server_restart",
             "needs a throwaway cluster: DATABASE_URL points at a server this process does not own",
         ));
+        return report;
+    }
+    if let matrix::Kind::Kernel(_) = fault.kind
+        && let Err(e) = crate::kernel::KernelFaults::available()
+    {
+        report.criteria.push(unknown("kernel", &e.to_string()));
         return report;
     }
     let (subject, proxy): (Arc<dyn Subject>, String) = match env.open(kind, &app).await {
