@@ -63,12 +63,14 @@
 //!   the hand-off queue: `idle + checked out <= max_size`.
 //! - `outage`: outage state, single-flight attempts, backoff; published for health lock-free.
 //! - `session`: each session's transaction status and requests in flight, read off the
-//!   protocol on the socket; `socket` opens plain connections on sockets the pool owns.
+//!   protocol on the socket (above the encryption with TLS); `socket` opens connections on
+//!   sockets the pool owns.
 //! - `drivers`: the connections' driver tasks.
 //! - `conn`: one pooled connection, its metadata and statement cache.
 //! - `on_drop`: the one drop guard that makes every await cancel safe.
 //! - `config`: [`PoolConfig`], every option declared once, with its default, validation.
-//! - `connector`: the [`Connector`] seam and [`PgConnector`] (tokio-postgres, NoTls or rustls).
+//! - `connector`: the [`Connector`] seam and [`PgConnector`] (tokio-postgres on the pool's own sockets).
+//! - `tls`: libpq's TLS settings ([`SslMode`], [`TlsOptions`]) and their rustls verification.
 //! - `health` (a pure function of a snapshot), `stats`, `error`: what the pool reports.
 //! - `testing` (feature `test-util`): a fake database for deterministic tests.
 //!
