@@ -584,7 +584,10 @@ pub async fn run_fault(
     progress.phase(fault.name, kind.name(), "after");
     tokio::time::sleep(timing.after).await;
     workload.stop().await;
-    stop.notify_waiters();
+    // notify_one, not notify_waiters: it keeps a permit when the health task is between two
+    // waits (computing a status), which notify_waiters would lose, leaving that loop, and this
+    // scenario waiting for it, running for ever (seen once in CI, under the bandwidth toxic).
+    stop.notify_one();
     for t in tasks {
         let _ = t.await;
     }
