@@ -157,6 +157,10 @@ pub struct ClusterOptions {
     /// With `tls`, refuse every TCP connection that is not encrypted (a `hostnossl ... reject`
     /// rule first in `pg_hba.conf`), as managed services that require TLS do.
     pub tls_only: bool,
+    /// With `tls`, the PEM certificate of the CA that signs clients' certificates
+    /// (`ssl_ca_file`): TCP logins then need a client certificate whose common name is the
+    /// user (`hostssl ... cert`), and nothing else is accepted.
+    pub tls_client_ca: Option<String>,
 }
 
 impl Default for ClusterOptions {
@@ -166,6 +170,7 @@ impl Default for ClusterOptions {
             startup_timeout: Duration::from_secs(30),
             tls: None,
             tls_only: false,
+            tls_client_ca: None,
         }
     }
 }
@@ -382,8 +387,11 @@ impl Cluster {
         }
         let mut conf = format!("\n# chaos throwaway cluster\n{TEST_SETTINGS}\n");
         if let Some(tls) = &options.tls {
-            self.write_tls(tls, options.tls_only)?;
+            self.write_tls(tls, options.tls_only, options.tls_client_ca.as_deref())?;
             conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+            if options.tls_client_ca.is_some() {
+                conf.push_str("ssl_ca_file = 'client-ca.crt'\n");
+            }
         }
         for (name, value) in &options.settings {
             conf.push_str(&format!("{name} = '{}'\n", value.replace('\'', "''")));
@@ -397,9 +405,19 @@ impl Cluster {
 
     /// The server's certificate and key in its data directory (the key readable by the
     /// server's user only, as PostgreSQL insists), and the rule refusing plain TCP.
-    fn write_tls(&self, tls: &crate::tls::Issued, tls_only: bool) -> Result<(), ClusterError> {
+    fn write_tls(
+        &self,
+        tls: &crate::tls::Issued,
+        tls_only: bool,
+        client_ca: Option<&str>,
+    ) -> Result<(), ClusterError> {
         let data = self.data_dir();
-        for (name, pem) in [("server.crt", &tls.cert_pem), ("server.key", &tls.key_pem)] {
+        let mut files = vec![
+            ("server.crt", tls.cert_pem.as_str()),
+            ("server.key", &tls.key_pem),
+        ];
+        files.extend(client_ca.map(|pem| ("client-ca.crt", pem)));
+        for (name, pem) in files {
             let path = data.join(name);
             std::fs::write(&path, pem).map_err(io_err(format!("write {name}")))?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
@@ -409,11 +427,17 @@ impl Cluster {
                     .map_err(io_err(format!("give {name} to user {}", user.name)))?;
             }
         }
-        if tls_only {
+        let mut first = String::new();
+        if tls_only || client_ca.is_some() {
+            first.push_str("hostnossl all all all reject\n");
+        }
+        if client_ca.is_some() {
+            first.push_str("hostssl all all all cert\n");
+        }
+        if !first.is_empty() {
             let hba = data.join("pg_hba.conf");
             let rules = std::fs::read_to_string(&hba).map_err(io_err("read pg_hba.conf"))?;
-            std::fs::write(&hba, format!("hostnossl all all all reject\n{rules}"))
-                .map_err(io_err("write pg_hba.conf"))?;
+            std::fs::write(&hba, format!("{first}{rules}")).map_err(io_err("write pg_hba.conf"))?;
         }
         Ok(())
     }

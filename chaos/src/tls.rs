@@ -58,6 +58,21 @@ impl TestCa {
         self.issuer.pem()
     }
 
+    /// A client certificate for the database user `user` (its common name, which the
+    /// server's `cert` authentication matches against the user name).
+    pub fn issue_client(&self, user: &str) -> Result<Issued, rcgen::Error> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, user);
+        params.distinguished_name = dn;
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
     /// A server certificate valid for `names` (host names or IP addresses), signed by this
     /// authority.
     pub fn issue(&self, names: &[&str]) -> Result<Issued, rcgen::Error> {

@@ -245,3 +245,42 @@ async fn tls_modes_against_a_server_that_requires_tls() {
     required.shutdown(BOUND).await;
     preferred.shutdown(BOUND).await;
 }
+
+/// A server that takes only client certificates (`hostssl ... cert`): `sslcert` and `sslkey`
+/// log in; without them the server's refusal says what is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_logs_in_where_the_server_requires_one() {
+    let ca = TestCa::new("pool test CA").unwrap();
+    let clients = TestCa::new("client CA").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let client = clients.issue_client("postgres").unwrap();
+    let (cert, key) = (dir.path().join("client.crt"), dir.path().join("client.key"));
+    std::fs::write(&cert, &client.cert_pem).unwrap();
+    std::fs::write(&key, &client.key_pem).unwrap();
+    let options = ClusterOptions {
+        tls: Some(ca.issue(&["localhost", "127.0.0.1"]).unwrap()),
+        tls_client_ca: Some(clients.cert_pem()),
+        ..ClusterOptions::default()
+    };
+    let cluster = tokio::task::spawn_blocking(move || Cluster::start_with(options))
+        .await
+        .unwrap()
+        .expect("a throwaway PostgreSQL with ssl = on (server binaries needed)");
+    let base = format!(
+        "postgres://postgres@127.0.0.1:{}/postgres?sslmode=require",
+        cluster.port()
+    );
+    match pool(&base).await {
+        Err(PoolError::Connect {
+            kind: ConnectFailure::Server(message),
+            ..
+        }) => assert!(message.contains("certificate"), "{message}"),
+        other => panic!("no client certificate must be refused: {:?}", other.err()),
+    }
+    let with_cert = format!("{base}&sslcert={}&sslkey={}", cert.display(), key.display());
+    let p = pool(&with_cert)
+        .await
+        .expect("the client certificate logs in");
+    assert!(encrypted(&p).await);
+    p.shutdown(BOUND).await;
+}
