@@ -504,6 +504,7 @@ async fn the_typed_client_methods_round_trip() {
             .as_object()
             .unwrap()
             .clone(),
+        duration_ms: None,
     };
     let added = c.add_toxic("typed", &toxic).await.unwrap();
     assert_eq!(
@@ -769,4 +770,93 @@ async fn slow_or_oversized_requests_are_bounded() {
         .expect("served once the cap freed")
         .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// Timed toxics: `duration_ms` removes a toxic after that long; toxics without it look as
+/// they always did; a bad duration is a 400 that says what is allowed; an update may send the
+/// same duration back but not change it.
+#[tokio::test]
+async fn a_timed_toxic_removes_itself_and_plain_ones_look_as_before() {
+    let (c, _) = server_with_proxy_p().await;
+    let (status, plain) = call(
+        &c,
+        "POST",
+        "/proxies/p/toxics",
+        Some(json!({"type": "latency", "name": "plain", "attributes": {"latency": 5}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(plain.get("duration_ms").is_none(), "{plain}");
+    let (status, timed) = call(
+        &c,
+        "POST",
+        "/proxies/p/toxics",
+        Some(json!({"type": "timeout", "name": "timed", "duration_ms": 300, "attributes": {"timeout": 0}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{timed}");
+    assert_eq!(timed["duration_ms"], 300);
+    let (_, listed) = call(&c, "GET", "/proxies/p/toxics", None).await;
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    // The same duration sent back in an update is fine; another is refused.
+    let (status, _) = call(
+        &c,
+        "PATCH",
+        "/proxies/p/toxics/timed",
+        Some(json!({"duration_ms": 300, "toxicity": 0.5})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = call(
+        &c,
+        "PATCH",
+        "/proxies/p/toxics/timed",
+        Some(json!({"duration_ms": 9000})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("set when it is added"),
+        "{body}"
+    );
+    for bad in [json!(0), json!(-5), json!("1s"), json!(1.5)] {
+        let (status, body) = call(
+            &c,
+            "POST",
+            "/proxies/p/toxics",
+            Some(json!({"type": "latency", "name": "bad", "duration_ms": bad})),
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("whole number of milliseconds"),
+            "{body}"
+        );
+    }
+    // Gone after its duration (bounded wait with margin); the plain one stays.
+    let started = std::time::Instant::now();
+    loop {
+        let (_, listed) = call(&c, "GET", "/proxies/p/toxics", None).await;
+        let names: Vec<&str> = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        if names == ["plain"] {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{names:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_millis(200));
 }

@@ -292,8 +292,7 @@ async fn delete(State(proxies): Shared, Path(name): Path<String>) -> Result<Resp
 
 async fn toxics(State(proxies): Shared, Path(name): Path<String>) -> Result<Response, ApiError> {
     let proxy = proxies.get(&name)?;
-    let list: Vec<_> = proxy.toxics().iter().map(Toxic::to_json).collect();
-    Ok(ok(StatusCode::OK, json!(list)))
+    Ok(ok(StatusCode::OK, json!(proxy.toxics_json())))
 }
 
 async fn add_toxic(
@@ -302,9 +301,16 @@ async fn add_toxic(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let proxy = proxies.get(&name)?;
-    let toxic = Toxic::from_request(&parse(&body)?).map_err(bad)?;
-    let toxic = proxy.add_toxic(toxic)?;
-    Ok(ok(StatusCode::OK, json!(toxic.to_json())))
+    let body = parse(&body)?;
+    let toxic = Toxic::from_request(&body).map_err(bad)?;
+    let toxic = match crate::proxy::requested_duration(&body).map_err(bad)? {
+        Some(duration) => proxy.add_toxic_for(toxic, duration)?,
+        None => proxy.add_toxic(toxic)?,
+    };
+    let shown = proxy
+        .toxic_json(&toxic.name)
+        .unwrap_or_else(|| toxic.to_json());
+    Ok(ok(StatusCode::OK, json!(shown)))
 }
 
 async fn show_toxic(
@@ -313,9 +319,9 @@ async fn show_toxic(
 ) -> Result<Response, ApiError> {
     let toxic = proxies
         .get(&name)?
-        .toxic(&toxic)
+        .toxic_json(&toxic)
         .ok_or(ProxyError::ToxicNotFound)?;
-    Ok(ok(StatusCode::OK, json!(toxic.to_json())))
+    Ok(ok(StatusCode::OK, json!(toxic)))
 }
 
 async fn update_toxic(
@@ -324,8 +330,26 @@ async fn update_toxic(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let proxy = proxies.get(&name)?;
-    let toxic = proxy.update_toxic(&toxic, &parse(&body)?)?;
-    Ok(ok(StatusCode::OK, json!(toxic.to_json())))
+    let body = parse(&body)?;
+    // As with type, stream and name: the same value (the whole toxic sent back) is fine, a
+    // different one would be a silent no-op, so it is refused.
+    if let Some(asked) = body.get("duration_ms").filter(|v| !v.is_null()) {
+        let now = proxy
+            .toxic_json(&toxic)
+            .ok_or(ProxyError::ToxicNotFound)?
+            .duration_ms;
+        if asked.as_u64() != now {
+            return Err(bad(format!(
+                "a toxic's duration_ms is set when it is added (this one's is {}), not in an update; delete the toxic and add it again with the new duration",
+                now.map_or("none".to_string(), |ms| ms.to_string())
+            )));
+        }
+    }
+    let toxic = proxy.update_toxic(&toxic, &body)?;
+    let shown = proxy
+        .toxic_json(&toxic.name)
+        .unwrap_or_else(|| toxic.to_json());
+    Ok(ok(StatusCode::OK, json!(shown)))
 }
 
 async fn delete_toxic(

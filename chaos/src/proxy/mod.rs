@@ -27,6 +27,7 @@
 pub mod link;
 mod populate;
 pub mod stage;
+mod timed;
 pub mod toxic;
 pub mod toxics;
 
@@ -43,6 +44,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use crate::rng::Rng;
+pub use timed::requested_duration;
 pub use toxic::{Stream, Toxic, ToxicJson, ToxicKind};
 
 /// Why a proxy operation failed. Each variant maps to the HTTP status Toxiproxy uses.
@@ -162,6 +164,8 @@ pub struct ToxicEntry {
     pub(crate) id: u64,
     pub(crate) version: u64,
     pub(crate) toxic: Toxic,
+    /// A timed toxic's duration (ms, as asked), and when it removes itself.
+    pub(crate) expires: Option<(u64, std::time::Instant)>,
 }
 
 /// The toxics of a proxy, in the order they were added.
@@ -421,6 +425,15 @@ impl Proxy {
 
     /// Adds a toxic; it applies to live connections at once.
     pub fn add_toxic(&self, toxic: Toxic) -> Result<Toxic, ProxyError> {
+        self.add_entry(toxic, None).map(|(_, added)| added)
+    }
+
+    /// Adds a toxic, timed or not; returns its entry's id too.
+    fn add_entry(
+        &self,
+        toxic: Toxic,
+        expires: Option<(u64, std::time::Instant)>,
+    ) -> Result<(u64, Toxic), ProxyError> {
         if toxic.kind.on_open() == toxics::Verdict::Strand {
             // Strand the connections that are open now; later ones pass.
             for conn in lock(&self.inner.conns).values() {
@@ -437,11 +450,12 @@ impl Proxy {
                 id,
                 version: 0,
                 toxic,
+                expires,
             });
             Ok(())
         })?;
-        info!(proxy = %self.inner.name, toxic = %added.name, kind = added.kind.type_name(), stream = added.stream.as_str(), "toxic added");
-        Ok(added)
+        info!(proxy = %self.inner.name, toxic = %added.name, kind = added.kind.type_name(), stream = added.stream.as_str(), duration_ms = expires.map(|(ms, _)| ms), "toxic added");
+        Ok((id, added))
     }
 
     /// Updates a toxic's attributes or toxicity from a request body.
@@ -503,7 +517,7 @@ impl Proxy {
             "listen": config.listen,
             "upstream": config.upstream,
             "enabled": config.enabled,
-            "toxics": self.toxics().iter().map(Toxic::to_json).collect::<Vec<_>>(),
+            "toxics": self.toxics_json(),
         })
     }
 

@@ -54,6 +54,10 @@ pub struct ToxicJson {
     pub toxicity: f32,
     /// Type-specific attributes.
     pub attributes: Map<String, Value>,
+    /// A timed toxic's duration: it removes itself this many milliseconds after it was added
+    /// (ours; absent from toxics without one, so Toxiproxy clients see what they expect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
 }
 
 impl Toxic {
@@ -65,6 +69,7 @@ impl Toxic {
             stream: self.stream.as_str().to_string(),
             toxicity: self.toxicity,
             attributes: self.kind.attributes(),
+            duration_ms: None,
         }
     }
 
