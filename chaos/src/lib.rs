@@ -32,6 +32,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod kernel;
 pub mod measure;
+pub mod plan;
 pub mod postgres;
 pub mod proxy;
 pub mod report;

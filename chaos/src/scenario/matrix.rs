@@ -301,19 +301,27 @@ pub async fn apply_until(
             }
             env.faults.set_enabled(&proxy.name, true).await?;
         }
-        Kind::Kernel(kernel) => {
-            // The rules match the proxy's listening port: the pool's side of this scenario
-            // only, never the proxy's own connections to the database.
-            let (_, port) = crate::postgres::tcp_target(&proxy.url)?;
-            let faults = tokio::task::spawn_blocking(move || KernelFaults::new(port)).await??;
-            let faults = std::sync::Arc::new(faults);
-            let f = std::sync::Arc::clone(&faults);
-            tokio::task::spawn_blocking(move || f.apply(kernel)).await??;
-            heal.await;
-            // Dropping the table heals too, and is done even if the flush failed.
-            tokio::task::spawn_blocking(move || faults.heal()).await??;
-        }
+        Kind::Kernel(kernel) => kernel_until(proxy, kernel, heal).await?,
     }
+    Ok(())
+}
+
+/// Makes `fault` in the kernel on the path to `proxy`, holds it until `heal` completes, then
+/// removes it. The rules match the proxy's listening port: the client's side only, never the
+/// proxy's own connections to the database.
+pub async fn kernel_until(
+    proxy: &ScenarioProxy,
+    fault: KernelFault,
+    heal: impl std::future::Future<Output = ()>,
+) -> crate::Result<()> {
+    let (_, port) = crate::postgres::tcp_target(&proxy.url)?;
+    let faults = tokio::task::spawn_blocking(move || KernelFaults::new(port)).await??;
+    let faults = std::sync::Arc::new(faults);
+    let f = std::sync::Arc::clone(&faults);
+    tokio::task::spawn_blocking(move || f.apply(fault)).await??;
+    heal.await;
+    // Dropping the table heals too, and is done even if the flush failed.
+    tokio::task::spawn_blocking(move || faults.heal()).await??;
     Ok(())
 }
 

@@ -263,12 +263,18 @@ impl Env {
         }
     }
 
-    /// Terminates every server connection of `app`.
+    /// Terminates the server sessions tagged `app` (every client session but this one's when
+    /// `app` is empty), returning how many.
     pub async fn terminate(&self, app: &str) -> crate::Result<i64> {
         let (client, conn) = tokio_postgres::connect(&self.db.url(), tokio_postgres::NoTls).await?;
         tokio::spawn(conn);
         Ok(client
-            .query_one("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", &[&app])
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE ($1 = '' OR application_name = $1) \
+                 AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                &[&app],
+            )
             .await?
             .get(0))
     }

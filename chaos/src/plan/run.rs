@@ -1,0 +1,138 @@
+//! Running a plan: each fault applied at its time on a scenario proxy, healed at its end or
+//! when the run is told to stop, and what happened to each recorded.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{Plan, PlannedFault, What};
+use crate::scenario::{Env, ScenarioProxy, matrix};
+
+/// What happened to one planned fault.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PlanEvent {
+    /// Its label (`down`, `latency downstream`, ...).
+    pub label: String,
+    /// The line of its `[[fault]]`.
+    pub line: usize,
+    /// When it was planned, seconds from the origin.
+    pub planned_s: f64,
+    /// When it was applied (`None`: the run stopped first).
+    pub start_s: Option<f64>,
+    /// When it was healed.
+    pub end_s: Option<f64>,
+    /// Why it could not be applied or healed.
+    pub error: Option<String>,
+}
+
+/// Runs `plan` on `proxy` of `env`, times counted from `origin`, until every fault has ended
+/// or `stop` completes; then the faults in force are healed and those not yet begun are not
+/// applied. Returns what happened to each fault, in plan order. Cancel safe only in the
+/// sense that a dropped run leaves a toxic in place: await it to the end.
+///
+/// # Examples
+/// ```no_run
+/// # async fn f(env: chaos::scenario::Env) -> chaos::Result<()> {
+/// let plan = chaos::plan::Plan::parse("[[fault]]\nat = \"1s\"\nduration = \"2s\"\nkind = \"down\"\n").unwrap();
+/// let proxy = env.proxy("under_plan").await?;
+/// // ... point the service under test at proxy.url ...
+/// let events = chaos::plan::run(&plan, &env, &proxy, tokio::time::Instant::now(), std::future::pending()).await;
+/// assert!(events.iter().all(|e| e.error.is_none()));
+/// # Ok(()) }
+/// ```
+pub async fn run(
+    plan: &Plan,
+    env: &Env,
+    proxy: &ScenarioProxy,
+    origin: Instant,
+    stop: impl Future<Output = ()>,
+) -> Vec<PlanEvent> {
+    let events = Arc::new(Mutex::new(
+        plan.faults
+            .iter()
+            .map(|f| PlanEvent {
+                label: f.what.label(),
+                line: f.line,
+                planned_s: f.at.as_secs_f64(),
+                start_s: None,
+                end_s: None,
+                error: None,
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let (tx, rx) = watch::channel(false);
+    let all = futures_util::future::join_all(
+        plan.faults
+            .iter()
+            .enumerate()
+            .map(|(i, f)| one(i, f, env, proxy, origin, rx.clone(), Arc::clone(&events))),
+    );
+    tokio::pin!(all);
+    tokio::pin!(stop);
+    tokio::select! {
+        _ = &mut all => {}
+        _ = &mut stop => {
+            let _ = tx.send(true);
+            all.await;
+        }
+    }
+    let done = events.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    done
+}
+
+async fn one(
+    i: usize,
+    fault: &PlannedFault,
+    env: &Env,
+    proxy: &ScenarioProxy,
+    origin: Instant,
+    mut stop: watch::Receiver<bool>,
+    events: Arc<Mutex<Vec<PlanEvent>>>,
+) {
+    let secs = |at: Instant| at.duration_since(origin).as_secs_f64();
+    let mut stopped = stop.clone();
+    tokio::select! {
+        _ = tokio::time::sleep_until(origin + fault.at) => {}
+        _ = stopped.wait_for(|s| *s) => return,
+    }
+    let set =
+        |f: &dyn Fn(&mut PlanEvent)| f(&mut events.lock().unwrap_or_else(|e| e.into_inner())[i]);
+    let started = Instant::now();
+    set(&|e| e.start_s = Some(secs(started)));
+    tracing::info!(fault = %fault.what.label(), line = fault.line, "planned fault begins");
+    let heal = async move {
+        tokio::select! {
+            _ = tokio::time::sleep(fault.duration) => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    };
+    let result = match &fault.what {
+        What::Toxic(t) => match env.faults.add_toxic(&proxy.name, t).await {
+            Ok(()) => {
+                heal.await;
+                env.faults
+                    .remove_toxic(&proxy.name, &t.name)
+                    .await
+                    .map_err(crate::Error::from)
+            }
+            Err(e) => Err(e.into()),
+        },
+        What::Matrix(f) => matrix::apply_until(env, proxy, f, "", heal).await,
+        What::KernelLoss(percent) => {
+            let loss = crate::kernel::KernelFault::Loss { percent: *percent };
+            matrix::kernel_until(proxy, loss, heal).await
+        }
+    };
+    let ended = Instant::now();
+    let error = result.err().map(|e| e.to_string());
+    if let Some(e) = &error {
+        tracing::warn!(fault = %fault.what.label(), line = fault.line, error = %e, "planned fault could not be applied");
+    }
+    set(&|e| {
+        e.end_s = Some(secs(ended));
+        e.error = error.clone();
+    });
+}

@@ -1,0 +1,136 @@
+//! Plans parsed and refused.
+
+use super::*;
+
+#[test]
+fn the_issue_s_example_parses_as_written() {
+    let plan = Plan::parse(
+        r#"
+[[fault]]
+at = "1s"
+duration = "2s"
+kind = "down"
+
+[[fault]]
+at = "4s"
+duration = "2s"
+kind = "latency"
+stream = "downstream"
+attributes = { latency = 300, jitter = 50 }
+"#,
+    )
+    .unwrap();
+    assert_eq!(plan.faults.len(), 2);
+    assert_eq!(plan.faults[0].at, Duration::from_secs(1));
+    assert!(matches!(plan.faults[0].what, What::Matrix(f) if f.name == "down"));
+    let What::Toxic(t) = &plan.faults[1].what else {
+        panic!("{:?}", plan.faults[1].what)
+    };
+    assert_eq!(t.kind.attributes()["latency"], 300);
+    assert_eq!(t.kind.attributes()["jitter"], 50);
+    assert_eq!(plan.faults[1].line, 7);
+    assert_eq!(plan.end(), Duration::from_secs(6));
+}
+
+#[test]
+fn every_and_count_repeat_a_fault() {
+    let plan = Plan::parse(
+        "[[fault]]\nat = \"1s\"\nduration = \"200ms\"\nkind = \"down\"\nevery = \"500ms\"\ncount = 4\n",
+    )
+    .unwrap();
+    let starts: Vec<u128> = plan.faults.iter().map(|f| f.at.as_millis()).collect();
+    assert_eq!(starts, [1000, 1500, 2000, 2500]);
+    assert_eq!(plan.end(), Duration::from_millis(2700));
+}
+
+#[test]
+fn every_problem_is_listed_with_its_line() {
+    let err = Plan::parse(
+        r#"
+[[fault]]
+at = "soon"
+duration = "2s"
+kind = "lava"
+
+[[fault]]
+at = "1s"
+duration = "1s"
+kind = "latency"
+attributes = { latency = -3 }
+
+[[fault]]
+at = "1s"
+duration = "1s"
+kind = "down"
+every = "100ms"
+count = 3
+"#,
+    )
+    .unwrap_err();
+    let lines: Vec<usize> = err.problems.iter().map(|(l, _)| *l).collect();
+    assert_eq!(lines, [2, 2, 7, 13], "{err}");
+    let text = err.to_string();
+    assert!(text.contains("line 2: at = \"soon\""), "{text}");
+    assert!(
+        text.contains("kind = \"lava\" is neither a toxic type"),
+        "{text}"
+    );
+    assert!(text.contains("line 7: kind = \"latency\""), "{text}");
+    assert!(
+        text.contains("line 13: every = 100ms is shorter than duration"),
+        "{text}"
+    );
+}
+
+#[test]
+fn overlapping_faults_that_cannot_coexist_are_refused() {
+    let err = Plan::parse(
+        "[[fault]]\nat = \"1s\"\nduration = \"3s\"\nkind = \"down\"\n\n\
+         [[fault]]\nat = \"2s\"\nduration = \"1s\"\nkind = \"flapping\"\n\n\
+         [[fault]]\nat = \"2s\"\nduration = \"1s\"\nkind = \"latency\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert_eq!(err.problems[0].0, 6);
+    assert!(err.problems[0].1.contains("the proxy's switch"), "{err}");
+    // A latency beside a down is fine; two latencies downstream at once are not, upstream
+    // and downstream are.
+    assert!(
+        Plan::parse(
+            "[[fault]]\nat = \"0s\"\nduration = \"2s\"\nkind = \"latency\"\n\
+             [[fault]]\nat = \"1s\"\nduration = \"2s\"\nkind = \"latency\"\nstream = \"upstream\"\n"
+        )
+        .is_ok()
+    );
+    assert!(
+        Plan::parse(
+            "[[fault]]\nat = \"0s\"\nduration = \"2s\"\nkind = \"latency\"\n\
+             [[fault]]\nat = \"1s\"\nduration = \"2s\"\nkind = \"latency\"\n"
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn syntax_errors_unknown_fields_and_empty_plans_say_where() {
+    let err =
+        Plan::parse("[[fault]]\nat = \"1s\"\nduration = \"1s\"\nkind = \"down\"\nspeed = 3\n")
+            .unwrap_err();
+    assert_eq!(err.problems[0].0, 5, "{err}");
+    assert!(err.problems[0].1.contains("unknown field `speed`"), "{err}");
+    let err = Plan::parse("[[fault]\n").unwrap_err();
+    assert_eq!(err.problems[0].0, 1, "{err}");
+    let err = Plan::parse("").unwrap_err();
+    assert!(err.to_string().contains("no [[fault]]"), "{err}");
+    let err = Plan::parse(
+        "[[fault]]\nat = \"1s\"\nduration = \"1s\"\nkind = \"down\"\nattributes = { x = 1 }\n",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("takes no attributes"), "{err}");
+    let plan = Plan::parse(
+        "[[fault]]\nat = \"1s\"\nduration = \"1s\"\nkind = \"kernel_loss\"\nattributes = { percent = 30 }\n",
+    )
+    .unwrap();
+    assert!(matches!(plan.faults[0].what, What::KernelLoss(30)));
+    assert!(plan.faults[0].what.is_kernel());
+}
