@@ -29,6 +29,7 @@ pub type BoxFut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> +
 pub mod api;
 pub mod controller;
 pub mod error;
+pub mod exec;
 pub mod fuzzing;
 pub mod kernel;
 pub mod measure;

@@ -26,6 +26,48 @@ enum Command {
         after_help = "Exit status: 0 leak-free; 1 a series grew past its allowance or an end check failed; 2 too little was measured for a verdict (too short to fit a trend)."
     )]
     Soak(SoakArgs),
+    /// Run any command under a fault plan: DATABASE_URL points it through the proxy.
+    #[command(after_help = EXEC_HELP)]
+    Exec(ExecArgs),
+}
+
+const EXEC_HELP: &str = "\
+The command runs with DATABASE_URL pointing through the proxy (to a throwaway PostgreSQL, or
+to the DATABASE_URL given to chaos), TOXIPROXY_URL at an API driving that proxy (it may add
+faults of its own) and CHAOS_PROXY naming it. The plan's times count from its start.
+
+Exit status: the command's (128 + N when signal N ended it); 3 when it exited 0 but a fault of
+the plan could not be applied; 2 when the plan was refused (every problem is listed with its
+line) or the command could not start; 130/143/129 when a signal ended chaos exec (the command
+gets SIGTERM, then SIGKILL after 5 s).
+
+Plan example:
+  [[fault]]
+  at = \"1s\"
+  duration = \"2s\"
+  kind = \"down\"
+
+  [[fault]]
+  at = \"4s\"
+  duration = \"2s\"
+  kind = \"latency\"
+  stream = \"downstream\"
+  attributes = { latency = 300, jitter = 50 }";
+
+#[derive(Debug, clap::Args)]
+struct ExecArgs {
+    /// The fault plan (TOML).
+    #[arg(long)]
+    plan: std::path::PathBuf,
+    /// Seed of the proxy's random choices (jitter, toxicity rolls).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Where the report files go (default target/chaos/<time>-<pid>/).
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<std::ffi::OsString>,
 }
 
 /// How `chaos run` ends, for `--help`.
@@ -208,6 +250,7 @@ fn main() -> ExitCode {
         }),
         Command::Serve(args) => runtime.block_on(serve(args, signals)),
         Command::Soak(args) => runtime.block_on(soak(args, signals)),
+        Command::Exec(args) => runtime.block_on(exec(args, signals)),
     };
     // Work still running (a pool's tasks, a cluster start that a signal cut short) gets a
     // moment to end; a cluster it leaves is stopped by its watchdog when this process exits.
@@ -547,5 +590,68 @@ async fn bind_api(host: &str, port: u16) -> anyhow::Result<tokio::net::TcpListen
             "port {port} needs privileges to listen on ({e}); choose a port above 1023"
         ),
         _ => anyhow::bail!("could not listen on {addr}: {e}"),
+    }
+}
+
+async fn exec(args: ExecArgs, mut signals: chaos::signals::Signals) -> anyhow::Result<()> {
+    // Refused before anything starts, every problem with its line.
+    let plan = chaos::plan::Plan::from_file(&args.plan).map_err(|e| Exit(2, e.to_string()))?;
+    let seed = args.seed.unwrap_or_else(seed_from_clock);
+    let out = args.out.unwrap_or_else(chaos::suite::default_out);
+    eprintln!(
+        "chaos exec: {} fault(s) over {:.1} s; starting the database and the proxy (seed {seed})...",
+        plan.faults.len(),
+        plan.end().as_secs_f64()
+    );
+    let options = chaos::exec::ExecOptions {
+        plan,
+        command: args.command,
+        out: out.clone(),
+        seed,
+    };
+    let progress = |line: &str| eprintln!("chaos exec: {line}");
+    let fired = std::sync::Mutex::new(None);
+    let report = match chaos::exec::exec(options, recorded(&mut signals, &fired), &progress).await {
+        Ok(report) => report,
+        Err(
+            e @ (chaos::exec::ExecError::Unsupported(_)
+            | chaos::exec::ExecError::Spawn { .. }
+            | chaos::exec::ExecError::NoCommand),
+        ) => return Err(Exit(2, e.to_string()).into()),
+        Err(e) => return Err(e.into()),
+    };
+    eprintln!(
+        "chaos exec: the command ran {:.2} s ({}); report written to {}/ (report.json, report.md, timeline.svg, output.txt)",
+        report.ran_s,
+        match (report.exit_code, report.exit_signal) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(s)) => format!("signal {s}"),
+            _ => "ended".into(),
+        },
+        out.display()
+    );
+    if let Some(by) = &report.interrupted {
+        let code = fired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map_or(130, chaos::signals::Interrupt::exit_code);
+        return Err(Exit(
+            code,
+            format!("interrupted by {by}; the command was stopped"),
+        )
+        .into());
+    }
+    let failures = report.plan_failures();
+    match report.exit_status() {
+        0 => Ok(()),
+        3 => Err(Exit(
+            3,
+            format!(
+                "the command succeeded, but the plan could not be applied in full: {}",
+                failures.join("; ")
+            ),
+        )
+        .into()),
+        code => Err(Exit(code, format!("the command failed (exit status {code})")).into()),
     }
 }

@@ -33,7 +33,7 @@
 
 mod run;
 
-pub use run::{PlanEvent, run};
+pub use run::{PlanEvent, run, run_with};
 
 use std::fmt;
 use std::time::Duration;

@@ -50,6 +50,18 @@ pub async fn run(
     origin: Instant,
     stop: impl Future<Output = ()>,
 ) -> Vec<PlanEvent> {
+    run_with(plan, env, proxy, origin, stop, &|_| {}).await
+}
+
+/// Like [`run`], calling `progress` with each event as a fault begins and as it ends.
+pub async fn run_with(
+    plan: &Plan,
+    env: &Env,
+    proxy: &ScenarioProxy,
+    origin: Instant,
+    stop: impl Future<Output = ()>,
+    progress: &(dyn Fn(&PlanEvent) + Sync),
+) -> Vec<PlanEvent> {
     let events = Arc::new(Mutex::new(
         plan.faults
             .iter()
@@ -64,12 +76,18 @@ pub async fn run(
             .collect::<Vec<_>>(),
     ));
     let (tx, rx) = watch::channel(false);
-    let all = futures_util::future::join_all(
-        plan.faults
-            .iter()
-            .enumerate()
-            .map(|(i, f)| one(i, f, env, proxy, origin, rx.clone(), Arc::clone(&events))),
-    );
+    let all = futures_util::future::join_all(plan.faults.iter().enumerate().map(|(i, f)| {
+        one(
+            i,
+            f,
+            env,
+            proxy,
+            origin,
+            rx.clone(),
+            Arc::clone(&events),
+            progress,
+        )
+    }));
     tokio::pin!(all);
     tokio::pin!(stop);
     tokio::select! {
@@ -91,6 +109,7 @@ async fn one(
     origin: Instant,
     mut stop: watch::Receiver<bool>,
     events: Arc<Mutex<Vec<PlanEvent>>>,
+    progress: &(dyn Fn(&PlanEvent) + Sync),
 ) {
     let secs = |at: Instant| at.duration_since(origin).as_secs_f64();
     let mut stopped = stop.clone();
@@ -98,8 +117,14 @@ async fn one(
         _ = tokio::time::sleep_until(origin + fault.at) => {}
         _ = stopped.wait_for(|s| *s) => return,
     }
-    let set =
-        |f: &dyn Fn(&mut PlanEvent)| f(&mut events.lock().unwrap_or_else(|e| e.into_inner())[i]);
+    let set = |f: &dyn Fn(&mut PlanEvent)| {
+        let event = {
+            let mut all = events.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut all[i]);
+            all[i].clone()
+        };
+        progress(&event);
+    };
     let started = Instant::now();
     set(&|e| e.start_s = Some(secs(started)));
     tracing::info!(fault = %fault.what.label(), line = fault.line, "planned fault begins");

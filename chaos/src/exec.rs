@@ -1,0 +1,384 @@
+//! `chaos exec`: any program, in any language, under a fault plan.
+//!
+//! The database (a throwaway cluster, or `DATABASE_URL`) gets the proxy in front; the command
+//! runs with `DATABASE_URL` pointing through the proxy, `TOXIPROXY_URL` at an API driving that
+//! proxy (it may add faults of its own) and `CHAOS_PROXY` naming it; the plan's faults are
+//! applied on their timeline from the command's start; when the command ends, faults still in
+//! force are healed and those not begun are skipped. Its output passes through and is
+//! recorded with the time of each line, beside the fault windows, in the report files
+//! (`report.json`, `report.md`, `timeline.svg`, `output.txt`).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::time::Instant;
+
+use crate::plan::{Plan, PlanEvent};
+use crate::postgres::Database;
+use crate::proxy::Proxies;
+use crate::scenario::Env;
+use crate::signals::Interrupt;
+
+/// What to run, under what.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// The plan (checked already: [`Plan::from_file`]).
+    pub plan: Plan,
+    /// The command and its arguments.
+    pub command: Vec<OsString>,
+    /// Where the report files go.
+    pub out: PathBuf,
+    /// Seeds the proxy's random choices (jitter, toxicity rolls).
+    pub seed: u64,
+}
+
+/// One line the command wrote.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OutputLine {
+    /// Seconds from the command's start.
+    pub t_s: f64,
+    /// `stdout` or `stderr`.
+    pub stream: &'static str,
+    /// The line, without its end.
+    pub text: String,
+}
+
+/// What happened.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecReport {
+    /// The command as given.
+    pub command: Vec<String>,
+    /// Its exit code (`None`: ended by a signal).
+    pub exit_code: Option<i32>,
+    /// The signal that ended it, if one did.
+    pub exit_signal: Option<i32>,
+    /// How long it ran, in seconds.
+    pub ran_s: f64,
+    /// The database, as reports show it (no password).
+    pub database: String,
+    /// The seed.
+    pub seed: u64,
+    /// Each planned fault: when it began and ended, or why it could not be applied.
+    pub faults: Vec<PlanEvent>,
+    /// Everything the command wrote, line by line.
+    pub output: Vec<OutputLine>,
+    /// The signal that ended `chaos exec` itself, if one did (the command was stopped).
+    pub interrupted: Option<String>,
+}
+
+impl ExecReport {
+    /// The faults that could not be applied, as `line N: label: error`.
+    pub fn plan_failures(&self) -> Vec<String> {
+        self.faults
+            .iter()
+            .filter_map(|e| {
+                e.error
+                    .as_ref()
+                    .map(|err| format!("line {}: {}: {err}", e.line, e.label))
+            })
+            .collect()
+    }
+
+    /// The exit status `chaos exec` ends with: the command's, or 128 + its signal; 3 when the
+    /// command succeeded but the plan could not be applied in full.
+    pub fn exit_status(&self) -> u8 {
+        match (self.exit_code, self.exit_signal) {
+            (Some(0), _) if !self.plan_failures().is_empty() => 3,
+            (Some(code), _) => code.clamp(0, 255) as u8,
+            (None, Some(signal)) => (128 + signal).clamp(0, 255) as u8,
+            (None, None) => 1,
+        }
+    }
+}
+
+/// Why `chaos exec` could not run the command at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// Nothing to run.
+    #[error("no command given: chaos exec --plan PLAN -- CMD [ARGS...]")]
+    NoCommand,
+    /// The plan asks for what this machine or database cannot do.
+    #[error("the plan cannot be applied here, so the command was not started: {0}")]
+    Unsupported(String),
+    /// The command did not start.
+    #[error("could not start `{command}`: {source}; check that it is installed and on PATH")]
+    Spawn {
+        /// The program.
+        command: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The environment (database, proxy, API) could not be made.
+    #[error(transparent)]
+    Setup(#[from] crate::Error),
+}
+
+/// Runs the command under the plan until it ends (or `stop` fires: the command then gets
+/// SIGTERM, and SIGKILL 5 s later), and writes the report files.
+pub async fn exec(
+    options: ExecOptions,
+    stop: impl std::future::Future<Output = Interrupt>,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Result<ExecReport, ExecError> {
+    let Some(program) = options.command.first().cloned() else {
+        return Err(ExecError::NoCommand);
+    };
+    if options.plan.faults.iter().any(|f| f.what.is_kernel())
+        && let Err(e) = crate::kernel::KernelFaults::available()
+    {
+        return Err(ExecError::Unsupported(e.to_string()));
+    }
+    let db = tokio::task::spawn_blocking(Database::from_env)
+        .await
+        .map_err(crate::Error::from)?
+        .map_err(crate::Error::from)?;
+    if options
+        .plan
+        .faults
+        .iter()
+        .any(|f| matches!(&f.what, crate::plan::What::Matrix(m) if m.needs_cluster))
+        && db.cluster().is_none()
+    {
+        return Err(ExecError::Unsupported(
+            "server_restart stops the server, and DATABASE_URL points at one this process does not own; unset DATABASE_URL to use a throwaway cluster".into(),
+        ));
+    }
+    db.check_reachable(std::time::Duration::from_secs(10))
+        .await
+        .map_err(crate::Error::from)?;
+    let proxies = Arc::new(Proxies::new(options.seed));
+    let upstream = Env::host_port(&db.url())?;
+    let env = Env {
+        db,
+        faults: Arc::clone(&proxies) as Arc<dyn crate::controller::FaultController>,
+        listen: "127.0.0.1:0".into(),
+        upstream,
+        seed: options.seed,
+        made: Default::default(),
+    };
+    let proxy = env.proxy("chaos_exec").await?;
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| crate::Error::Check(format!("could not bind the API for the command: {e}")))?;
+    let api_url = format!(
+        "http://{}",
+        api.local_addr()
+            .map_err(|e| crate::Error::Check(e.to_string()))?
+    );
+    let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let api_task = tokio::spawn(crate::api::serve(api, Arc::clone(&proxies), async move {
+        let _ = api_stopped.await;
+    }));
+
+    let mut child = tokio::process::Command::new(&program)
+        .args(&options.command[1..])
+        .env("DATABASE_URL", &proxy.url)
+        .env("TOXIPROXY_URL", &api_url)
+        .env("CHAOS_PROXY", &proxy.name)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| ExecError::Spawn {
+            command: program.to_string_lossy().into_owned(),
+            source,
+        })?;
+    let origin = Instant::now();
+    progress(&format!(
+        "started `{}` with DATABASE_URL through the proxy ({}) and TOXIPROXY_URL={api_url}",
+        display(&options.command),
+        crate::postgres::redact_url(&proxy.url)
+    ));
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let readers = [
+        child
+            .stdout
+            .take()
+            .map(|s| pump(s, "stdout", origin, Arc::clone(&output))),
+        child
+            .stderr
+            .take()
+            .map(|s| pump(s, "stderr", origin, Arc::clone(&output))),
+    ];
+    let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
+    let on_event = |e: &PlanEvent| {
+        let what = match (e.end_s, &e.error) {
+            (None, _) => format!(
+                "{:.1}s: {} begins (line {})",
+                e.start_s.unwrap_or(0.0),
+                e.label,
+                e.line
+            ),
+            (Some(end), None) => format!("{end:.1}s: {} healed", e.label),
+            (Some(end), Some(err)) => format!("{end:.1}s: {} could not be applied: {err}", e.label),
+        };
+        progress(&what);
+    };
+    let plan_run = crate::plan::run_with(
+        &options.plan,
+        &env,
+        &proxy,
+        origin,
+        async move {
+            let _ = done_rx.wait_for(|d| *d).await;
+        },
+        &on_event,
+    );
+    let mut interrupted = None;
+    let command = async {
+        tokio::pin!(stop);
+        let status = tokio::select! {
+            status = child.wait() => status,
+            signal = &mut stop => {
+                interrupted = Some(signal.to_string());
+                progress(&format!("{signal}: stopping the command (SIGTERM, then SIGKILL after 5 s)"));
+                if let Some(pid) = child.id() {
+                    // SAFETY: kill with a pid we own and a valid signal number.
+                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                }
+                match tokio::time::timeout(std::time::Duration::from_secs(5), child.wait()).await {
+                    Ok(status) => status,
+                    Err(_) => {
+                        let _ = child.start_kill();
+                        child.wait().await
+                    }
+                }
+            }
+        };
+        let _ = done_tx.send(true);
+        status
+    };
+    let (faults, status) = tokio::join!(plan_run, command);
+    let ran_s = origin.elapsed().as_secs_f64();
+    for reader in readers.into_iter().flatten() {
+        let _ = reader.await;
+    }
+    env.drop_proxy(&proxy).await;
+    let _ = api_stop.send(());
+    let _ = api_task.await;
+    let status =
+        status.map_err(|e| crate::Error::Check(format!("waiting for the command: {e}")))?;
+    use std::os::unix::process::ExitStatusExt;
+    let mut output = std::mem::take(&mut *output.lock().unwrap_or_else(|e| e.into_inner()));
+    output.sort_by(|a: &OutputLine, b| a.t_s.total_cmp(&b.t_s));
+    let report = ExecReport {
+        command: options
+            .command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        exit_code: status.code(),
+        exit_signal: status.signal(),
+        ran_s,
+        database: env.db.describe(),
+        seed: options.seed,
+        faults,
+        output,
+        interrupted,
+    };
+    write(&report, &options.out)?;
+    Ok(report)
+}
+
+fn display(command: &[OsString]) -> String {
+    command
+        .iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Passes a stream of the command's through to ours, recording each line with its time.
+fn pump(
+    stream: impl AsyncRead + Unpin + Send + 'static,
+    name: &'static str,
+    origin: Instant,
+    into: Arc<Mutex<Vec<OutputLine>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if name == "stdout" {
+                println!("{line}");
+            } else {
+                eprintln!("{line}");
+            }
+            into.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(OutputLine {
+                    t_s: origin.elapsed().as_secs_f64(),
+                    stream: name,
+                    text: line,
+                });
+        }
+    })
+}
+
+/// The report files.
+fn write(report: &ExecReport, out: &std::path::Path) -> Result<(), crate::Error> {
+    let w = |name: &str, text: String| {
+        std::fs::write(out.join(name), text).map_err(|source| crate::Error::Write {
+            path: out.join(name),
+            source,
+        })
+    };
+    std::fs::create_dir_all(out).map_err(|source| crate::Error::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    w(
+        "report.json",
+        serde_json::to_string_pretty(report).expect("the report serializes"),
+    )?;
+    w("report.md", markdown(report))?;
+    w("timeline.svg", crate::report::exec_svg::render(report))?;
+    let mut text = String::new();
+    for line in &report.output {
+        text.push_str(&format!(
+            "{:>8.3}s {} {}\n",
+            line.t_s, line.stream, line.text
+        ));
+    }
+    w("output.txt", text)
+}
+
+fn markdown(r: &ExecReport) -> String {
+    let mut s = format!(
+        "# chaos exec\n\n`{}` against {} (seed {}): ran {:.2} s, {}.\n\n| line | fault | planned | began | healed | error |\n| ---: | --- | ---: | ---: | ---: | --- |\n",
+        r.command.join(" "),
+        r.database,
+        r.seed,
+        r.ran_s,
+        match (r.exit_code, r.exit_signal) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(s)) => format!("ended by signal {s}"),
+            _ => "ended".into(),
+        }
+    );
+    let secs = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2} s"));
+    for e in &r.faults {
+        s.push_str(&format!(
+            "| {} | {} | {:.2} s | {} | {} | {} |\n",
+            e.line,
+            e.label,
+            e.planned_s,
+            if e.start_s.is_none() {
+                "not reached".into()
+            } else {
+                secs(e.start_s)
+            },
+            secs(e.end_s),
+            e.error.as_deref().unwrap_or("")
+        ));
+    }
+    s.push_str(&format!(
+        "\n{} lines of output (output.txt); the timeline is timeline.svg.\n",
+        r.output.len()
+    ));
+    s
+}
