@@ -17,9 +17,6 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::time::Instant;
 
 use crate::plan::{Plan, PlanEvent};
-use crate::postgres::Database;
-use crate::proxy::Proxies;
-use crate::scenario::Env;
 use crate::signals::Interrupt;
 
 /// What to run, under what.
@@ -132,35 +129,18 @@ pub async fn exec(
     {
         return Err(ExecError::Unsupported(e.to_string()));
     }
-    let db = tokio::task::spawn_blocking(Database::from_env)
-        .await
-        .map_err(crate::Error::from)?
-        .map_err(crate::Error::from)?;
+    let harness = crate::plan::Harness::start(options.seed).await?;
     if options
         .plan
         .faults
         .iter()
         .any(|f| matches!(&f.what, crate::plan::What::Matrix(m) if m.needs_cluster))
-        && db.cluster().is_none()
+        && harness.env().db.cluster().is_none()
     {
         return Err(ExecError::Unsupported(
             "server_restart stops the server, and DATABASE_URL points at one this process does not own; unset DATABASE_URL to use a throwaway cluster".into(),
         ));
     }
-    db.check_reachable(std::time::Duration::from_secs(10))
-        .await
-        .map_err(crate::Error::from)?;
-    let proxies = Arc::new(Proxies::new(options.seed));
-    let upstream = Env::host_port(&db.url())?;
-    let env = Env {
-        db,
-        faults: Arc::clone(&proxies) as Arc<dyn crate::controller::FaultController>,
-        listen: "127.0.0.1:0".into(),
-        upstream,
-        seed: options.seed,
-        made: Default::default(),
-    };
-    let proxy = env.proxy("chaos_exec").await?;
     let api = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| crate::Error::Check(format!("could not bind the API for the command: {e}")))?;
@@ -170,15 +150,19 @@ pub async fn exec(
             .map_err(|e| crate::Error::Check(e.to_string()))?
     );
     let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let api_task = tokio::spawn(crate::api::serve(api, Arc::clone(&proxies), async move {
-        let _ = api_stopped.await;
-    }));
+    let api_task = tokio::spawn(crate::api::serve(
+        api,
+        Arc::clone(harness.proxies()),
+        async move {
+            let _ = api_stopped.await;
+        },
+    ));
 
     let mut child = tokio::process::Command::new(&program)
         .args(&options.command[1..])
-        .env("DATABASE_URL", &proxy.url)
+        .env("DATABASE_URL", harness.database_url())
         .env("TOXIPROXY_URL", &api_url)
-        .env("CHAOS_PROXY", &proxy.name)
+        .env("CHAOS_PROXY", harness.proxy_name())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -192,7 +176,7 @@ pub async fn exec(
     progress(&format!(
         "started `{}` with DATABASE_URL through the proxy ({}) and TOXIPROXY_URL={api_url}",
         display(&options.command),
-        crate::postgres::redact_url(&proxy.url)
+        crate::postgres::redact_url(harness.database_url())
     ));
     let output = Arc::new(Mutex::new(Vec::new()));
     let readers = [
@@ -219,10 +203,8 @@ pub async fn exec(
         };
         progress(&what);
     };
-    let plan_run = crate::plan::run_with(
+    let plan_run = harness.run_from(
         &options.plan,
-        &env,
-        &proxy,
         origin,
         async move {
             let _ = done_rx.wait_for(|d| *d).await;
@@ -258,7 +240,8 @@ pub async fn exec(
     for reader in readers.into_iter().flatten() {
         let _ = reader.await;
     }
-    env.drop_proxy(&proxy).await;
+    let database = harness.env().db.describe();
+    harness.close().await;
     let _ = api_stop.send(());
     let _ = api_task.await;
     let status =
@@ -275,7 +258,7 @@ pub async fn exec(
         exit_code: status.code(),
         exit_signal: status.signal(),
         ran_s,
-        database: env.db.describe(),
+        database,
         seed: options.seed,
         faults,
         output,

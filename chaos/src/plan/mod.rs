@@ -31,8 +31,10 @@
 //! `downstream`) and `toxicity` (default 1) are the toxics'. Every problem of a plan is found
 //! before anything starts, each with its line.
 
+mod harness;
 mod run;
 
+pub use harness::Harness;
 pub use run::{PlanEvent, run, run_with};
 
 use std::fmt;

@@ -76,18 +76,19 @@ pub async fn run_with(
             .collect::<Vec<_>>(),
     ));
     let (tx, rx) = watch::channel(false);
-    let all = futures_util::future::join_all(plan.faults.iter().enumerate().map(|(i, f)| {
-        one(
-            i,
-            f,
-            env,
-            proxy,
-            origin,
-            rx.clone(),
-            Arc::clone(&events),
-            progress,
-        )
-    }));
+    let shared = Shared {
+        env,
+        proxy,
+        origin,
+        events: Arc::clone(&events),
+        progress,
+    };
+    let all = futures_util::future::join_all(
+        plan.faults
+            .iter()
+            .enumerate()
+            .map(|(i, f)| one(i, f, &shared, rx.clone())),
+    );
     tokio::pin!(all);
     tokio::pin!(stop);
     tokio::select! {
@@ -97,20 +98,28 @@ pub async fn run_with(
             all.await;
         }
     }
-    let done = events.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    done
+    let events = events.lock().unwrap_or_else(|e| e.into_inner());
+    events.clone()
 }
 
-async fn one(
-    i: usize,
-    fault: &PlannedFault,
-    env: &Env,
-    proxy: &ScenarioProxy,
+/// What every fault of one run shares.
+struct Shared<'a> {
+    env: &'a Env,
+    proxy: &'a ScenarioProxy,
     origin: Instant,
-    mut stop: watch::Receiver<bool>,
     events: Arc<Mutex<Vec<PlanEvent>>>,
-    progress: &(dyn Fn(&PlanEvent) + Sync),
-) {
+    progress: &'a (dyn Fn(&PlanEvent) + Sync),
+}
+
+async fn one(i: usize, fault: &PlannedFault, run: &Shared<'_>, mut stop: watch::Receiver<bool>) {
+    let Shared {
+        env,
+        proxy,
+        origin,
+        events,
+        progress,
+    } = run;
+    let origin = *origin;
     let secs = |at: Instant| at.duration_since(origin).as_secs_f64();
     let mut stopped = stop.clone();
     tokio::select! {
