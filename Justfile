@@ -28,3 +28,7 @@ serve *ARGS:
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Run any command under a fault plan, e.g. `just exec fixtures/example-plan.toml ./my-service`
+exec PLAN *CMD:
+    cargo run -p chaos --release -- exec --plan {{PLAN}} -- {{CMD}}
