@@ -151,9 +151,12 @@ impl<C: Connector> Shared<C> {
         let message = crate::redact::redact_url(&kind.to_string());
         // A server that is starting up or recovering (SQLSTATE 57P03) accepts TCP before it
         // accepts logins: count it as not there yet, so the TCP probe's next success makes
-        // the next attempt due at once instead of after the whole backoff.
+        // the next attempt due at once instead of after the whole backoff. So is an attempt
+        // that got no answer at all within connect_timeout (packets lost on the way: the
+        // probe tells when they pass again); each such attempt took connect_timeout, which
+        // paces them without the backoff.
         let unreachable = match &kind {
-            ConnectFailure::Refused => true,
+            ConnectFailure::Refused | ConnectFailure::TimedOut(_) => true,
             ConnectFailure::Server(message) => message.contains("(57P03)"),
             _ => false,
         };

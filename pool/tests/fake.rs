@@ -1351,3 +1351,39 @@ async fn a_failed_connection_s_driver_is_aborted_not_waited_for() {
         "a failed connection's driver still runs: {s:?}"
     );
 }
+
+/// Attempts that got no answer at all (packets lost, as under a blackhole) do not hold the
+/// recovery behind the backoff: once the path answers the TCP probe again, the next attempt
+/// is due at once. Here the backoff after a few failures would be seconds (base 4 s); the
+/// pool serves again within one connect_timeout plus one probe interval of the heal.
+#[tokio::test(start_paused = true)]
+async fn a_healed_blackhole_is_noticed_by_the_probe_not_after_the_backoff() {
+    let config = config()
+        .connect_timeout(Duration::from_secs(1))
+        .acquire_timeout(Duration::from_secs(1))
+        .validation_timeout(Duration::from_millis(500))
+        .reconnect_backoff_base(Duration::from_secs(4))
+        .reconnect_backoff_max(Duration::from_secs(30))
+        .jitter_seed(Some(7));
+    let (pool, db) = pool_with(config).await;
+    db.blackhole();
+    sleep(Duration::from_secs(8)).await;
+    assert!(pool.acquire().await.is_err(), "the blackhole is in force");
+    db.heal();
+    let healed = Instant::now();
+    loop {
+        if let Ok(conn) = pool.acquire().await
+            && conn.query().await.is_ok()
+        {
+            break;
+        }
+        assert!(
+            healed.elapsed() <= Duration::from_millis(1300),
+            "not served again {:?} after the heal: {:?}",
+            healed.elapsed(),
+            pool.statistics()
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    assert_invariants(&pool);
+}
