@@ -44,6 +44,7 @@ pub mod smoke;
 pub mod soak;
 pub mod suite;
 pub mod tls;
+pub mod toxictl;
 pub mod workload;
 
 pub use error::{Error, Result};

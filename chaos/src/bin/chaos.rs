@@ -29,6 +29,100 @@ enum Command {
     /// Run any command under a fault plan: DATABASE_URL points it through the proxy.
     #[command(after_help = EXEC_HELP)]
     Exec(ExecArgs),
+    /// Proxies of `chaos serve` or any Toxiproxy: list, inspect, create, toggle, delete.
+    Proxy(ProxyCli),
+    /// Toxics of a proxy of `chaos serve` or any Toxiproxy: add, update, remove.
+    Toxic(ToxicCli),
+}
+
+/// Where `chaos proxy` and `chaos toxic` send their requests.
+#[derive(Debug, clap::Args)]
+struct ApiHost {
+    /// The API (`chaos serve`, or a Toxiproxy): http://HOST:PORT.
+    #[arg(
+        long,
+        env = "TOXIPROXY_URL",
+        default_value = "http://127.0.0.1:8474",
+        global = true
+    )]
+    host: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct ProxyCli {
+    #[command(flatten)]
+    api: ApiHost,
+    #[command(subcommand)]
+    verb: ProxyCmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum ProxyCmd {
+    /// Every proxy, one line each.
+    List,
+    /// One proxy and its toxics.
+    Inspect { name: String },
+    /// A new proxy.
+    Create {
+        name: String,
+        /// host:port to listen on (port 0: any free one).
+        #[arg(long)]
+        listen: String,
+        /// host:port to forward to.
+        #[arg(long)]
+        upstream: String,
+    },
+    /// Disable an enabled proxy (its connections are cut), or enable a disabled one.
+    Toggle { name: String },
+    /// Delete a proxy and its toxics.
+    Delete { name: String },
+}
+
+#[derive(Debug, clap::Args)]
+struct ToxicCli {
+    #[command(flatten)]
+    api: ApiHost,
+    #[command(subcommand)]
+    verb: ToxicCmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum ToxicCmd {
+    /// Add a toxic to a proxy, e.g. `chaos toxic add pg --type latency -a latency=100 -a jitter=10`.
+    Add {
+        proxy: String,
+        /// latency, bandwidth, slow_close, timeout, reset_peer, slicer, limit_data, and ours:
+        /// refuse, peer_lost, handshake_hang, hold.
+        #[arg(long = "type", short = 't')]
+        kind: String,
+        /// Its name (default TYPE_STREAM).
+        #[arg(long, short = 'n')]
+        name: Option<String>,
+        /// upstream (client to server) or downstream (default).
+        #[arg(long, short = 's')]
+        stream: Option<String>,
+        /// 0 to 1: the chance it applies to a connection (default 1).
+        #[arg(long)]
+        toxicity: Option<f64>,
+        /// An attribute, key=value (repeatable).
+        #[arg(long = "attribute", short = 'a', value_name = "KEY=VALUE")]
+        attributes: Vec<String>,
+        /// Remove the toxic after this long (a timed toxic, ours), e.g. 5s.
+        #[arg(long, value_parser = duration)]
+        duration: Option<std::time::Duration>,
+    },
+    /// Change a toxic's attributes or toxicity.
+    Update {
+        proxy: String,
+        toxic: String,
+        #[arg(long)]
+        toxicity: Option<f64>,
+        /// An attribute, key=value (repeatable).
+        #[arg(long = "attribute", short = 'a', value_name = "KEY=VALUE")]
+        attributes: Vec<String>,
+    },
+    /// Remove a toxic.
+    Remove { proxy: String, toxic: String },
 }
 
 const EXEC_HELP: &str = "\
@@ -251,6 +345,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => runtime.block_on(serve(args, signals)),
         Command::Soak(args) => runtime.block_on(soak(args, signals)),
         Command::Exec(args) => runtime.block_on(exec(args, signals)),
+        Command::Proxy(args) => runtime.block_on(proxy_cli(args)),
+        Command::Toxic(args) => runtime.block_on(toxic_cli(args)),
     };
     // Work still running (a pool's tasks, a cluster start that a signal cut short) gets a
     // moment to end; a cluster it leaves is stopped by its watchdog when this process exits.
@@ -654,4 +750,64 @@ async fn exec(args: ExecArgs, mut signals: chaos::signals::Signals) -> anyhow::R
         .into()),
         code => Err(Exit(code, format!("the command failed (exit status {code})")).into()),
     }
+}
+
+async fn proxy_cli(args: ProxyCli) -> anyhow::Result<()> {
+    use chaos::toxictl::ProxyVerb;
+    let client = chaos::controller::ToxiproxyClient::new(&args.api.host);
+    let verb = match args.verb {
+        ProxyCmd::List => ProxyVerb::List,
+        ProxyCmd::Inspect { name } => ProxyVerb::Inspect(name),
+        ProxyCmd::Create {
+            name,
+            listen,
+            upstream,
+        } => ProxyVerb::Create {
+            name,
+            listen,
+            upstream,
+        },
+        ProxyCmd::Toggle { name } => ProxyVerb::Toggle(name),
+        ProxyCmd::Delete { name } => ProxyVerb::Delete(name),
+    };
+    print!("{}", chaos::toxictl::proxy(&client, verb).await?);
+    Ok(())
+}
+
+async fn toxic_cli(args: ToxicCli) -> anyhow::Result<()> {
+    use chaos::toxictl::ToxicVerb;
+    let client = chaos::controller::ToxiproxyClient::new(&args.api.host);
+    let verb = match args.verb {
+        ToxicCmd::Add {
+            proxy,
+            kind,
+            name,
+            stream,
+            toxicity,
+            attributes,
+            duration,
+        } => ToxicVerb::Add {
+            proxy,
+            kind,
+            name,
+            stream,
+            toxicity,
+            attributes,
+            duration_ms: duration.map(|d| d.as_millis() as u64),
+        },
+        ToxicCmd::Update {
+            proxy,
+            toxic,
+            toxicity,
+            attributes,
+        } => ToxicVerb::Update {
+            proxy,
+            toxic,
+            toxicity,
+            attributes,
+        },
+        ToxicCmd::Remove { proxy, toxic } => ToxicVerb::Remove { proxy, toxic },
+    };
+    print!("{}", chaos::toxictl::toxic(&client, verb).await?);
+    Ok(())
 }
