@@ -27,6 +27,8 @@ pub struct Options {
     pub quick: bool,
     /// Where the report files go.
     pub out: PathBuf,
+    /// A fault plan to run instead of the built-in scenarios (`chaos run --plan`).
+    pub fault_plan: Option<crate::plan::Plan>,
 }
 
 /// Every scenario name: validation first, then the fault matrix.
@@ -166,6 +168,22 @@ pub fn plan(options: &Options) -> crate::Result<Vec<(Scenario, PoolKind)>> {
                 .join(", ")
         )));
     }
+    if let Some(fault_plan) = &options.fault_plan {
+        if !options.scenarios.is_empty() {
+            return Err(crate::Error::Check(
+                "--plan runs the plan instead of the built-in scenarios: drop --scenario, or drop --plan".into(),
+            ));
+        }
+        if fault_plan.faults.iter().any(|f| f.what.is_kernel()) {
+            crate::kernel::KernelFaults::available()?;
+        }
+        return Ok(options
+            .pool
+            .kinds()
+            .into_iter()
+            .map(|kind| (Scenario::Plan, kind))
+            .collect());
+    }
     let wanted =
         |name: &str| options.scenarios.is_empty() || options.scenarios.iter().any(|s| s == name);
     let pools = options.pool.kinds();
@@ -269,6 +287,13 @@ pub async fn run_until(
                 }
                 Scenario::Application => {
                     scenario::application::run(&env, kind, timing, &bars).await
+                }
+                Scenario::Plan => {
+                    let fault_plan = options
+                        .fault_plan
+                        .as_ref()
+                        .expect("a plan scenario has a plan");
+                    scenario::run_plan(&env, fault_plan, kind, timing, &bars).await
                 }
             }
         };

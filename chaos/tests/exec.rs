@@ -172,3 +172,68 @@ fn a_bad_plan_is_refused_before_the_command_starts_with_every_problem() {
         String::from_utf8_lossy(&missing.stderr).contains("could not read /nonexistent/plan.toml")
     );
 }
+
+/// `chaos run --plan`: the suite's load on the pool under a plan instead of the matrix; the
+/// report has one `plan` scenario per pool with the plan's span as its fault window. A bad
+/// plan is refused before anything starts, and --plan with --scenario is a usage error.
+#[test]
+fn chaos_run_takes_a_plan_instead_of_the_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = write_plan(
+        dir.path(),
+        "[[fault]]\nat = \"200ms\"\nduration = \"300ms\"\nkind = \"down\"\n\n\
+         [[fault]]\nat = \"700ms\"\nduration = \"300ms\"\nkind = \"latency\"\nattributes = { latency = 50 }\n",
+    );
+    let out = dir.path().join("out");
+    let run = Command::new(env!("CARGO_BIN_EXE_chaos"))
+        .args([
+            "run", "--quick", "--seed", "4", "--format", "json", "--plan",
+        ])
+        .arg(&plan)
+        .arg("--out")
+        .arg(&out)
+        .env_remove("DATABASE_URL")
+        .env_remove("TOXIPROXY_URL")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&run.stdout).unwrap();
+    let scenarios = report["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 1, "{report}");
+    let s = &scenarios[0];
+    assert_eq!(s["name"], "plan");
+    assert_eq!(s["fault"]["label"], "plan: 2 fault(s)");
+    let window = s["fault"]["end_ms"].as_f64().unwrap() - s["fault"]["start_ms"].as_f64().unwrap();
+    assert!(
+        (900.0..3000.0).contains(&window),
+        "the plan's span: {window} ms"
+    );
+    assert!(
+        s["phases"]["during"]["fail"].as_u64().unwrap() > 0,
+        "the cut is seen: {}",
+        s["phases"]
+    );
+
+    let bad = write_plan(
+        dir.path(),
+        "[[fault]]\nat = \"1s\"\nduration = \"1s\"\nkind = \"lava\"\n",
+    );
+    let refused = Command::new(env!("CARGO_BIN_EXE_chaos"))
+        .args(["run", "--plan"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("line 1: kind = \"lava\""));
+    let both = Command::new(env!("CARGO_BIN_EXE_chaos"))
+        .args(["run", "--scenario", "down", "--plan"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "clap refuses --plan with --scenario"
+    );
+}

@@ -21,6 +21,7 @@ async fn quick_suite_passes_and_writes_its_reports() {
         seed: 7,
         quick: true,
         out: out.path().to_path_buf(),
+        fault_plan: None,
     })
     .await
     .expect("the suite runs");
@@ -77,6 +78,7 @@ async fn unknown_scenarios_are_a_clear_error() {
         seed: 1,
         quick: true,
         out: tempfile::tempdir().unwrap().path().to_path_buf(),
+        fault_plan: None,
     })
     .await
     .unwrap_err();
@@ -95,6 +97,7 @@ async fn the_peer_pools_run_and_are_measured() {
         seed: 7,
         quick: true,
         out: out.path().to_path_buf(),
+        fault_plan: None,
     })
     .await
     .expect("the suite runs");

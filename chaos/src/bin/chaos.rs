@@ -278,6 +278,10 @@ struct RunArgs {
     /// What to print at the end.
     #[arg(long, value_enum, default_value = "text")]
     format: Option<Format>,
+    /// Run this fault plan (TOML, as for `chaos exec`) under the suite's load instead of the
+    /// built-in scenarios.
+    #[arg(long, value_name = "PLAN", conflicts_with = "scenarios")]
+    plan: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -382,12 +386,17 @@ async fn run(args: RunArgs, mut signals: chaos::signals::Signals) -> anyhow::Res
     }
     let seed = args.seed.unwrap_or_else(seed_from_clock);
     let out = args.out.unwrap_or_else(chaos::suite::default_out);
+    let fault_plan = match &args.plan {
+        Some(path) => Some(chaos::plan::Plan::from_file(path).map_err(|e| Exit(2, e.to_string()))?),
+        None => None,
+    };
     let options = chaos::suite::Options {
         pool: args.pool.unwrap_or(chaos::scenario::PoolChoice::Pool),
         scenarios: args.scenarios,
         seed,
         quick: args.quick,
         out: out.clone(),
+        fault_plan,
     };
     // Refused before anything starts: an unknown scenario, a bad DATABASE_URL.
     chaos::suite::plan(&options)?;

@@ -37,6 +37,8 @@ pub enum Scenario {
     Fault(&'static Fault),
     /// Faults the application makes: dirty and abandoned sessions ([`application`]).
     Application,
+    /// The plan of `chaos run --plan` ([`run_plan`]).
+    Plan,
 }
 
 impl Scenario {
@@ -61,6 +63,7 @@ impl Scenario {
             Scenario::Validation(v) => v.name(),
             Scenario::Fault(f) => f.name,
             Scenario::Application => application::NAME,
+            Scenario::Plan => PLAN.name,
         }
     }
 
@@ -70,6 +73,7 @@ impl Scenario {
             Scenario::Validation(_) => "validation (pool only)",
             Scenario::Fault(f) => f.description,
             Scenario::Application => application::DESCRIPTION,
+            Scenario::Plan => PLAN.description,
         }
     }
 }
@@ -314,6 +318,20 @@ pub trait Arena: Send + Sync {
         app: &'a str,
         during: Duration,
     ) -> subject::BoxFut<'a, crate::Result<()>>;
+    /// Runs `plan` on the injector made by `open`, from now to its last fault's end. An arena
+    /// without a real proxy cannot.
+    fn inject_plan<'a>(
+        &'a self,
+        handle: &'a str,
+        plan: &'a crate::plan::Plan,
+    ) -> subject::BoxFut<'a, crate::Result<()>> {
+        let _ = (handle, plan);
+        Box::pin(async {
+            Err(crate::Error::Check(
+                "this arena cannot run a fault plan".into(),
+            ))
+        })
+    }
     /// Connections of `app` the server still holds, waiting (bounded) for them to go.
     fn left_on_server<'a>(&'a self, app: &'a str) -> subject::BoxFut<'a, i64>;
     /// Removes the fault injector made by `open`.
@@ -363,6 +381,46 @@ impl Arena for Env {
                 url,
             };
             matrix::apply(self, &proxy, fault, app, during).await
+        })
+    }
+    fn inject_plan<'a>(
+        &'a self,
+        handle: &'a str,
+        plan: &'a crate::plan::Plan,
+    ) -> subject::BoxFut<'a, crate::Result<()>> {
+        Box::pin(async move {
+            let url = self
+                .made
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(handle)
+                .cloned()
+                .unwrap_or_default();
+            let proxy = ScenarioProxy {
+                name: handle.to_string(),
+                url,
+            };
+            let events = crate::plan::run(
+                plan,
+                self,
+                &proxy,
+                tokio::time::Instant::now(),
+                std::future::pending(),
+            )
+            .await;
+            let failed: Vec<String> = events
+                .iter()
+                .filter_map(|e| {
+                    e.error
+                        .as_ref()
+                        .map(|err| format!("line {}: {}: {err}", e.line, e.label))
+                })
+                .collect();
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(crate::Error::Check(failed.join("; ")))
+            }
         })
     }
     fn left_on_server<'a>(&'a self, app: &'a str) -> subject::BoxFut<'a, i64> {
@@ -482,6 +540,41 @@ pub async fn run_fault(
     timing: Timing,
     progress: &dyn Progress,
 ) -> ScenarioReport {
+    run_injected(env, fault, None, kind, timing, progress).await
+}
+
+/// The scenario `chaos run --plan` runs: the suite's load on the pool, the plan's faults on
+/// its timeline (from the end of the `before` phase), the same criteria as a fault of the
+/// matrix, with the plan's span as the fault window.
+pub const PLAN: Fault = Fault {
+    name: "plan",
+    description: "The faults of the plan given with --plan, on its timeline, under the suite's load.",
+    label: "plan",
+    kind: matrix::Kind::Down,
+    needs_cluster: false,
+    during_ms: None,
+    recovery_bound_ms: 1000.0,
+};
+
+/// Runs `plan` against one pool, as [`run_fault`] runs a fault of the matrix.
+pub async fn run_plan(
+    env: &dyn Arena,
+    plan: &crate::plan::Plan,
+    kind: PoolKind,
+    timing: Timing,
+    progress: &dyn Progress,
+) -> ScenarioReport {
+    run_injected(env, &PLAN, Some(plan), kind, timing, progress).await
+}
+
+async fn run_injected(
+    env: &dyn Arena,
+    fault: &Fault,
+    plan: Option<&crate::plan::Plan>,
+    kind: PoolKind,
+    timing: Timing,
+    progress: &dyn Progress,
+) -> ScenarioReport {
     let app = format!("chaos-{}-{}", kind.name().replace('+', "-"), fault.name);
     let mut report = ScenarioReport::new(fault.name, kind.name(), fault.description);
     if fault.needs_cluster && !env.owns_server() {
@@ -580,7 +673,10 @@ pub async fn run_fault(
         Some([quick, full]) => Duration::from_millis(if timing.quick { quick } else { full }),
         None => timing.during,
     };
-    let applied = env.inject(&proxy, fault, &app, during).await;
+    let applied = match plan {
+        Some(plan) => env.inject_plan(&proxy, plan).await,
+        None => env.inject(&proxy, fault, &app, during).await,
+    };
     if let Err(e) = &applied {
         report
             .anomalies
@@ -607,7 +703,10 @@ pub async fn run_fault(
     let mut ops = std::mem::take(&mut *recorder.ops.lock().unwrap_or_else(|e| e.into_inner()));
     ops.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
     report.fault = Some(FaultWindow {
-        label: fault.label.to_string(),
+        label: match plan {
+            Some(p) => format!("plan: {} fault(s)", p.faults.len()),
+            None => fault.label.to_string(),
+        },
         start_ms: fault_start,
         end_ms: heal_at_ms,
     });
