@@ -61,28 +61,22 @@ impl TestCa {
     /// A client certificate for the database user `user` (its common name, which the
     /// server's `cert` authentication matches against the user name).
     pub fn issue_client(&self, user: &str) -> Result<Issued, rcgen::Error> {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, user);
-        params.distinguished_name = dn;
-        let key = KeyPair::generate()?;
-        let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(Issued {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        self.sign(Vec::new(), user)
     }
 
     /// A server certificate valid for `names` (host names or IP addresses), signed by this
     /// authority.
     pub fn issue(&self, names: &[&str]) -> Result<Issued, rcgen::Error> {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names.clone())?;
+        let common = names.first().cloned().unwrap_or_default();
+        self.sign(names, &common)
+    }
+
+    /// A certificate for `alt_names`, named `common_name`, signed by this authority.
+    fn sign(&self, alt_names: Vec<String>, common_name: &str) -> Result<Issued, rcgen::Error> {
+        let mut params = CertificateParams::new(alt_names)?;
         let mut dn = DistinguishedName::new();
-        dn.push(
-            DnType::CommonName,
-            names.first().cloned().unwrap_or_default(),
-        );
+        dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;

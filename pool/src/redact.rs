@@ -188,7 +188,7 @@ fn next_char(s: &str, i: usize) -> usize {
 }
 
 /// `%XX` decoded, as tokio-postgres decodes URL parameter names (invalid UTF-8 replaced).
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

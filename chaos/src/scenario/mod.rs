@@ -207,6 +207,21 @@ impl Env {
         })
     }
 
+    /// A proxy this environment made, by name, with the URL through it (empty when unknown).
+    fn made_proxy(&self, name: &str) -> ScenarioProxy {
+        let url = self
+            .made
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        ScenarioProxy {
+            name: name.to_string(),
+            url,
+        }
+    }
+
     /// Removes a scenario's proxy.
     pub async fn drop_proxy(&self, p: &ScenarioProxy) {
         let _ = self.faults.delete_proxy(&p.name).await;
@@ -369,17 +384,7 @@ impl Arena for Env {
         during: Duration,
     ) -> subject::BoxFut<'a, crate::Result<()>> {
         Box::pin(async move {
-            let url = self
-                .made
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(handle)
-                .cloned()
-                .unwrap_or_default();
-            let proxy = ScenarioProxy {
-                name: handle.to_string(),
-                url,
-            };
+            let proxy = self.made_proxy(handle);
             matrix::apply(self, &proxy, fault, app, during).await
         })
     }
@@ -389,17 +394,7 @@ impl Arena for Env {
         plan: &'a crate::plan::Plan,
     ) -> subject::BoxFut<'a, crate::Result<()>> {
         Box::pin(async move {
-            let url = self
-                .made
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(handle)
-                .cloned()
-                .unwrap_or_default();
-            let proxy = ScenarioProxy {
-                name: handle.to_string(),
-                url,
-            };
+            let proxy = self.made_proxy(handle);
             let events = crate::plan::run(
                 plan,
                 self,

@@ -184,9 +184,9 @@ fn split_url(url: &str) -> (String, Vec<(String, String)>) {
     let mut taken = Vec::new();
     for param in url[q + 1..].split('&') {
         let (key, value) = param.split_once('=').unwrap_or((param, ""));
-        let key = percent_decode(key);
+        let key = crate::redact::percent_decode(key);
         if KEYS.contains(&key.as_str()) {
-            taken.push((key, percent_decode(value)));
+            taken.push((key, crate::redact::percent_decode(value)));
         } else {
             kept.push(param);
         }
@@ -262,26 +262,6 @@ fn split_key_value(s: &str) -> (String, Vec<(String, String)>) {
         }
     }
     (rest.trim().to_string(), taken)
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg_attr(not(feature = "rustls"), allow(dead_code))]
