@@ -124,12 +124,7 @@ impl Pool<PgConnector> {
     pub fn builder(config: PoolConfig) -> PoolBuilder<PgConnector> {
         let connector = config
             .validate()
-            .and_then(|()| {
-                config
-                    .pg_config()
-                    .map_err(crate::error::ConfigError::single)
-            })
-            .map(PgConnector::new);
+            .and_then(|()| PgConnector::from_pool_config(&config));
         PoolBuilder {
             config,
             connector,

@@ -123,6 +123,22 @@ async fn tls_modes_against_a_server_that_requires_tls() {
         message.contains("not signed by a CA in sslrootcert"),
         "{message}"
     );
+    // The builder (for hooks) connects as Pool::connect does: the same checks.
+    let config = PoolConfig::from_url(&url(
+        "localhost",
+        &format!("sslmode=verify-full&{wrong_param}"),
+    ))
+    .unwrap()
+    .min_size(1)
+    .connect_timeout(Duration::from_secs(3));
+    let built = tokio::time::timeout(BOUND, Pool::builder(config).connect())
+        .await
+        .expect("bounded");
+    let message = tls_failure(built);
+    assert!(
+        message.contains("not signed by a CA in sslrootcert"),
+        "{message}"
+    );
     // verify-ca checks the CA too.
     let message = tls_failure(
         pool(&url(
