@@ -253,14 +253,12 @@ impl PgConnector {
     ) -> Result<Self, crate::ConfigError> {
         let setup = crate::tls::Setup::new(tls)
             .map_err(|e| crate::ConfigError::single(crate::ConfigProblem::new("url", e)))?;
-        config.ssl_mode(match tls.mode {
-            crate::SslMode::Disable => tokio_postgres::config::SslMode::Disable,
-            crate::SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-            _ => tokio_postgres::config::SslMode::Require,
-        });
+        config.ssl_mode(tls.mode.for_tokio_postgres());
+        let target = target_of(&config);
         Ok(Self {
+            config,
+            target,
             tls: setup,
-            ..Self::new(config)
         })
     }
 
@@ -285,10 +283,10 @@ impl PgConnector {
 
     /// The same connector as [`Pool::connect`](crate::Pool::connect) makes from `config`.
     pub(crate) fn from_pool_config(config: &crate::PoolConfig) -> Result<Self, crate::ConfigError> {
-        let pg = config
-            .pg_config()
+        let (pg, tls) = config
+            .connection()
             .map_err(crate::error::ConfigError::single)?;
-        Self::with_tls(pg, &config.tls_options()?)
+        Self::with_tls(pg, &tls)
     }
 
     /// The connection settings.

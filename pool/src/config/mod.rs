@@ -352,6 +352,14 @@ impl PoolConfig {
 
     /// The parsed connection settings, with the pool's TCP and application settings applied.
     pub(crate) fn pg_config(&self) -> Result<tokio_postgres::Config, ConfigProblem> {
+        self.connection().map(|(pg, _)| pg)
+    }
+
+    /// The URL read once: the connection settings (as [`pg_config`](Self::pg_config)) and its
+    /// TLS settings.
+    pub(crate) fn connection(
+        &self,
+    ) -> Result<(tokio_postgres::Config, crate::TlsOptions), ConfigProblem> {
         if self.url.trim().is_empty() {
             return Err(ConfigProblem::new(
                 "url",
@@ -377,11 +385,7 @@ impl PoolConfig {
                 ),
             ));
         }
-        pg.ssl_mode(match tls.mode {
-            crate::SslMode::Disable => tokio_postgres::config::SslMode::Disable,
-            crate::SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-            _ => tokio_postgres::config::SslMode::Require,
-        });
+        pg.ssl_mode(tls.mode.for_tokio_postgres());
         if pg.get_application_name().is_none() {
             pg.application_name(&self.application_name);
         }
@@ -391,7 +395,7 @@ impl PoolConfig {
             .keepalives_interval(self.tcp_keepalive_interval)
             .keepalives_retries(self.tcp_keepalive_retries)
             .tcp_user_timeout(self.tcp_user_timeout);
-        Ok(pg)
+        Ok((pg, tls))
     }
 
     /// The TLS settings of the URL: `sslmode`, `sslrootcert`, `sslcert`, `sslkey` (see
@@ -410,10 +414,9 @@ impl PoolConfig {
     /// # Ok::<(), pool::ConfigError>(())
     /// ```
     pub fn tls_options(&self) -> Result<crate::TlsOptions, ConfigError> {
-        self.pg_config().map_err(ConfigError::single)?;
-        crate::tls::split(&self.url)
+        self.connection()
             .map(|(_, tls)| tls)
-            .map_err(|e| ConfigError::single(ConfigProblem::new("url", e)))
+            .map_err(ConfigError::single)
     }
 
     /// The URL with its password replaced by `***`.

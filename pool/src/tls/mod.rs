@@ -68,6 +68,16 @@ impl SslMode {
         }
     }
 
+    /// The nearest of tokio-postgres's three modes (the verification is the pool's own).
+    pub(crate) fn for_tokio_postgres(self) -> tokio_postgres::config::SslMode {
+        use tokio_postgres::config::SslMode as Pg;
+        match self {
+            Self::Disable => Pg::Disable,
+            Self::Prefer => Pg::Prefer,
+            Self::Require | Self::VerifyCa | Self::VerifyFull => Pg::Require,
+        }
+    }
+
     #[cfg_attr(not(feature = "rustls"), allow(dead_code))]
     fn verifies(self) -> bool {
         matches!(self, Self::VerifyCa | Self::VerifyFull)
