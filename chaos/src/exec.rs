@@ -69,14 +69,7 @@ pub struct ExecReport {
 impl ExecReport {
     /// The faults that could not be applied, as `line N: label: error`.
     pub fn plan_failures(&self) -> Vec<String> {
-        self.faults
-            .iter()
-            .filter_map(|e| {
-                e.error
-                    .as_ref()
-                    .map(|err| format!("line {}: {}: {err}", e.line, e.label))
-            })
-            .collect()
+        self.faults.iter().filter_map(PlanEvent::failure).collect()
     }
 
     /// The exit status `chaos exec` ends with: the command's, or 128 + its signal; 3 when the
@@ -124,9 +117,7 @@ pub async fn exec(
     let Some(program) = options.command.first().cloned() else {
         return Err(ExecError::NoCommand);
     };
-    if options.plan.faults.iter().any(|f| f.what.is_kernel())
-        && let Err(e) = crate::kernel::KernelFaults::available()
-    {
+    if let Err(e) = options.plan.kernel_ready() {
         return Err(ExecError::Unsupported(e.to_string()));
     }
     let harness = crate::plan::Harness::start(options.seed).await?;

@@ -174,9 +174,7 @@ pub fn plan(options: &Options) -> crate::Result<Vec<(Scenario, PoolKind)>> {
                 "--plan runs the plan instead of the built-in scenarios: drop --scenario, or drop --plan".into(),
             ));
         }
-        if fault_plan.faults.iter().any(|f| f.what.is_kernel()) {
-            crate::kernel::KernelFaults::available()?;
-        }
+        fault_plan.kernel_ready()?;
         return Ok(options
             .pool
             .kinds()

@@ -248,6 +248,17 @@ impl Plan {
         }
     }
 
+    /// Whether this machine can make the plan's kernel faults (always, when it has none).
+    ///
+    /// # Errors
+    /// [`KernelError::Unavailable`](crate::kernel::KernelError::Unavailable) with the reason.
+    pub fn kernel_ready(&self) -> Result<(), crate::kernel::KernelError> {
+        if self.faults.iter().any(|f| f.what.is_kernel()) {
+            crate::kernel::KernelFaults::available()?;
+        }
+        Ok(())
+    }
+
     /// When the last fault ends.
     pub fn end(&self) -> Duration {
         self.faults

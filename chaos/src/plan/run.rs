@@ -28,6 +28,15 @@ pub struct PlanEvent {
     pub error: Option<String>,
 }
 
+impl PlanEvent {
+    /// `line N: label: error` when the fault could not be applied or healed.
+    pub fn failure(&self) -> Option<String> {
+        self.error
+            .as_ref()
+            .map(|err| format!("line {}: {}: {err}", self.line, self.label))
+    }
+}
+
 /// Runs `plan` on `proxy` of `env`, times counted from `origin`, until every fault has ended
 /// or `stop` completes; then the faults in force are healed and those not yet begun are not
 /// applied. Returns what happened to each fault, in plan order. Cancel safe only in the

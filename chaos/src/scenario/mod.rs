@@ -405,11 +405,7 @@ impl Arena for Env {
             .await;
             let failed: Vec<String> = events
                 .iter()
-                .filter_map(|e| {
-                    e.error
-                        .as_ref()
-                        .map(|err| format!("line {}: {}: {err}", e.line, e.label))
-                })
+                .filter_map(crate::plan::PlanEvent::failure)
                 .collect();
             if failed.is_empty() {
                 Ok(())
