@@ -102,7 +102,7 @@ async fn the_peer_pools_run_and_are_measured() {
     .await
     .expect("the suite runs");
     let pools: Vec<&str> = report.scenarios.iter().map(|s| s.pool.as_str()).collect();
-    for peer in ["deadpool", "bb8"] {
+    for peer in ["deadpool", "bb8", "sqlx"] {
         assert!(
             pools.iter().filter(|p| p.starts_with(peer)).count() >= 2,
             "{peer} at its defaults and with timeouts: {pools:?}"

@@ -256,7 +256,7 @@ fn duration(text: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Debug, Default, clap::Args)]
 struct RunArgs {
-    /// Which pools to run: ours, deadpool-postgres, bb8-postgres, or all side by side (peers
+    /// Which pools to run: ours, deadpool-postgres, bb8-postgres, sqlx, or all side by side (peers
     /// run at their defaults and with recommended timeouts).
     #[arg(long, value_enum, default_value = "pool")]
     pool: Option<chaos::scenario::PoolChoice>,

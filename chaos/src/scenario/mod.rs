@@ -87,6 +87,8 @@ pub enum PoolChoice {
     Deadpool,
     /// bb8-postgres, at its defaults and with recommended timeouts.
     Bb8,
+    /// sqlx's `PgPool`, at its defaults and with the recommended acquire timeout.
+    Sqlx,
     /// All of them, side by side.
     All,
 }
@@ -454,7 +456,10 @@ pub async fn make_subject(
     app: &str,
     seed: u64,
 ) -> Result<Box<dyn Subject>, subject::OpenError> {
-    let timeouts = matches!(kind, PoolKind::DeadpoolTimeouts | PoolKind::Bb8Timeouts);
+    let timeouts = matches!(
+        kind,
+        PoolKind::DeadpoolTimeouts | PoolKind::Bb8Timeouts | PoolKind::SqlxTimeouts
+    );
     Ok(match kind {
         PoolKind::Pool => Box::new(subject::OurPool(
             pool::Pool::connect(pool_config(url, app, seed)?).await?,
@@ -473,6 +478,13 @@ pub async fn make_subject(
             timeouts,
             ACQUIRE_TIMEOUT,
         )?),
+        PoolKind::Sqlx | PoolKind::SqlxTimeouts => Box::new(subject::Sqlx::new(
+            url,
+            MAX_SIZE,
+            app,
+            timeouts,
+            ACQUIRE_TIMEOUT,
+        )?),
     })
 }
 
@@ -483,6 +495,7 @@ impl PoolChoice {
             PoolChoice::Pool => vec![PoolKind::Pool],
             PoolChoice::Deadpool => vec![PoolKind::Deadpool, PoolKind::DeadpoolTimeouts],
             PoolChoice::Bb8 => vec![PoolKind::Bb8, PoolKind::Bb8Timeouts],
+            PoolChoice::Sqlx => vec![PoolKind::Sqlx, PoolKind::SqlxTimeouts],
             PoolChoice::All => PoolKind::ALL.to_vec(),
         }
     }

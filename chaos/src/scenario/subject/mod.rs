@@ -1,5 +1,8 @@
-//! The pools under test, behind one trait: ours, deadpool-postgres and bb8-postgres, each
-//! peer at its documented defaults and with recommended timeouts.
+//! The pools under test, behind one trait: ours, deadpool-postgres, bb8-postgres and sqlx's
+//! `PgPool`, each peer at its documented defaults and with recommended timeouts.
+
+mod sqlx_pool;
+pub use sqlx_pool::Sqlx;
 
 use std::time::Duration;
 
@@ -18,16 +21,22 @@ pub enum PoolKind {
     Bb8,
     /// bb8-postgres with a connection timeout and test on checkout.
     Bb8Timeouts,
+    /// sqlx's `PgPool` at its defaults (30 s acquire timeout, ping before acquire).
+    Sqlx,
+    /// sqlx's `PgPool` with the suite's acquire timeout.
+    SqlxTimeouts,
 }
 
 impl PoolKind {
     /// Every kind, in report order.
-    pub const ALL: [PoolKind; 5] = [
+    pub const ALL: [PoolKind; 7] = [
         PoolKind::Pool,
         PoolKind::Deadpool,
         PoolKind::DeadpoolTimeouts,
         PoolKind::Bb8,
         PoolKind::Bb8Timeouts,
+        PoolKind::Sqlx,
+        PoolKind::SqlxTimeouts,
     ];
 
     /// The name in reports.
@@ -38,6 +47,8 @@ impl PoolKind {
             PoolKind::DeadpoolTimeouts => "deadpool+timeouts",
             PoolKind::Bb8 => "bb8",
             PoolKind::Bb8Timeouts => "bb8+timeouts",
+            PoolKind::Sqlx => "sqlx",
+            PoolKind::SqlxTimeouts => "sqlx+timeouts",
         }
     }
 
@@ -120,6 +131,15 @@ pub enum Handler {
 
 /// The mark a dirty handler's transaction carries (`SET LOCAL`: gone with the transaction).
 const MARK: &str = "SET LOCAL chaos.marker = 'dirty'";
+/// The check request: reads the mark (empty outside a dirty transaction).
+const CHECK: &str = "SELECT current_setting('chaos.marker', true)";
+/// How long the check may take before it counts as `query_timeout`.
+const CHECK_LIMIT: Duration = Duration::from_secs(4);
+/// How long an abandoned query runs before its request timeout cuts it, and the query.
+const ABANDON_AFTER: Duration = Duration::from_millis(50);
+const SLOW_QUERY: &str = "SELECT pg_sleep(2)";
+/// How long a dropped handler runs before its deadline drops it.
+const DROP_AFTER: Duration = Duration::from_millis(100);
 
 /// Runs `handler` on `client`.
 pub async fn run_handler(client: &tokio_postgres::Client, handler: Handler) -> Answer {
@@ -136,41 +156,32 @@ pub async fn run_handler(client: &tokio_postgres::Client, handler: Handler) -> A
             ok
         }
         Handler::AbandonQuery => {
-            let _ = tokio::time::timeout(
-                Duration::from_millis(50),
-                client.batch_execute("SELECT pg_sleep(2)"),
-            )
-            .await;
+            let _ = tokio::time::timeout(ABANDON_AFTER, client.batch_execute(SLOW_QUERY)).await;
             ok
         }
         Handler::DroppedHandler => {
-            let _ = tokio::time::timeout(Duration::from_millis(100), async {
+            let _ = tokio::time::timeout(DROP_AFTER, async {
                 client.batch_execute(&format!("BEGIN; {MARK}")).await?;
-                client.batch_execute("SELECT pg_sleep(2)").await?;
+                client.batch_execute(SLOW_QUERY).await?;
                 client.batch_execute("COMMIT").await
             })
             .await;
             ok
         }
         Handler::Check => {
-            let query = client.simple_query("SELECT current_setting('chaos.marker', true)");
-            match tokio::time::timeout(Duration::from_secs(4), query).await {
+            match tokio::time::timeout(CHECK_LIMIT, client.simple_query(CHECK)).await {
                 Ok(Ok(messages)) => {
                     let dirty = messages.iter().any(|m| {
                         matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("dirty"))
                     });
-                    if dirty {
-                        (Outcome::Fail, Some("dirty_session".into()))
-                    } else {
-                        ok
-                    }
+                    checked(dirty)
                 }
                 // Inside a failed transaction a previous handler left: dirty too.
                 Ok(Err(e))
                     if e.code()
                         == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION) =>
                 {
-                    (Outcome::Fail, Some("dirty_session".into()))
+                    checked(true)
                 }
                 Ok(Err(e)) => query_error(&e),
                 Err(_) => (Outcome::Info, Some("query_timeout".into())),
@@ -182,10 +193,25 @@ pub async fn run_handler(client: &tokio_postgres::Client, handler: Handler) -> A
 /// How a query error is classified: a failure before anything was sent is `fail`; once the
 /// query was sent, the outcome is unknown (`info`).
 fn query_error(e: &tokio_postgres::Error) -> Answer {
-    if e.as_db_error().is_some() {
+    classify(e.as_db_error().is_some())
+}
+
+/// An error the server answered with is the query's (`fail`); any other means the connection
+/// went while the query was out, so its outcome is unknown (`info`).
+fn classify(server_answered: bool) -> Answer {
+    if server_answered {
         (Outcome::Fail, Some("query_error".into()))
     } else {
         (Outcome::Info, Some("connection_lost".into()))
+    }
+}
+
+/// The check's verdict on what it read: a session that still carries the mark is dirty.
+fn checked(dirty: bool) -> Answer {
+    if dirty {
+        (Outcome::Fail, Some("dirty_session".into()))
+    } else {
+        (Outcome::Ok, None)
     }
 }
 
