@@ -52,6 +52,8 @@ impl<C: Connector> Shared<C> {
             Err(NoPermit::Closed) => return Err(PoolError::Closed),
             Err(NoPermit::Busy) => {
                 start = Instant::now();
+                // Sessions lent to the shared path give way to an exclusive user.
+                self.reclaim_lent();
                 let waiting = &self.stats.waiting;
                 waiting.fetch_add(1, Relaxed);
                 let _waiting = on_drop(|| {
@@ -78,6 +80,29 @@ impl<C: Connector> Shared<C> {
             other => other.map(|conn| self.taken(conn)),
         };
         Box::pin(self.acquire_slow(location, start, now, deadline, contended, permit, first)).await
+    }
+
+    /// An idle connection fit to hand out as it is, now, or `None`: never waits, connects or
+    /// validates (the shared path's choice between a free session and a busy one).
+    pub(crate) fn try_acquire_now(
+        self: &Arc<Self>,
+        location: &'static Location<'static>,
+        now: Instant,
+    ) -> Option<PooledConnection<C>> {
+        if self.is_closed() {
+            return None;
+        }
+        let permit = self.slots.try_permit().ok()?;
+        let conn = self.pop_idle(&permit, false)?;
+        if self.ready(&conn, now) {
+            return Some(self.hand_out(permit, conn, location, now, now));
+        }
+        // Not fit as it is: back on top as it was (its last use unchanged), for an acquire
+        // that checks it.
+        if let Err(conn) = self.slots.push_idle(conn, End::Newest) {
+            self.close_conn(conn, CloseReason::Shutdown);
+        }
+        None
     }
 
     /// A connection taken off the idle stack for checks: closed if the acquire is dropped.

@@ -73,6 +73,28 @@ impl Meta {
     }
 }
 
+/// The statement `conn` has cached for `query`, prepared (and cached, up to `capacity`) on a
+/// miss: what `prepare_cached` and the shared path both use.
+pub(crate) async fn prepare_cached(
+    conn: &PoolConn<tokio_postgres::Client>,
+    query: &str,
+    capacity: usize,
+) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+    let cache = &conn.statements;
+    if let Some(stmt) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(query) {
+        return Ok(stmt);
+    }
+    let stmt = conn.client.prepare(query).await?;
+    // The evicted statement is closed on the server when its last clone drops, outside the
+    // lock.
+    let _evicted =
+        cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(query, stmt.clone(), capacity);
+    Ok(stmt)
+}
+
 /// Prepared statements of one connection, kept across checkouts.
 pub(crate) type StatementCache = Mutex<Lru<tokio_postgres::Statement>>;
 

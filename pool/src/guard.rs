@@ -68,6 +68,12 @@ impl<C: Connector> PooledConnection<C> {
         }
     }
 
+    /// The connection and its slot, taken out of the guard: the caller now owns the return
+    /// (`Shared::release`), as a lent session does.
+    pub(crate) fn into_parts(mut this: Self) -> (Conn<C::Client>, SlotToken) {
+        this.conn.take().expect("present until drop")
+    }
+
     fn conn(&self) -> &Conn<C::Client> {
         &self.conn.as_ref().expect("present until drop").0
     }
@@ -144,20 +150,12 @@ impl PooledConnection<PgConnector> {
         &self,
         query: &str,
     ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
-        let cache = &self.conn().statements;
-        if let Some(stmt) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(query) {
-            return Ok(stmt);
-        }
-        let stmt = self.conn().client.prepare(query).await?;
-        let capacity = self.shared.config.statement_cache_capacity;
-        // The evicted statement is closed on the server when its last clone drops, outside
-        // the lock.
-        let _evicted =
-            cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(query, stmt.clone(), capacity);
-        Ok(stmt)
+        crate::conn::prepare_cached(
+            self.conn(),
+            query,
+            self.shared.config.statement_cache_capacity,
+        )
+        .await
     }
 
     /// How many statements this connection has cached.

@@ -41,6 +41,23 @@
 //! - **Graceful**: [`Pool::shutdown`] waits for checked-out connections up to a timeout, then
 //!   force-closes them; no task outlives it.
 //!
+//! # Two ways to run a statement
+//! [`Pool::acquire`] checks a connection out for one caller: transactions, session state,
+//! `COPY`, `LISTEN`. [`Pool::query`], [`Pool::query_one`], [`Pool::query_opt`],
+//! [`Pool::execute`] (and [`Pool::prepare`] for their prepared form) run one statement outside
+//! any transaction on a session the pool shares, pipelined with other callers' statements:
+//! with many more tasks than connections, as fast as raw tokio-postgres clients shared by
+//! every task, which an exclusive checkout cannot be (`BENCHMARKS.md`). Same promises: one
+//! deadline per call (`query_timeout`), outages fail fast, cancel safety (a dropped call is
+//! cancelled on the server and never delays the statements pipelined behind it), statistics
+//! (`shared_*`), and shutdown waits for them.
+//!
+//! ```no_run
+//! # async fn f(pool: pool::Pool) -> Result<(), pool::QueryError> {
+//! let n: i64 = pool.query_one("SELECT count(*) FROM users WHERE active", &[]).await?.get(0);
+//! # Ok(()) }
+//! ```
+//!
 //! # Cancel safety
 //! Every future of this crate may be dropped at any await point without leaking a slot, a
 //! permit, a connection or a task: steps that hold one across an await are covered by drop
@@ -56,9 +73,14 @@
 //! - `connect`: admission by the outage rules, one bounded attempt, adoption.
 //! - `maintenance`: the background task (replenish, retire, probe, leak watch).
 //! - `shutdown`: refuse, drain, wait, force-close, wait for the drivers.
+//! - `query`: the shared path, [`Pool::query`] and its siblings: one statement on a shared
+//!   session, pipelined with other callers', without a checkout; the keyword check.
+//! - `lend`: the shared path's policy: which lent session a statement gets, when one is
+//!   drained (abandoned statements, rotation, outages, exclusive waiters, shutdown).
 //! - `guard`: [`PooledConnection`], returned on drop; `prepare_cached`.
 //! - `shared`: the state one pool's handles share, and the one way back for a connection
 //!   (hand over, park, retire, close).
+//! - `lent`: the set of lent sessions and the one way back for each.
 //! - `slots`: the only code that changes the counts, the idle stack, the slots (permits) and
 //!   the hand-off queue: `idle + checked out <= max_size`.
 //! - `outage`: outage state, single-flight attempts, backoff; published for health lock-free.
@@ -93,10 +115,13 @@ mod error;
 mod guard;
 mod health;
 mod hooks;
+mod lend;
+mod lent;
 mod maintenance;
 mod on_drop;
 mod outage;
 mod pool;
+mod query;
 mod redact;
 mod session;
 mod shared;
@@ -117,6 +142,7 @@ pub use health::{
 };
 pub use hooks::HookFuture;
 pub use pool::{Pool, PoolBuilder};
+pub use query::{PoolStatement, QueryError, SharedStatement};
 pub use redact::redact_url;
 pub use session::{Session, SessionStatus};
 pub use stats::{CloseReason, ClosedCounts, PoolStatistics, ShutdownReport};

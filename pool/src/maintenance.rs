@@ -56,6 +56,7 @@ pub(crate) async fn run<C: Connector>(
 impl<C: Connector> Shared<C> {
     async fn tick(&self) {
         let now = Instant::now();
+        self.sweep_lent(now);
         self.check_leaks(now);
         if self.outage.in_outage() {
             let reachable = matches!(

@@ -28,7 +28,7 @@ use crate::stats::{CloseReason, PoolStatistics, ShutdownReport, Stats};
 
 /// How long a returned session's request in flight may take to end by itself before it is
 /// cancelled on the server.
-const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_millis(25);
+pub(crate) const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_millis(25);
 
 pub(crate) struct Shared<C: Connector> {
     pub connector: C,
@@ -54,6 +54,8 @@ pub(crate) struct Shared<C: Connector> {
     /// Server sessions the pool gave up on because the network failed, which the server may
     /// still hold (its keepalive notices after hours): terminated once it answers again.
     pub orphans: Mutex<Vec<Orphan>>,
+    /// Sessions lent to the shared path ([`Pool::query`](crate::Pool::query)).
+    pub lender: crate::lent::Lender<C>,
 }
 
 /// A server session the pool gave up on.
@@ -112,6 +114,7 @@ impl<C: Connector> Shared<C> {
             shutdown_report: watch::channel(None).0,
             hooks,
             orphans: Mutex::new(Vec::new()),
+            lender: crate::lent::Lender::new(),
             connector,
             config,
         }
@@ -154,13 +157,32 @@ impl<C: Connector> Shared<C> {
     /// its own (cancel, drain, `ROLLBACK`, each bounded), holding its slot meanwhile, so the
     /// next user never gets it dirty; then it goes where a clean one goes.
     pub(crate) fn release(self: &Arc<Self>, conn: Conn<C::Client>, slot: SlotToken, now: Instant) {
+        self.release_after(conn, slot, now, false);
+    }
+
+    /// [`release`](Self::release) of a session on which the pool sent a cancel request
+    /// (`cancelled`, the shared path's): it is settled before reuse whatever its status, as a
+    /// cancel that arrived late waits for the session's next statement.
+    pub(crate) fn release_after(
+        self: &Arc<Self>,
+        conn: Conn<C::Client>,
+        slot: SlotToken,
+        now: Instant,
+        cancelled: bool,
+    ) {
         self.stats.releases.fetch_add(1, Relaxed);
         conn.meta.checked_in();
-        if let Some(status) = self.dirty(&conn) {
+        let dirty = self.dirty(&conn).or_else(|| {
+            let usable = !self.is_closed() && !self.connector.is_closed(&conn.client);
+            let status = conn.session.as_ref().map(|s| s.status());
+            (cancelled && usable).then(|| status.unwrap_or(SessionStatus::Idle))
+        });
+        if let Some(status) = dirty {
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
                     let shared = Arc::clone(self);
-                    runtime.spawn(async move { shared.restore(conn, slot, status).await });
+                    runtime
+                        .spawn(async move { shared.restore(conn, slot, status, cancelled).await });
                 }
                 Err(_) => {
                     self.discard(conn, CloseReason::SessionNotReset);
@@ -194,9 +216,10 @@ impl<C: Connector> Shared<C> {
         conn: Conn<C::Client>,
         slot: SlotToken,
         status: SessionStatus,
+        cancelled: bool,
     ) {
         // Dropped with the runtime: the connection is closed and nothing else is owed.
-        let outcome = match self.reset_session(&conn, status).await {
+        let outcome = match self.reset_session(&conn, status, cancelled).await {
             Ok(()) => self
                 .after_release(&conn)
                 .await
@@ -240,13 +263,14 @@ impl<C: Connector> Shared<C> {
         &self,
         conn: &Conn<C::Client>,
         mut status: SessionStatus,
+        cancelled_before: bool,
     ) -> Result<(), String> {
         let how = self.config.session_reset;
         let Some(session) = conn.session.as_ref() else {
             // Untracked: only the configured reset can be done.
             return self.reset_state(conn, how).await;
         };
-        let mut cancelled = false;
+        let mut cancelled = cancelled_before;
         if status == SessionStatus::Busy {
             let grace = self.config.validation_timeout.min(CANCEL_GRACE);
             if tokio::time::timeout(grace, session.drained())
@@ -456,12 +480,18 @@ impl<C: Connector> Shared<C> {
 
     pub(crate) fn statistics(&self) -> PoolStatistics {
         let (total, idle) = self.slots.counts();
-        self.stats.snapshot(
+        let mut snapshot = self.stats.snapshot(
             (self.config.min_size, self.config.max_size),
             total,
             idle,
             self.drivers.live.load(Acquire),
-        )
+        );
+        let (sessions, in_flight) = self.lender.figures();
+        snapshot.shared_sessions = sessions;
+        snapshot.shared_in_flight = in_flight;
+        snapshot.shared_statements = self.lender.statements.load(Relaxed);
+        snapshot.shared_abandoned = self.lender.abandoned.load(Relaxed);
+        snapshot
     }
 
     /// What health is computed from, read from memory without a lock shared with acquire.

@@ -27,6 +27,9 @@ impl<C: Connector> Shared<C> {
             };
         };
         self.maintenance_wake.notify_one();
+        // Lent sessions take no new statement; each goes back (and is closed) when the
+        // statements in flight on it end, which the wait below covers.
+        self.lender.close();
         let closed_idle = drained.len();
         for conn in drained {
             self.close_conn(conn, CloseReason::Shutdown);

@@ -169,6 +169,16 @@ pub struct PoolStatistics {
     pub orphans_terminated: u64,
     /// Connections closed, by reason.
     pub connections_closed: ClosedCounts,
+    /// Sessions lent to the shared path now ([`Pool::query`](crate::Pool::query)); they count
+    /// as active connections.
+    pub shared_sessions: usize,
+    /// Statements in flight on them now.
+    pub shared_in_flight: usize,
+    /// Statements run on the shared path, whatever their outcome.
+    pub shared_statements: u64,
+    /// Of those, statements abandoned (the call was dropped or ran past `query_timeout`); the
+    /// pool cancelled them on the server before the session was reused.
+    pub shared_abandoned: u64,
     /// Driver tasks still running (sockets still open), including force-closed ones winding down.
     pub live_connection_tasks: usize,
     /// Mean time from `acquire()` to a connection.
@@ -343,6 +353,10 @@ impl Stats {
             sessions_reset: self.resets.load(Relaxed),
             orphans_terminated: self.orphans.load(Relaxed),
             connections_closed: self.closed_counts(),
+            shared_sessions: 0,
+            shared_in_flight: 0,
+            shared_statements: 0,
+            shared_abandoned: 0,
             live_connection_tasks: live_tasks,
             acquire_wait_mean: mean,
             acquire_wait_p99: p99,

@@ -24,6 +24,7 @@ impl PoolConfig {
         }
         for (field, value) in [
             ("acquire_timeout", self.acquire_timeout),
+            ("query_timeout", self.query_timeout),
             ("connect_timeout", self.connect_timeout),
             ("validation_timeout", self.validation_timeout),
             ("probe_interval", self.probe_interval),
@@ -37,6 +38,7 @@ impl PoolConfig {
         }
         let durations = [
             ("acquire_timeout", Some(self.acquire_timeout)),
+            ("query_timeout", Some(self.query_timeout)),
             ("connect_timeout", Some(self.connect_timeout)),
             ("validation_timeout", Some(self.validation_timeout)),
             ("validation_bypass", Some(self.validation_bypass)),

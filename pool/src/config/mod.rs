@@ -140,6 +140,11 @@ options! {
     acquire_timeout: Duration = Duration::from_secs(5), "5 s",
         "the one deadline for [`Pool::acquire`](crate::Pool::acquire): waiting, connecting and validating all count against it",
         e.g. Duration::from_secs(2);
+    /// The one deadline of a statement run through [`Pool::query`](crate::Pool::query) and its
+    /// siblings.
+    query_timeout: Duration = Duration::from_secs(30), "30 s",
+        "the one deadline of [`Pool::query`](crate::Pool::query) and its siblings: getting a shared session (within `acquire_timeout` too) and running the statement",
+        e.g. Duration::from_secs(5);
     /// Bound on one connection attempt.
     connect_timeout: Duration = Duration::from_secs(2), "2 s",
         "bound on one connection attempt (TCP + TLS + startup)", e.g. Duration::from_secs(1);

@@ -1,0 +1,207 @@
+//! [`Lender`]: the sessions lent to the shared path, and [`Lent`], one of them. The policy
+//! (which session a statement gets, when one is drained) is the pool's, in `lend`; this file
+//! only keeps the set, the counts, and the one way back for a lent session.
+//!
+//! # Implementation details
+//! The set holds one `Arc` of each lent session; every statement in flight holds another, so
+//! a session's load is its `Arc`'s count, read without a lock, and taking a session out of
+//! the set (*draining* it) is all it takes to return it: no new statement joins, and the last
+//! one in flight drops the last reference, whose `Drop` gives the connection back through
+//! [`GiveBack`]. The lock is held only to pick or remove entries; returns happen outside it.
+//!
+//! The set holds the connection and its slot rather than a `PooledConnection`, and a `Weak`
+//! handle to the pool: a guard would hold the pool alive from inside its own state.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, Weak};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::conn::Conn;
+use crate::connector::Connector;
+use crate::slots::SlotToken;
+
+/// Where a lent session goes back to: the pool, which checks the session's state as on any
+/// return (`cancelled`: the pool sent a cancel request on it, so it is settled first).
+pub(crate) trait GiveBack<C: Connector>: Send + Sync {
+    fn give_back(self: Arc<Self>, conn: Conn<C::Client>, slot: SlotToken, cancelled: bool);
+}
+
+/// One session lent to the shared path.
+pub(crate) struct Lent<C: Connector> {
+    pool: Weak<dyn GiveBack<C>>,
+    parts: Option<(Conn<C::Client>, SlotToken)>,
+    /// When it was lent (it is drained and lent again after a while).
+    pub lent_at: Instant,
+    /// Cancel requests the pool sent on this session for abandoned statements.
+    cancels: AtomicU64,
+}
+
+impl<C: Connector> Lent<C> {
+    pub(crate) fn new(
+        pool: Weak<dyn GiveBack<C>>,
+        parts: (Conn<C::Client>, SlotToken),
+        now: Instant,
+    ) -> Self {
+        Self {
+            pool,
+            parts: Some(parts),
+            lent_at: now,
+            cancels: AtomicU64::new(0),
+        }
+    }
+
+    /// The pooled connection behind it.
+    pub(crate) fn conn(&self) -> &Conn<C::Client> {
+        &self.parts.as_ref().expect("present until drop").0
+    }
+
+    /// Cancel requests sent on it so far: a statement that fails as cancelled while this
+    /// grew was cancelled by the pool, not by its caller, and is run again elsewhere.
+    pub(crate) fn cancels(&self) -> u64 {
+        self.cancels.load(Relaxed)
+    }
+
+    /// Counts a cancel request the pool sends on it.
+    pub(crate) fn cancel_sent(&self) {
+        self.cancels.fetch_add(1, Relaxed);
+    }
+}
+
+impl<C: Connector> Drop for Lent<C> {
+    fn drop(&mut self) {
+        if let Some((conn, slot)) = self.parts.take() {
+            let cancelled = self.cancels() > 0;
+            match self.pool.upgrade() {
+                Some(pool) => pool.give_back(conn, slot, cancelled),
+                // The pool is gone: its connections close with it.
+                None => drop((conn, slot)),
+            }
+        }
+    }
+}
+
+/// Statements in flight on a lent session, given the set's reference (the set's own is not
+/// one).
+pub(crate) fn load<C: Connector>(lent: &Arc<Lent<C>>) -> usize {
+    Arc::strong_count(lent).saturating_sub(1)
+}
+
+/// The lent sessions of one pool.
+pub(crate) struct Lender<C: Connector> {
+    set: Mutex<LentSet<C>>,
+    /// Statements run on the shared path (finished, whatever their outcome).
+    pub statements: AtomicU64,
+    /// Statements abandoned on the shared path (dropped or past their deadline).
+    pub abandoned: AtomicU64,
+    /// Notified when a session is lent: shared calls waiting for a slot join it instead.
+    pub lent_out: Notify,
+    /// Shared calls waiting for a slot (part of the pool's waiting count; the rest are
+    /// exclusive acquires).
+    pub waiting: AtomicUsize,
+}
+
+/// The set, and whether it was closed (shutdown).
+pub(crate) struct LentSet<C: Connector> {
+    pub sessions: Vec<Arc<Lent<C>>>,
+    pub closed: bool,
+}
+
+fn lock<X>(m: &Mutex<X>) -> std::sync::MutexGuard<'_, X> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<C: Connector> Lender<C> {
+    pub(crate) fn new() -> Self {
+        Self {
+            set: Mutex::new(LentSet {
+                sessions: Vec::new(),
+                closed: false,
+            }),
+            statements: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+            lent_out: Notify::new(),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs `f` on the set under its lock. `f` must not drop a session it removes (a return
+    /// takes other locks): it hands removed ones back, to be dropped after the lock.
+    pub(crate) fn with_set<R>(&self, f: impl FnOnce(&mut LentSet<C>) -> R) -> R {
+        f(&mut lock(&self.set))
+    }
+
+    /// `(sessions lent, statements in flight on them)`.
+    pub(crate) fn figures(&self) -> (usize, usize) {
+        let set = lock(&self.set);
+        (set.sessions.len(), set.sessions.iter().map(load).sum())
+    }
+
+    /// Whether no session is lent.
+    pub(crate) fn is_empty(&self) -> bool {
+        lock(&self.set).sessions.is_empty()
+    }
+
+    /// Adds a session just lent; gives it back (`Err`) when the set is closed.
+    pub(crate) fn add(&self, lent: Arc<Lent<C>>) -> Result<Arc<Lent<C>>, Arc<Lent<C>>> {
+        {
+            let mut set = lock(&self.set);
+            if set.closed {
+                return Err(lent);
+            }
+            set.sessions.push(Arc::clone(&lent));
+        }
+        self.lent_out.notify_waiters();
+        Ok(lent)
+    }
+
+    /// Takes `lent` out of the set: no new statement joins it, and it goes back once the
+    /// statements in flight on it end.
+    pub(crate) fn drain(&self, lent: &Arc<Lent<C>>) {
+        let removed = {
+            let mut set = lock(&self.set);
+            let at = set.sessions.iter().position(|s| Arc::ptr_eq(s, lent));
+            at.map(|i| set.sessions.swap_remove(i))
+        };
+        drop(removed);
+    }
+
+    /// Drains the sessions `pick` chooses.
+    pub(crate) fn drain_where(&self, mut pick: impl FnMut(&Arc<Lent<C>>) -> bool) {
+        let removed: Vec<_> = {
+            let mut set = lock(&self.set);
+            let (out, keep) = std::mem::take(&mut set.sessions)
+                .into_iter()
+                .partition(|s| pick(s));
+            set.sessions = keep;
+            out
+        };
+        drop(removed);
+    }
+
+    /// Drains the least loaded session, if any.
+    pub(crate) fn drain_least_loaded(&self) {
+        let victim = {
+            let mut set = lock(&self.set);
+            let at = set
+                .sessions
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, s)| load(s))
+                .map(|(i, _)| i);
+            at.map(|i| set.sessions.swap_remove(i))
+        };
+        drop(victim);
+    }
+
+    /// Drains every session and refuses new ones (shutdown).
+    pub(crate) fn close(&self) {
+        let removed = {
+            let mut set = lock(&self.set);
+            set.closed = true;
+            std::mem::take(&mut set.sessions)
+        };
+        drop(removed);
+    }
+}
