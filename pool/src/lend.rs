@@ -50,6 +50,28 @@ impl<C: Connector> Shared<C> {
     pub(crate) async fn lend(
         self: &Arc<Self>,
         location: &'static Location<'static>,
+        now: Instant,
+        deadline: Instant,
+    ) -> Result<Arc<Lent<C>>, PoolError> {
+        // The fast path moves only pointers; waiting (and the acquire future it holds) is in
+        // a boxed future, so the future every call builds stays small.
+        if !self.outage.in_outage() {
+            match self.offer(now)? {
+                Offer::Join(lent) => return Ok(lent),
+                // Only a session that is free now beats pipelining on a busy one.
+                Offer::Lend(Some(busy)) => {
+                    return Ok(self.try_lend_now(location, now).unwrap_or(busy));
+                }
+                Offer::Lend(None) => {}
+            }
+        }
+        Box::pin(self.lend_slow(location, deadline)).await
+    }
+
+    /// [`lend`](Self::lend) when nothing lent could be joined at once.
+    async fn lend_slow(
+        self: &Arc<Self>,
+        location: &'static Location<'static>,
         deadline: Instant,
     ) -> Result<Arc<Lent<C>>, PoolError> {
         loop {

@@ -4,8 +4,8 @@
 //! the caller's to keep off the shared path, and a transaction left open is caught after the
 //! statement (the session is then taken out of sharing and rolled back).
 
-/// The first keyword of `sql`, past white space and comments, upper-cased.
-fn first_keyword(sql: &str) -> String {
+/// The first word of `sql`, past white space and comments, as written.
+fn first_keyword(sql: &str) -> &str {
     let mut rest = sql;
     loop {
         rest = rest.trim_start();
@@ -17,16 +17,23 @@ fn first_keyword(sql: &str) -> String {
             break;
         }
     }
-    rest.chars()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect::<String>()
-        .to_ascii_uppercase()
+    let end = rest
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
+    &rest[..end]
 }
 
-/// Why `sql` must not run on a shared session, when its first keyword says so.
+/// Why `sql` must not run on a shared session, when its first keyword says so. On every call
+/// of the shared path, so it allocates nothing unless it refuses.
 pub(super) fn unshareable(sql: &str) -> Option<(String, &'static str)> {
-    let keyword = first_keyword(sql);
-    let why = match keyword.as_str() {
+    let word = first_keyword(sql);
+    // The longest keyword below has 10 letters.
+    let mut upper = [0u8; 10];
+    let letters = upper.get_mut(..word.len())?;
+    letters.copy_from_slice(word.as_bytes());
+    letters.make_ascii_uppercase();
+    let keyword = std::str::from_utf8(letters).ok()?;
+    let why = match keyword {
         "BEGIN" | "START" => "it opens a transaction the session's other users would run inside",
         "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE" => {
             "transaction control belongs to one session's user"
@@ -41,7 +48,7 @@ pub(super) fn unshareable(sql: &str) -> Option<(String, &'static str)> {
         "LOAD" => "it loads a library into the session",
         _ => return None,
     };
-    Some((keyword, why))
+    Some((keyword.to_string(), why))
 }
 
 #[cfg(test)]
@@ -50,9 +57,9 @@ mod tests {
 
     #[test]
     fn the_first_keyword_is_found_past_space_and_comments() {
-        assert_eq!(first_keyword("  select 1"), "SELECT");
-        assert_eq!(first_keyword("-- note\n  begin;"), "BEGIN");
-        assert_eq!(first_keyword("/* a */ /* b */start transaction"), "START");
+        assert_eq!(first_keyword("  select 1"), "select");
+        assert_eq!(first_keyword("-- note\n  begin;"), "begin");
+        assert_eq!(first_keyword("/* a */ /* b */start transaction"), "start");
         assert_eq!(first_keyword("(SELECT 1)"), "");
         assert_eq!(first_keyword("-- only a comment"), "");
     }
@@ -70,9 +77,11 @@ mod tests {
             "DECLARE c CURSOR FOR SELECT 1",
             "LOCK TABLE t",
             "/* x */ savepoint a",
+            "DEALLOCATE ALL",
         ] {
             assert!(unshareable(sql).is_some(), "{sql}");
         }
+        assert_eq!(unshareable("begin").unwrap().0, "BEGIN");
         for sql in [
             "SELECT 1",
             "INSERT INTO t VALUES (1)",
@@ -81,6 +90,8 @@ mod tests {
             "NOTIFY ch",
             "CALL p()",
             "SELECT set_config('a.b', '1', true)",
+            "SELECTIVELYLONGWORD",
+            "",
         ] {
             assert!(unshareable(sql).is_none(), "{sql}");
         }

@@ -294,9 +294,11 @@ impl Pool<PgConnector> {
         // took no effect: it runs again, on another session (twice at most).
         let mut reruns = 0;
         loop {
+            let now = if reruns == 0 { start } else { Instant::now() };
             let lent = shared
                 .lend(
                     location,
+                    now,
                     deadline.min(start + shared.config.acquire_timeout),
                 )
                 .await?;
