@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chaos::proxy::{Proxies, ProxyConfig, Stream, Toxic, ToxicKind};
-use pool::{Pool, PoolConfig, PoolError};
+use pool::{Pool, PoolConfig, PoolError, QueryError};
 use proptest::prelude::*;
 
 const MAX_SIZE: usize = 3;
@@ -23,6 +23,12 @@ enum Step {
     Fault(u8),
     Heal,
     Sleep(u16),
+    /// `n` concurrent statements on the shared path (`Pool::query`), all cut after `cut` ms
+    /// when it is not 0.
+    Shared {
+        n: u8,
+        cut: u16,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -33,6 +39,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0u8..6).prop_map(Step::Fault),
         2 => Just(Step::Heal),
         2 => (10u16..400).prop_map(Step::Sleep),
+        3 => (1u8..9, prop_oneof![Just(0u16), 1u16..80]).prop_map(|(n, cut)| Step::Shared { n, cut }),
     ]
 }
 
@@ -85,6 +92,7 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
         .min_size(1)
         .max_size(MAX_SIZE)
         .acquire_timeout(ACQUIRE)
+        .query_timeout(ACQUIRE)
         .connect_timeout(Duration::from_millis(500))
         .validation_timeout(Duration::from_millis(250))
         .probe_timeout(Duration::from_millis(250))
@@ -127,6 +135,33 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
                 proxy.enable().map_err(|e| format!("{at}: {e}"))?;
             }
             Step::Sleep(ms) => tokio::time::sleep(Duration::from_millis(*ms as u64)).await,
+            Step::Shared { n, cut } => {
+                let t = Instant::now();
+                let calls = (0..*n).map(|_| async {
+                    let call = pool.query_one("SELECT pg_sleep(0.02)", &[]);
+                    if *cut == 0 {
+                        Some(call.await)
+                    } else {
+                        tokio::time::timeout(Duration::from_millis(*cut as u64), call)
+                            .await
+                            .ok()
+                    }
+                });
+                for r in futures_util::future::join_all(calls)
+                    .await
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Err(QueryError::Pool(PoolError::Closed)) = r {
+                        return Err(format!("{at}: closed without shutdown"));
+                    }
+                }
+                // One deadline per call: query_timeout (= ACQUIRE) covers the session and
+                // the statement.
+                if t.elapsed() > ACQUIRE + MARGIN {
+                    return Err(format!("{at}: shared calls took {:?}", t.elapsed()));
+                }
+            }
             _ => {}
         }
         let s = pool.statistics();

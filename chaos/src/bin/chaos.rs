@@ -256,8 +256,9 @@ fn duration(text: &str) -> Result<std::time::Duration, String> {
 
 #[derive(Debug, Default, clap::Args)]
 struct RunArgs {
-    /// Which pools to run: ours, deadpool-postgres, bb8-postgres, sqlx, or all side by side (peers
-    /// run at their defaults and with recommended timeouts).
+    /// Which pools to run: ours (through `acquire` and through the shared `Pool::query`),
+    /// deadpool-postgres, bb8-postgres, sqlx, or all side by side (peers run at their defaults
+    /// and with recommended timeouts).
     #[arg(long, value_enum, default_value = "pool")]
     pool: Option<chaos::scenario::PoolChoice>,
     /// Run only this scenario (repeatable); see --list.

@@ -353,11 +353,9 @@ impl ChaosReport {
         if let Some(by) = &self.interrupted {
             return RunVerdict::Interrupted { by: by.clone() };
         }
-        if self
-            .scenarios
-            .iter()
-            .any(|s| s.pool == "pool" && s.verdict() == Verdict::Fail)
-        {
+        if self.scenarios.iter().any(|s| {
+            crate::scenario::PoolKind::is_ours_name(&s.pool) && s.verdict() == Verdict::Fail
+        }) {
             return RunVerdict::Failed;
         }
         let unavailable: Vec<String> = self

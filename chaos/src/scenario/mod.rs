@@ -81,7 +81,7 @@ impl Scenario {
 /// Which pools to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PoolChoice {
-    /// Ours.
+    /// Ours, by both paths: `acquire` and the shared `Pool::query`.
     Pool,
     /// deadpool-postgres, at its defaults and with recommended timeouts.
     Deadpool,
@@ -435,6 +435,7 @@ pub fn pool_config(url: &str, app: &str, seed: u64) -> Result<pool::PoolConfig, 
         .min_size(2)
         .max_size(MAX_SIZE)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        .query_timeout(QUERY_TIMEOUT)
         .connect_timeout(ACQUIRE_TIMEOUT)
         .validation_timeout(Duration::from_millis(500))
         .probe_timeout(Duration::from_millis(500))
@@ -462,6 +463,9 @@ pub async fn make_subject(
     );
     Ok(match kind {
         PoolKind::Pool => Box::new(subject::OurPool(
+            pool::Pool::connect(pool_config(url, app, seed)?).await?,
+        )),
+        PoolKind::PoolQuery => Box::new(subject::OurPoolShared(
             pool::Pool::connect(pool_config(url, app, seed)?).await?,
         )),
         PoolKind::Deadpool | PoolKind::DeadpoolTimeouts => Box::new(subject::Deadpool::new(
@@ -492,7 +496,7 @@ impl PoolChoice {
     /// The pools this choice puts under test.
     pub fn kinds(self) -> Vec<PoolKind> {
         match self {
-            PoolChoice::Pool => vec![PoolKind::Pool],
+            PoolChoice::Pool => vec![PoolKind::Pool, PoolKind::PoolQuery],
             PoolChoice::Deadpool => vec![PoolKind::Deadpool, PoolKind::DeadpoolTimeouts],
             PoolChoice::Bb8 => vec![PoolKind::Bb8, PoolKind::Bb8Timeouts],
             PoolChoice::Sqlx => vec![PoolKind::Sqlx, PoolKind::SqlxTimeouts],

@@ -157,6 +157,11 @@ enum Work {
     EarlyReturn,
     /// The whole request future dropped at a random point.
     Dropped,
+    /// The check of `Short` through the shared path (`Pool::query_one`, no checkout).
+    Shared,
+    /// A shared-path statement cut by a timeout: the pool cancels it on the server, and the
+    /// session's other statements go on.
+    SharedCut,
 }
 
 enum Done {
@@ -187,11 +192,13 @@ impl Load {
         let mut rng = lock(&self.rng);
         let (a, b) = (rng.next_f64(), rng.next_f64());
         let work = match a {
-            a if a < 0.55 => Work::Short,
-            a if a < 0.70 => Work::Long,
-            a if a < 0.84 => Work::Transaction,
-            a if a < 0.88 => Work::EarlyReturn,
-            a if a < 0.94 => Work::CutQuery,
+            a if a < 0.40 => Work::Short,
+            a if a < 0.52 => Work::Shared,
+            a if a < 0.65 => Work::Long,
+            a if a < 0.78 => Work::Transaction,
+            a if a < 0.82 => Work::EarlyReturn,
+            a if a < 0.88 => Work::CutQuery,
+            a if a < 0.91 => Work::SharedCut,
             _ => Work::Dropped,
         };
         (work, b)
@@ -206,6 +213,12 @@ impl Load {
                 match tokio::time::timeout(cut, self.work(Work::Long, x)).await {
                     Ok(r) => r,
                     Err(_) => Ok(Done::Cancelled),
+                }
+            }
+            w @ (Work::Shared | Work::SharedCut) => {
+                match tokio::time::timeout(HANG_CUTOFF, self.shared(w, x)).await {
+                    Ok(r) => r,
+                    Err(_) => Err("hang".to_string()),
                 }
             }
             w => match tokio::time::timeout(HANG_CUTOFF, self.work(w, x)).await {
@@ -242,6 +255,38 @@ impl Load {
         failed
     }
 
+    /// A request on the shared path: the marker check, or a sleep cut after 5-45 ms.
+    async fn shared(&self, work: Work, x: f64) -> Result<Done, String> {
+        let failed = |e: pool::QueryError| match e {
+            pool::QueryError::Pool(e) => format!("shared {}", e.kind()),
+            pool::QueryError::Statement(e) => format!("shared {}", db_error(&e)),
+            pool::QueryError::Timeout { .. } => "shared query timeout".into(),
+            e => format!("shared refused: {e}"),
+        };
+        if matches!(work, Work::SharedCut) {
+            let cut = Duration::from_millis(5 + (x * 40.0) as u64);
+            return match tokio::time::timeout(cut, self.pool.query("SELECT pg_sleep(0.1)", &[]))
+                .await
+            {
+                Ok(Ok(_)) => Ok(Done::Ok),
+                Ok(Err(e)) => Err(failed(e)),
+                Err(_) => Ok(Done::Cancelled),
+            };
+        }
+        let row = tokio::time::timeout(
+            QUERY_BOUND,
+            self.pool
+                .query_one("SELECT current_setting('chaos.marker', true)", &[]),
+        )
+        .await
+        .map_err(|_| "shared query timeout".to_string())?
+        .map_err(failed)?;
+        match row.get::<_, Option<String>>(0).as_deref() {
+            Some("dirty") => Err(DIRTY.into()),
+            _ => Ok(Done::Ok),
+        }
+    }
+
     async fn work(&self, work: Work, x: f64) -> Result<Done, String> {
         let mut conn = self
             .pool
@@ -253,8 +298,9 @@ impl Load {
             _ => QUERY_BOUND,
         };
         let ran = tokio::time::timeout(bound, async {
+            // (The shared kinds run on `shared`; here they would be their exclusive twins.)
             match work {
-                Work::Short => {
+                Work::Short | Work::Shared => {
                     // Also the check that no earlier request's transaction is still open.
                     let stmt = conn
                         .prepare_cached("SELECT current_setting('chaos.marker', true)")
@@ -280,7 +326,7 @@ impl Load {
                         tx.commit().await?;
                     }
                 }
-                Work::CutQuery => {
+                Work::CutQuery | Work::SharedCut => {
                     conn.query_one("SELECT pg_sleep(0.1)", &[]).await?;
                 }
             }

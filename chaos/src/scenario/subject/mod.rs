@@ -11,8 +11,11 @@ use crate::report::Outcome;
 /// The pools the suite can put under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PoolKind {
-    /// Ours.
+    /// Ours, through `acquire` (an exclusive checkout per request).
     Pool,
+    /// Ours, through its shared path (`Pool::query`: statements pipelined on shared
+    /// sessions, no checkout).
+    PoolQuery,
     /// deadpool-postgres at its defaults (no timeouts).
     Deadpool,
     /// deadpool-postgres with wait, create and recycle timeouts.
@@ -29,8 +32,9 @@ pub enum PoolKind {
 
 impl PoolKind {
     /// Every kind, in report order.
-    pub const ALL: [PoolKind; 7] = [
+    pub const ALL: [PoolKind; 8] = [
         PoolKind::Pool,
+        PoolKind::PoolQuery,
         PoolKind::Deadpool,
         PoolKind::DeadpoolTimeouts,
         PoolKind::Bb8,
@@ -43,6 +47,7 @@ impl PoolKind {
     pub fn name(self) -> &'static str {
         match self {
             PoolKind::Pool => "pool",
+            PoolKind::PoolQuery => "pool+query",
             PoolKind::Deadpool => "deadpool",
             PoolKind::DeadpoolTimeouts => "deadpool+timeouts",
             PoolKind::Bb8 => "bb8",
@@ -57,9 +62,15 @@ impl PoolKind {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// Whether this is our pool (which has health and criteria of its own).
+    /// Whether this is our pool, by either path (it has health and criteria of its own, and
+    /// its failures fail the run).
     pub fn is_ours(self) -> bool {
-        self == PoolKind::Pool
+        matches!(self, PoolKind::Pool | PoolKind::PoolQuery)
+    }
+
+    /// Whether the pool a report names is ours.
+    pub fn is_ours_name(name: &str) -> bool {
+        Self::from_name(name).is_some_and(Self::is_ours)
     }
 }
 
@@ -256,6 +267,80 @@ impl Subject for OurPool {
     fn health(&self) -> Option<String> {
         let status = self.0.health().status;
         Some(serde_json::to_value(status).ok()?.as_str()?.to_string())
+    }
+    fn open_connections(&self) -> usize {
+        self.0.statistics().total_connections
+    }
+    fn shutdown(&self) -> BoxFut<'_, ()> {
+        Box::pin(async move {
+            self.0.shutdown(Duration::from_secs(5)).await;
+        })
+    }
+}
+
+/// Our pool through its shared path: each request is one `Pool::query` call, bounded by the
+/// pool's own `query_timeout`; handlers that need a session of their own (transactions) use
+/// `acquire`, while the abandoned query and the check after each dirty handler use the
+/// shared path, so a dirty or busy session reaching the shared path would show.
+pub struct OurPoolShared(pub pool::Pool);
+
+/// What a shared-path error is called in reports, as `acquire`'s are.
+fn shared_error(e: &pool::QueryError) -> Answer {
+    match e {
+        pool::QueryError::Pool(e) => (Outcome::Fail, Some(e.kind().to_string())),
+        pool::QueryError::Statement(e) => query_error(e),
+        pool::QueryError::Timeout { .. } => (Outcome::Info, Some("query_timeout".into())),
+        _ => (Outcome::Fail, Some("refused".into())),
+    }
+}
+
+impl Subject for OurPoolShared {
+    fn name(&self) -> String {
+        PoolKind::PoolQuery.name().into()
+    }
+    fn handle<'a>(&'a self, handler: Handler) -> BoxFut<'a, Answer> {
+        Box::pin(async move {
+            match handler {
+                Handler::AbandonQuery => {
+                    let _ =
+                        tokio::time::timeout(ABANDON_AFTER, self.0.query(SLOW_QUERY, &[])).await;
+                    (Outcome::Ok, None)
+                }
+                Handler::Check => {
+                    match tokio::time::timeout(CHECK_LIMIT, self.0.query_opt(CHECK, &[])).await {
+                        Ok(Ok(row)) => checked(
+                            row.and_then(|r| r.get::<_, Option<String>>(0)).as_deref()
+                                == Some("dirty"),
+                        ),
+                        Ok(Err(e))
+                            if e.as_db_error().is_some_and(|db| {
+                                db.code()
+                                    == &tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION
+                            }) =>
+                        {
+                            checked(true)
+                        }
+                        Ok(Err(e)) => shared_error(&e),
+                        Err(_) => (Outcome::Info, Some("query_timeout".into())),
+                    }
+                }
+                _ => match self.0.acquire().await {
+                    Ok(conn) => run_handler(&conn, handler).await,
+                    Err(e) => (Outcome::Fail, Some(e.kind().to_string())),
+                },
+            }
+        })
+    }
+    fn request<'a>(&'a self, sql: &'a str, _limit: Duration) -> BoxFut<'a, Answer> {
+        Box::pin(async move {
+            match self.0.query(sql, &[]).await {
+                Ok(_) => (Outcome::Ok, None),
+                Err(e) => shared_error(&e),
+            }
+        })
+    }
+    fn health(&self) -> Option<String> {
+        OurPool(self.0.clone()).health()
     }
     fn open_connections(&self) -> usize {
         self.0.statistics().total_connections

@@ -111,11 +111,7 @@ pub async fn run_handler(conn: &mut PgConnection, handler: Handler) -> Answer {
             ok
         }
         Handler::AbandonQuery => {
-            let _ = tokio::time::timeout(
-                ABANDON_AFTER,
-                execute(conn, SLOW_QUERY),
-            )
-            .await;
+            let _ = tokio::time::timeout(ABANDON_AFTER, execute(conn, SLOW_QUERY)).await;
             ok
         }
         Handler::DroppedHandler => {
@@ -129,11 +125,13 @@ pub async fn run_handler(conn: &mut PgConnection, handler: Handler) -> Answer {
             ok
         }
         Handler::Check => {
-            match tokio::time::timeout(CHECK_LIMIT, fetch_all(conn, CHECK))
-                .await
-            {
+            match tokio::time::timeout(CHECK_LIMIT, fetch_all(conn, CHECK)).await {
                 Ok(Ok(rows)) => checked(rows.iter().any(|row| {
-                    row.try_get::<Option<String>, _>(0).ok().flatten().as_deref() == Some("dirty")
+                    row.try_get::<Option<String>, _>(0)
+                        .ok()
+                        .flatten()
+                        .as_deref()
+                        == Some("dirty")
                 })),
                 // Inside a failed transaction a previous handler left: dirty too.
                 Ok(Err(e)) if in_failed_transaction(&e) => checked(true),
@@ -158,12 +156,11 @@ impl Subject for Sqlx {
                 Ok(conn) => conn,
                 Err(e) => return acquire_error(&e),
             };
-            let answer =
-                match tokio::time::timeout(limit, execute(&mut conn, sql)).await {
-                    Ok(Ok(_)) => (Outcome::Ok, None),
-                    Ok(Err(e)) => statement_error(&e),
-                    Err(_) => (Outcome::Info, Some("query_timeout".into())),
-                };
+            let answer = match tokio::time::timeout(limit, execute(&mut conn, sql)).await {
+                Ok(Ok(_)) => (Outcome::Ok, None),
+                Ok(Err(e)) => statement_error(&e),
+                Err(_) => (Outcome::Info, Some("query_timeout".into())),
+            };
             if answer.0 != Outcome::Ok {
                 // The server may still be busy with it: do not give it to the next user.
                 conn.close_on_drop();
