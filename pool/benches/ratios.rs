@@ -15,7 +15,9 @@
 //!   deadpool (no-op manager) and a floor (tokio `Semaphore` + `Mutex<Vec>`), 8 slots, with 1
 //!   task and with 64 tasks, on 2 workers.
 //! - `select_1`: `SELECT 1` on a throwaway PostgreSQL at 1, 16 and 128 tasks
-//!   (`RATIO_TASKS=1,16` to choose): the pool at its default LIFO idle order and with FIFO,
+//!   (`RATIO_TASKS=1,16` to choose): the pool's shared path (`Pool::query_one`, no checkout:
+//!   `pool_query`), its exclusive path (acquire + prepared statement) at its default LIFO
+//!   idle order and with FIFO,
 //!   deadpool-postgres, 10 raw tokio-postgres connections taken round-robin, and, for 1 task,
 //!   one raw connection (the pool's LIFO reuse without the pool). `BENCH_PIN=1` puts the
 //!   server on the last CPU, as in the `pool` bench.
@@ -242,8 +244,19 @@ fn select_1_contenders(tasks: usize, c: &Contenders) -> Vec<(&'static str, Runne
             }
         })
     };
+    // The shared path: no checkout, the statement pipelined on a shared session.
+    let shared = {
+        let p = c.ours.clone();
+        runner(move || {
+            let p = p.clone();
+            async move {
+                p.query_one("SELECT 1", &[]).await.unwrap();
+            }
+        })
+    };
     let mut all = vec![
         ("pool", through_pool(&c.ours)),
+        ("pool_query", shared),
         ("pool_fifo", through_pool(&c.fifo)),
         ("deadpool", deadpool),
         ("raw_10", raw_10),
@@ -289,7 +302,9 @@ fn select_1(s: &Settings) {
             ("µs", 1e6),
             select_1_contenders(tasks, &c),
             &[
+                ("pool_query", "raw_10"),
                 ("pool", "raw_10"),
+                ("pool_query", "pool"),
                 ("pool_fifo", "raw_10"),
                 ("pool", "deadpool"),
                 ("pool_fifo", "deadpool"),
