@@ -355,7 +355,8 @@ impl Subject for OurPoolShared {
 /// deadpool-postgres, with or without timeouts.
 pub struct Deadpool {
     pool: deadpool_postgres::Pool,
-    timeouts: bool,
+    /// Which of the two setups this is (at its defaults or with timeouts).
+    kind: PoolKind,
 }
 
 impl Deadpool {
@@ -390,7 +391,11 @@ impl Deadpool {
             pool: builder
                 .build()
                 .map_err(|e| OpenError::Peer(e.to_string()))?,
-            timeouts,
+            kind: if timeouts {
+                PoolKind::DeadpoolTimeouts
+            } else {
+                PoolKind::Deadpool
+            },
         })
     }
 }
@@ -405,11 +410,7 @@ impl Subject for Deadpool {
         })
     }
     fn name(&self) -> String {
-        if self.timeouts {
-            "deadpool+timeouts".into()
-        } else {
-            "deadpool".into()
-        }
+        self.kind.name().into()
     }
     fn request<'a>(&'a self, sql: &'a str, limit: Duration) -> BoxFut<'a, Answer> {
         Box::pin(async move {
@@ -449,7 +450,8 @@ impl Subject for Deadpool {
 /// bb8-postgres, at its defaults (30 s connection timeout) or with recommended timeouts.
 pub struct Bb8 {
     pool: bb8::Pool<bb8_postgres::PostgresConnectionManager<tokio_postgres::NoTls>>,
-    timeouts: bool,
+    /// Which of the two setups this is (at its defaults or with timeouts).
+    kind: PoolKind,
 }
 
 impl Bb8 {
@@ -475,7 +477,11 @@ impl Bb8 {
         }
         Ok(Self {
             pool: builder.build_unchecked(manager),
-            timeouts,
+            kind: if timeouts {
+                PoolKind::Bb8Timeouts
+            } else {
+                PoolKind::Bb8
+            },
         })
     }
 }
@@ -490,11 +496,7 @@ impl Subject for Bb8 {
         })
     }
     fn name(&self) -> String {
-        if self.timeouts {
-            "bb8+timeouts".into()
-        } else {
-            "bb8".into()
-        }
+        self.kind.name().into()
     }
     fn request<'a>(&'a self, sql: &'a str, limit: Duration) -> BoxFut<'a, Answer> {
         Box::pin(async move {

@@ -16,14 +16,15 @@ use sqlx::{Connection, Executor, Row};
 
 use super::{
     ABANDON_AFTER, Answer, BoxFut, CHECK, CHECK_LIMIT, DROP_AFTER, Handler, MARK, OpenError,
-    SLOW_QUERY, Subject, checked, classify,
+    PoolKind, SLOW_QUERY, Subject, checked, classify,
 };
 use crate::report::Outcome;
 
 /// sqlx's `PgPool`, at its defaults or with the acquire timeout the suite recommends.
 pub struct Sqlx {
     pool: sqlx::PgPool,
-    timeouts: bool,
+    /// Which of the two setups this is (at its defaults or with timeouts).
+    kind: PoolKind,
 }
 
 impl Sqlx {
@@ -46,7 +47,11 @@ impl Sqlx {
         }
         Ok(Self {
             pool: builder.connect_lazy_with(options),
-            timeouts,
+            kind: if timeouts {
+                PoolKind::SqlxTimeouts
+            } else {
+                PoolKind::Sqlx
+            },
         })
     }
 }
@@ -144,11 +149,7 @@ pub async fn run_handler(conn: &mut PgConnection, handler: Handler) -> Answer {
 
 impl Subject for Sqlx {
     fn name(&self) -> String {
-        if self.timeouts {
-            "sqlx+timeouts".into()
-        } else {
-            "sqlx".into()
-        }
+        self.kind.name().into()
     }
     fn request<'a>(&'a self, sql: &'a str, limit: Duration) -> BoxFut<'a, Answer> {
         Box::pin(async move {
