@@ -200,9 +200,15 @@ fn chaos_run_takes_a_plan_instead_of_the_matrix() {
     assert!(run.status.success(), "{stderr}");
     let report: Value = serde_json::from_slice(&run.stdout).unwrap();
     let scenarios = report["scenarios"].as_array().unwrap();
-    assert_eq!(scenarios.len(), 1, "{report}");
+    // Our pool by both paths: through acquire, and through the shared Pool::query.
+    let pools: Vec<&str> = scenarios
+        .iter()
+        .filter_map(|s| s["pool"].as_str())
+        .collect();
+    assert_eq!(pools, ["pool", "pool+query"], "{report}");
     let s = &scenarios[0];
     assert_eq!(s["name"], "plan");
+    assert_eq!(scenarios[1]["name"], "plan");
     assert_eq!(s["fault"]["label"], "plan: 2 fault(s)");
     let window = s["fault"]["end_ms"].as_f64().unwrap() - s["fault"]["start_ms"].as_f64().unwrap();
     assert!(
