@@ -219,12 +219,26 @@ async fn orphans_of_a_kernel_partition_are_terminated_once_it_heals() {
     if !kernel_available("orphans_of_a_kernel_partition_are_terminated_once_it_heals") {
         return;
     }
+    orphans_terminated_after_a_partition("kernel-orphans", false).await;
+}
+
+/// The same while shared-path load (`Pool::query` from 6 tasks) keeps every connection lent
+/// from the heal on, so no connection is ever idle when the orphans are to be terminated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_are_terminated_while_every_connection_is_lent_to_the_shared_path() {
+    if !kernel_available("orphans_are_terminated_while_every_connection_is_lent_to_the_shared_path")
+    {
+        return;
+    }
+    orphans_terminated_after_a_partition("kernel-orphans-shared", true).await;
+}
+
+async fn orphans_terminated_after_a_partition(app: &'static str, shared_load: bool) {
     let _serial = SERIAL.lock().await;
     let cluster = tokio::task::spawn_blocking(chaos::postgres::Cluster::start)
         .await
         .unwrap()
         .expect("a throwaway PostgreSQL (server binaries needed)");
-    let app = "kernel-orphans";
     let config = pool::PoolConfig::from_url(&cluster.url())
         .unwrap()
         .application_name(app.to_string())
@@ -272,6 +286,17 @@ async fn orphans_of_a_kernel_partition_are_terminated_once_it_heals() {
     }
     faults.heal().unwrap();
     let healed = Instant::now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..if shared_load { 6 } else { 0 })
+        .map(|_| {
+            let (pool, stop) = (pool.clone(), std::sync::Arc::clone(&stop));
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = pool.query_one("SELECT pg_sleep(0.02)", &[]).await;
+                }
+            })
+        })
+        .collect();
     let (admin, conn) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -301,9 +326,13 @@ async fn orphans_of_a_kernel_partition_are_terminated_once_it_heals() {
     let s = pool.statistics();
     assert!(s.orphans_terminated >= 1, "{s:?}");
     eprintln!(
-        "kernel partition: orphans terminated {} within {:?} of the heal",
+        "kernel partition ({app}): orphans terminated {} within {:?} of the heal",
         s.orphans_terminated,
         healed.elapsed()
     );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in load {
+        t.await.unwrap();
+    }
     pool.shutdown(Duration::from_secs(2)).await;
 }

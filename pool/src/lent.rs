@@ -180,6 +180,12 @@ impl<C: Connector> Lender<C> {
         drop(removed);
     }
 
+    /// The least loaded session, for one more statement of the pool's own.
+    pub(crate) fn least_loaded(&self) -> Option<Arc<Lent<C>>> {
+        let set = lock(&self.set);
+        set.sessions.iter().min_by_key(|s| load(s)).cloned()
+    }
+
     /// Drains the least loaded session, if any.
     pub(crate) fn drain_least_loaded(&self) {
         let victim = {

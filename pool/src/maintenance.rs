@@ -91,13 +91,6 @@ impl<C: Connector> Shared<C> {
             }
             orphans.clone()
         };
-        let Ok(permit) = self.slots.try_permit() else {
-            return;
-        };
-        let Some(conn) = self.slots.pop_idle(&permit, false) else {
-            return;
-        };
-        let conn = OnDrop::new(conn, |conn| self.discard(conn, CloseReason::Cancelled));
         let now = Instant::now();
         // Each session is at least as old as the time since the pool opened it.
         let list: Vec<(u32, f64)> = orphans
@@ -109,15 +102,38 @@ impl<C: Connector> Shared<C> {
                 )
             })
             .collect();
-        let result = timeout(
-            self.config.validation_timeout,
-            self.connector.terminate(&conn.client, &list),
-        )
-        .await;
-        let conn = conn.disarm();
-        let last_used = conn.last_used;
-        self.push_idle(conn, last_used, End::Newest);
-        drop(permit);
+        let idle = self
+            .slots
+            .try_permit()
+            .ok()
+            .and_then(|permit| Some((self.slots.pop_idle(&permit, false)?, permit)));
+        let result = match idle {
+            Some((conn, permit)) => {
+                let conn = OnDrop::new(conn, |conn| self.discard(conn, CloseReason::Cancelled));
+                let result = timeout(
+                    self.config.validation_timeout,
+                    self.connector.terminate(&conn.client, &list),
+                )
+                .await;
+                let conn = conn.disarm();
+                let last_used = conn.last_used;
+                self.push_idle(conn, last_used, End::Newest);
+                drop(permit);
+                result
+            }
+            // Every connection is lent to the shared path (or checked out): the termination
+            // is one more statement on the least loaded lent session.
+            None => {
+                let Some(lent) = self.lender.least_loaded() else {
+                    return;
+                };
+                timeout(
+                    self.config.validation_timeout,
+                    self.connector.terminate(&lent.conn().client, &list),
+                )
+                .await
+            }
+        };
         match result {
             Ok(Ok(terminated)) => {
                 self.orphans
