@@ -100,6 +100,11 @@ pub(crate) struct Lender<C: Connector> {
     /// Shared calls waiting for a slot (part of the pool's waiting count; the rest are
     /// exclusive acquires).
     pub waiting: AtomicUsize,
+    /// Sessions in the set, published by every change of it, so statistics read it without
+    /// the set's lock (which the shared path and a waiting acquire take).
+    lent_now: AtomicUsize,
+    /// Statements started on the shared path; less `statements` (ended), those in flight.
+    started: AtomicU64,
 }
 
 /// The set, and whether it was closed (shutdown).
@@ -108,8 +113,29 @@ pub(crate) struct LentSet<C: Connector> {
     pub closed: bool,
 }
 
-fn lock<X>(m: &Mutex<X>) -> std::sync::MutexGuard<'_, X> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+/// The set under its lock; publishes the set's size when released.
+struct Locked<'a, C: Connector> {
+    set: std::sync::MutexGuard<'a, LentSet<C>>,
+    lent_now: &'a AtomicUsize,
+}
+
+impl<C: Connector> std::ops::Deref for Locked<'_, C> {
+    type Target = LentSet<C>;
+    fn deref(&self) -> &LentSet<C> {
+        &self.set
+    }
+}
+
+impl<C: Connector> std::ops::DerefMut for Locked<'_, C> {
+    fn deref_mut(&mut self) -> &mut LentSet<C> {
+        &mut self.set
+    }
+}
+
+impl<C: Connector> Drop for Locked<'_, C> {
+    fn drop(&mut self) {
+        self.lent_now.store(self.set.sessions.len(), Relaxed);
+    }
 }
 
 impl<C: Connector> Lender<C> {
@@ -123,30 +149,49 @@ impl<C: Connector> Lender<C> {
             abandoned: AtomicU64::new(0),
             lent_out: Notify::new(),
             waiting: AtomicUsize::new(0),
+            lent_now: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
         }
+    }
+
+    fn locked(&self) -> Locked<'_, C> {
+        Locked {
+            set: self.set.lock().unwrap_or_else(|e| e.into_inner()),
+            lent_now: &self.lent_now,
+        }
+    }
+
+    /// A call's statement starts; its end is counted in `statements`, once.
+    pub(crate) fn started(&self) {
+        self.started.fetch_add(1, Relaxed);
     }
 
     /// Runs `f` on the set under its lock. `f` must not drop a session it removes (a return
     /// takes other locks): it hands removed ones back, to be dropped after the lock.
     pub(crate) fn with_set<R>(&self, f: impl FnOnce(&mut LentSet<C>) -> R) -> R {
-        f(&mut lock(&self.set))
+        f(&mut self.locked())
     }
 
-    /// `(sessions lent, statements in flight on them)`.
+    /// `(sessions lent, statements in flight on them)`, without the set's lock.
     pub(crate) fn figures(&self) -> (usize, usize) {
-        let set = lock(&self.set);
-        (set.sessions.len(), set.sessions.iter().map(load).sum())
+        // Ended first: a statement that ends between the two reads counts as in flight.
+        let ended = self.statements.load(Relaxed);
+        let started = self.started.load(Relaxed);
+        (
+            self.lent_now.load(Relaxed),
+            started.saturating_sub(ended) as usize,
+        )
     }
 
     /// Whether no session is lent.
     pub(crate) fn is_empty(&self) -> bool {
-        lock(&self.set).sessions.is_empty()
+        self.locked().sessions.is_empty()
     }
 
     /// Adds a session just lent; gives it back (`Err`) when the set is closed.
     pub(crate) fn add(&self, lent: Arc<Lent<C>>) -> Result<Arc<Lent<C>>, Arc<Lent<C>>> {
         {
-            let mut set = lock(&self.set);
+            let mut set = self.locked();
             if set.closed {
                 return Err(lent);
             }
@@ -160,7 +205,7 @@ impl<C: Connector> Lender<C> {
     /// statements in flight on it end.
     pub(crate) fn drain(&self, lent: &Arc<Lent<C>>) {
         let removed = {
-            let mut set = lock(&self.set);
+            let mut set = self.locked();
             let at = set.sessions.iter().position(|s| Arc::ptr_eq(s, lent));
             at.map(|i| set.sessions.swap_remove(i))
         };
@@ -170,7 +215,7 @@ impl<C: Connector> Lender<C> {
     /// Drains the sessions `pick` chooses.
     pub(crate) fn drain_where(&self, mut pick: impl FnMut(&Arc<Lent<C>>) -> bool) {
         let removed: Vec<_> = {
-            let mut set = lock(&self.set);
+            let mut set = self.locked();
             let (out, keep) = std::mem::take(&mut set.sessions)
                 .into_iter()
                 .partition(|s| pick(s));
@@ -182,14 +227,14 @@ impl<C: Connector> Lender<C> {
 
     /// The least loaded session, for one more statement of the pool's own.
     pub(crate) fn least_loaded(&self) -> Option<Arc<Lent<C>>> {
-        let set = lock(&self.set);
+        let set = self.locked();
         set.sessions.iter().min_by_key(|s| load(s)).cloned()
     }
 
     /// Drains the least loaded session, if any.
     pub(crate) fn drain_least_loaded(&self) {
         let victim = {
-            let mut set = lock(&self.set);
+            let mut set = self.locked();
             let at = set
                 .sessions
                 .iter()
@@ -204,7 +249,7 @@ impl<C: Connector> Lender<C> {
     /// Drains every session and refuses new ones (shutdown).
     pub(crate) fn close(&self) {
         let removed = {
-            let mut set = lock(&self.set);
+            let mut set = self.locked();
             set.closed = true;
             std::mem::take(&mut set.sessions)
         };

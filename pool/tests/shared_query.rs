@@ -141,6 +141,8 @@ async fn many_tasks_share_few_sessions() {
     }
     let stats = pool.statistics();
     assert_eq!(stats.shared_statements, 64);
+    assert_eq!(stats.shared_in_flight, 0, "{stats:?}");
+    assert!(stats.shared_sessions <= 2, "{stats:?}");
     assert!(stats.total_connections <= 2, "{stats:?}");
     assert!(server_sessions(app, "").await <= 2);
     pool.shutdown(BOUND).await;

@@ -303,6 +303,7 @@ impl Pool<PgConnector> {
                 )
                 .await?;
             let cancels = lent.cancels();
+            shared.lender.started();
             let call = Call {
                 shared,
                 lent,
