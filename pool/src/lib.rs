@@ -118,6 +118,8 @@ mod hooks;
 mod lend;
 mod lent;
 mod maintenance;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod on_drop;
 mod outage;
 mod pool;

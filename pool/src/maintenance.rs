@@ -40,6 +40,8 @@ pub(crate) async fn run<C: Connector>(
                 return;
             }
             shared.tick().await;
+            #[cfg(feature = "metrics")]
+            shared.publish_metrics();
             if shared.outage.in_outage() {
                 shared.config.outage_probe_interval
             } else {
@@ -54,6 +56,16 @@ pub(crate) async fn run<C: Connector>(
 }
 
 impl<C: Connector> Shared<C> {
+    /// The statistics and health to the `metrics` recorder (see [`crate::metrics`]).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn publish_metrics(&self) {
+        crate::metrics::publish(
+            &self.config.application_name,
+            &self.statistics(),
+            &self.health(),
+        );
+    }
+
     async fn tick(&self) {
         let now = Instant::now();
         self.sweep_lent(now);

@@ -412,6 +412,21 @@ impl<C: Connector> Pool<C> {
         self.shared.statistics()
     }
 
+    /// Publishes the statistics and health to the installed `metrics` recorder now (feature
+    /// `metrics`). The background task does this every `probe_interval` on its own; call it
+    /// before a scrape for figures of this instant. See [`crate::metrics`] for the names.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// # fn f(pool: pool::Pool) {
+    /// pool.publish_metrics();
+    /// # }
+    /// ```
+    #[cfg(feature = "metrics")]
+    pub fn publish_metrics(&self) {
+        self.shared.publish_metrics();
+    }
+
     /// The pool's health from memory alone; see [`HealthReport`] for what each status means.
     ///
     /// # Examples

@@ -96,7 +96,7 @@ impl<C: Connector> Shared<C> {
         Shared {
             target: connector.target(),
             slots: Slots::new(config.max_size),
-            stats: Stats::new(),
+            stats: Stats::for_pool(&config.application_name),
             outage: OutageState::new(
                 config.reconnect_backoff_base,
                 config.reconnect_backoff_max,

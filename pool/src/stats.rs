@@ -62,6 +62,11 @@ impl CloseReason {
         CloseReason::SessionNotReset,
         CloseReason::HookRejected,
     ];
+
+    #[cfg(all(test, feature = "metrics"))]
+    pub(crate) fn all() -> [CloseReason; 12] {
+        Self::ALL
+    }
 }
 
 /// Connections closed, by reason.
@@ -252,10 +257,20 @@ pub(crate) struct Stats {
     wait_sum_ns: AtomicU64,
     wait_peak_ns: AtomicU64,
     wait_hist: Box<[AtomicU64; BUCKETS]>,
+    #[cfg(feature = "metrics")]
+    wait_seconds: metrics::Histogram,
 }
 
 impl Stats {
+    #[cfg(test)]
     pub fn new() -> Self {
+        Self::for_pool("pool")
+    }
+
+    /// `pool`: the label of its metrics (feature `metrics`).
+    pub fn for_pool(pool: &str) -> Self {
+        #[cfg(not(feature = "metrics"))]
+        let _ = pool;
         Self {
             waiting: AtomicUsize::new(0),
             peak_active: AtomicUsize::new(0),
@@ -275,6 +290,17 @@ impl Stats {
             wait_sum_ns: AtomicU64::new(0),
             wait_peak_ns: AtomicU64::new(0),
             wait_hist: Box::new(std::array::from_fn(|_| AtomicU64::new(0))),
+            #[cfg(feature = "metrics")]
+            wait_seconds: {
+                // Registered once per pool: the recorder must be installed before the pool is
+                // built (see `pool::metrics`).
+                ::metrics::describe_histogram!(
+                    "pg_pool_acquire_wait_seconds",
+                    ::metrics::Unit::Seconds,
+                    "Time from acquire() to a connection"
+                );
+                ::metrics::histogram!("pg_pool_acquire_wait_seconds", "pool" => pool.to_string())
+            },
         }
     }
 
@@ -284,6 +310,8 @@ impl Stats {
         self.acquisitions.fetch_add(1, Relaxed);
         let ns = wait.as_nanos().min(u64::MAX as u128) as u64;
         self.wait_hist[bucket_of(ns).min(BUCKETS - 1)].fetch_add(1, Relaxed);
+        #[cfg(feature = "metrics")]
+        self.wait_seconds.record(wait.as_secs_f64());
         if ns > 0 {
             self.wait_sum_ns.fetch_add(ns, Relaxed);
             if ns > self.wait_peak_ns.load(Relaxed) {
