@@ -35,6 +35,9 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+mod standby;
+pub use standby::REPLICATION_SETTINGS;
+
 /// Server settings appended to every throwaway cluster's `postgresql.conf`.
 pub const TEST_SETTINGS: &str = include_str!("../../fixtures/postgresql.conf");
 

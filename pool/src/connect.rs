@@ -156,7 +156,9 @@ impl<C: Connector> Shared<C> {
         // probe tells when they pass again); each such attempt took connect_timeout, which
         // paces them without the backoff.
         let unreachable = match &kind {
-            ConnectFailure::Refused | ConnectFailure::TimedOut(_) => true,
+            // A standby not yet promoted is as good as not there: the probe's next success
+            // makes the next attempt due, so a promotion is noticed within a probe interval.
+            ConnectFailure::Refused | ConnectFailure::TimedOut(_) | ConnectFailure::Role(_) => true,
             ConnectFailure::Server(message) => message.contains("(57P03)"),
             _ => false,
         };

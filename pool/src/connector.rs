@@ -108,6 +108,21 @@ pub trait Connector: Send + Sync + 'static {
     /// What a checked-out connection dereferences to.
     type Client: Send + Sync + 'static;
 
+    /// What the connector knows of each host it connects to (none by default); listed by
+    /// [`HealthReport::hosts`](crate::HealthReport::hosts).
+    fn hosts(&self) -> Vec<crate::HostHealth> {
+        Vec::new()
+    }
+
+    /// Whether a returned session showed that its server is no longer of the kind the
+    /// connector connects to (for [`PgConnector`]: a write refused as read-only, SQLSTATE
+    /// 25006, under `target_session_attrs=read-write` or `primary`). Such a connection is
+    /// closed ([`CloseReason::WrongRole`](crate::CloseReason::WrongRole)). No I/O.
+    fn wrong_role(&self, session: &Session) -> bool {
+        let _ = session;
+        false
+    }
+
     /// Opens one connection.
     fn connect(
         &self,
@@ -193,6 +208,8 @@ pub struct PgConnector {
     config: tokio_postgres::Config,
     target: String,
     tls: Option<crate::tls::Setup>,
+    attrs: crate::SessionAttrs,
+    hosts: std::sync::Arc<crate::hosts::Hosts>,
 }
 
 impl std::fmt::Debug for PgConnector {
@@ -200,6 +217,7 @@ impl std::fmt::Debug for PgConnector {
         // tokio_postgres::Config's Debug already redacts the password.
         f.debug_struct("PgConnector")
             .field("target", &self.target)
+            .field("target_session_attrs", &self.attrs)
             .field("config", &self.config)
             .finish()
     }
@@ -224,12 +242,45 @@ impl PgConnector {
             Pg::Require => crate::SslMode::Require,
             _ => crate::SslMode::Prefer,
         };
-        let target = target_of(&config);
+        Self::assemble(config, crate::tls::Setup::unchecked(mode))
+    }
+
+    /// The connector, with tokio-postgres's `target_session_attrs` (three modes) taken over.
+    fn assemble(mut config: tokio_postgres::Config, tls: Option<crate::tls::Setup>) -> Self {
+        use tokio_postgres::config::TargetSessionAttrs as Attrs;
+        let attrs = match config.get_target_session_attrs() {
+            Attrs::ReadWrite => crate::SessionAttrs::ReadWrite,
+            Attrs::ReadOnly => crate::SessionAttrs::ReadOnly,
+            _ => crate::SessionAttrs::Any,
+        };
+        // The pool checks the role itself (libpq's six modes), on its own sockets.
+        config.target_session_attrs(Attrs::Any);
         Self {
+            target: target_of(&config),
+            hosts: std::sync::Arc::new(crate::hosts::Hosts::new(&config)),
             config,
-            target,
-            tls: crate::tls::Setup::unchecked(mode),
+            tls,
+            attrs,
         }
+    }
+
+    /// Which servers sessions may be opened on (libpq's `target_session_attrs`; the URL's
+    /// when the connector comes from [`Pool::connect`](crate::Pool::connect)).
+    ///
+    /// # Examples
+    /// ```
+    /// let pg: tokio_postgres::Config = "host=a,b port=5432,5433 user=app".parse().unwrap();
+    /// let connector = pool::PgConnector::new(pg).target_session_attrs(pool::SessionAttrs::Primary);
+    /// assert_eq!(connector.session_attrs(), pool::SessionAttrs::Primary);
+    /// ```
+    pub fn target_session_attrs(mut self, attrs: crate::SessionAttrs) -> Self {
+        self.attrs = attrs;
+        self
+    }
+
+    /// The mode [`target_session_attrs`](Self::target_session_attrs) set.
+    pub fn session_attrs(&self) -> crate::SessionAttrs {
+        self.attrs
     }
 
     /// A connector with the TLS settings `tls` (as [`PoolConfig::tls_options`](crate::PoolConfig::tls_options)
@@ -254,12 +305,7 @@ impl PgConnector {
         let setup = crate::tls::Setup::new(tls)
             .map_err(|e| crate::ConfigError::single(crate::ConfigProblem::new("url", e)))?;
         config.ssl_mode(tls.mode.for_tokio_postgres());
-        let target = target_of(&config);
-        Ok(Self {
-            config,
-            target,
-            tls: setup,
-        })
+        Ok(Self::assemble(config, setup))
     }
 
     /// A connector that requires TLS and checks the server's certificate and name against the
@@ -283,10 +329,10 @@ impl PgConnector {
 
     /// The same connector as [`Pool::connect`](crate::Pool::connect) makes from `config`.
     pub(crate) fn from_pool_config(config: &crate::PoolConfig) -> Result<Self, crate::ConfigError> {
-        let (pg, tls) = config
+        let (pg, tls, attrs) = config
             .connection()
             .map_err(crate::error::ConfigError::single)?;
-        Self::with_tls(pg, &tls)
+        Ok(Self::with_tls(pg, &tls)?.target_session_attrs(attrs))
     }
 
     /// The connection settings.
@@ -317,9 +363,10 @@ impl Connector for PgConnector {
     type Client = tokio_postgres::Client;
 
     async fn connect(&self) -> Result<Connection<Self::Client>, ConnectError> {
-        let opened = crate::socket::connect(&self.config, self.tls.as_ref())
-            .await
-            .map_err(|(kind, source)| ConnectError { kind, source })?;
+        let opened =
+            crate::socket::connect(&self.config, self.tls.as_ref(), self.attrs, &self.hosts)
+                .await
+                .map_err(|(kind, source)| ConnectError { kind, source })?;
         Ok(Connection {
             client: opened.client,
             driver: opened.driver,
@@ -332,6 +379,16 @@ impl Connector for PgConnector {
     }
 
     async fn validate(&self, client: &Self::Client) -> Result<(), BoxError> {
+        if self.attrs != crate::SessionAttrs::Any && self.hosts.role_check_due() {
+            let role = crate::socket::role_of(client)
+                .await
+                .map_err(|(kind, _)| kind.to_string())?;
+            if !self.attrs.keeps(role) {
+                self.hosts.doubt();
+                return Err(crate::socket::misfit(role, self.attrs).0.to_string().into());
+            }
+            return Ok(());
+        }
         // The empty query is the cheapest round trip: no parse, no plan, one message back.
         client
             .simple_query("")
@@ -341,21 +398,38 @@ impl Connector for PgConnector {
     }
 
     async fn probe(&self) -> Result<(), BoxError> {
-        match self.config.get_hosts().first() {
-            Some(tokio_postgres::config::Host::Tcp(host)) => {
-                let port = self.config.get_ports().first().copied().unwrap_or(5432);
-                tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-            }
-            #[cfg(unix)]
-            Some(tokio_postgres::config::Host::Unix(dir)) => {
-                let port = self.config.get_ports().first().copied().unwrap_or(5432);
-                tokio::net::UnixStream::connect(dir.join(format!(".s.PGSQL.{port}"))).await?;
-            }
-            None => {
-                tokio::net::TcpStream::connect(("localhost", 5432)).await?;
-            }
+        // Reachable when any host takes a TCP connection (every host at once: a silent one
+        // must not hide the others); the role is the connection attempt's to check.
+        let hosts = self.hosts.snapshot();
+        let attempts = hosts.into_iter().map(|h| {
+            Box::pin(async move {
+                #[cfg(unix)]
+                if h.host.starts_with('/') {
+                    let path = std::path::Path::new(&h.host).join(format!(".s.PGSQL.{}", h.port));
+                    return tokio::net::UnixStream::connect(path).await.map(drop);
+                }
+                tokio::net::TcpStream::connect((h.host.as_str(), h.port))
+                    .await
+                    .map(drop)
+            })
+        });
+        // The first host that answers, or the last error when none does.
+        futures_util::future::select_ok(attempts)
+            .await
+            .map(drop)
+            .map_err(Into::into)
+    }
+
+    fn hosts(&self) -> Vec<crate::HostHealth> {
+        self.hosts.snapshot()
+    }
+
+    fn wrong_role(&self, session: &Session) -> bool {
+        let wrong = self.attrs.wants_writes() && session.refused_write();
+        if wrong {
+            self.hosts.doubt();
         }
-        Ok(())
+        wrong
     }
 
     fn target(&self) -> String {

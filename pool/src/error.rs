@@ -129,6 +129,9 @@ pub enum ConnectFailure {
     /// TLS could not be set up: the server's certificate was refused (the message says why and
     /// what to change), or the server does not offer TLS and `sslmode` requires it.
     Tls(String),
+    /// The server answered, but its role does not fit `target_session_attrs` (a standby when
+    /// a primary is asked for, say): it may take over later, or another host may.
+    Role(String),
     /// Any other I/O or protocol failure.
     Other(String),
     /// The connection was made, and the pool's `after_connect` hook failed on it (its error is
@@ -148,7 +151,7 @@ impl fmt::Display for ConnectFailure {
             ),
             ConnectFailure::Server(message) => write!(f, "the server rejected the connection: {message}"),
             ConnectFailure::Tls(message) => write!(f, "TLS failed: {message}"),
-            ConnectFailure::Other(message) => f.write_str(message),
+            ConnectFailure::Role(message) | ConnectFailure::Other(message) => f.write_str(message),
             ConnectFailure::Hook(message) => write!(f, "the after_connect hook failed: {message}"),
         }
     }

@@ -175,6 +175,10 @@ pub struct HealthReport {
     pub uptime: Duration,
     /// When the report was made, in milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
+    /// Every host of the URL: reachable or not, its role when checked (`target_session_attrs`
+    /// other than `any` checks it), its last error. Empty for connectors that do not say.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<crate::HostHealth>,
 }
 
 /// What the outage state machine publishes for health.
@@ -200,6 +204,7 @@ pub(crate) struct HealthInputs {
     pub max_size: usize,
     pub target: String,
     pub uptime: Duration,
+    pub hosts: Vec<crate::HostHealth>,
 }
 
 /// The pool's state: a pure function of its inputs.
@@ -250,6 +255,7 @@ pub(crate) fn assess(inputs: HealthInputs) -> HealthReport {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0),
+        hosts: inputs.hosts,
     }
 }
 
@@ -277,6 +283,7 @@ mod tests {
             max_size: 4,
             target: "db:5432".into(),
             uptime: Duration::ZERO,
+            hosts: Vec::new(),
         }
     }
 

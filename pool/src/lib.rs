@@ -115,6 +115,7 @@ mod error;
 mod guard;
 mod health;
 mod hooks;
+mod hosts;
 mod lend;
 mod lent;
 mod maintenance;
@@ -143,6 +144,7 @@ pub use health::{
     DatabaseHealth, DatabaseStatus, HealthReport, HealthStatus, PoolCounts, PoolState,
 };
 pub use hooks::HookFuture;
+pub use hosts::{HostHealth, HostRole, HostStatus, SessionAttrs};
 pub use pool::{Pool, PoolBuilder};
 pub use query::{PoolStatement, QueryError, SharedStatement};
 pub use redact::redact_url;

@@ -56,6 +56,29 @@ pub(crate) async fn run<C: Connector>(
 }
 
 impl<C: Connector> Shared<C> {
+    /// Why `conn` must be retired now, if it must.
+    pub(crate) fn retire_reason(
+        &self,
+        conn: &crate::conn::Conn<C::Client>,
+        now: Instant,
+    ) -> Option<CloseReason> {
+        if self.config.max_uses.is_some_and(|max| conn.uses >= max) {
+            return Some(CloseReason::MaxUses);
+        }
+        if conn.expires_at.is_some_and(|at| now >= at) {
+            return Some(CloseReason::MaxLifetime);
+        }
+        if (conn.session.as_ref()).is_some_and(|s| self.connector.wrong_role(s)) {
+            warn!(
+                conn.id = conn.meta.id,
+                pool.target = %self.target,
+                "a write was refused as read-only: the server is no longer the primary; closing the connection, and checking every server's role before reuse"
+            );
+            return Some(CloseReason::WrongRole);
+        }
+        None
+    }
+
     /// The statistics and health to the `metrics` recorder (see [`crate::metrics`]).
     #[cfg(feature = "metrics")]
     pub(crate) fn publish_metrics(&self) {

@@ -222,7 +222,7 @@ pub(crate) fn publish(pool: &str, s: &PoolStatistics, health: &HealthReport) {
 }
 
 /// The closes by reason, named as `CloseReason` serialises.
-fn closed_by_reason(c: &ClosedCounts) -> [(&'static str, u64); 12] {
+fn closed_by_reason(c: &ClosedCounts) -> [(&'static str, u64); 13] {
     [
         ("broken", c.broken),
         ("validation_failed", c.validation_failed),
@@ -236,6 +236,7 @@ fn closed_by_reason(c: &ClosedCounts) -> [(&'static str, u64); 12] {
         ("discarded", c.discarded),
         ("session_not_reset", c.session_not_reset),
         ("hook_rejected", c.hook_rejected),
+        ("wrong_role", c.wrong_role),
     ]
 }
 

@@ -128,21 +128,6 @@ impl<C: Connector> Shared<C> {
         self.slots.is_closed()
     }
 
-    /// Why `conn` must be retired now, if it must.
-    pub(crate) fn retire_reason(
-        &self,
-        conn: &Conn<C::Client>,
-        now: Instant,
-    ) -> Option<CloseReason> {
-        if self.config.max_uses.is_some_and(|max| conn.uses >= max) {
-            return Some(CloseReason::MaxUses);
-        }
-        if conn.expires_at.is_some_and(|at| now >= at) {
-            return Some(CloseReason::MaxLifetime);
-        }
-        None
-    }
-
     /// Parks a connection that is counted as checked out on the idle stack (the one way onto
     /// it), or closes it when the pool has closed.
     pub(crate) fn push_idle(&self, mut conn: Conn<C::Client>, now: Instant, end: End) {
@@ -509,6 +494,7 @@ impl<C: Connector> Shared<C> {
             max_size: self.config.max_size,
             target: self.target.clone(),
             uptime: now.saturating_duration_since(self.started_at),
+            hosts: self.connector.hosts(),
         }
     }
 

@@ -17,9 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_postgres::config::{Host, LoadBalanceHosts, TargetSessionAttrs};
+use tokio_postgres::config::{Host, LoadBalanceHosts};
 
+use crate::SessionAttrs;
 use crate::error::{BoxError, ConnectFailure};
+use crate::hosts::{Hosts, ROLE_QUERY, Role};
 use crate::session::{Peer, Session, Tracked};
 use crate::tls::Setup;
 
@@ -74,65 +76,99 @@ async fn bounded<T>(
     result.map_err(|e| io_failure(e, what))
 }
 
-/// Opens a connection to the first host of `config` that takes it, with TLS when `tls` is
-/// given (and `sslmode` is not `disable`).
+/// Opens a connection to the first host of `config` that takes it and fits `attrs`, with TLS
+/// when `tls` is given (and `sslmode` is not `disable`); what each attempt found goes to
+/// `hosts`. Hosts whose last attempt failed are tried last.
 pub(crate) async fn connect(
     config: &tokio_postgres::Config,
     tls: Option<&Setup>,
+    attrs: SessionAttrs,
+    hosts: &Hosts,
 ) -> Result<Opened, ConnectError> {
-    let hosts = config.get_hosts();
-    let hostaddrs = config.get_hostaddrs();
-    let ports = config.get_ports();
-    let n = hosts.len().max(hostaddrs.len());
+    let n = config.get_hosts().len().max(config.get_hostaddrs().len());
     let mut order: Vec<usize> = (0..n).collect();
     if config.get_load_balance_hosts() == LoadBalanceHosts::Random {
         shuffle(&mut order);
     }
     let mut last = None;
-    for i in order {
-        let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-        let attempt = match (hostaddrs.get(i), hosts.get(i)) {
-            (Some(ip), host) => {
-                // verify-full checks the name given as `host`, else the address itself.
-                let name = match host {
-                    Some(Host::Tcp(h)) => h.clone(),
-                    _ => ip.to_string(),
-                };
-                connect_tcp(config, vec![SocketAddr::new(*ip, port)], tls, &name).await
+    // prefer-standby: a session on a primary is kept while the others are tried for a standby.
+    let mut fallback = None;
+    for i in hosts.order(order) {
+        let opened = match connect_host(config, tls, i).await {
+            Ok(opened) => opened,
+            Err(Some(e)) => {
+                hosts.failed(i, e.0.to_string());
+                last = Some(e);
+                continue;
             }
-            (None, Some(Host::Tcp(host))) => {
-                match bounded(config.get_connect_timeout().copied(), "resolving", async {
-                    Ok(tokio::net::lookup_host((host.as_str(), port))
-                        .await
-                        .map_err(|e| {
-                            io::Error::other(format!("could not resolve host `{host}`: {e}"))
-                        })?
-                        .collect::<Vec<_>>())
-                })
-                .await
-                {
-                    Ok(addrs) => connect_tcp(config, addrs, tls, host).await,
-                    Err(e) => Err(e),
-                }
-            }
-            #[cfg(unix)]
-            (None, Some(Host::Unix(dir))) => {
-                connect_unix(config, dir.join(format!(".s.PGSQL.{port}"))).await
-            }
-            (None, None) => continue,
+            Err(None) => continue,
         };
-        match attempt {
-            Ok(opened) => match check_session_attrs(config, opened).await {
-                Ok(opened) => return Ok(opened),
-                Err(e) => last = Some(e),
-            },
-            Err(e) => last = Some(e),
+        if attrs == SessionAttrs::Any {
+            hosts.reached(i, None);
+            return Ok(opened);
         }
+        let opened = driven(opened);
+        let role = match role_of(&opened.client).await {
+            Ok(role) => role,
+            Err(e) => {
+                hosts.failed(i, e.0.to_string());
+                last = Some(e);
+                continue;
+            }
+        };
+        hosts.reached(i, Some(role));
+        if attrs.fits(role) {
+            return Ok(opened);
+        }
+        if attrs == SessionAttrs::PreferStandby && fallback.is_none() {
+            fallback = Some(opened);
+        }
+        last = Some(misfit(role, attrs));
+    }
+    if let Some(opened) = fallback {
+        return Ok(opened);
     }
     Err(last.unwrap_or((
         ConnectFailure::Other("the configuration names no host".into()),
         None,
     )))
+}
+
+/// One attempt on host `i` of `config`; `Err(None)` when it names none there.
+async fn connect_host(
+    config: &tokio_postgres::Config,
+    tls: Option<&Setup>,
+    i: usize,
+) -> Result<Opened, Option<ConnectError>> {
+    let ports = config.get_ports();
+    let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    match (config.get_hostaddrs().get(i), config.get_hosts().get(i)) {
+        (Some(ip), host) => {
+            // verify-full checks the name given as `host`, else the address itself.
+            let name = match host {
+                Some(Host::Tcp(h)) => h.clone(),
+                _ => ip.to_string(),
+            };
+            connect_tcp(config, vec![SocketAddr::new(*ip, port)], tls, &name)
+                .await
+                .map_err(Some)
+        }
+        (None, Some(Host::Tcp(host))) => {
+            let addrs = bounded(config.get_connect_timeout().copied(), "resolving", async {
+                Ok(tokio::net::lookup_host((host.as_str(), port))
+                    .await
+                    .map_err(|e| io::Error::other(format!("could not resolve host `{host}`: {e}")))?
+                    .collect::<Vec<_>>())
+            })
+            .await?;
+            connect_tcp(config, addrs, tls, host).await.map_err(Some)
+        }
+        #[cfg(unix)]
+        (None, Some(Host::Unix(dir))) => connect_unix(config, dir.join(format!(".s.PGSQL.{port}")))
+            .await
+            .map_err(Some),
+        (None, None) => Err(None),
+    }
 }
 
 async fn connect_tcp(
@@ -270,55 +306,53 @@ where
     }
 }
 
-/// `target_session_attrs=read-write` / `read-only`, checked as tokio-postgres does.
-async fn check_session_attrs(
-    config: &tokio_postgres::Config,
-    opened: Opened,
-) -> Result<Opened, ConnectError> {
-    let want_read_only = match config.get_target_session_attrs() {
-        TargetSessionAttrs::ReadWrite => false,
-        TargetSessionAttrs::ReadOnly => true,
-        _ => return Ok(opened),
-    };
+/// `opened` with its driver running in a task of its own (so that the pool can query the
+/// session before adopting it); the task is aborted when the returned driver is dropped.
+fn driven(opened: Opened) -> Opened {
     let Opened {
         client,
         driver,
         session,
     } = opened;
-    let driver = tokio::spawn(driver);
-    let read_only = client
-        .simple_query("SHOW transaction_read_only")
-        .await
-        .map_err(pg_failure)?
-        .into_iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(|v| v == "on"),
-            _ => None,
-        })
-        .unwrap_or(false);
-    if read_only != want_read_only {
-        drop(client);
-        let _ = driver.await;
-        return Err((
-            ConnectFailure::Other(format!(
-                "the server's session is {}, and target_session_attrs asks for {}",
-                if read_only { "read-only" } else { "read-write" },
-                if want_read_only {
-                    "read-only"
-                } else {
-                    "read-write"
-                },
-            )),
-            None,
-        ));
-    }
-    Ok(Opened {
+    let task = tokio::spawn(driver);
+    let abort = task.abort_handle();
+    let guard = crate::on_drop::on_drop(move || abort.abort());
+    Opened {
         client,
         driver: Box::pin(async move {
-            let _ = driver.await;
+            let _guard = guard;
+            let _ = task.await;
         }),
         session,
-    })
+    }
+}
+
+/// The server's role (one round trip; the connection's driver must be running).
+pub(crate) async fn role_of(client: &tokio_postgres::Client) -> Result<Role, ConnectError> {
+    let rows = client.simple_query(ROLE_QUERY).await.map_err(pg_failure)?;
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Role::from_row(row),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            (
+                ConnectFailure::Other("the server did not say whether it is in recovery".into()),
+                None,
+            )
+        })
+}
+
+/// The failure of a server whose role does not fit `attrs`.
+pub(crate) fn misfit(role: Role, attrs: SessionAttrs) -> ConnectError {
+    (
+        ConnectFailure::Role(format!(
+            "the server is {}, and target_session_attrs asks for {}; after a failover another host of the URL takes over",
+            role.describe(),
+            attrs.as_str()
+        )),
+        None,
+    )
 }
 
 /// Sends a CancelRequest for `client`'s session on a connection of its own, with the TLS its

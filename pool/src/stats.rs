@@ -45,10 +45,13 @@ pub enum CloseReason {
     /// be brought back to idle (the cancel, the drain or the `ROLLBACK` failed or ran out of
     /// time).
     SessionNotReset,
+    /// Its server is no longer of the kind `target_session_attrs` asks for: a write on it was
+    /// refused as read-only (SQLSTATE 25006) under `read-write` or `primary`.
+    WrongRole,
 }
 
 impl CloseReason {
-    const ALL: [CloseReason; 12] = [
+    const ALL: [CloseReason; 13] = [
         CloseReason::Broken,
         CloseReason::ValidationFailed,
         CloseReason::IdleTimeout,
@@ -61,10 +64,11 @@ impl CloseReason {
         CloseReason::Discarded,
         CloseReason::SessionNotReset,
         CloseReason::HookRejected,
+        CloseReason::WrongRole,
     ];
 
     #[cfg(all(test, feature = "metrics"))]
-    pub(crate) fn all() -> [CloseReason; 12] {
+    pub(crate) fn all() -> [CloseReason; 13] {
         Self::ALL
     }
 }
@@ -91,6 +95,7 @@ pub struct ClosedCounts {
     pub discarded: u64,
     pub session_not_reset: u64,
     pub hook_rejected: u64,
+    pub wrong_role: u64,
 }
 
 impl ClosedCounts {
@@ -113,6 +118,7 @@ impl ClosedCounts {
             + self.discarded
             + self.session_not_reset
             + self.hook_rejected
+            + self.wrong_role
     }
 }
 
@@ -348,6 +354,7 @@ impl Stats {
             discarded: c(CloseReason::Discarded),
             session_not_reset: c(CloseReason::SessionNotReset),
             hook_rejected: c(CloseReason::HookRejected),
+            wrong_role: c(CloseReason::WrongRole),
         }
     }
 
@@ -438,8 +445,9 @@ mod tests {
             discarded: 512,
             session_not_reset: 1024,
             hook_rejected: 2048,
+            wrong_role: 4096,
         };
-        assert_eq!(c.total(), 4095);
+        assert_eq!(c.total(), 8191);
     }
 
     #[test]

@@ -357,21 +357,29 @@ impl PoolConfig {
 
     /// The parsed connection settings, with the pool's TCP and application settings applied.
     pub(crate) fn pg_config(&self) -> Result<tokio_postgres::Config, ConfigProblem> {
-        self.connection().map(|(pg, _)| pg)
+        self.connection().map(|(pg, _, _)| pg)
     }
 
     /// The URL read once: the connection settings (as [`pg_config`](Self::pg_config)) and its
     /// TLS settings.
     pub(crate) fn connection(
         &self,
-    ) -> Result<(tokio_postgres::Config, crate::TlsOptions), ConfigProblem> {
+    ) -> Result<
+        (
+            tokio_postgres::Config,
+            crate::TlsOptions,
+            crate::SessionAttrs,
+        ),
+        ConfigProblem,
+    > {
         if self.url.trim().is_empty() {
             return Err(ConfigProblem::new(
                 "url",
                 "is empty: set it to postgres://user:password@host:port/database",
             ));
         }
-        let (url, tls) = crate::tls::split(&self.url).map_err(|e| ConfigProblem::new("url", e))?;
+        let (url, tls, attrs) =
+            crate::tls::split(&self.url).map_err(|e| ConfigProblem::new("url", e))?;
         let mut pg = tokio_postgres::Config::from_str(&url).map_err(|e| {
             ConfigProblem::new(
                 "url",
@@ -400,7 +408,7 @@ impl PoolConfig {
             .keepalives_interval(self.tcp_keepalive_interval)
             .keepalives_retries(self.tcp_keepalive_retries)
             .tcp_user_timeout(self.tcp_user_timeout);
-        Ok((pg, tls))
+        Ok((pg, tls, attrs))
     }
 
     /// The TLS settings of the URL: `sslmode`, `sslrootcert`, `sslcert`, `sslkey` (see
@@ -420,7 +428,26 @@ impl PoolConfig {
     /// ```
     pub fn tls_options(&self) -> Result<crate::TlsOptions, ConfigError> {
         self.connection()
-            .map(|(_, tls)| tls)
+            .map(|(_, tls, _)| tls)
+            .map_err(ConfigError::single)
+    }
+
+    /// The URL's `target_session_attrs` (libpq's six; see [`SessionAttrs`](crate::SessionAttrs)).
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the URL does not parse or names another mode.
+    ///
+    /// # Examples
+    /// ```
+    /// let config = pool::PoolConfig::from_url("host=a,b port=5432,5433 user=app target_session_attrs=read-write")?;
+    /// assert_eq!(config.session_attrs()?, pool::SessionAttrs::ReadWrite);
+    /// let bad = pool::PoolConfig::from_url("postgres://app@a/app?target_session_attrs=master");
+    /// assert!(bad.unwrap_err().to_string().contains("not one of any, read-write"));
+    /// # Ok::<(), pool::ConfigError>(())
+    /// ```
+    pub fn session_attrs(&self) -> Result<crate::SessionAttrs, ConfigError> {
+        self.connection()
+            .map(|(_, _, attrs)| attrs)
             .map_err(ConfigError::single)
     }
 

@@ -66,6 +66,8 @@ pub struct Session {
     readied: Notify,
     /// The server process's id, from `BackendKeyData` (0 until it arrives).
     pid: std::sync::atomic::AtomicU32,
+    /// Errors with SQLSTATE 25006 (a write refused in a read-only transaction) received.
+    read_only_refusals: std::sync::atomic::AtomicU32,
 }
 
 impl Default for Session {
@@ -78,6 +80,7 @@ impl Default for Session {
             ready: AtomicU64::new(0),
             readied: Notify::new(),
             pid: std::sync::atomic::AtomicU32::new(0),
+            read_only_refusals: std::sync::atomic::AtomicU32::new(0),
         }
     }
 }
@@ -114,6 +117,24 @@ impl Session {
         }
     }
 
+    /// Whether the server refused a write on this session as read-only (SQLSTATE 25006): a
+    /// standby, or a primary whose sessions became read-only.
+    pub fn refused_write(&self) -> bool {
+        self.read_only_refusals.load(Acquire) > 0
+    }
+
+    /// An `ErrorResponse` began with these fields (as far as the tracker keeps them).
+    fn got_error(&self, fields: &[u8]) {
+        const CODE: &[u8] = b"C25006\0";
+        let refused = fields.starts_with(CODE)
+            || fields
+                .windows(CODE.len() + 1)
+                .any(|w| w[0] == 0 && &w[1..] == CODE);
+        if refused {
+            self.read_only_refusals.fetch_add(1, AcqRel);
+        }
+    }
+
     pub(crate) fn sent_request(&self) {
         self.sent.fetch_add(1, AcqRel);
     }
@@ -146,25 +167,40 @@ struct Framing {
     /// The first four body bytes of the current message, as far as seen (for 'K').
     lead: [u8; 4],
     lead_len: usize,
+    /// Whether to keep the first bytes of `ErrorResponse`s (the server's side only: the
+    /// client's 'E' is `Execute`).
+    errors: bool,
+    /// The first bytes of the current `ErrorResponse`: its severity and SQLSTATE fields.
+    error: [u8; ERROR_KEPT],
+    error_len: usize,
 }
+
+/// Enough of an `ErrorResponse` for its first three fields (`S`, `V`, `C`) with room for a
+/// translated severity.
+const ERROR_KEPT: usize = 48;
 
 /// The first word of an `SSLRequest` and of a `GSSENCRequest`: untyped messages after which
 /// the server answers one unframed byte, and the start-up (untyped again) follows.
 const ENCRYPTION_REQUESTS: [u32; 2] = [80_877_103, 80_877_104];
 
 /// One message boundary the framing found.
-enum Event {
+enum Event<'a> {
     /// A message of this type began (its header is complete).
     Began(u8),
     /// The first body byte of the current message.
     FirstByte(u8, u8),
     /// The first four body bytes of the current message, as a big-endian number.
     FirstWord(u8, u32),
+    /// The first bytes of an `ErrorResponse`, once they are in (or the message ended).
+    Error(&'a [u8]),
 }
 
 impl Framing {
     fn new(untyped_first: bool) -> Self {
         Self {
+            errors: false,
+            error: [0; ERROR_KEPT],
+            error_len: 0,
             untyped_first,
             header: [0; 5],
             header_len: 0,
@@ -177,7 +213,7 @@ impl Framing {
     }
 
     /// Feeds `bytes`, calling `on` for each message start and first body byte.
-    fn feed(&mut self, mut bytes: &[u8], mut on: impl FnMut(Event)) {
+    fn feed(&mut self, mut bytes: &[u8], mut on: impl FnMut(Event<'_>)) {
         while !bytes.is_empty() {
             if self.body_left > 0 {
                 if !self.body_started {
@@ -195,6 +231,17 @@ impl Framing {
                             self.untyped_first = true;
                         }
                         on(Event::FirstWord(self.kind, word));
+                    }
+                }
+                if self.errors && self.kind == b'E' && self.error_len < ERROR_KEPT {
+                    let take = (ERROR_KEPT - self.error_len).min(n);
+                    self.error[self.error_len..self.error_len + take]
+                        .copy_from_slice(&bytes[..take]);
+                    self.error_len += take;
+                    if self.error_len == ERROR_KEPT || self.body_left == n {
+                        on(Event::Error(&self.error[..self.error_len]));
+                        // Seen: nothing more is kept of this message.
+                        self.error_len = ERROR_KEPT;
                     }
                 }
                 self.body_left -= n;
@@ -225,6 +272,7 @@ impl Framing {
             self.kind = kind;
             self.body_started = false;
             self.lead_len = 0;
+            self.error_len = 0;
             // The length counts itself.
             self.body_left = (len as usize).saturating_sub(4);
             if kind != 0 {
@@ -264,7 +312,10 @@ impl<S> Tracked<S> {
         Self {
             inner,
             session,
-            down: Framing::new(false),
+            down: Framing {
+                errors: true,
+                ..Framing::new(false)
+            },
             up: Framing::new(true),
             encryption: Encryption::Plain,
         }
@@ -314,6 +365,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
             this.down.feed(new, |event| match event {
                 Event::FirstByte(b'Z', status) => session.got_ready(status),
                 Event::FirstWord(b'K', pid) => session.set_pid(pid),
+                Event::Error(fields) => session.got_error(fields),
                 _ => {}
             });
         }

@@ -26,6 +26,7 @@ fn run(up: &[u8], down: &[u8], chunk: usize) -> Arc<Session> {
         t.down.feed(c, |e| match e {
             Event::FirstByte(b'Z', st) => s.got_ready(st),
             Event::FirstWord(b'K', pid) => s.pid.store(pid, Release),
+            Event::Error(fields) => s.got_error(fields),
             _ => {}
         });
     }
@@ -73,6 +74,32 @@ fn follows_the_transaction_status_at_any_chunking() {
         // Until the start-up has answered, the session is busy too.
         assert_eq!(run(&startup(), &[], chunk).status(), SessionStatus::Busy);
     }
+}
+
+#[test]
+fn a_write_refused_as_read_only_is_seen_at_any_chunking() {
+    for chunk in [1, 2, 5, 13, 4096] {
+        let up = startup();
+        let mut down = msg(b'Z', b"I");
+        // Another error first: a division by zero (22012) is not a refusal.
+        down.extend(msg(b'E', b"SERROR\0VERROR\0C22012\0Mdivision by zero\0\0"));
+        down.extend(msg(b'Z', b"I"));
+        assert!(!run(&up, &down, chunk).refused_write(), "{chunk}");
+        // A translated severity, then the code, then a message longer than what is kept.
+        let long = format!(
+            "SFEHLER\0VERROR\0C25006\0M{}\0\0",
+            "cannot execute INSERT in a read-only transaction ".repeat(4)
+        );
+        down.extend(msg(b'E', long.as_bytes()));
+        down.extend(msg(b'Z', b"I"));
+        let session = run(&up, &down, chunk);
+        assert!(session.refused_write(), "{chunk}");
+        assert_eq!(session.status(), SessionStatus::Idle);
+    }
+    // The client's 'E' is Execute: never read as an error.
+    let mut up = startup();
+    up.extend(msg(b'E', b"C25006\0\0\0\0\0"));
+    assert!(!run(&up, &msg(b'Z', b"I"), 3).refused_write());
 }
 
 #[test]

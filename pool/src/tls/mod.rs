@@ -119,11 +119,19 @@ pub struct TlsOptions {
     pub client_key: Option<PathBuf>,
 }
 
-const KEYS: [&str; 4] = ["sslmode", "sslrootcert", "sslcert", "sslkey"];
+/// The keys the pool reads itself: TLS (tokio-postgres knows three of libpq's six `sslmode`s)
+/// and `target_session_attrs` (it knows three of six there too).
+const KEYS: [&str; 5] = [
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "target_session_attrs",
+];
 
-/// `url` without its TLS keys, and what they said. A string that does not parse is returned
-/// whole, for tokio-postgres to say what is wrong with it.
-pub(crate) fn split(url: &str) -> Result<(String, TlsOptions), String> {
+/// `url` without the keys the pool reads itself, and what they said. A string that does not
+/// parse is returned whole, for tokio-postgres to say what is wrong with it.
+pub(crate) fn split(url: &str) -> Result<(String, TlsOptions, crate::SessionAttrs), String> {
     let (rest, pairs) = if url.contains("://") {
         split_url(url)
     } else {
@@ -131,8 +139,16 @@ pub(crate) fn split(url: &str) -> Result<(String, TlsOptions), String> {
     };
     let mut options = TlsOptions::default();
     let mut mode = None;
+    let mut attrs = crate::SessionAttrs::Any;
     for (key, value) in pairs {
         match key.as_str() {
+            "target_session_attrs" => {
+                attrs = crate::SessionAttrs::parse(&value).ok_or_else(|| {
+                    format!(
+                        "target_session_attrs `{value}` is not one of any, read-write, read-only, primary, standby, prefer-standby"
+                    )
+                })?
+            }
             "sslmode" => {
                 mode = Some(SslMode::parse(&value).ok_or_else(|| {
                     format!(
@@ -168,7 +184,7 @@ pub(crate) fn split(url: &str) -> Result<(String, TlsOptions), String> {
             options.mode.as_str()
         ));
     }
-    Ok((rest, options))
+    Ok((rest, options, attrs))
 }
 
 impl PartialOrd for SslMode {
@@ -316,7 +332,7 @@ mod tests {
 
     #[test]
     fn the_tls_keys_are_taken_out_of_a_url_and_the_rest_is_kept() {
-        let (rest, tls) = split(
+        let (rest, tls, _) = split(
             "postgres://u:p%3F@db:5432/app?application_name=a&sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&connect_timeout=3",
         )
         .unwrap();
@@ -326,12 +342,12 @@ mod tests {
         );
         assert_eq!(tls.mode, SslMode::VerifyFull);
         assert_eq!(tls.root_cert, Some(RootCert::File("/etc/ca.pem".into())));
-        let (rest, tls) = split("postgres://db/app?sslmode=disable").unwrap();
+        let (rest, tls, _) = split("postgres://db/app?sslmode=disable").unwrap();
         assert_eq!(
             (rest.as_str(), tls),
             ("postgres://db/app", opts(SslMode::Disable))
         );
-        let (rest, tls) = split("postgres://db/app").unwrap();
+        let (rest, tls, _) = split("postgres://db/app").unwrap();
         assert_eq!(
             (rest.as_str(), tls),
             ("postgres://db/app", opts(SslMode::Prefer))
@@ -340,7 +356,7 @@ mod tests {
 
     #[test]
     fn the_tls_keys_are_taken_out_of_a_key_value_string_with_its_quoting() {
-        let (rest, tls) = split(
+        let (rest, tls, _) = split(
             "host=db sslmode = require sslcert='/a b/c.pem' sslkey=/k\\ ey.pem password='x y' dbname=app",
         )
         .unwrap();
