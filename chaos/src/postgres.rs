@@ -35,7 +35,9 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+mod bouncer;
 mod standby;
+pub use bouncer::{Bouncer, PoolMode, pgbouncer_binary};
 pub use standby::REPLICATION_SETTINGS;
 
 /// Server settings appended to every throwaway cluster's `postgresql.conf`.

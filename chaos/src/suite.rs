@@ -203,6 +203,11 @@ pub fn plan(options: &Options) -> crate::Result<Vec<(Scenario, PoolKind)>> {
         if wanted(scenario::application::NAME) {
             plan.push((Scenario::Application, *kind));
         }
+        for change in scenario::failover::Change::ALL {
+            if wanted(change.name()) {
+                plan.push((Scenario::Deployment(change), *kind));
+            }
+        }
     }
     if ours && wanted(Validation::Logs.name()) {
         plan.push((Scenario::Validation(Validation::Logs), PoolKind::Pool));
@@ -285,6 +290,9 @@ pub async fn run_until(
                 }
                 Scenario::Application => {
                     scenario::application::run(&env, kind, timing, &bars).await
+                }
+                Scenario::Deployment(change) => {
+                    scenario::failover::run(env.seed, *change, kind, timing, &bars).await
                 }
                 Scenario::Plan => {
                     let fault_plan = options

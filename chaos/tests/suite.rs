@@ -36,14 +36,14 @@ async fn quick_suite_passes_and_writes_its_reports() {
         })
         .collect();
     assert!(report.passed(), "failed criteria:\n{}", failed.join("\n"));
-    // Every scenario against the pool through `acquire`; the fault matrix and the
-    // application-made faults through the shared path (`Pool::query`) too.
+    // Every scenario against the pool through `acquire`; the fault matrix, the
+    // application-made and the deployment-made faults through the shared path too.
     let by = |pool: &str| report.scenarios.iter().filter(|s| s.pool == pool).count();
     assert_eq!(by("pool"), chaos::suite::all_scenarios().len());
     assert_eq!(
         by("pool+query"),
-        chaos::scenario::MATRIX.len() + 1,
-        "the matrix and abandoned_sessions on the shared path"
+        chaos::scenario::MATRIX.len() + 1 + chaos::scenario::failover::Change::ALL.len(),
+        "the matrix, abandoned_sessions, failover and switchover on the shared path"
     );
     for file in [
         "report.json",

@@ -150,6 +150,11 @@ impl PooledConnection<PgConnector> {
         &self,
         query: &str,
     ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
+        // Behind a transaction-pooling middlebox a named statement lasts one transaction:
+        // nothing is cached (use it inside a transaction, or `query_typed`).
+        if self.shared.config.transaction_pooling {
+            return self.conn().client.prepare(query).await;
+        }
         crate::conn::prepare_cached(
             self.conn(),
             query,

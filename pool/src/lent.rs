@@ -105,6 +105,9 @@ pub(crate) struct Lender<C: Connector> {
     lent_now: AtomicUsize,
     /// Statements started on the shared path; less `statements` (ended), those in flight.
     started: AtomicU64,
+    /// Behind a transaction-pooling middlebox: the parameter types of each SQL text, learned
+    /// once, since statements are sent unnamed (see `PoolConfig::transaction_pooling`).
+    pub param_types: Mutex<std::collections::HashMap<String, Arc<[tokio_postgres::types::Type]>>>,
 }
 
 /// The set, and whether it was closed (shutdown).
@@ -151,6 +154,7 @@ impl<C: Connector> Lender<C> {
             waiting: AtomicUsize::new(0),
             lent_now: AtomicUsize::new(0),
             started: AtomicU64::new(0),
+            param_types: Mutex::default(),
         }
     }
 

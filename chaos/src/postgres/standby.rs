@@ -116,14 +116,28 @@ impl Cluster {
     }
 
     /// Promotes this standby to a primary and waits until it accepts writes
-    /// (`pg_ctl promote -w`).
+    /// (`pg_ctl promote -w`, which looks every 100 ms or so).
     pub fn promote(&self) -> Result<(), ClusterError> {
+        self.pg_ctl_promote(true)
+    }
+
+    /// Asks this standby to promote itself and returns at once (`pg_ctl promote -W`); poll
+    /// `pg_is_in_recovery()` to see when it has.
+    pub fn start_promotion(&self) -> Result<(), ClusterError> {
+        self.pg_ctl_promote(false)
+    }
+
+    fn pg_ctl_promote(&self, wait: bool) -> Result<(), ClusterError> {
         let output = self
             .command(self.bin_dir.join("pg_ctl"))
             .arg("promote")
             .arg("-D")
             .arg(self.data_dir())
-            .args(["-w", "-t", "30"])
+            .args(if wait {
+                ["-w", "-t", "30"]
+            } else {
+                ["-W", "-t", "30"]
+            })
             .stdin(Stdio::null())
             .output()
             .map_err(io_err("run pg_ctl promote"))?;

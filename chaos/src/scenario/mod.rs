@@ -9,6 +9,7 @@
 //! (`pg_stat_activity`, by `application_name`) whether any connection was left behind.
 
 pub mod application;
+pub mod failover;
 pub mod logs;
 pub mod matrix;
 pub mod subject;
@@ -37,6 +38,9 @@ pub enum Scenario {
     Fault(&'static Fault),
     /// Faults the application makes: dirty and abandoned sessions ([`application`]).
     Application,
+    /// Faults the deployment makes: a failover or switchover to a streaming standby
+    /// ([`failover`]).
+    Deployment(failover::Change),
     /// The plan of `chaos run --plan` ([`run_plan`]).
     Plan,
 }
@@ -49,6 +53,7 @@ impl Scenario {
             .map(Scenario::Validation)
             .chain(MATRIX.iter().map(Scenario::Fault))
             .chain([Scenario::Application])
+            .chain(failover::Change::ALL.map(Scenario::Deployment))
             .collect()
     }
 
@@ -63,6 +68,7 @@ impl Scenario {
             Scenario::Validation(v) => v.name(),
             Scenario::Fault(f) => f.name,
             Scenario::Application => application::NAME,
+            Scenario::Deployment(c) => c.name(),
             Scenario::Plan => PLAN.name,
         }
     }
@@ -73,6 +79,7 @@ impl Scenario {
             Scenario::Validation(_) => "validation (pool only)",
             Scenario::Fault(f) => f.description,
             Scenario::Application => application::DESCRIPTION,
+            Scenario::Deployment(c) => c.description(),
             Scenario::Plan => PLAN.description,
         }
     }

@@ -201,6 +201,9 @@ options! {
     /// Prepared statements cached per connection.
     statement_cache_capacity: usize = 256, "256",
         "prepared statements kept per connection by `prepare_cached`; when full, the least recently used is closed", e.g. 64;
+    /// A middlebox that pools by transaction (PgBouncer `pool_mode = transaction`) is in the path.
+    transaction_pooling: bool = false, "`false`",
+        "a middlebox that pools by transaction (PgBouncer `pool_mode = transaction`) is between the pool and the server: the shared path sends statements unnamed (parameter types learned once per SQL text, inside a transaction) and `prepare_cached` caches nothing, since a statement prepared by name is gone at the next transaction", e.g. true;
     /// `application_name` of the connections, unless the URL sets one.
     application_name: String = "pool".to_string(), "`pool`",
         "`application_name` of every connection, unless the URL sets one", e.g. "billing".to_string();

@@ -47,6 +47,7 @@ fn every_option_reads_from_its_variable_and_shows_in_debug() {
             "application_name" => "x",
             "idle_order" => "fifo",
             "session_reset" => "clean",
+            "transaction_pooling" => "true",
             "jitter_seed"
             | "max_uses"
             | "min_size"

@@ -30,6 +30,19 @@ macro_rules! whole_numbers {
 }
 whole_numbers!(usize, u32, u64);
 
+impl OptionValue for bool {
+    fn from_text(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "on" | "yes" | "1" => Ok(true),
+            "false" | "off" | "no" | "0" => Ok(false),
+            _ => Err(format!("`{text}` is not true or false")),
+        }
+    }
+    fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <bool as Deserialize>::deserialize(d)
+    }
+}
+
 impl OptionValue for String {
     fn from_text(text: &str) -> Result<Self, String> {
         Ok(text.to_string())

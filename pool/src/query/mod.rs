@@ -26,6 +26,7 @@ use crate::shared::Shared;
 
 mod keywords;
 mod types;
+mod unnamed;
 use keywords::unshareable;
 pub use types::{PoolStatement, QueryError, SharedStatement};
 
@@ -168,7 +169,12 @@ impl Pool<PgConnector> {
         let location = Location::caller();
         async move {
             let out = self
-                .shared_call(location, statement.sql(), Op::Rows(params))
+                .shared_call(
+                    location,
+                    statement.sql(),
+                    statement.param_types(),
+                    Op::Rows(params),
+                )
                 .await?;
             Ok(expect!(out, Rows))
         }
@@ -192,7 +198,12 @@ impl Pool<PgConnector> {
         let location = Location::caller();
         async move {
             let out = self
-                .shared_call(location, statement.sql(), Op::One(params))
+                .shared_call(
+                    location,
+                    statement.sql(),
+                    statement.param_types(),
+                    Op::One(params),
+                )
                 .await?;
             Ok(expect!(out, One))
         }
@@ -219,7 +230,12 @@ impl Pool<PgConnector> {
         let location = Location::caller();
         async move {
             let out = self
-                .shared_call(location, statement.sql(), Op::Opt(params))
+                .shared_call(
+                    location,
+                    statement.sql(),
+                    statement.param_types(),
+                    Op::Opt(params),
+                )
                 .await?;
             Ok(expect!(out, Opt))
         }
@@ -243,7 +259,12 @@ impl Pool<PgConnector> {
         let location = Location::caller();
         async move {
             let out = self
-                .shared_call(location, statement.sql(), Op::Count(params))
+                .shared_call(
+                    location,
+                    statement.sql(),
+                    statement.param_types(),
+                    Op::Count(params),
+                )
                 .await?;
             Ok(expect!(out, Count))
         }
@@ -267,8 +288,14 @@ impl Pool<PgConnector> {
     ) -> impl Future<Output = Result<PoolStatement, QueryError>> + Send + 'a {
         let location = Location::caller();
         async move {
+            if self.shared.config.transaction_pooling {
+                if let Some((keyword, why)) = unshareable(sql) {
+                    return Err(QueryError::NotShareable { keyword, why });
+                }
+                return self.prepare_pinned(sql).await;
+            }
             let statement = expect!(
-                self.shared_call(location, sql, Op::Describe).await?,
+                self.shared_call(location, sql, None, Op::Describe).await?,
                 Describe
             );
             Ok(PoolStatement::new(sql, &statement))
@@ -281,12 +308,17 @@ impl Pool<PgConnector> {
         &self,
         location: &'static Location<'static>,
         sql: &str,
+        types: Option<&[tokio_postgres::types::Type]>,
         op: Op<'_>,
     ) -> Result<Out, QueryError> {
         if let Some((keyword, why)) = unshareable(sql) {
             return Err(QueryError::NotShareable { keyword, why });
         }
         let shared = &self.shared;
+        let unnamed = match shared.config.transaction_pooling {
+            true => Some(self.param_types(sql, types).await?),
+            false => None,
+        };
         let start = Instant::now();
         let timeout = shared.config.query_timeout;
         let deadline = start + timeout;
@@ -312,8 +344,11 @@ impl Pool<PgConnector> {
             let conn = call.lent.conn();
             let capacity = shared.config.statement_cache_capacity;
             let outcome = timeout_at(deadline, async {
+                if let Some(types) = &unnamed {
+                    return op.send_unnamed(&conn.client, sql, types).await;
+                }
                 let statement = crate::conn::prepare_cached(conn, sql, capacity).await?;
-                op.send(&conn.client, &statement).await
+                Ok(op.send(&conn.client, &statement).await?)
             })
             .await;
             match outcome {
@@ -321,7 +356,7 @@ impl Pool<PgConnector> {
                     call.finish(None);
                     return Ok(out);
                 }
-                Ok(Err(e))
+                Ok(Err(QueryError::Statement(e)))
                     if reruns < 2
                         && e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED)
                         && call.lent.cancels() > cancels =>
@@ -329,13 +364,41 @@ impl Pool<PgConnector> {
                     call.finish(Some(&e));
                     reruns += 1;
                 }
+                Ok(Err(QueryError::Statement(e))) => {
+                    let e = lost_statement(e, conn);
+                    let (QueryError::Statement(failed) | QueryError::TransactionPooling(failed)) =
+                        &e
+                    else {
+                        unreachable!("lost_statement keeps the server's error")
+                    };
+                    call.finish(Some(failed));
+                    return Err(e);
+                }
                 Ok(Err(e)) => {
-                    call.finish(Some(&e));
-                    return Err(QueryError::Statement(e));
+                    call.finish(None);
+                    return Err(e);
                 }
                 // `call` drops unfinished: the session is drained, the statement cancelled.
                 Err(_) => return Err(QueryError::Timeout { timeout }),
             }
         }
     }
+}
+
+/// A statement prepared by name that the server no longer has (or has twice): a middlebox
+/// that pools by transaction is in the path. The session's cached statements are as lost;
+/// they are dropped, and the error says which switch to set.
+fn lost_statement(e: tokio_postgres::Error, conn: &crate::conn::PoolConn<Client>) -> QueryError {
+    use tokio_postgres::error::SqlState;
+    if !matches!(
+        e.code(),
+        Some(&SqlState::INVALID_SQL_STATEMENT_NAME | &SqlState::DUPLICATE_PSTATEMENT)
+    ) {
+        return QueryError::Statement(e);
+    }
+    conn.statements
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+    QueryError::TransactionPooling(e)
 }

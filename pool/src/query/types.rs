@@ -50,6 +50,25 @@ pub enum QueryError {
         /// What it would leave on the session.
         why: &'static str,
     },
+    /// Behind a transaction-pooling middlebox (`transaction_pooling`), statements are sent
+    /// unnamed and counted by the pool: the statement gave another number of rows than the
+    /// call takes (`query_one`, `query_opt`), or another number of parameters than it has.
+    #[error("the statement gave {got} {what} where {expected} were expected")]
+    RowCount {
+        /// `rows` or `parameters`.
+        what: &'static str,
+        /// How many the call takes.
+        expected: usize,
+        /// How many there were.
+        got: usize,
+    },
+    /// The server lost a statement the pool had prepared by name between two messages of one
+    /// call (SQLSTATE 26000 or 42P05): a middlebox that pools by transaction is in the path
+    /// and `transaction_pooling` is off.
+    #[error(
+        "the server lost a prepared statement between two messages of one call ({0}): a middlebox that pools by transaction (PgBouncer pool_mode = transaction) is between the pool and the server; set transaction_pooling = true (PoolConfig::transaction_pooling, POOL_TRANSACTION_POOLING) or run it in session mode"
+    )]
+    TransactionPooling(tokio_postgres::Error),
 }
 
 impl QueryError {
@@ -67,7 +86,7 @@ impl QueryError {
     /// ```
     pub fn as_db_error(&self) -> Option<&tokio_postgres::error::DbError> {
         match self {
-            QueryError::Statement(e) => e.as_db_error(),
+            QueryError::Statement(e) | QueryError::TransactionPooling(e) => e.as_db_error(),
             _ => None,
         }
     }
@@ -78,6 +97,10 @@ impl QueryError {
 pub trait SharedStatement: sealed::Sealed + Sync {
     /// The statement's SQL.
     fn sql(&self) -> &str;
+    /// Its parameters' types, when known without asking the server.
+    fn param_types(&self) -> Option<&[Type]> {
+        None
+    }
 }
 
 mod sealed {
@@ -145,5 +168,8 @@ impl PoolStatement {
 impl SharedStatement for PoolStatement {
     fn sql(&self) -> &str {
         &self.sql
+    }
+    fn param_types(&self) -> Option<&[Type]> {
+        Some(&self.params)
     }
 }

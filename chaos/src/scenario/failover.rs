@@ -1,0 +1,424 @@
+//! Faults the deployment makes: the primary is lost and a streaming standby takes over.
+//!
+//! Each run starts its own pair of throwaway clusters, a primary and a hot standby streaming
+//! from it (`pg_basebackup -R`, [`Cluster::start_standby`]), and gives the pool under test both
+//! hosts in one URL, the primary first, with `target_session_attrs=read-write`, as a service
+//! in front of a Patroni or RDS-style pair is configured. Workers write (`INSERT` of a unique
+//! id, autocommit) at a steady pace while:
+//! - `failover`: the primary crashes (immediate stop) and, after a detection delay, the
+//!   standby is promoted;
+//! - `switchover`: the primary stops cleanly, the standby is promoted, and the old primary
+//!   rejoins as a standby of the new one (listed first in the URL, now read-only).
+//!
+//! The clock starts when the promotion has finished (`pg_ctl promote -w` returned). Criteria:
+//! the time from there to the first successful write; writes that failed after that first one;
+//! writes acknowledged that the new primary does not have (written to a server that was not the
+//! primary, or lost with it: must be 0 for writes begun after the fault); no connection left.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::subject::Subject;
+use super::{PoolKind, Progress, Timing, crit, make_subject, unknown};
+use crate::postgres::{Cluster, ClusterOptions, StopMode};
+use crate::report::{FaultWindow, Op, Outcome, Phases, ScenarioReport};
+
+/// Which way the primary is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The primary crashes; the standby is promoted.
+    Failover,
+    /// The primary stops cleanly; the standby is promoted; the old primary rejoins as a standby.
+    Switchover,
+}
+
+impl Change {
+    /// Both, in run order.
+    pub const ALL: [Change; 2] = [Change::Failover, Change::Switchover];
+
+    /// The scenario's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Change::Failover => "failover",
+            Change::Switchover => "switchover",
+        }
+    }
+
+    /// What it does, for `--list` and reports.
+    pub fn description(self) -> &'static str {
+        match self {
+            Change::Failover => {
+                "The primary of a primary/standby pair crashes; 500 ms later the streaming standby is promoted. Writes through a URL listing both (target_session_attrs=read-write) must reach the new primary within 1 s of the promotion."
+            }
+            Change::Switchover => {
+                "The primary stops cleanly, the standby is promoted, and the old primary rejoins as a standby of the new one (still listed first in the URL). Writes must follow the role, not the list."
+            }
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Change::Failover => "primary crashed, standby promoted",
+            Change::Switchover => "switchover, old primary rejoins",
+        }
+    }
+}
+
+/// The bound on the time from the promotion to the first successful write.
+const FAILOVER_BOUND_MS: f64 = 1000.0;
+/// The time a failure detector takes before promoting (Patroni's defaults wait about 30 s; a
+/// test cannot, and the pool's part starts at the promotion anyway).
+const DETECTION_DELAY: Duration = Duration::from_millis(500);
+/// Writes still unanswered after this count as hangs.
+const WRITE_CUTOFF: Duration = Duration::from_secs(4);
+
+/// The pair of one run.
+struct Pair {
+    primary: Arc<Cluster>,
+    standby: Arc<Cluster>,
+}
+
+async fn start_pair() -> crate::Result<Pair> {
+    tokio::task::spawn_blocking(|| {
+        let primary = Cluster::start_with(ClusterOptions::replicated())?;
+        let standby = primary.start_standby()?;
+        Ok::<_, crate::postgres::ClusterError>(Pair {
+            primary: Arc::new(primary),
+            standby: Arc::new(standby),
+        })
+    })
+    .await?
+    .map_err(Into::into)
+}
+
+async fn client(cluster: &Cluster) -> crate::Result<tokio_postgres::Client> {
+    let (client, driver) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls).await?;
+    tokio::spawn(driver);
+    Ok(client)
+}
+
+/// Waits until the standby has replayed the writes table (replication is asynchronous).
+async fn replicated(standby: &Cluster) -> crate::Result<()> {
+    let c = client(standby).await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let there: bool = c
+            .query_one("SELECT to_regclass('chaos_writes') IS NOT NULL", &[])
+            .await?
+            .get(0);
+        if there {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(crate::Error::Check(
+                "the standby did not replay the writes table within 10 s".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One write, as it went.
+struct Write {
+    id: i64,
+    op: Op,
+}
+
+/// Runs `change` against a pool of `kind`.
+pub async fn run(
+    seed: u64,
+    change: Change,
+    kind: PoolKind,
+    timing: Timing,
+    progress: &dyn Progress,
+) -> ScenarioReport {
+    let name = change.name();
+    let mut report = ScenarioReport::new(name, kind.name(), change.description());
+    if matches!(kind, PoolKind::Sqlx | PoolKind::SqlxTimeouts) {
+        report.criteria.push(unknown(
+            "failover",
+            "sqlx's PgPool takes one host per URL (launchbadge/sqlx#3333 and #2290 are open): it cannot be given a standby to fail over to",
+        ));
+        return report;
+    }
+    progress.phase(name, kind.name(), "starting a primary and its standby");
+    let pair = match start_pair().await {
+        Ok(p) => p,
+        Err(e) => {
+            report.criteria.push(unknown(
+                "setup",
+                &format!("a primary with a streaming standby could not be started: {e}"),
+            ));
+            return report;
+        }
+    };
+    match measure(&pair, seed, change, kind, timing, progress, &mut report).await {
+        Ok(()) => {}
+        Err(e) => report.criteria.push(crit(
+            "setup",
+            "the scenario runs",
+            e.to_string(),
+            "runs",
+            false,
+        )),
+    }
+    // Dropping the pair stops both servers and removes their directories.
+    let _ = tokio::task::spawn_blocking(move || drop(pair)).await;
+    report
+}
+
+async fn measure(
+    pair: &Pair,
+    seed: u64,
+    change: Change,
+    kind: PoolKind,
+    timing: Timing,
+    progress: &dyn Progress,
+    report: &mut ScenarioReport,
+) -> crate::Result<()> {
+    let name = change.name();
+    let (p, s) = (pair.primary.port(), pair.standby.port());
+    client(&pair.primary)
+        .await?
+        .batch_execute("CREATE TABLE chaos_writes (id bigint PRIMARY KEY, port int DEFAULT inet_server_port())")
+        .await?;
+    replicated(&pair.standby).await?;
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{p},127.0.0.1:{s}/postgres?target_session_attrs=read-write"
+    );
+    let app = format!("chaos-{}-{name}", kind.name().replace('+', "-"));
+    let subject: Arc<dyn Subject> = match make_subject(kind, &url, &app, seed).await {
+        Ok(s) => Arc::from(s),
+        Err(e) => {
+            report.criteria.push(crit(
+                "setup",
+                "the pool starts",
+                e.to_string(),
+                "starts",
+                false,
+            ));
+            return Ok(());
+        }
+    };
+
+    let origin = Instant::now();
+    let ms = move |t: Instant| t.saturating_duration_since(origin).as_secs_f64() * 1000.0;
+    let writes: Arc<Mutex<Vec<Write>>> = Arc::default();
+    let next_id = Arc::new(AtomicU64::new(1));
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..timing.workers {
+        let (subject, writes, next_id) = (
+            Arc::clone(&subject),
+            Arc::clone(&writes),
+            Arc::clone(&next_id),
+        );
+        let stopped = Arc::clone(&stopped);
+        let pace = timing.pace;
+        workers.push(tokio::spawn(async move {
+            while !stopped.load(Relaxed) {
+                let id = next_id.fetch_add(1, Relaxed) as i64;
+                let sql = format!("INSERT INTO chaos_writes (id) VALUES ({id})");
+                let started = Instant::now();
+                let (outcome, error) = match tokio::time::timeout(
+                    WRITE_CUTOFF,
+                    subject.request(&sql, super::QUERY_TIMEOUT),
+                )
+                .await
+                {
+                    Ok(answer) => answer,
+                    Err(_) => (Outcome::Info, Some("hang".to_string())),
+                };
+                let op = Op {
+                    start_ms: ms(started),
+                    end_ms: ms(Instant::now()),
+                    outcome,
+                    error,
+                };
+                writes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Write { id, op });
+                tokio::time::sleep(pace).await;
+            }
+        }));
+    }
+
+    progress.phase(name, kind.name(), "before");
+    tokio::time::sleep(timing.before).await;
+    progress.phase(name, kind.name(), &format!("fault: {}", change.label()));
+    let fault_start = ms(Instant::now());
+    let (old, new) = (Arc::clone(&pair.primary), Arc::clone(&pair.standby));
+    let mode = match change {
+        Change::Failover => StopMode::Immediate,
+        Change::Switchover => StopMode::Fast,
+    };
+    let o = Arc::clone(&old);
+    tokio::task::spawn_blocking(move || o.stop(mode)).await??;
+    // From here no write can succeed on the old primary: it has exited.
+    let stopped_at = ms(Instant::now());
+    if change == Change::Failover {
+        tokio::time::sleep(DETECTION_DELAY).await;
+    }
+    // The promotion's end, seen by a session on the standby asking every 5 ms.
+    let watcher = client(&new).await?;
+    let n = Arc::clone(&new);
+    tokio::task::spawn_blocking(move || n.start_promotion()).await??;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let in_recovery: bool = watcher
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await?
+            .get(0);
+        if !in_recovery {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(crate::Error::Check(
+                "the standby was not promoted within 30 s".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let promoted_at = ms(Instant::now());
+    drop(watcher);
+    if change == Change::Switchover {
+        let (o, n) = (Arc::clone(&old), Arc::clone(&new));
+        tokio::task::spawn_blocking(move || o.rejoin_as_standby_of(&n)).await??;
+    }
+    progress.phase(name, kind.name(), "after");
+    tokio::time::sleep(timing.after.max(Duration::from_millis(1500))).await;
+    stopped.store(true, Relaxed);
+    for w in workers {
+        let _ = w.await;
+    }
+    progress.phase(name, kind.name(), "shutdown");
+    subject.shutdown().await;
+    drop(subject);
+
+    // What the new primary holds, and what is left on either server.
+    let on_new: HashSet<i64> = client(&new)
+        .await?
+        .query("SELECT id FROM chaos_writes", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut left = count_app(&new, &app).await?;
+    if change == Change::Switchover {
+        left += count_app(&old, &app).await.unwrap_or(0);
+    }
+
+    let mut writes = std::mem::take(&mut *writes.lock().unwrap_or_else(|e| e.into_inner()));
+    writes.sort_by(|a, b| a.op.start_ms.total_cmp(&b.op.start_ms));
+    report.duration_ms = ms(Instant::now());
+    report.fault = Some(FaultWindow {
+        label: change.label().into(),
+        start_ms: fault_start,
+        end_ms: promoted_at,
+    });
+    let ops: Vec<Op> = writes.iter().map(|w| w.op.clone()).collect();
+    report.phases = Phases::of(&ops, fault_start, promoted_at);
+    // The first write acknowledged once the old primary was gone: by the new primary. It may
+    // land before the watcher saw the promotion end (by at most its 5 ms poll): 0 then.
+    let first_ok = writes
+        .iter()
+        .filter(|w| w.op.outcome == Outcome::Ok && w.op.end_ms > stopped_at)
+        .map(|w| w.op.end_ms)
+        .fold(f64::INFINITY, f64::min);
+    let failover_ms = (first_ok - promoted_at).max(0.0);
+    let failed_after = writes
+        .iter()
+        .filter(|w| w.op.start_ms > first_ok && w.op.outcome != Outcome::Ok)
+        .count();
+    let after_count = writes.iter().filter(|w| w.op.start_ms > first_ok).count();
+    // Writes begun after the fault began and acknowledged: each must be on the new primary.
+    let acked_after: Vec<&Write> = writes
+        .iter()
+        .filter(|w| w.op.start_ms >= fault_start && w.op.outcome == Outcome::Ok)
+        .collect();
+    let missing = acked_after
+        .iter()
+        .filter(|w| !on_new.contains(&w.id))
+        .count();
+    let hangs = writes
+        .iter()
+        .filter(|w| w.op.error.as_deref() == Some("hang"))
+        .count();
+    report.metrics.insert("writes".into(), writes.len() as f64);
+    report
+        .metrics
+        .insert("writes_failed_after_recovery".into(), failed_after as f64);
+    report
+        .metrics
+        .insert("writes_not_on_primary".into(), missing as f64);
+    report.metrics.insert("hangs".into(), hangs as f64);
+    if first_ok.is_finite() {
+        report.metrics.insert("failover_ms".into(), failover_ms);
+        // The report's recovery column: from the heal (the promotion) to the first success.
+        report.metrics.insert("recovery_ms".into(), failover_ms);
+    }
+    report.criteria.push(crit(
+        "failover_time",
+        "time from the end of the promotion to the first successful write",
+        if first_ok.is_finite() {
+            format!("{failover_ms:.0} ms")
+        } else {
+            "no write succeeded after the promotion".into()
+        },
+        &format!("<= {FAILOVER_BOUND_MS:.0} ms"),
+        failover_ms <= FAILOVER_BOUND_MS,
+    ));
+    report.criteria.push(crit(
+        "writes_after_recovery",
+        "writes begun after the first successful one that failed",
+        format!("{failed_after} of {after_count}"),
+        "0",
+        first_ok.is_finite() && after_count > 0 && failed_after == 0,
+    ));
+    report.criteria.push(crit(
+        "writes_on_primary",
+        "writes begun after the fault and acknowledged that the new primary does not hold (acknowledged by a server that was not the primary, or lost)",
+        format!("{missing} of {}", acked_after.len()),
+        "0",
+        !acked_after.is_empty() && missing == 0,
+    ));
+    report.criteria.push(crit(
+        "no_hang",
+        &format!("writes unanswered after {WRITE_CUTOFF:?}"),
+        hangs.to_string(),
+        "0",
+        hangs == 0,
+    ));
+    report.criteria.push(crit(
+        "no_leak",
+        "connections left on the servers after shutdown (pg_stat_activity by application_name)",
+        left.to_string(),
+        "0",
+        left == 0,
+    ));
+    report.ops = ops;
+    Ok(())
+}
+
+async fn count_app(cluster: &Cluster, app: &str) -> crate::Result<i64> {
+    let c = client(cluster).await?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                &[&app],
+            )
+            .await?
+            .get(0);
+        if n == 0 || Instant::now() >= deadline {
+            return Ok(n);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
