@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 mod bouncer;
 mod standby;
-pub use bouncer::{Bouncer, PoolMode, pgbouncer_binary};
+pub use bouncer::{Bouncer, PoolMode, SERVER_LOGIN_RETRY, pgbouncer_binary};
 pub use standby::REPLICATION_SETTINGS;
 
 /// Server settings appended to every throwaway cluster's `postgresql.conf`.

@@ -208,6 +208,12 @@ pub fn plan(options: &Options) -> crate::Result<Vec<(Scenario, PoolKind)>> {
                 plan.push((Scenario::Deployment(change), *kind));
             }
         }
+        for f in scenario::bouncer::BOUNCER_FAULTS
+            .iter()
+            .filter(|f| wanted(f.name))
+        {
+            plan.push((Scenario::Bouncer(f), *kind));
+        }
     }
     if ours && wanted(Validation::Logs.name()) {
         plan.push((Scenario::Validation(Validation::Logs), PoolKind::Pool));
@@ -293,6 +299,10 @@ pub async fn run_until(
                 }
                 Scenario::Deployment(change) => {
                     scenario::failover::run(env.seed, *change, kind, timing, &bars).await
+                }
+                Scenario::Bouncer(fault) => {
+                    let arena = scenario::bouncer::BouncerArena::new(&env);
+                    scenario::run_fault(&arena, fault, kind, timing, &bars).await
                 }
                 Scenario::Plan => {
                     let fault_plan = options

@@ -164,6 +164,12 @@ impl Arena for FakeArena {
                         k.name()
                     )));
                 }
+                Kind::Bouncer(_) => {
+                    return Err(chaos::Error::Check(format!(
+                        "the fake database has no PgBouncer for {}",
+                        fault.name
+                    )));
+                }
             }
             tokio::time::sleep(during).await;
             db.heal();

@@ -42,8 +42,11 @@ async fn quick_suite_passes_and_writes_its_reports() {
     assert_eq!(by("pool"), chaos::suite::all_scenarios().len());
     assert_eq!(
         by("pool+query"),
-        chaos::scenario::MATRIX.len() + 1 + chaos::scenario::failover::Change::ALL.len(),
-        "the matrix, abandoned_sessions, failover and switchover on the shared path"
+        chaos::scenario::MATRIX.len()
+            + 1
+            + chaos::scenario::failover::Change::ALL.len()
+            + chaos::scenario::bouncer::BOUNCER_FAULTS.len(),
+        "the matrix, abandoned_sessions, failover, switchover and the PgBouncer faults on the shared path"
     );
     for file in [
         "report.json",

@@ -100,7 +100,9 @@ impl What {
                 matrix::Kind::Kernel(_) => "the kernel's rules".into(),
                 matrix::Kind::ServerRestart => "the server".into(),
                 matrix::Kind::Toxic(spec) => format!("the toxic {}", spec.toxic().name),
-                matrix::Kind::TerminateBackends => format!("the fault {}", f.name),
+                matrix::Kind::TerminateBackends | matrix::Kind::Bouncer(_) => {
+                    format!("the fault {}", f.name)
+                }
             },
         }
     }

@@ -24,6 +24,9 @@ pub enum Kind {
     /// Packets between the pool and the proxy dropped, reset or lost by the kernel
     /// (nftables, [`crate::kernel`]); needs root and `nft`.
     Kernel(crate::kernel::KernelFault),
+    /// A fault of the PgBouncer in the pool's path ([`super::bouncer`]); made by the
+    /// PgBouncer arena only.
+    Bouncer(super::bouncer::BouncerFault),
 }
 
 /// A toxic, as constants.
@@ -302,6 +305,12 @@ pub async fn apply_until(
             env.faults.set_enabled(&proxy.name, true).await?;
         }
         Kind::Kernel(kernel) => kernel_until(proxy, kernel, heal).await?,
+        Kind::Bouncer(_) => {
+            return Err(crate::Error::Check(format!(
+                "{} is a PgBouncer fault: it runs on the PgBouncer arena (chaos run --scenario {})",
+                fault.name, fault.name
+            )));
+        }
     }
     Ok(())
 }

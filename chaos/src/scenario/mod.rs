@@ -9,6 +9,7 @@
 //! (`pg_stat_activity`, by `application_name`) whether any connection was left behind.
 
 pub mod application;
+pub mod bouncer;
 pub mod failover;
 pub mod logs;
 pub mod matrix;
@@ -41,6 +42,8 @@ pub enum Scenario {
     /// Faults the deployment makes: a failover or switchover to a streaming standby
     /// ([`failover`]).
     Deployment(failover::Change),
+    /// A fault of PgBouncer in the pool's path ([`bouncer`]).
+    Bouncer(&'static Fault),
     /// The plan of `chaos run --plan` ([`run_plan`]).
     Plan,
 }
@@ -54,6 +57,7 @@ impl Scenario {
             .chain(MATRIX.iter().map(Scenario::Fault))
             .chain([Scenario::Application])
             .chain(failover::Change::ALL.map(Scenario::Deployment))
+            .chain(bouncer::BOUNCER_FAULTS.iter().map(Scenario::Bouncer))
             .collect()
     }
 
@@ -69,6 +73,7 @@ impl Scenario {
             Scenario::Fault(f) => f.name,
             Scenario::Application => application::NAME,
             Scenario::Deployment(c) => c.name(),
+            Scenario::Bouncer(f) => f.name,
             Scenario::Plan => PLAN.name,
         }
     }
@@ -80,6 +85,7 @@ impl Scenario {
             Scenario::Fault(f) => f.description,
             Scenario::Application => application::DESCRIPTION,
             Scenario::Deployment(c) => c.description(),
+            Scenario::Bouncer(f) => f.description,
             Scenario::Plan => PLAN.description,
         }
     }
@@ -464,16 +470,35 @@ pub async fn make_subject(
     app: &str,
     seed: u64,
 ) -> Result<Box<dyn Subject>, subject::OpenError> {
+    make_subject_with(kind, url, app, seed, false).await
+}
+
+/// [`make_subject`], with our pool told whether a transaction-pooling middlebox is in the
+/// path (`PoolConfig::transaction_pooling`; the peers are not told: their requests are simple
+/// queries, which it does not break).
+pub async fn make_subject_with(
+    kind: PoolKind,
+    url: &str,
+    app: &str,
+    seed: u64,
+    transaction_pooling: bool,
+) -> Result<Box<dyn Subject>, subject::OpenError> {
     let timeouts = matches!(
         kind,
         PoolKind::DeadpoolTimeouts | PoolKind::Bb8Timeouts | PoolKind::SqlxTimeouts
     );
     Ok(match kind {
         PoolKind::Pool => Box::new(subject::OurPool(
-            pool::Pool::connect(pool_config(url, app, seed)?).await?,
+            pool::Pool::connect(
+                pool_config(url, app, seed)?.transaction_pooling(transaction_pooling),
+            )
+            .await?,
         )),
         PoolKind::PoolQuery => Box::new(subject::OurPoolShared(
-            pool::Pool::connect(pool_config(url, app, seed)?).await?,
+            pool::Pool::connect(
+                pool_config(url, app, seed)?.transaction_pooling(transaction_pooling),
+            )
+            .await?,
         )),
         PoolKind::Deadpool | PoolKind::DeadpoolTimeouts => Box::new(subject::Deadpool::new(
             url,
