@@ -258,12 +258,19 @@ impl Cluster {
         };
         // From here on, dropping `cluster` removes the directory.
         cluster.init(&options)?;
+        cluster.start_on_free_port()?;
+        Ok(cluster)
+    }
+
+    /// Starts the server on the first free port it can bind (another process may take a free
+    /// port between the look and the bind).
+    fn start_on_free_port(&mut self) -> Result<(), ClusterError> {
         for _ in 0..PORT_ATTEMPTS {
-            cluster.port = free_port()?;
-            match cluster.spawn() {
+            self.port = free_port()?;
+            match self.spawn() {
                 Ok(server) => {
-                    *cluster.lock() = Some(server);
-                    return Ok(cluster);
+                    *self.lock() = Some(server);
+                    return Ok(());
                 }
                 Err(ClusterError::StartFailed { reason, .. }) if reason == PORT_TAKEN => continue,
                 Err(e) => return Err(e),

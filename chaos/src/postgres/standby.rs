@@ -6,7 +6,7 @@
 use std::process::Stdio;
 use std::sync::Mutex;
 
-use super::{Cluster, ClusterError, ClusterOptions, PORT_ATTEMPTS, PORT_TAKEN, free_port, io_err};
+use super::{Cluster, ClusterError, ClusterOptions, io_err};
 
 /// The settings a primary needs for a streaming standby (the throwaway defaults turn WAL
 /// shipping off: `wal_level = minimal`).
@@ -99,20 +99,8 @@ impl Cluster {
                 log_tail: super::tail(&String::from_utf8_lossy(&output.stderr), 20),
             });
         }
-        for _ in 0..PORT_ATTEMPTS {
-            standby.port = free_port()?;
-            match standby.spawn() {
-                Ok(server) => {
-                    *standby.lock() = Some(server);
-                    return Ok(standby);
-                }
-                Err(ClusterError::StartFailed { reason, .. }) if reason == PORT_TAKEN => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(ClusterError::PortInUse {
-            attempts: PORT_ATTEMPTS,
-        })
+        standby.start_on_free_port()?;
+        Ok(standby)
     }
 
     /// Promotes this standby to a primary and waits until it accepts writes
