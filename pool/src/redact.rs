@@ -35,7 +35,7 @@ pub fn redact_url(url: &str) -> String {
 
 /// A URL is what has `://` before its first `=` or whitespace: tokio-postgres takes only
 /// `postgres://` and `postgresql://`, but a mistyped scheme is still a URL to its author.
-fn is_url(s: &str) -> bool {
+pub(crate) fn is_url(s: &str) -> bool {
     let head_end = s
         .find(|c: char| c == '=' || c.is_whitespace())
         .unwrap_or(s.len());

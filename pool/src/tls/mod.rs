@@ -132,7 +132,8 @@ const KEYS: [&str; 5] = [
 /// `url` without the keys the pool reads itself, and what they said. A string that does not
 /// parse is returned whole, for tokio-postgres to say what is wrong with it.
 pub(crate) fn split(url: &str) -> Result<(String, TlsOptions, crate::SessionAttrs), String> {
-    let (rest, pairs) = if url.contains("://") {
+    // The same reading as redaction's: `host=a://b password=x` is a key=value string.
+    let (rest, pairs) = if crate::redact::is_url(url) {
         split_url(url)
     } else {
         split_key_value(url)
@@ -374,6 +375,13 @@ mod tests {
 
     #[test]
     fn settings_that_do_not_go_together_are_refused_with_the_fix() {
+        // `://` inside a value does not make a key=value string a URL (whose query would
+        // swallow the password into a quoted sslmode).
+        let (rest, tls, _) = split("host=db://x password=s3cret sslmode=disable").unwrap();
+        assert_eq!(
+            (rest.as_str(), tls.mode),
+            ("host=db://x password=s3cret", SslMode::Disable)
+        );
         let err = split("host=db sslmode=verify-everything").unwrap_err();
         assert!(err.contains("not one of disable, allow, prefer"), "{err}");
         let err = split("host=db sslmode=require sslrootcert=system").unwrap_err();
