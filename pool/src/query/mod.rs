@@ -292,7 +292,10 @@ impl Pool<PgConnector> {
                 if let Some((keyword, why)) = unshareable(sql) {
                     return Err(QueryError::NotShareable { keyword, why });
                 }
-                return self.prepare_pinned(sql).await;
+                let timeout = self.shared.config.query_timeout;
+                return timeout_at(Instant::now() + timeout, self.prepare_pinned(sql))
+                    .await
+                    .unwrap_or(Err(QueryError::Timeout { timeout }));
             }
             let statement = expect!(
                 self.shared_call(location, sql, None, Op::Describe).await?,
@@ -315,13 +318,17 @@ impl Pool<PgConnector> {
             return Err(QueryError::NotShareable { keyword, why });
         }
         let shared = &self.shared;
-        let unnamed = match shared.config.transaction_pooling {
-            true => Some(self.param_types(sql, types).await?),
-            false => None,
-        };
         let start = Instant::now();
         let timeout = shared.config.query_timeout;
         let deadline = start + timeout;
+        // Learning the types is part of the call, within its one deadline.
+        let unnamed = match shared.config.transaction_pooling {
+            true => match timeout_at(deadline, self.param_types(sql, types)).await {
+                Ok(types) => Some(types?),
+                Err(_) => return Err(QueryError::Timeout { timeout }),
+            },
+            false => None,
+        };
         // A statement the pool cancelled to free the statements behind an abandoned one
         // took no effect: it runs again, on another session (twice at most).
         let mut reruns = 0;
