@@ -362,7 +362,8 @@ impl Cluster {
         cmd
     }
 
-    fn init(&self, options: &ClusterOptions) -> Result<(), ClusterError> {
+    /// The cluster's directory and its socket directory, private to the server's user.
+    fn prepare_root(&self) -> Result<(), ClusterError> {
         let socket_dir = self.socket_dir();
         std::fs::create_dir(&socket_dir).map_err(io_err("create the socket directory"))?;
         std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))
@@ -374,6 +375,11 @@ impl Cluster {
                 ))?;
             }
         }
+        Ok(())
+    }
+
+    fn init(&self, options: &ClusterOptions) -> Result<(), ClusterError> {
+        self.prepare_root()?;
         let output = self
             .command(self.bin_dir.join("initdb"))
             .arg("-D")

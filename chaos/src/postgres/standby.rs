@@ -58,19 +58,7 @@ impl Cluster {
             startup_timeout: self.startup_timeout,
             server: Mutex::new(None),
         };
-        std::fs::create_dir(standby.socket_dir()).map_err(io_err("create the socket directory"))?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&standby.root, std::fs::Permissions::from_mode(0o700))
-                .map_err(io_err("set permissions on the standby's directory"))?;
-        }
-        if let Some(user) = &standby.run_as {
-            for dir in [standby.root.clone(), standby.socket_dir()] {
-                std::os::unix::fs::chown(&dir, Some(user.uid), Some(user.gid)).map_err(io_err(
-                    format!("give {} to user {}", dir.display(), user.name),
-                ))?;
-            }
-        }
+        standby.prepare_root()?;
         let output = standby
             .command(self.bin_dir.join("pg_basebackup"))
             .arg("-D")

@@ -54,13 +54,7 @@ pub async fn run(
     let subject: Arc<dyn Subject> = match make_subject(kind, &env.db.url(), &app, env.seed).await {
         Ok(s) => Arc::from(s),
         Err(e) => {
-            report.criteria.push(crit(
-                "setup",
-                "the pool starts",
-                e.to_string(),
-                "starts",
-                false,
-            ));
+            report.criteria.push(super::not_started(e));
             return report;
         }
     };

@@ -194,13 +194,7 @@ async fn measure(
     let subject: Arc<dyn Subject> = match make_subject(kind, &url, &app, seed).await {
         Ok(s) => Arc::from(s),
         Err(e) => {
-            report.criteria.push(crit(
-                "setup",
-                "the pool starts",
-                e.to_string(),
-                "starts",
-                false,
-            ));
+            report.criteria.push(super::not_started(e));
             return Ok(());
         }
     };
@@ -308,9 +302,13 @@ async fn measure(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let mut left = count_app(&new, &app).await?;
+    let within = Duration::from_secs(5);
+    let mut left = super::wait_no_connections_at(&new.url(), &app, within).await;
     if change == Change::Switchover {
-        left += count_app(&old, &app).await.unwrap_or(0);
+        // The old primary, as before: one that cannot be asked holds nothing to count.
+        left += super::wait_no_connections_at(&old.url(), &app, within)
+            .await
+            .max(0);
     }
 
     let mut writes = std::mem::take(&mut *writes.lock().unwrap_or_else(|e| e.into_inner()));
@@ -403,22 +401,4 @@ async fn measure(
     ));
     report.ops = ops;
     Ok(())
-}
-
-async fn count_app(cluster: &Cluster, app: &str) -> crate::Result<i64> {
-    let c = client(cluster).await?;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let n: i64 = c
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
-                &[&app],
-            )
-            .await?
-            .get(0);
-        if n == 0 || Instant::now() >= deadline {
-            return Ok(n);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

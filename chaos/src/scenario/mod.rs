@@ -268,33 +268,12 @@ impl Env {
 
     /// Runs `sql`, a count with `app` as its one parameter, on a direct connection of its own.
     pub async fn count_on_server(&self, sql: &str, app: &str) -> crate::Result<i64> {
-        let within = Duration::from_secs(5);
-        let (client, conn) = tokio::time::timeout(
-            within,
-            tokio_postgres::connect(&self.db.url(), tokio_postgres::NoTls),
-        )
-        .await
-        .map_err(|_| crate::Error::TimedOut {
-            what: "connecting to the server to ask it what it holds",
-            within,
-        })??;
-        let driver = tokio::spawn(conn);
-        let n: i64 = client.query_one(sql, &[&app]).await?.get(0);
-        drop(client);
-        let _ = driver.await;
-        Ok(n)
+        count_at(&self.db.url(), sql, app).await
     }
 
     /// Waits (bounded) until the server shows no connection for `app`; returns what is left.
     pub async fn wait_no_connections(&self, app: &str, within: Duration) -> i64 {
-        let deadline = Instant::now() + within;
-        loop {
-            let n = self.server_connections(app).await.unwrap_or(-1);
-            if n == 0 || Instant::now() >= deadline {
-                return n;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_no_connections_at(&self.db.url(), app, within).await
     }
 
     /// Terminates the server sessions tagged `app` (every client session but this one's when
@@ -311,6 +290,42 @@ impl Env {
             )
             .await?
             .get(0))
+    }
+}
+
+/// Runs `sql`, a count with `app` as its one parameter, on a connection of its own to `url`.
+pub async fn count_at(url: &str, sql: &str, app: &str) -> crate::Result<i64> {
+    let within = Duration::from_secs(5);
+    let (client, conn) =
+        tokio::time::timeout(within, tokio_postgres::connect(url, tokio_postgres::NoTls))
+            .await
+            .map_err(|_| crate::Error::TimedOut {
+                what: "connecting to the server to ask it what it holds",
+                within,
+            })??;
+    let driver = tokio::spawn(conn);
+    let n: i64 = client.query_one(sql, &[&app]).await?.get(0);
+    drop(client);
+    let _ = driver.await;
+    Ok(n)
+}
+
+/// Waits (bounded) until the server at `url` shows no connection for `app`; returns what is
+/// left (-1 when it could not be asked).
+pub async fn wait_no_connections_at(url: &str, app: &str, within: Duration) -> i64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let n = count_at(
+            url,
+            include_str!("../../../fixtures/sql/connections.sql"),
+            app,
+        )
+        .await
+        .unwrap_or(-1);
+        if n == 0 || Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -637,13 +652,7 @@ async fn run_injected(
             return report;
         }
         Err(SetupError::Pool(e)) => {
-            report.criteria.push(Criterion {
-                id: "setup".into(),
-                description: "the pool starts".into(),
-                measured: e,
-                bound: "starts".into(),
-                verdict: Verdict::Fail,
-            });
+            report.criteria.push(not_started(e));
             return report;
         }
     };
@@ -782,6 +791,11 @@ pub(crate) fn crit(
         bound: bound.into(),
         verdict: verdict(ok),
     }
+}
+
+/// The failed criterion of a pool under test that did not start (`why`: its error).
+pub(crate) fn not_started(why: impl std::fmt::Display) -> Criterion {
+    crit("setup", "the pool starts", why.to_string(), "starts", false)
 }
 
 fn unknown(id: &str, why: &str) -> Criterion {
