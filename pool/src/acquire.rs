@@ -25,7 +25,7 @@ use crate::error::{PoolError, TimeoutPhase};
 use crate::guard::PooledConnection;
 use crate::on_drop::{OnDrop, on_drop};
 use crate::shared::Shared;
-use crate::slots::{End, NoPermit, Permit};
+use crate::slots::{End, NoPermit, Permit, SlotToken};
 use crate::stats::CloseReason;
 
 impl<C: Connector> Shared<C> {
@@ -75,7 +75,7 @@ impl<C: Connector> Shared<C> {
         // future, so the future every acquire builds and moves stays small.
         let first = match self.pop_idle(&permit, contended) {
             Some(conn) if self.ready(&conn, now) => {
-                return Ok(self.hand_out(permit, conn, location, start, now));
+                return Ok(self.hand_out(permit.into_checkout(), conn, location, start, now));
             }
             other => other.map(|conn| self.taken(conn)),
         };
@@ -95,7 +95,7 @@ impl<C: Connector> Shared<C> {
         let permit = self.slots.try_permit().ok()?;
         let conn = self.pop_idle(&permit, false)?;
         if self.ready(&conn, now) {
-            return Some(self.hand_out(permit, conn, location, now, now));
+            return Some(self.hand_out(permit.into_checkout(), conn, location, now, now));
         }
         // Not fit as it is: back on top as it was (its last use unchanged), for an acquire
         // that checks it.
@@ -152,38 +152,59 @@ impl<C: Connector> Shared<C> {
         permit: Permit<'a, Conn<C::Client>>,
         mut first: Option<OnDrop<Conn<C::Client>, impl FnOnce(Conn<C::Client>) + Send + 'a>>,
     ) -> Result<PooledConnection<C>, PoolError> {
+        // `None` after a failed attempt took the slot: the next round queues for one again.
+        let mut held = Some(permit);
+        // Whether this acquire waited on attempts in flight (its timeout is then a connect's).
+        let mut awaited_attempts = false;
         loop {
-            let conn = match first.take() {
-                Some(taken) => taken.disarm(),
+            let permit = match held.take() {
+                Some(permit) => permit,
+                None => match self.slots.permit_until(deadline).await {
+                    Ok(permit) => permit,
+                    Err(NoPermit::Closed) => return Err(PoolError::Closed),
+                    Err(NoPermit::Busy) => return Err(self.timed_out(TimeoutPhase::Wait, start)),
+                },
+            };
+            let (conn, permit) = match first.take() {
+                Some(taken) => (taken.disarm(), permit),
                 None => match self.pop_idle(&permit, contended) {
-                    Some(conn) => conn,
-                    None => match self.open(&permit, deadline, start).await? {
-                        Opened::Conn(conn) => {
+                    Some(conn) => (conn, permit),
+                    None => match self.open(permit, deadline, start).await? {
+                        Opened::Conn(conn, slot) => {
                             if self.is_closed() {
                                 self.discard(conn, CloseReason::Shutdown);
+                                self.slots.check_in(slot);
                                 return Err(PoolError::Closed);
                             }
-                            return Ok(self.hand_out(
-                                permit,
-                                conn,
-                                location,
-                                start,
-                                Instant::now(),
-                            ));
+                            return Ok(self.hand_out(slot, conn, location, start, Instant::now()));
                         }
-                        Opened::WaitForReturn => {
-                            // New connections are refused but the open ones answer: wait, in
-                            // arrival order, for one of them to come back. Short waits, so a
-                            // recovery (or a shutdown) is noticed on the next round.
+                        Opened::Again => {
+                            now = Instant::now();
+                            continue;
+                        }
+                        Opened::Wait(permit) => {
+                            // No attempt may start now: wait, in arrival order, for one in
+                            // flight to land a connection or for an open one to come back.
+                            // Short waits, so a recovery (or a shutdown) is noticed on the
+                            // next round.
+                            awaited_attempts |= self.outage.fresh_attempts() > 0;
                             let conn = self.wait_for_return(&permit, deadline).await;
                             now = Instant::now();
                             match conn {
-                                Some(conn) => conn,
+                                Some(conn) => (conn, permit),
                                 None if self.is_closed() => return Err(PoolError::Closed),
                                 None if now >= deadline => {
-                                    return Err(self.timed_out(TimeoutPhase::Wait, start));
+                                    let phase = if awaited_attempts {
+                                        TimeoutPhase::Connect
+                                    } else {
+                                        TimeoutPhase::Wait
+                                    };
+                                    return Err(self.timed_out(phase, start));
                                 }
-                                None => continue,
+                                None => {
+                                    held = Some(permit);
+                                    continue;
+                                }
                             }
                         }
                     },
@@ -192,10 +213,12 @@ impl<C: Connector> Shared<C> {
             let mut taken = self.taken(conn);
             if self.connector.is_closed(&taken.client) {
                 self.discard(taken.disarm(), CloseReason::Broken);
+                held = Some(permit);
                 continue;
             }
             if let Some(reason) = self.retire_reason(&taken, now) {
                 self.discard(taken.disarm(), reason);
+                held = Some(permit);
                 continue;
             }
             let epoch = self.suspect_epoch.load(Acquire);
@@ -214,6 +237,7 @@ impl<C: Connector> Shared<C> {
                         debug!(conn.id = conn.meta.id, error = %e, "connection failed validation; discarded, trying another");
                         self.discard(conn, CloseReason::ValidationFailed);
                         now = Instant::now();
+                        held = Some(permit);
                         continue;
                     }
                     Err(_) => {
@@ -225,6 +249,7 @@ impl<C: Connector> Shared<C> {
                         // A round trip that never came back: the path to the server is silent.
                         self.silent_path_detected("validation timed out");
                         now = Instant::now();
+                        held = Some(permit);
                         continue;
                     }
                 }
@@ -239,6 +264,7 @@ impl<C: Connector> Shared<C> {
                         );
                         self.discard(taken.disarm(), CloseReason::HookRejected);
                         now = Instant::now();
+                        held = Some(permit);
                         continue;
                     }
                     Err(_) => {
@@ -247,14 +273,14 @@ impl<C: Connector> Shared<C> {
                     }
                 }
             }
-            return Ok(self.hand_out(permit, taken.disarm(), location, start, now));
+            return Ok(self.hand_out(permit.into_checkout(), taken.disarm(), location, start, now));
         }
     }
 
     /// Turns the permit into the checked-out connection's slot and wraps it for the user.
     fn hand_out(
         self: &Arc<Self>,
-        permit: Permit<'_, Conn<C::Client>>,
+        slot: SlotToken,
         mut conn: Conn<C::Client>,
         location: &'static Location<'static>,
         start: Instant,
@@ -267,7 +293,7 @@ impl<C: Connector> Shared<C> {
             now.saturating_duration_since(start),
             total.saturating_sub(idle),
         );
-        PooledConnection::new(Arc::clone(self), conn, permit.into_checkout(), now)
+        PooledConnection::new(Arc::clone(self), conn, slot, now)
     }
 
     pub(crate) fn timed_out(&self, phase: TimeoutPhase, start: Instant) -> PoolError {
@@ -306,7 +332,17 @@ impl<C: Connector> Shared<C> {
         if let Some(conn) = self.slots.pop_idle(permit, true) {
             return Some(conn);
         }
-        let until = deadline.min(Instant::now() + Duration::from_millis(100));
-        wait.recv_until(until).await
+        // Also woken when an attempt ends (a failure may now fail this acquire fast) and when
+        // the next attempt becomes due (a hedge beside hung ones), to start it on time.
+        let changed = self.attempts_changed.notified();
+        let now = Instant::now();
+        let mut until = deadline.min(now + Duration::from_millis(100));
+        if let Some(due) = self.outage.next_due().filter(|due| *due > now) {
+            until = until.min(due);
+        }
+        tokio::select! {
+            conn = wait.recv_until(until) => conn,
+            () = changed => None,
+        }
     }
 }

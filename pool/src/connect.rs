@@ -1,13 +1,26 @@
 //! Opening connections: admission by the outage rules, one bounded attempt, adoption into
 //! the pool.
 //!
-//! Every attempt is made by the holder of a slot ([`Permit`]), and a new connection is
-//! counted through that permit ([`Slots::opened`](crate::slots::Slots::opened)), so opening
-//! can never take the pool past `max_size`. During an outage the attempt is the single-flight
-//! trial the outage rules admit; a guard gives the trial back if the attempt is dropped.
+//! # Implementation details
+//! Every attempt holds a slot for as long as its socket is open, so connections open and
+//! opening never exceed `max_size`. An attempt an acquire asks for runs in a task of its own
+//! ([`Shared::spawn_attempt`]) holding that acquire's slot, bounded by `connect_timeout`
+//! alone: the acquire waits for it within its own deadline, and when the acquire is gone (it
+//! timed out or was dropped) the connection goes to the next waiter, or onto the idle stack.
+//! An acquire never cuts an attempt short, so a slow server is not handed one abandoned
+//! attempt per waiter (the storm of connection attempts HikariCP's pool-sizing notes warn
+//! of), and an attempt that outlives a burst of short deadlines still lands a connection.
+//! During an outage the outage rules admit attempts one at a time (see `outage`); an acquire
+//! that may not start one waits for those in flight instead of failing fast. The one
+//! exception to "an attempt ends at its own `connect_timeout`": when an attempt succeeds,
+//! those that had gone `hang_after` without an answer before it even started are abandoned
+//! (their packets were lost in a blackhole that has since healed), so their slots serve the
+//! waiters at once instead of after `connect_timeout`.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 
+use tokio::sync::{oneshot, watch};
 use tokio::time::{Instant, timeout_at};
 use tracing::{debug, info, warn};
 
@@ -15,47 +28,172 @@ use crate::conn::{Conn, PoolConn};
 use crate::connector::Connector;
 use crate::error::{ConnectFailure, PoolError, TimeoutPhase};
 use crate::on_drop::{OnDrop, on_drop};
-use crate::outage::{Admission, Refusal, Transition};
+use crate::outage::{Refusal, Ticket, Transition};
 use crate::shared::Shared;
-use crate::slots::{End, Permit};
+use crate::slots::{End, Permit, SlotToken};
 use crate::stats::CloseReason;
 
 /// What `open` gives an acquire.
-pub(crate) enum Opened<T> {
-    /// A new connection, counted as checked out.
-    Conn(T),
-    /// No attempt is allowed now, but open connections answer: wait for one to be returned.
-    WaitForReturn,
+pub(crate) enum Opened<'a, T> {
+    /// A new connection, counted as checked out under the slot its attempt held.
+    Conn(T, SlotToken),
+    /// No attempt may start now, but one is in flight or open connections answer: wait, with
+    /// the permit, for a connection to arrive or come back.
+    Wait(Permit<'a, T>),
+    /// The attempt failed, but open connections answer: get a slot again and wait for one.
+    Again,
+}
+
+/// What an attempt hands the acquire that asked for it.
+type Delivery<T> = Result<(T, SlotToken), PoolError>;
+
+/// The acquire's end of its attempt. Dropped (the acquire timed out or was cancelled), a
+/// connection that arrived meanwhile goes back to the pool instead of being lost.
+struct Arrival<'a, C: Connector> {
+    shared: &'a Arc<Shared<C>>,
+    rx: oneshot::Receiver<Delivery<Conn<C::Client>>>,
+}
+
+impl<C: Connector> Drop for Arrival<'_, C> {
+    fn drop(&mut self) {
+        self.rx.close();
+        if let Ok(Ok((conn, slot))) = self.rx.try_recv() {
+            self.shared.spare(conn, slot);
+        }
+    }
+}
+
+/// Resolves when an attempt started at `started` is to be abandoned: a newer one succeeded
+/// while it had already gone `hang_after` without an answer.
+async fn abandoned(cutoff: &mut watch::Receiver<Option<Instant>>, started: Instant) {
+    loop {
+        if cutoff.borrow_and_update().is_some_and(|cut| started < cut) {
+            return;
+        }
+        if cutoff.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 impl<C: Connector> Shared<C> {
-    /// Opens a connection for an acquire, within the deadline and the outage rules.
-    pub(crate) async fn open(
-        &self,
-        permit: &Permit<'_, Conn<C::Client>>,
+    /// The outage rules' admission, after noting an attempt that hangs.
+    pub(crate) fn admit(&self, now: Instant) -> Result<Ticket, Refusal> {
+        self.check_overdue(now);
+        self.outage.admit(now)
+    }
+
+    /// Begins an outage when an attempt in flight has had no answer for too long.
+    pub(crate) fn check_overdue(&self, now: Instant) {
+        if self.outage.overdue(now, &self.target) {
+            self.suspect_epoch.fetch_add(1, AcqRel);
+            warn!(
+                pool.target = %self.target,
+                hang_after = ?self.outage.hang_after(),
+                attempts_in_flight = self.outage.attempts_in_flight(),
+                "connection attempts get no answer (a blackhole or an overloaded server); opening one at a time until one succeeds; check the network path to the database"
+            );
+            self.maintenance_wake.notify_one();
+        }
+    }
+
+    /// Opens a connection for an acquire, within its deadline and the outage rules. The
+    /// permit goes to the attempt, which outlives the acquire if it must.
+    pub(crate) async fn open<'a>(
+        self: &'a Arc<Self>,
+        permit: Permit<'a, Conn<C::Client>>,
         deadline: Instant,
         start: Instant,
-    ) -> Result<Opened<Conn<C::Client>>, PoolError> {
+    ) -> Result<Opened<'a, Conn<C::Client>>, PoolError> {
         let now = Instant::now();
-        let admission = match self.outage.admit(now) {
-            Ok(a) => a,
+        let ticket = match self.admit(now) {
+            Ok(ticket) => ticket,
             Err(refusal) => {
-                if refusal.sessions_answer && self.slots.counts().0 > 0 {
-                    return Ok(Opened::WaitForReturn);
+                if refusal.attempts_in_flight > 0
+                    || (refusal.sessions_answer && self.slots.counts().0 > 0)
+                {
+                    return Ok(Opened::Wait(permit));
                 }
                 self.stats.unavailable.fetch_add(1, Relaxed);
                 return Err(self.unavailable(refusal));
             }
         };
-        let limit = deadline.min(now + self.config.connect_timeout);
-        match self.connect_once(permit, admission, limit).await {
-            Ok(conn) => Ok(Opened::Conn(conn)),
-            Err(None) => Err(self.timed_out(TimeoutPhase::Connect, start)),
-            Err(Some(_)) if self.outage.sessions_answer() && self.slots.counts().0 > 0 => {
-                Ok(Opened::WaitForReturn)
+        let (tx, rx) = oneshot::channel();
+        self.spawn_attempt(ticket, permit.into_checkout(), Some(tx));
+        let mut arrival = Arrival { shared: self, rx };
+        match timeout_at(deadline, &mut arrival.rx).await {
+            Ok(Ok(Ok((conn, slot)))) => Ok(Opened::Conn(conn, slot)),
+            Ok(Ok(Err(_))) if self.outage.sessions_answer() && self.slots.counts().0 > 0 => {
+                Ok(Opened::Again)
             }
-            Err(Some(e)) => Err(e),
+            Ok(Ok(Err(e))) => Err(e),
+            // The task ended without a word: its runtime is shutting down.
+            Ok(Err(_)) => Err(PoolError::Closed),
+            Err(_) => Err(self.timed_out(TimeoutPhase::Connect, start)),
         }
+    }
+
+    /// Starts an attempt in a task of its own, holding `slot` until its socket is open as a
+    /// connection or closed. Its connection goes to `requester` if it still waits, else to
+    /// the next waiter or the idle stack.
+    pub(crate) fn spawn_attempt(
+        self: &Arc<Self>,
+        ticket: Ticket,
+        slot: SlotToken,
+        requester: Option<oneshot::Sender<Delivery<Conn<C::Client>>>>,
+    ) {
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            // The slot goes back however the task ends (finished, or dropped with its runtime).
+            let slot = OnDrop::new(slot, |slot| shared.slots.check_in(slot));
+            let limit = ticket.started + shared.config.connect_timeout;
+            let mut cutoff = shared.hung_cutoff.subscribe();
+            let result = tokio::select! {
+                result = shared.connect_once(ticket, limit) => result,
+                () = abandoned(&mut cutoff, ticket.started) => {
+                    debug!(
+                        pool.target = %shared.target,
+                        "a connection attempt that hung since before a newer one succeeded was abandoned; its slot is free"
+                    );
+                    drop(slot);
+                    shared.attempts_changed.notify_waiters();
+                    return;
+                }
+            };
+            match result {
+                Ok(conn) => {
+                    let slot = slot.disarm();
+                    shared.slots.opened_under(&slot);
+                    shared.counted();
+                    match requester {
+                        Some(tx) => {
+                            if let Err(Ok((conn, slot))) = tx.send(Ok((conn, slot))) {
+                                shared.spare(conn, slot);
+                            }
+                        }
+                        None => shared.spare(conn, slot),
+                    }
+                }
+                Err(e) => {
+                    drop(slot);
+                    if let Some(tx) = requester {
+                        let _ = tx.send(Err(e));
+                    }
+                }
+            }
+            shared.attempts_changed.notify_waiters();
+        });
+    }
+
+    /// A new connection nobody waits for any more (its requester gave up): to the first
+    /// acquire waiting for one, or onto the idle stack; then its slot.
+    pub(crate) fn spare(&self, conn: Conn<C::Client>, slot: SlotToken) {
+        if self.is_closed() {
+            self.discard(conn, CloseReason::Shutdown);
+        } else {
+            self.take_back(conn, Instant::now());
+        }
+        self.slots.check_in(slot);
     }
 
     /// The error for an attempt the outage rules do not allow now.
@@ -68,46 +206,57 @@ impl<C: Connector> Shared<C> {
         }
     }
 
-    /// Opens a connection straight onto the idle stack (start-up, maintenance).
+    /// Opens a connection straight onto the idle stack, waiting for it (start-up).
     pub(crate) async fn open_for_idle(
         &self,
         permit: &Permit<'_, Conn<C::Client>>,
         limit: Instant,
     ) -> Result<(), PoolError> {
-        let admission = self
-            .outage
+        let ticket = self
             .admit(Instant::now())
             .map_err(|r| self.unavailable(r))?;
-        match self.connect_once(permit, admission, limit).await {
-            Ok(conn) => {
-                self.push_idle(conn, Instant::now(), End::Newest);
-                Ok(())
-            }
-            Err(Some(e)) => Err(e),
-            Err(None) => Err(PoolError::Connect {
-                target: self.target.clone(),
-                kind: ConnectFailure::TimedOut(self.config.connect_timeout),
-                source: None,
-            }),
+        let conn = self.connect_once(ticket, limit).await?;
+        self.slots.opened(permit);
+        self.counted();
+        self.push_idle(conn, Instant::now(), End::Newest);
+        Ok(())
+    }
+
+    /// During an outage or to reach `min_size`: one attempt under a free slot, if the outage
+    /// rules admit one, in a task of its own. True when one started.
+    pub(crate) fn spawn_spare_attempt(self: &Arc<Self>) -> bool {
+        let Ok(permit) = self.slots.try_permit() else {
+            return false;
+        };
+        let Ok(ticket) = self.admit(Instant::now()) else {
+            return false;
+        };
+        // Idle connections hold no slot: open plus opening (this one included) must stay
+        // within max_size for the connection to have a place when it comes.
+        if self.slots.counts().0 + self.outage.attempts_in_flight() > self.config.max_size {
+            self.outage.release(ticket);
+            return false;
+        }
+        self.spawn_attempt(ticket, permit.into_checkout(), None);
+        true
+    }
+
+    /// A new connection was counted: the pool is back at `min_size` once it has that many.
+    fn counted(&self) {
+        if self.slots.counts().0 >= self.config.min_size {
+            self.recovering.store(false, Relaxed);
         }
     }
 
-    /// One bounded connection attempt; a new connection is counted through `permit`.
-    /// `Err(None)`: `limit` passed before `connect_timeout` did (the caller's deadline, not the
-    /// server's fault).
+    /// One attempt, bounded by `limit`; the new connection is not counted yet.
     async fn connect_once(
         &self,
-        permit: &Permit<'_, Conn<C::Client>>,
-        admission: Admission,
+        ticket: Ticket,
         limit: Instant,
-    ) -> Result<Conn<C::Client>, Option<PoolError>> {
-        let trial = OnDrop::new(admission == Admission::Trial, |armed| {
-            if armed {
-                self.outage.release_trial();
-            }
-        });
-        let started = Instant::now();
-        let full = started + self.config.connect_timeout;
+    ) -> Result<Conn<C::Client>, PoolError> {
+        // Dropped mid-attempt (a shutdown's runtime going away): the attempt is no longer in
+        // flight, and says nothing of the server.
+        let ticket = OnDrop::new(ticket, |ticket| self.outage.release(ticket));
         self.connecting.fetch_add(1, AcqRel);
         let _connecting = on_drop(|| {
             self.connecting.fetch_sub(1, AcqRel);
@@ -115,37 +264,39 @@ impl<C: Connector> Shared<C> {
         });
         let result = timeout_at(limit, self.connector.connect()).await;
         let now = Instant::now();
-        trial.disarm();
+        let ticket = ticket.disarm();
         let (kind, source) = match result {
             Ok(Ok(connection)) => {
-                let transition = self.outage.on_success(now, None);
+                let transition = self.outage.on_success(ticket, now);
                 if let Transition::Recovered(outage) = transition {
                     self.recovering.store(true, Relaxed);
+                    self.maintenance_wake.notify_one();
                     info!(
                         pool.target = %self.target,
                         outage = ?outage,
                         "database connection recovered; serving again"
                     );
                 }
-                let conn = self.adopt(connection, now);
-                let conn = match self.after_connect(conn, limit).await {
-                    Ok(conn) => conn,
-                    Err(e) => return Err(Some(e)),
-                };
-                self.slots.opened(permit);
-                if self.slots.counts().0 >= self.config.min_size {
-                    self.recovering.store(false, Relaxed);
+                // Attempts that have gone without an answer for hang_after longer than this
+                // one took lost their packets (a blackhole that has healed): their slots are
+                // worth more to the next waiters.
+                if let Some(cut) = ticket.started.checked_sub(self.outage.hang_after()) {
+                    self.hung_cutoff.send_if_modified(|at| {
+                        let newer = at.is_none_or(|at| cut > at);
+                        if newer {
+                            *at = Some(cut);
+                        }
+                        newer
+                    });
                 }
-                return Ok(conn);
+                let conn = self.adopt(connection, now);
+                return self.after_connect(conn, limit).await;
             }
             Ok(Err(e)) => (e.kind, e.source),
-            Err(_) if limit < full => {
-                if admission == Admission::Trial {
-                    self.outage.release_trial();
-                }
-                return Err(None);
-            }
-            Err(_) => (ConnectFailure::TimedOut(self.config.connect_timeout), None),
+            Err(_) => (
+                ConnectFailure::TimedOut(limit.saturating_duration_since(ticket.started)),
+                None,
+            ),
         };
         self.stats.connect_errors.fetch_add(1, Relaxed);
         let message = crate::redact::redact_url(&kind.to_string());
@@ -162,7 +313,11 @@ impl<C: Connector> Shared<C> {
             ConnectFailure::Server(message) => message.contains("(57P03)"),
             _ => false,
         };
-        if self.outage.on_failure(now, message.clone(), unreachable) == Transition::OutageBegan {
+        if self
+            .outage
+            .on_failure(ticket, now, message.clone(), unreachable)
+            == Transition::OutageBegan
+        {
             self.suspect_epoch.fetch_add(1, AcqRel);
             warn!(
                 pool.target = %self.target,
@@ -173,11 +328,11 @@ impl<C: Connector> Shared<C> {
         } else {
             debug!(pool.target = %self.target, error = %message, "connection attempt failed");
         }
-        Err(Some(PoolError::Connect {
+        Err(PoolError::Connect {
             target: self.target.clone(),
             kind,
             source,
-        }))
+        })
     }
 
     /// Runs the `after_connect` hook on a new connection (not yet counted), within `limit`;

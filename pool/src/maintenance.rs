@@ -2,7 +2,7 @@
 //! database, and warn about leaks. It holds only a `Weak` handle, so dropping the last `Pool`
 //! ends it.
 
-use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::sync::{Arc, Weak};
 
 use tokio::sync::Notify;
@@ -10,7 +10,7 @@ use tokio::time::{Instant, timeout};
 use tracing::{debug, info, warn};
 
 use crate::connector::Connector;
-use crate::on_drop::OnDrop;
+use crate::on_drop::{OnDrop, on_drop};
 use crate::shared::Shared;
 use crate::slots::End;
 use crate::stats::CloseReason;
@@ -42,14 +42,19 @@ pub(crate) async fn run<C: Connector>(
             shared.tick().await;
             #[cfg(feature = "metrics")]
             shared.publish_metrics();
+            let now = Instant::now();
             if shared.outage.in_outage() {
-                shared.config.outage_probe_interval
+                // Or sooner, when the next attempt is due (a hedge beside hung ones).
+                let next = now + shared.config.outage_probe_interval;
+                (shared.outage.next_due())
+                    .filter(|due| *due > now)
+                    .map_or(next, |due| due.min(next))
             } else {
-                shared.config.probe_interval
+                now + shared.config.probe_interval
             }
         };
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep_until(interval) => {}
             _ = wake.notified() => {}
         }
     }
@@ -89,36 +94,61 @@ impl<C: Connector> Shared<C> {
         );
     }
 
-    async fn tick(&self) {
+    async fn tick(self: &Arc<Self>) {
         let now = Instant::now();
         self.sweep_lent(now);
         self.check_leaks(now);
+        self.check_overdue(now);
         if self.outage.in_outage() {
-            let reachable = matches!(
-                timeout(self.config.probe_timeout, self.connector.probe()).await,
-                Ok(Ok(()))
-            );
-            self.outage.on_probe(Instant::now(), reachable);
-            if reachable {
-                // The one trial attempt, if due, whatever the pool's size (its connections may
-                // be the stranded ones): ends the outage without waiting for traffic, and then
-                // the rest of min_size follows at once.
-                self.trial().await;
-                if !self.outage.in_outage() {
-                    self.replenish(usize::MAX).await;
-                }
+            // Probes overlap (each is bounded by probe_timeout), so one lost in a blackhole
+            // does not hold up noticing the server's return; the attempt due, if any, starts
+            // at once, whatever the pool's size (its connections may be the stranded ones).
+            self.spawn_probe();
+            // A hedge beside hung attempts, or the attempt the backoff allows, while the probe
+            // reaches the server (out of reach, the probe's return starts one).
+            if self.outage.reachable() {
+                self.spawn_spare_attempt();
             }
             return;
         }
         self.retire_idle(now);
-        self.replenish(usize::MAX).await;
+        self.replenish();
         self.probe().await;
         self.reap_orphans().await;
     }
 
+    /// During an outage: one TCP probe in a task of its own; its success makes the next
+    /// attempt due and starts it.
+    fn spawn_probe(self: &Arc<Self>) {
+        /// Probes in flight at most (each lasts probe_timeout at most).
+        const MAX_PROBES: usize = 16;
+        if self.probes.fetch_add(1, AcqRel) >= MAX_PROBES {
+            self.probes.fetch_sub(1, AcqRel);
+            return;
+        }
+        self.connecting.fetch_add(1, AcqRel);
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            let _counted = on_drop(|| {
+                shared.probes.fetch_sub(1, AcqRel);
+                shared.connecting.fetch_sub(1, AcqRel);
+                shared.drivers.ended.notify_waiters();
+            });
+            let started = Instant::now();
+            let reachable = matches!(
+                timeout(shared.config.probe_timeout, shared.connector.probe()).await,
+                Ok(Ok(()))
+            );
+            shared.outage.on_probe(started, Instant::now(), reachable);
+            if reachable && !shared.is_closed() {
+                shared.spawn_spare_attempt();
+            }
+        });
+    }
+
     /// The database answers again: terminates the server sessions the pool gave up on, on one
     /// of its idle connections, so a flapping network does not use up `max_connections`.
-    async fn reap_orphans(&self) {
+    pub(crate) async fn reap_orphans(&self) {
         let orphans: Vec<crate::shared::Orphan> = {
             let orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
             if orphans.is_empty() {
@@ -196,44 +226,29 @@ impl<C: Connector> Shared<C> {
         }
     }
 
-    /// During an outage: one connection attempt under a free slot, if the link admits one.
-    async fn trial(&self) {
-        let Ok(permit) = self.slots.try_permit() else {
-            return;
-        };
-        if let Err(e) = self
-            .open_for_idle(&permit, Instant::now() + self.config.connect_timeout)
-            .await
-        {
-            debug!(error = %e, "reconnection attempt failed; retrying after the backoff");
-        }
-        drop(permit);
-    }
-
-    /// Opens connections until `min_size` (at most `limit` of them), each under a free slot.
-    async fn replenish(&self, limit: usize) {
-        for _ in 0..limit {
+    /// Starts attempts (each in a task of its own, under a free slot) until the connections
+    /// open and opening reach `min_size`.
+    fn replenish(self: &Arc<Self>) {
+        loop {
             let (total, _) = self.slots.counts();
-            if total >= self.config.min_size {
+            if total + self.outage.attempts_in_flight() >= self.config.min_size {
                 return;
             }
-            let Ok(permit) = self.slots.try_permit() else {
-                return;
-            };
-            let result = self
-                .open_for_idle(&permit, Instant::now() + self.config.connect_timeout)
-                .await;
-            drop(permit);
-            if let Err(e) = result {
-                debug!(error = %e, "replenishing the pool failed; retrying later");
+            if !self.spawn_spare_attempt() {
                 return;
             }
         }
     }
 
-    /// Closes idle connections past `idle_timeout` (above `min_size`) or past their lifetime.
+    /// Closes idle connections that are dead, past `idle_timeout` (above `min_size`) or past
+    /// their lifetime.
     fn retire_idle(&self, now: Instant) {
         let retired = self.slots.retire_idle(|conn, total| {
+            // A connection whose driver has ended first: the refill that follows counts on
+            // the live ones only.
+            if self.connector.is_closed(&conn.client) {
+                return Some(CloseReason::Broken);
+            }
             self.retire_reason(conn, now).or_else(|| {
                 (total > self.config.min_size
                     && self

@@ -47,8 +47,15 @@ pub(crate) struct Shared<C: Connector> {
     pub rng: Mutex<u64>,
     /// An outage ended and the pool has not been back at `min_size` since.
     pub recovering: AtomicBool,
-    /// Connection attempts in flight; shutdown waits for them (each is bounded).
+    /// Connection attempts and outage probes in flight; shutdown waits for them (each is
+    /// bounded).
     pub connecting: AtomicUsize,
+    /// Attempts started before this instant are abandoned (see `connect`).
+    pub hung_cutoff: watch::Sender<Option<Instant>>,
+    /// Outage probes in flight.
+    pub probes: AtomicUsize,
+    /// Notified whenever a connection attempt ends: acquires waiting for one look again.
+    pub attempts_changed: Notify,
     pub shutdown_report: watch::Sender<Option<ShutdownReport>>,
     pub hooks: Hooks<C::Client>,
     /// Server sessions the pool gave up on because the network failed, which the server may
@@ -100,6 +107,7 @@ impl<C: Connector> Shared<C> {
             outage: OutageState::new(
                 config.reconnect_backoff_base,
                 config.reconnect_backoff_max,
+                config.outage_probe_interval.saturating_mul(2),
                 seed,
                 now,
             ),
@@ -111,6 +119,9 @@ impl<C: Connector> Shared<C> {
             rng: Mutex::new(seed.rotate_left(17) | 1),
             recovering: AtomicBool::new(false),
             connecting: AtomicUsize::new(0),
+            attempts_changed: Notify::new(),
+            probes: AtomicUsize::new(0),
+            hung_cutoff: watch::channel(None).0,
             shutdown_report: watch::channel(None).0,
             hooks,
             orphans: Mutex::new(Vec::new()),
@@ -351,7 +362,7 @@ impl<C: Connector> Shared<C> {
 
     /// Takes back a checked-out connection whose session is clean: to the first acquire
     /// waiting for one, onto the idle stack, or closed when it cannot be reused.
-    fn take_back(&self, conn: Conn<C::Client>, now: Instant) {
+    pub(crate) fn take_back(&self, conn: Conn<C::Client>, now: Instant) {
         if self.is_closed() {
             let reason = if conn.meta.forced.load(Relaxed) {
                 CloseReason::Forced

@@ -181,6 +181,11 @@ impl<T> Slots<T> {
         self.counts.add(ONE_TOTAL);
     }
 
+    /// A connection opened by an attempt holding `slot` joins the pool (as checked out).
+    pub(crate) fn opened_under(&self, _slot: &SlotToken) {
+        self.counts.add(ONE_TOTAL);
+    }
+
     /// Parks a checked-out connection on the idle stack. After [`close`](Self::close) it is
     /// refused and no longer counted: the caller closes it.
     pub(crate) fn push_idle(&self, conn: T, end: End) -> Result<(), T> {

@@ -827,6 +827,8 @@ async fn a_connect_timing_out_on_its_own_bound_counts_as_a_failure() {
     let _held = pool.acquire().await.unwrap();
     db.set_connect(Gate::Hang);
     assert!(pool.acquire().await.is_err());
+    // The attempt ends at its own bound, in its own task, as the acquire's deadline passes.
+    sleep(Duration::from_millis(1)).await;
     assert_eq!(pool.statistics().connect_errors, 1);
     assert_ne!(
         pool.health_check().await.database.status,
@@ -1113,13 +1115,18 @@ async fn shutdown_waits_for_a_connect_in_flight_up_to_its_bound() {
     // The maintenance task replaces the killed connection: its attempt hangs.
     db.kill(db.open_ids()[0]);
     sleep(Duration::from_millis(1100)).await;
-    assert_eq!(db.connect_attempts(), 3, "the replacement attempt started");
+    // The replacement, and a hedge once it had hung for hang_after (200 ms).
+    assert!(
+        db.connect_attempts() >= 3,
+        "the replacement attempt started"
+    );
     let started = Instant::now();
     let report = pool.shutdown(Duration::ZERO).await;
     let waited = started.elapsed();
     assert!(
-        // The attempt started about 1 s after the kill and ends at its 2 s bound.
-        waited >= Duration::from_millis(1500) && waited <= Duration::from_millis(2100),
+        // The attempts started up to 1.1 s after the kill and end at their 2 s bound; the
+        // drivers' grace alone would be 500 ms.
+        waited >= Duration::from_millis(900) && waited <= Duration::from_millis(2100),
         "{waited:?}"
     );
     assert_eq!(report.duration, waited);
@@ -1184,7 +1191,12 @@ async fn the_round_that_ends_an_outage_refills_the_pool() {
     db.heal();
     let healed = Instant::now();
     while pool.statistics().total_connections < 3 {
-        assert!(healed.elapsed() < Duration::from_secs(5), "never refilled");
+        assert!(
+            healed.elapsed() < Duration::from_secs(5),
+            "never refilled: {:?} {:?}",
+            pool.statistics(),
+            pool.health()
+        );
         sleep(Duration::from_millis(5)).await;
     }
     // The next outage probe (every 100 ms) sees the server, its trial succeeds, the rest follow.

@@ -10,6 +10,15 @@
 //! `Unavailable` instead of waiting out their timeout, unless the connections already open
 //! still answer (new connections refused, old ones fine): then they wait for one of those.
 //!
+//! An attempt can also *hang*: behind a proxy or a load balancer whose port accepts while the
+//! server's answers vanish (a blackhole), it gets no answer until its own `connect_timeout`.
+//! Every attempt in flight is registered here ([`Ticket`]), and one that has had no answer
+//! for [`hang_after`](OutageState::hang_after) (twice the outage probe interval, or four
+//! times the last connect's duration if longer) begins an outage as a failure would: from
+//! then on a new attempt is admitted only when every attempt in flight has hung that long (a
+//! hedge), so while attempts hang they start at most one per `hang_after`, whatever the
+//! number of waiters; the pool's slots bound how many are in flight (see `connect`).
+//!
 //! Only a successful connect ends an outage. A round trip on an open connection (validation,
 //! the idle probe) proves that session works, not that new ones can be made; it is recorded
 //! ([`OutageState::on_round_trip`]) without ending the outage, or a server that refuses new
@@ -39,13 +48,22 @@ use tokio::time::Instant;
 use crate::health::{DatabaseStatus, OutageSnapshot};
 
 /// Whether a connection attempt may start now.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Admission {
     /// The database is up: attempt freely.
     Free,
-    /// The one attempt allowed during an outage; release it with `on_success`, `on_failure` or
-    /// `release_trial`.
+    /// An attempt allowed during an outage (the one in flight, or a hedge beside hung ones).
     Trial,
+}
+
+/// An admitted attempt, registered as in flight until it is given back with `on_success`,
+/// `on_failure` or `release`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(crate) struct Ticket {
+    id: u64,
+    pub started: Instant,
+    pub admission: Admission,
 }
 
 /// Why no attempt may start now.
@@ -57,16 +75,29 @@ pub(crate) struct Refusal {
     /// Open connections answered a round trip since the outage began: waiting for one of
     /// them is better than failing.
     pub sessions_answer: bool,
+    /// Attempts in flight: waiting for their outcome is better than failing fast, since the
+    /// database may already answer again.
+    pub attempts_in_flight: usize,
 }
 
 struct State {
     outage_since: Option<Instant>,
     consecutive_failures: u32,
     next_attempt: Instant,
-    trial_in_flight: bool,
-    /// A trial in flight when the server came back was given up on (it lost its packets);
-    /// its failure after the outage ended is no new outage.
-    stale_trial: bool,
+    /// Attempts in flight: id and start, oldest first.
+    attempts: Vec<(u64, Instant)>,
+    next_ticket: u64,
+    /// The probe saw the server come back: one fresh attempt is due, whatever is in flight
+    /// (those lost their packets, and wait for a retransmission up to connect_timeout).
+    probe_returned: bool,
+    /// When the probe whose result was last recorded started (probes overlap).
+    last_probe_start: Option<Instant>,
+    /// Tickets below this were admitted before the last successful attempt ended: their
+    /// failure, or their hanging, is stale (ids order admissions even when the clock does
+    /// not move).
+    success_seq: u64,
+    /// How long the last successful connect took.
+    connect_took: Duration,
     reachable: bool,
     ever_connected: bool,
     last_error: Option<String>,
@@ -80,6 +111,8 @@ pub(crate) struct OutageState {
     state: Mutex<State>,
     base: Duration,
     max: Duration,
+    /// The least time without an answer after which an attempt counts as hung.
+    hang_floor: Duration,
     published: Published,
 }
 
@@ -114,7 +147,14 @@ pub(crate) enum Transition {
 }
 
 impl OutageState {
-    pub fn new(base: Duration, max: Duration, seed: u64, now: Instant) -> Self {
+    /// `hang_floor`: the least time without an answer after which an attempt counts as hung.
+    pub fn new(
+        base: Duration,
+        max: Duration,
+        hang_floor: Duration,
+        seed: u64,
+        now: Instant,
+    ) -> Self {
         Self {
             published: Published {
                 origin: now,
@@ -129,8 +169,12 @@ impl OutageState {
                 outage_since: None,
                 consecutive_failures: 0,
                 next_attempt: now,
-                trial_in_flight: false,
-                stale_trial: false,
+                attempts: Vec::new(),
+                next_ticket: 0,
+                probe_returned: false,
+                last_probe_start: None,
+                success_seq: 0,
+                connect_took: Duration::ZERO,
                 reachable: true,
                 ever_connected: false,
                 last_error: None,
@@ -140,6 +184,7 @@ impl OutageState {
             }),
             base,
             max,
+            hang_floor,
         }
     }
 
@@ -187,42 +232,140 @@ impl OutageState {
         s.outage_since.is_some() && s.sessions_answer
     }
 
-    /// May a connection attempt start now?
-    pub fn admit(&self, now: Instant) -> Result<Admission, Refusal> {
-        if self.status.load(Ordering::Acquire) == CONNECTED {
-            return Ok(Admission::Free);
-        }
+    /// May a connection attempt start now? An admitted one is registered as in flight.
+    pub fn admit(&self, now: Instant) -> Result<Ticket, Refusal> {
         let mut s = self.lock();
         let Some(since) = s.outage_since else {
-            // Never failed: before the first connection, attempts are free.
-            return Ok(Admission::Free);
+            // Up, or never failed: attempts are free (the slots bound them).
+            return Ok(Self::register(&mut s, now, Admission::Free));
         };
-        if !s.trial_in_flight && now >= s.next_attempt {
-            s.trial_in_flight = true;
-            return Ok(Admission::Trial);
+        let newest = Self::fresh(&s).last().map(|(_, t)| *t);
+        let hedge = s.reachable && newest.is_some_and(|t| now >= t + self.hang_after_locked(&s));
+        if s.probe_returned || (now >= s.next_attempt && (newest.is_none() || hedge)) {
+            s.probe_returned = false;
+            return Ok(Self::register(&mut s, now, Admission::Trial));
         }
         Err(Refusal {
             down_for: now.saturating_duration_since(since),
-            retry_in: s.next_attempt.saturating_duration_since(now),
+            retry_in: self
+                .due_locked(&s)
+                .map_or(Duration::ZERO, |at| at.saturating_duration_since(now)),
             last_error: s.last_error.clone().unwrap_or_else(|| "unknown".into()),
             sessions_answer: s.sessions_answer,
+            attempts_in_flight: Self::fresh(&s).len(),
         })
     }
 
-    pub fn release_trial(&self) {
-        self.lock().trial_in_flight = false;
+    /// The attempts in flight that started after the last success, oldest first: those
+    /// started before it (hung across a recovery) say nothing of the server now.
+    fn fresh(s: &State) -> &[(u64, Instant)] {
+        let from = s.attempts.partition_point(|(id, _)| *id < s.success_seq);
+        &s.attempts[from..]
     }
 
-    pub fn on_success(&self, now: Instant, latency: Option<Duration>) -> Transition {
+    fn register(s: &mut State, now: Instant, admission: Admission) -> Ticket {
+        let id = s.next_ticket;
+        s.next_ticket += 1;
+        s.attempts.push((id, now));
+        Ticket {
+            id,
+            started: now,
+            admission,
+        }
+    }
+
+    /// Takes `ticket` off the attempts in flight; false if it was not there.
+    fn unregister(s: &mut State, ticket: Ticket) -> bool {
+        let before = s.attempts.len();
+        s.attempts.retain(|(id, _)| *id != ticket.id);
+        s.attempts.len() != before
+    }
+
+    /// How long an attempt may go without an answer before it counts as hung.
+    pub fn hang_after(&self) -> Duration {
+        self.hang_after_locked(&self.lock())
+    }
+
+    fn hang_after_locked(&self, s: &State) -> Duration {
+        self.hang_floor.max(s.connect_took.saturating_mul(4))
+    }
+
+    /// Whether the last probe or attempt reached the server.
+    pub fn reachable(&self) -> bool {
+        self.lock().reachable
+    }
+
+    /// Attempts in flight now (each holds a slot).
+    pub fn attempts_in_flight(&self) -> usize {
+        self.lock().attempts.len()
+    }
+
+    /// Attempts in flight that started after the last success: the ones worth waiting for.
+    pub fn fresh_attempts(&self) -> usize {
+        Self::fresh(&self.lock()).len()
+    }
+
+    /// When an attempt becomes admissible during an outage, if one will without news (the
+    /// backoff's end, or the next hedge beside hung attempts); `None` outside an outage or
+    /// while only the probe can tell.
+    pub fn next_due(&self) -> Option<Instant> {
+        let s = self.lock();
+        s.outage_since?;
+        self.due_locked(&s)
+    }
+
+    fn due_locked(&self, s: &State) -> Option<Instant> {
+        if s.probe_returned {
+            return Some(s.next_attempt.min(Instant::now()));
+        }
+        match Self::fresh(s).last() {
+            None => Some(s.next_attempt),
+            Some((_, t)) if s.reachable => Some(s.next_attempt.max(*t + self.hang_after_locked(s))),
+            Some(_) => None,
+        }
+    }
+
+    /// Begins an outage when the oldest attempt in flight has had no answer for
+    /// `hang_after`; true when that began one now.
+    pub fn overdue(&self, now: Instant, target: &str) -> bool {
         let mut s = self.lock();
-        s.trial_in_flight = false;
+        if s.outage_since.is_some() {
+            return false;
+        }
+        let hang_after = self.hang_after_locked(&s);
+        let Some((_, oldest)) = Self::fresh(&s).first().copied() else {
+            return false;
+        };
+        if now < oldest + hang_after {
+            return false;
+        }
+        let error = format!("a connection attempt to {target} got no answer within {hang_after:?}");
+        self.publish_error(&error);
+        s.last_error = Some(error);
+        s.outage_since = Some(now);
+        s.next_attempt = now;
+        s.sessions_answer = false;
+        self.status.store(DISCONNECTED, Ordering::Release);
+        self.publish(&s);
+        true
+    }
+
+    /// An attempt ended without a verdict (dropped, or cut short by a shutdown).
+    pub fn release(&self, ticket: Ticket) {
+        Self::unregister(&mut self.lock(), ticket);
+    }
+
+    /// The attempt of `ticket` connected at `now`.
+    pub fn on_success(&self, ticket: Ticket, now: Instant) -> Transition {
+        let mut s = self.lock();
+        Self::unregister(&mut s, ticket);
+        s.connect_took = now.saturating_duration_since(ticket.started);
+        s.success_seq = s.next_ticket;
         s.consecutive_failures = 0;
         s.reachable = true;
         s.ever_connected = true;
         s.sessions_answer = false;
-        if latency.is_some() {
-            s.last_probe_latency = latency;
-        }
+        s.probe_returned = false;
         self.status.store(CONNECTED, Ordering::Release);
         let since = s.outage_since.take();
         self.publish(&s);
@@ -247,29 +390,38 @@ impl OutageState {
     /// A connection attempt failed; `unreachable` when nothing was listening (refused at TCP
     /// connect) or the server was not ready yet, so that the TCP probe's next success makes
     /// the next attempt due at once.
-    pub fn on_failure(&self, now: Instant, error: String, unreachable: bool) -> Transition {
-        self.failed(now, error, unreachable, false)
+    pub fn on_failure(
+        &self,
+        ticket: Ticket,
+        now: Instant,
+        error: String,
+        unreachable: bool,
+    ) -> Transition {
+        self.failed(Some(ticket), now, error, unreachable, false)
     }
 
     /// A round trip on an existing connection went unanswered: an outage, but a fresh
     /// connection is the best test of the path, so the next attempt is due at once.
     pub fn on_silent(&self, now: Instant, error: String) -> Transition {
-        self.failed(now, error, false, true)
+        self.failed(None, now, error, false, true)
     }
 
     fn failed(
         &self,
+        ticket: Option<Ticket>,
         now: Instant,
         error: String,
         unreachable: bool,
         retry_now: bool,
     ) -> Transition {
         let mut s = self.lock();
-        if s.stale_trial && s.outage_since.is_none() {
-            // The attempt given up on at the server's return, failing late: the outage it
-            // belonged to is over, and a connection since succeeded.
-            s.stale_trial = false;
-            return Transition::None;
+        if let Some(ticket) = ticket {
+            Self::unregister(&mut s, ticket);
+            if ticket.id < s.success_seq {
+                // Started before a connection succeeded (one hung across the server's
+                // return, failing late): it says nothing about the server now.
+                return Transition::None;
+            }
         }
         if unreachable {
             s.reachable = false;
@@ -278,7 +430,6 @@ impl OutageState {
             // The open sessions are the silent ones.
             s.sessions_answer = false;
         }
-        s.trial_in_flight = false;
         s.consecutive_failures = s.consecutive_failures.saturating_add(1);
         self.publish_error(&error);
         s.last_error = Some(error);
@@ -309,23 +460,23 @@ impl OutageState {
         }
     }
 
-    /// The TCP probe reached the server (`true`) or not.
-    pub fn on_probe(&self, now: Instant, reachable: bool) {
+    /// The TCP probe started at `started` reached the server (`true`) or not. Probes may
+    /// overlap: a result older than the last one recorded is ignored.
+    pub fn on_probe(&self, started: Instant, now: Instant, reachable: bool) {
         let mut s = self.lock();
+        if s.last_probe_start.is_some_and(|last| started < last) {
+            return;
+        }
+        s.last_probe_start = Some(started);
         if s.outage_since.is_none() {
             return;
         }
         if reachable && !s.reachable {
-            // The server is back: the next attempt is due now, whatever the backoff said.
+            // The server is back: the next attempt is due now, whatever the backoff said,
+            // and whatever is in flight (those lost their packets).
             s.next_attempt = now;
+            s.probe_returned = true;
             self.status.store(CONNECTING, Ordering::Release);
-            if s.trial_in_flight {
-                // An attempt started while the server was out of reach lost its packets (a
-                // SYN or its answer dropped) and waits for a retransmission, up to
-                // connect_timeout: admit a fresh one rather than wait for it.
-                s.trial_in_flight = false;
-                s.stale_trial = true;
-            }
         }
         if !reachable {
             self.status.store(DISCONNECTED, Ordering::Release);

@@ -214,7 +214,7 @@ impl Connector for FakeConnector {
     type Client = FakeClient;
 
     async fn connect(&self) -> Result<Connection<FakeClient>, ConnectError> {
-        self.db.connect_attempts.fetch_add(1, SeqCst);
+        let _in_flight = self.db.attempt_started();
         let gate = self.db.lock().connect;
         if gate.pass().await.is_err() {
             // As the kernel says it: refused when nothing listens (down), reset when a

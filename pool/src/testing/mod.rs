@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+mod attempts;
 mod client;
 mod logs;
 pub mod oracles;
@@ -129,6 +130,11 @@ pub struct FakeDb {
     opened: AtomicU64,
     closed: AtomicU64,
     connect_attempts: AtomicU64,
+    /// Connection attempts whose future is alive (a socket being opened), and the most seen.
+    connects_in_flight: AtomicU64,
+    peak_connects_in_flight: AtomicU64,
+    /// When each attempt started, in order.
+    connect_starts: Mutex<Vec<tokio::time::Instant>>,
     counters: Arc<session::Counters>,
     tracking: AtomicBool,
     keep_lost: AtomicBool,
@@ -166,6 +172,9 @@ impl FakeDb {
             opened: AtomicU64::new(0),
             closed: AtomicU64::new(0),
             connect_attempts: AtomicU64::new(0),
+            connects_in_flight: AtomicU64::new(0),
+            peak_connects_in_flight: AtomicU64::new(0),
+            connect_starts: Mutex::new(Vec::new()),
             counters: Arc::default(),
             tracking: AtomicBool::new(false),
             keep_lost: AtomicBool::new(false),
