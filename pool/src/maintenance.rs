@@ -149,24 +149,9 @@ impl<C: Connector> Shared<C> {
     /// The database answers again: terminates the server sessions the pool gave up on, on one
     /// of its idle connections, so a flapping network does not use up `max_connections`.
     pub(crate) async fn reap_orphans(&self) {
-        let orphans: Vec<crate::shared::Orphan> = {
-            let orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
-            if orphans.is_empty() {
-                return;
-            }
-            orphans.clone()
+        let Some(orphans) = self.orphan_list() else {
+            return;
         };
-        let now = Instant::now();
-        // Each session is at least as old as the time since the pool opened it.
-        let list: Vec<(u32, f64)> = orphans
-            .iter()
-            .map(|o| {
-                (
-                    o.pid,
-                    now.saturating_duration_since(o.opened_at).as_secs_f64(),
-                )
-            })
-            .collect();
         let idle = self
             .slots
             .try_permit()
@@ -175,11 +160,7 @@ impl<C: Connector> Shared<C> {
         let result = match idle {
             Some((conn, permit)) => {
                 let conn = OnDrop::new(conn, |conn| self.discard(conn, CloseReason::Cancelled));
-                let result = timeout(
-                    self.config.validation_timeout,
-                    self.connector.terminate(&conn.client, &list),
-                )
-                .await;
+                let result = self.terminate_orphans(&conn.client, &orphans).await;
                 let conn = conn.disarm();
                 let last_used = conn.last_used;
                 self.push_idle(conn, last_used, End::Newest);
@@ -192,13 +173,54 @@ impl<C: Connector> Shared<C> {
                 let Some(lent) = self.lender.least_loaded() else {
                     return;
                 };
-                timeout(
-                    self.config.validation_timeout,
-                    self.connector.terminate(&lent.conn().client, &list),
-                )
-                .await
+                self.terminate_orphans(&lent.conn().client, &orphans).await
             }
         };
+        self.orphans_reaped(&orphans, result);
+    }
+
+    /// At shutdown, on a connection drained from the idle stack: the same, once.
+    pub(crate) async fn reap_orphans_on(&self, client: &C::Client) {
+        if let Some(orphans) = self.orphan_list() {
+            let result = self.terminate_orphans(client, &orphans).await;
+            self.orphans_reaped(&orphans, result);
+        }
+    }
+
+    fn orphan_list(&self) -> Option<Vec<crate::shared::Orphan>> {
+        let orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
+        (!orphans.is_empty()).then(|| orphans.clone())
+    }
+
+    /// Terminates `orphans` on `client`, bounded by validation_timeout.
+    async fn terminate_orphans(
+        &self,
+        client: &C::Client,
+        orphans: &[crate::shared::Orphan],
+    ) -> Result<Result<u64, crate::BoxError>, tokio::time::error::Elapsed> {
+        let now = Instant::now();
+        // Each session is at least as old as the time since the pool opened it.
+        let list: Vec<(u32, f64)> = orphans
+            .iter()
+            .map(|o| {
+                (
+                    o.pid,
+                    now.saturating_duration_since(o.opened_at).as_secs_f64(),
+                )
+            })
+            .collect();
+        timeout(
+            self.config.validation_timeout,
+            self.connector.terminate(client, &list),
+        )
+        .await
+    }
+
+    fn orphans_reaped(
+        &self,
+        orphans: &[crate::shared::Orphan],
+        result: Result<Result<u64, crate::BoxError>, tokio::time::error::Elapsed>,
+    ) {
         match result {
             Ok(Ok(terminated)) => {
                 self.orphans

@@ -15,12 +15,6 @@ impl<C: Connector> Shared<C> {
     pub(crate) async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let mut report_rx = self.shutdown_report.subscribe();
         let started = Instant::now();
-        // Server sessions given up on when the network failed are terminated while a
-        // connection can still do it (bounded by validation_timeout), or the server keeps
-        // them after the pool is gone.
-        if !self.is_closed() && !self.outage.in_outage() {
-            self.reap_orphans().await;
-        }
         let Some(drained) = self.slots.close() else {
             // Someone else runs the shutdown: wait for its report.
             return loop {
@@ -37,6 +31,14 @@ impl<C: Connector> Shared<C> {
         // statements in flight on it end, which the wait below covers.
         self.lender.close();
         let closed_idle = drained.len();
+        // Server sessions given up on when the network failed are terminated while a
+        // connection can still do it (bounded by validation_timeout), or the server keeps
+        // them after the pool is gone.
+        if let Some(conn) = drained.first()
+            && !self.outage.in_outage()
+        {
+            self.reap_orphans_on(&conn.client).await;
+        }
         for conn in drained {
             self.close_conn(conn, CloseReason::Shutdown);
         }
