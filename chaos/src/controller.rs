@@ -72,6 +72,12 @@ pub trait FaultController: Send + Sync {
     ) -> BoxFut<'a, Result<(), ControlError>>;
     /// Enables every proxy and removes every toxic.
     fn reset(&self) -> BoxFut<'_, Result<(), ControlError>>;
+    /// The proxy's counters, where the controller can read them (the in-process proxy can;
+    /// Toxiproxy's API has no such figures).
+    fn stats<'a>(&'a self, proxy: &'a str) -> BoxFut<'a, Option<crate::proxy::ProxyStats>> {
+        let _ = proxy;
+        Box::pin(async { None })
+    }
 }
 
 /// The in-process proxy set, driven by direct calls.
@@ -116,6 +122,9 @@ impl FaultController for Proxies {
     }
     fn reset(&self) -> BoxFut<'_, Result<(), ControlError>> {
         Box::pin(async move { Ok(Proxies::reset(self)?) })
+    }
+    fn stats<'a>(&'a self, proxy: &'a str) -> BoxFut<'a, Option<crate::proxy::ProxyStats>> {
+        Box::pin(async move { self.get(proxy).ok().map(|p| p.stats()) })
     }
 }
 

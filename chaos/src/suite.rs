@@ -214,6 +214,12 @@ pub fn plan(options: &Options) -> crate::Result<Vec<(Scenario, PoolKind)>> {
         {
             plan.push((Scenario::Bouncer(f), *kind));
         }
+        for f in scenario::service::SERVICE_FAULTS
+            .iter()
+            .filter(|f| wanted(f.name))
+        {
+            plan.push((Scenario::Service(f), *kind));
+        }
     }
     if ours && wanted(Validation::Logs.name()) {
         plan.push((Scenario::Validation(Validation::Logs), PoolKind::Pool));
@@ -303,6 +309,9 @@ pub async fn run_until(
                 Scenario::Bouncer(fault) => {
                     let arena = scenario::bouncer::BouncerArena::new(&env);
                     scenario::run_fault(&arena, fault, kind, timing, &bars).await
+                }
+                Scenario::Service(fault) => {
+                    scenario::service::run(&env, fault, kind, timing, &bars).await
                 }
                 Scenario::Plan => {
                     let fault_plan = options

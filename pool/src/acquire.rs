@@ -334,7 +334,7 @@ impl<C: Connector> Shared<C> {
         }
         // Also woken when an attempt ends (a failure may now fail this acquire fast) and when
         // the next attempt becomes due (a hedge beside hung ones), to start it on time.
-        let changed = self.attempts_changed.notified();
+        let changed = self.attempts.changed.notified();
         let now = Instant::now();
         let mut until = deadline.min(now + Duration::from_millis(100));
         if let Some(due) = self.outage.next_due().filter(|due| *due > now) {

@@ -105,18 +105,29 @@ impl<C: Connector> Shared<C> {
         deadline: Instant,
         start: Instant,
     ) -> Result<Opened<'a, Conn<C::Client>>, PoolError> {
-        let now = Instant::now();
-        let ticket = match self.admit(now) {
-            Ok(ticket) => ticket,
-            Err(refusal) => {
-                if refusal.attempts_in_flight > 0
-                    || (refusal.sessions_answer && self.slots.counts().0 > 0)
-                {
-                    return Ok(Opened::Wait(permit));
-                }
-                self.stats.unavailable.fetch_add(1, Relaxed);
-                return Err(self.unavailable(refusal));
+        let mut probed = false;
+        let ticket = loop {
+            let now = Instant::now();
+            let refusal = match self.admit(now) {
+                Ok(ticket) => break ticket,
+                Err(refusal) => refusal,
+            };
+            // Fail fast only when nothing is trying: no attempt in flight, none due before
+            // this acquire's deadline, no open connection that answers.
+            if refusal.attempts_in_flight > 0
+                || refusal.due.is_some_and(|due| due < deadline)
+                || (refusal.sessions_answer && self.slots.counts().0 > 0)
+            {
+                return Ok(Opened::Wait(permit));
             }
+            // Before failing, one acquire in a while asks the server's port itself, so that
+            // requests arriving at its return are served instead of failed.
+            if !probed && self.probe_on_demand(now, deadline).await {
+                probed = true;
+                continue;
+            }
+            self.stats.unavailable.fetch_add(1, Relaxed);
+            return Err(self.unavailable(refusal));
         };
         let (tx, rx) = oneshot::channel();
         self.spawn_attempt(ticket, permit.into_checkout(), Some(tx));
@@ -130,6 +141,41 @@ impl<C: Connector> Shared<C> {
             // The task ended without a word: its runtime is shutting down.
             Ok(Err(_)) => Err(PoolError::Closed),
             Err(_) => Err(self.timed_out(TimeoutPhase::Connect, start)),
+        }
+    }
+
+    /// An acquire is about to fail fast while the server is out of reach. With requests
+    /// waiting to be served, the server's return is worth noticing sooner than the next
+    /// outage probe: at most once per tenth of `outage_probe_interval`, this acquire runs a
+    /// TCP probe itself (nothing but a connect: on a port with nothing behind it the kernel
+    /// refuses in microseconds), bounded by that tenth and its own deadline. True when the
+    /// probe reached the server (the next attempt is then due at once).
+    async fn probe_on_demand(&self, now: Instant, deadline: Instant) -> bool {
+        let gap = self.config.outage_probe_interval / 10;
+        let at = self.now_nanos(now).max(1);
+        let last = self.attempts.demand_probe_at.load(Relaxed);
+        if last != 0 && at.saturating_sub(last) < gap.as_nanos() as u64 {
+            return false;
+        }
+        if self
+            .attempts
+            .demand_probe_at
+            .compare_exchange(last, at, AcqRel, Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        match timeout_at(deadline.min(now + gap), self.connector.probe()).await {
+            Ok(Ok(())) => {
+                self.outage.on_probe(now, Instant::now(), true);
+                true
+            }
+            Ok(Err(_)) => {
+                self.outage.on_probe(now, Instant::now(), false);
+                false
+            }
+            // No answer this soon says nothing: the outage probe, with its own timeout, tells.
+            Err(_) => false,
         }
     }
 
@@ -147,7 +193,7 @@ impl<C: Connector> Shared<C> {
             // The slot goes back however the task ends (finished, or dropped with its runtime).
             let slot = OnDrop::new(slot, |slot| shared.slots.check_in(slot));
             let limit = ticket.started + shared.config.connect_timeout;
-            let mut cutoff = shared.hung_cutoff.subscribe();
+            let mut cutoff = shared.attempts.hung_cutoff.subscribe();
             let result = tokio::select! {
                 result = shared.connect_once(ticket, limit) => result,
                 () = abandoned(&mut cutoff, ticket.started) => {
@@ -156,7 +202,7 @@ impl<C: Connector> Shared<C> {
                         "a connection attempt that hung since before a newer one succeeded was abandoned; its slot is free"
                     );
                     drop(slot);
-                    shared.attempts_changed.notify_waiters();
+                    shared.attempts.changed.notify_waiters();
                     return;
                 }
             };
@@ -181,7 +227,7 @@ impl<C: Connector> Shared<C> {
                     }
                 }
             }
-            shared.attempts_changed.notify_waiters();
+            shared.attempts.changed.notify_waiters();
         });
     }
 
@@ -281,7 +327,7 @@ impl<C: Connector> Shared<C> {
                 // one took lost their packets (a blackhole that has healed): their slots are
                 // worth more to the next waiters.
                 if let Some(cut) = ticket.started.checked_sub(self.outage.hang_after()) {
-                    self.hung_cutoff.send_if_modified(|at| {
+                    self.attempts.hung_cutoff.send_if_modified(|at| {
                         let newer = at.is_none_or(|at| cut > at);
                         if newer {
                             *at = Some(cut);

@@ -250,15 +250,21 @@ impl<C: Connector> Shared<C> {
             if tokio::time::timeout(grace, session.drained()).await.is_ok() {
                 return;
             }
+            // One cancel request at a time per session, and none while the database does not
+            // answer: each opens a connection to the server, and a blackhole would turn every
+            // abandoned statement into one (issue 27). The return path cancels what is still
+            // running, or closes the session.
+            if shared.outage.in_outage() || !lent.start_cancel() {
+                return;
+            }
             lent.cancel_sent();
             shared.stats.cancels.fetch_add(1, Relaxed);
-            // When it cannot be sent, the return path cancels what is still running (or closes
-            // the session).
             let _ = tokio::time::timeout(
                 shared.config.connect_timeout,
                 shared.connector.cancel(&conn.client, session),
             )
             .await;
+            lent.cancel_ended();
         });
     }
 }

@@ -36,6 +36,8 @@ pub(crate) struct Lent<C: Connector> {
     pub lent_at: Instant,
     /// Cancel requests the pool sent on this session for abandoned statements.
     cancels: AtomicU64,
+    /// A cancel request is on its way (one at a time per session).
+    cancelling: std::sync::atomic::AtomicBool,
 }
 
 impl<C: Connector> Lent<C> {
@@ -49,6 +51,7 @@ impl<C: Connector> Lent<C> {
             parts: Some(parts),
             lent_at: now,
             cancels: AtomicU64::new(0),
+            cancelling: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -66,6 +69,16 @@ impl<C: Connector> Lent<C> {
     /// Counts a cancel request the pool sends on it.
     pub(crate) fn cancel_sent(&self) {
         self.cancels.fetch_add(1, Relaxed);
+    }
+
+    /// Takes the session's one place for a cancel request on its way; false when taken.
+    pub(crate) fn start_cancel(&self) -> bool {
+        !self.cancelling.swap(true, Relaxed)
+    }
+
+    /// The cancel request on its way ended.
+    pub(crate) fn cancel_ended(&self) {
+        self.cancelling.store(false, Relaxed);
     }
 }
 

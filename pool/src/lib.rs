@@ -26,8 +26,13 @@
 //!   takes has its own bound, so nothing holds a slot on unbounded I/O.
 //! - **Live connections only**: a connection whose driver has ended is never handed out; one
 //!   idle longer than `validation_bypass` (500 ms) is checked with one round trip first.
+//! - **No storm**: connections open and opening never exceed `max_size`; an attempt runs in
+//!   a task of its own bounded by `connect_timeout`, outlives the acquire that asked for it,
+//!   and hands its connection to the next waiter; attempts that get no answer are hedged one
+//!   per `hang_after`, however many requests wait (README, "Connection attempts under load").
 //! - **Outages**: refused connects fail acquires at once ([`PoolError::Unavailable`]) instead
-//!   of waiting out the timeout; a silent path (blackhole, lost peer) is found by the
+//!   of waiting out the timeout, unless an attempt is in flight or due before the acquire's
+//!   deadline (then it waits for that attempt); a silent path (blackhole, lost peer) is found by the
 //!   background probe, whose timeout is bounded, and the connections on it are dropped. While
 //!   the database is down, attempts are single-flight with jittered exponential backoff, and a
 //!   cheap TCP probe notices its return within `outage_probe_interval` (100 ms). Only a
@@ -70,7 +75,8 @@
 //! bottom here), never in a circle.
 //! - `pool`: [`Pool`], the public handle: connect, acquire, statistics, health, shutdown.
 //! - `acquire`: the fast path and the boxed slow path of an acquire.
-//! - `connect`: admission by the outage rules, one bounded attempt, adoption.
+//! - `connect`: admission by the outage rules, one bounded attempt in a task of its own,
+//!   adoption; `attempts`: what attempts, probes and their waiters share.
 //! - `maintenance`: the background task (replenish, retire, probe, leak watch).
 //! - `shutdown`: refuse, drain, wait, force-close, wait for the drivers.
 //! - `query`: the shared path, [`Pool::query`] and its siblings: one statement on a shared
@@ -106,6 +112,7 @@
 #![warn(missing_docs)]
 
 mod acquire;
+mod attempts;
 mod config;
 mod conn;
 mod connect;

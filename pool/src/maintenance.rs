@@ -119,18 +119,18 @@ impl<C: Connector> Shared<C> {
 
     /// During an outage: one TCP probe in a task of its own; its success makes the next
     /// attempt due and starts it.
-    fn spawn_probe(self: &Arc<Self>) {
+    pub(crate) fn spawn_probe(self: &Arc<Self>) {
         /// Probes in flight at most (each lasts probe_timeout at most).
         const MAX_PROBES: usize = 16;
-        if self.probes.fetch_add(1, AcqRel) >= MAX_PROBES {
-            self.probes.fetch_sub(1, AcqRel);
+        if self.attempts.probes.fetch_add(1, AcqRel) >= MAX_PROBES {
+            self.attempts.probes.fetch_sub(1, AcqRel);
             return;
         }
         self.connecting.fetch_add(1, AcqRel);
         let shared = Arc::clone(self);
         tokio::spawn(async move {
             let _counted = on_drop(|| {
-                shared.probes.fetch_sub(1, AcqRel);
+                shared.attempts.probes.fetch_sub(1, AcqRel);
                 shared.connecting.fetch_sub(1, AcqRel);
                 shared.drivers.ended.notify_waiters();
             });

@@ -50,12 +50,8 @@ pub(crate) struct Shared<C: Connector> {
     /// Connection attempts and outage probes in flight; shutdown waits for them (each is
     /// bounded).
     pub connecting: AtomicUsize,
-    /// Attempts started before this instant are abandoned (see `connect`).
-    pub hung_cutoff: watch::Sender<Option<Instant>>,
-    /// Outage probes in flight.
-    pub probes: AtomicUsize,
-    /// Notified whenever a connection attempt ends: acquires waiting for one look again.
-    pub attempts_changed: Notify,
+    /// What attempts and probes in flight share (see `connect`).
+    pub attempts: crate::attempts::Attempts,
     pub shutdown_report: watch::Sender<Option<ShutdownReport>>,
     pub hooks: Hooks<C::Client>,
     /// Server sessions the pool gave up on because the network failed, which the server may
@@ -119,9 +115,7 @@ impl<C: Connector> Shared<C> {
             rng: Mutex::new(seed.rotate_left(17) | 1),
             recovering: AtomicBool::new(false),
             connecting: AtomicUsize::new(0),
-            attempts_changed: Notify::new(),
-            probes: AtomicUsize::new(0),
-            hung_cutoff: watch::channel(None).0,
+            attempts: Default::default(),
             shutdown_report: watch::channel(None).0,
             hooks,
             orphans: Mutex::new(Vec::new()),
@@ -267,6 +261,10 @@ impl<C: Connector> Shared<C> {
             return self.reset_state(conn, how).await;
         };
         let mut cancelled = cancelled_before;
+        if status == SessionStatus::Busy && self.outage.in_outage() {
+            // A cancel request would be one more connection the database cannot serve.
+            return Err("a request was in flight while the database did not answer".into());
+        }
         if status == SessionStatus::Busy {
             let grace = self.config.validation_timeout.min(CANCEL_GRACE);
             if tokio::time::timeout(grace, session.drained())

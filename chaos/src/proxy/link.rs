@@ -33,8 +33,32 @@ pub const MAX_BUFFERED: usize = 8 * 1024 * 1024;
 pub(crate) struct LinkCtx<'a> {
     pub stream: Stream,
     pub bytes: &'a AtomicU64,
+    /// Upstream only: the client's first bytes are classified here ([`FirstBytes`]).
+    pub first: Option<&'a FirstBytes>,
     pub stranded: &'a AtomicBool,
     pub rng: Rng,
+}
+
+/// What clients opened their connections with (the PostgreSQL protocol's first message):
+/// a session (a startup message, or an SSL or GSS encryption request, which one follows), or
+/// a cancel request. A connection whose client sent nothing (a TCP probe) is neither.
+#[derive(Debug, Default)]
+pub(crate) struct FirstBytes {
+    pub sessions: AtomicU64,
+    pub cancels: AtomicU64,
+}
+
+/// PostgreSQL's CancelRequest code, in the second four bytes of the client's first message.
+const CANCEL_REQUEST_CODE: [u8; 4] = 80_877_102u32.to_be_bytes();
+
+impl FirstBytes {
+    fn count(&self, first: &[u8]) {
+        if first.len() >= 8 && first[4..8] == CANCEL_REQUEST_CODE {
+            self.cancels.fetch_add(1, Relaxed);
+        } else {
+            self.sessions.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 /// How a link ended.
@@ -130,6 +154,9 @@ pub(crate) async fn run(
                             chain.push(Item::Close(CloseKind::Fin), Instant::now(), &mut ctx.rng);
                         }
                         Ok(_) => {
+                            if let Some(first) = ctx.first.take() {
+                                first.count(&chunk);
+                            }
                             let now = Instant::now();
                             chain.push(Item::Data(chunk.split().freeze(), now), now, &mut ctx.rng);
                         }
@@ -142,6 +169,9 @@ pub(crate) async fn run(
                 match src.try_read(b) {
                     Ok(0) => return Ended::Close(CloseKind::Fin),
                     Ok(n) => {
+                        if let Some(first) = ctx.first.take() {
+                            first.count(&b[..n]);
+                        }
                         tokio::select! {
                             r = write_all(dst, &b[..n]) => if r.is_err() { return Ended::Close(CloseKind::Fin) },
                             _ = stop.changed() => return Ended::Stopped,

@@ -154,6 +154,12 @@ pub struct ProxyStats {
     pub refused: u64,
     /// Bytes forwarded client to server.
     pub bytes_upstream: u64,
+    /// Connections whose client opened a PostgreSQL session (a startup message, or an SSL or
+    /// GSS request before one); for another protocol, connections whose client sent data
+    /// that is not a PostgreSQL cancel request.
+    pub sessions: u64,
+    /// Connections that carried a PostgreSQL cancel request.
+    pub cancels: u64,
     /// Bytes forwarded server to client.
     pub bytes_downstream: u64,
 }
@@ -199,6 +205,7 @@ struct Inner {
     refused: AtomicU64,
     bytes_up: AtomicU64,
     bytes_down: AtomicU64,
+    first: link::FirstBytes,
 }
 
 /// A running proxy. Cheap to clone: clones control the same proxy.
@@ -258,6 +265,7 @@ impl Proxy {
                 live: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
                 bytes_up: AtomicU64::new(0),
+                first: link::FirstBytes::default(),
                 bytes_down: AtomicU64::new(0),
             }),
         };
@@ -505,6 +513,8 @@ impl Proxy {
             live: i.live.load(Relaxed),
             refused: i.refused.load(Relaxed),
             bytes_upstream: i.bytes_up.load(Relaxed),
+            sessions: i.first.sessions.load(Relaxed),
+            cancels: i.first.cancels.load(Relaxed),
             bytes_downstream: i.bytes_down.load(Relaxed),
         }
     }
@@ -636,6 +646,7 @@ async fn connection(proxy: Proxy, client: TcpStream, peer: SocketAddr, hang: boo
             link::LinkCtx {
                 stream: Stream::Upstream,
                 bytes: &inner.bytes_up,
+                first: Some(&inner.first),
                 stranded: &stranded,
                 rng: seed_up,
             },
@@ -653,6 +664,7 @@ async fn connection(proxy: Proxy, client: TcpStream, peer: SocketAddr, hang: boo
             link::LinkCtx {
                 stream: Stream::Downstream,
                 bytes: &inner.bytes_down,
+                first: None,
                 stranded: &stranded,
                 rng: seed_down,
             },

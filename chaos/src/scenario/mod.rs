@@ -13,6 +13,7 @@ pub mod bouncer;
 pub mod failover;
 pub mod logs;
 pub mod matrix;
+pub mod service;
 pub mod subject;
 pub mod validation;
 
@@ -44,6 +45,8 @@ pub enum Scenario {
     Deployment(failover::Change),
     /// A fault of PgBouncer in the pool's path ([`bouncer`]).
     Bouncer(&'static Fault),
+    /// A fault under a service's open-loop load ([`service`]).
+    Service(&'static Fault),
     /// The plan of `chaos run --plan` ([`run_plan`]).
     Plan,
 }
@@ -58,6 +61,7 @@ impl Scenario {
             .chain([Scenario::Application])
             .chain(failover::Change::ALL.map(Scenario::Deployment))
             .chain(bouncer::BOUNCER_FAULTS.iter().map(Scenario::Bouncer))
+            .chain(service::SERVICE_FAULTS.iter().map(Scenario::Service))
             .collect()
     }
 
@@ -73,7 +77,7 @@ impl Scenario {
             Scenario::Fault(f) => f.name,
             Scenario::Application => application::NAME,
             Scenario::Deployment(c) => c.name(),
-            Scenario::Bouncer(f) => f.name,
+            Scenario::Bouncer(f) | Scenario::Service(f) => f.name,
             Scenario::Plan => PLAN.name,
         }
     }
@@ -85,7 +89,7 @@ impl Scenario {
             Scenario::Fault(f) => f.description,
             Scenario::Application => application::DESCRIPTION,
             Scenario::Deployment(c) => c.description(),
-            Scenario::Bouncer(f) => f.description,
+            Scenario::Bouncer(f) | Scenario::Service(f) => f.description,
             Scenario::Plan => PLAN.description,
         }
     }

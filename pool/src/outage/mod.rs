@@ -39,13 +39,13 @@
 //! mutex of its own, written only when an attempt fails), so [`OutageState::snapshot`] never
 //! waits for an attempt's bookkeeping.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::health::{DatabaseStatus, OutageSnapshot};
+use crate::health::DatabaseStatus;
 
 /// Whether a connection attempt may start now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,9 +78,12 @@ pub(crate) struct Refusal {
     /// Attempts in flight: waiting for their outcome is better than failing fast, since the
     /// database may already answer again.
     pub attempts_in_flight: usize,
+    /// When the next attempt is due, while the server's port answers (a hedge beside hung
+    /// attempts, the backoff's end); `None` out of reach.
+    pub due: Option<Instant>,
 }
 
-struct State {
+pub(super) struct State {
     outage_since: Option<Instant>,
     consecutive_failures: u32,
     next_attempt: Instant,
@@ -92,6 +95,10 @@ struct State {
     probe_returned: bool,
     /// When the probe whose result was last recorded started (probes overlap).
     last_probe_start: Option<Instant>,
+    /// When the probe's news last admitted an attempt: at most one per half `hang_floor`
+    /// (the outage probe interval), so a listener that accepts and then resets connections
+    /// is not tried at the pace of the probes acquires make.
+    last_probe_trial: Option<Instant>,
     /// Tickets below this were admitted before the last successful attempt ended: their
     /// failure, or their hanging, is stale (ids order admissions even when the clock does
     /// not move).
@@ -114,22 +121,6 @@ pub(crate) struct OutageState {
     /// The least time without an answer after which an attempt counts as hung.
     hang_floor: Duration,
     published: Published,
-}
-
-/// What health reads, published after every change.
-struct Published {
-    origin: Instant,
-    /// Nanoseconds since `origin` when the outage began, plus one; 0 outside an outage.
-    outage_since: AtomicU64,
-    /// Nanoseconds plus one; 0 for none.
-    probe_latency: AtomicU64,
-    failures: AtomicU32,
-    ever_connected: AtomicBool,
-    last_error: Mutex<Option<Arc<str>>>,
-}
-
-fn plus_one(d: Duration) -> u64 {
-    (d.as_nanos() as u64).saturating_add(1)
 }
 
 const CONNECTED: u8 = 0;
@@ -173,6 +164,7 @@ impl OutageState {
                 next_ticket: 0,
                 probe_returned: false,
                 last_probe_start: None,
+                last_probe_trial: None,
                 success_seq: 0,
                 connect_took: Duration::ZERO,
                 reachable: true,
@@ -190,28 +182,6 @@ impl OutageState {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Publishes what health reads; called with the state lock held, after a change.
-    fn publish(&self, s: &State) {
-        let p = &self.published;
-        p.outage_since.store(
-            s.outage_since
-                .map_or(0, |t| plus_one(t.saturating_duration_since(p.origin))),
-            Ordering::Release,
-        );
-        p.probe_latency
-            .store(s.last_probe_latency.map_or(0, plus_one), Ordering::Release);
-        p.failures.store(s.consecutive_failures, Ordering::Release);
-        p.ever_connected.store(s.ever_connected, Ordering::Release);
-    }
-
-    fn publish_error(&self, error: &str) {
-        *self
-            .published
-            .last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(error));
     }
 
     pub fn status(&self) -> DatabaseStatus {
@@ -242,6 +212,9 @@ impl OutageState {
         let newest = Self::fresh(&s).last().map(|(_, t)| *t);
         let hedge = s.reachable && newest.is_some_and(|t| now >= t + self.hang_after_locked(&s));
         if s.probe_returned || (now >= s.next_attempt && (newest.is_none() || hedge)) {
+            if s.probe_returned {
+                s.last_probe_trial = Some(now);
+            }
             s.probe_returned = false;
             return Ok(Self::register(&mut s, now, Admission::Trial));
         }
@@ -253,6 +226,9 @@ impl OutageState {
             last_error: s.last_error.clone().unwrap_or_else(|| "unknown".into()),
             sessions_answer: s.sessions_answer,
             attempts_in_flight: Self::fresh(&s).len(),
+            // Worth waiting for only while the server's port answers: out of reach, the
+            // next attempt waits for the probe, and acquires fail fast meanwhile.
+            due: self.due_locked(&s).filter(|_| s.reachable),
         })
     }
 
@@ -471,38 +447,22 @@ impl OutageState {
         if s.outage_since.is_none() {
             return;
         }
-        if reachable && !s.reachable {
+        let paced = (s.last_probe_trial).is_none_or(|t| now >= t + self.hang_floor / 2);
+        if reachable && !s.reachable && paced {
             // The server is back: the next attempt is due now, whatever the backoff said,
             // and whatever is in flight (those lost their packets).
             s.next_attempt = now;
             s.probe_returned = true;
             self.status.store(CONNECTING, Ordering::Release);
+        } else if reachable && !s.reachable {
+            // Reachable again, but an attempt the probe admitted failed a moment ago: the
+            // next one waits for the pace.
+            return;
         }
         if !reachable {
             self.status.store(DISCONNECTED, Ordering::Release);
         }
         s.reachable = reachable;
-    }
-
-    /// What health reports, without taking the state lock.
-    pub fn snapshot(&self, now: Instant) -> OutageSnapshot {
-        let p = &self.published;
-        let since = p.outage_since.load(Ordering::Acquire);
-        let latency = p.probe_latency.load(Ordering::Acquire);
-        OutageSnapshot {
-            status: self.status(),
-            last_error: p
-                .last_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_deref()
-                .map(str::to_string),
-            last_probe_latency: (latency > 0).then(|| Duration::from_nanos(latency - 1)),
-            consecutive_failures: p.failures.load(Ordering::Acquire),
-            outage_duration: (since > 0)
-                .then(|| now.saturating_duration_since(p.origin + Duration::from_nanos(since - 1))),
-            ever_connected: p.ever_connected.load(Ordering::Acquire),
-        }
     }
 }
 
@@ -515,6 +475,9 @@ pub(crate) fn next_f64(state: &mut u64) -> f64 {
     *state = x;
     (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
 }
+
+mod published;
+use published::Published;
 
 #[cfg(test)]
 mod tests;

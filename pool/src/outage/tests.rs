@@ -74,14 +74,36 @@ async fn backoff_grows_with_full_jitter_up_to_the_cap() {
 async fn reachability_makes_the_next_attempt_due_at_once() {
     let now = Instant::now();
     let l = link(now);
+    let mut t = now;
     for _ in 0..8 {
-        fail(&l, now, "refused", true);
+        t += Duration::from_millis(100);
+        fail(&l, t, "refused", true);
     }
-    l.on_probe(now, now, false);
-    assert!(l.admit(now).is_err());
-    l.on_probe(now, now, true);
+    t += Duration::from_millis(100);
+    l.on_probe(t, t, false);
+    assert!(l.admit(t).is_err());
+    l.on_probe(t, t, true);
     assert_eq!(l.status(), DatabaseStatus::Connecting);
-    assert_eq!(l.admit(now).unwrap().admission, Admission::Trial);
+    assert_eq!(l.admit(t).unwrap().admission, Admission::Trial);
+}
+
+/// The probe's news admits at most one attempt per outage probe interval: a listener that
+/// accepts and then resets every connection is not tried at the pace of acquires' probes.
+#[tokio::test(start_paused = true)]
+async fn attempts_the_probe_admits_are_paced() {
+    let now = Instant::now();
+    let l = link(now);
+    fail(&l, now, "reset", true);
+    let t = now + Duration::from_millis(10);
+    l.on_probe(t, t, true);
+    let trial = l.admit(t).unwrap();
+    l.on_failure(trial, t, "reset".into(), true);
+    let u = t + Duration::from_millis(10);
+    l.on_probe(u, u, true);
+    assert!(l.admit(u).is_err(), "10 ms after the last one");
+    let v = t + Duration::from_millis(100);
+    l.on_probe(v, v, true);
+    assert_eq!(l.admit(v).unwrap().admission, Admission::Trial);
 }
 
 /// A trial hung since before the server came back does not hold the recovery: a fresh
@@ -97,6 +119,7 @@ async fn a_trial_hung_across_the_return_does_not_hold_the_recovery() {
     assert_eq!(hung.admission, Admission::Trial, "the hung one");
     l.on_probe(t, t, false);
     assert!(l.admit(t).is_err(), "single flight while out of reach");
+    let t = t + Duration::from_millis(100);
     l.on_probe(t, t, true);
     let fresh = l.admit(t).unwrap();
     assert_eq!(
