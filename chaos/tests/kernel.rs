@@ -269,9 +269,12 @@ async fn orphans_terminated_after_a_partition(app: &'static str, shared_load: bo
     let started = Instant::now();
     loop {
         let s = pool.statistics();
+        // Every way the pool closes a session it gave up on: broken, found silent, failed
+        // its validation, or a request in flight that could not be restored.
         let closed = s.connections_closed.broken
             + s.connections_closed.outage
-            + s.connections_closed.validation_failed;
+            + s.connections_closed.validation_failed
+            + s.connections_closed.session_not_reset;
         if closed >= 2 {
             break;
         }
@@ -335,4 +338,117 @@ async fn orphans_terminated_after_a_partition(app: &'static str, shared_load: bo
         t.await.unwrap();
     }
     pool.shutdown(Duration::from_secs(2)).await;
+}
+
+/// The largest timer overshoot a 5 ms ticker saw until `stop`: how late this machine ran
+/// things while the test ran (a bound on a wall-clock figure is judged against it).
+fn lag_meter(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Duration> {
+    tokio::spawn(async move {
+        let mut worst = Duration::ZERO;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let at = Instant::now();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            worst = worst.max(at.elapsed().saturating_sub(Duration::from_millis(5)));
+        }
+        worst
+    })
+}
+
+/// Issue 27: after a kernel blackhole or one-way loss, with requests keeping connection
+/// attempts in flight across the heal (their SYNs or answers lost, waiting for a
+/// retransmission up to connect_timeout), the pool serves again within 250 ms of the heal,
+/// plus whatever scheduling lag the machine showed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_after_kernel_faults_does_not_wait_for_attempts_hung_across_the_heal() {
+    if !kernel_available(
+        "recovery_after_kernel_faults_does_not_wait_for_attempts_hung_across_the_heal",
+    ) {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let cluster = tokio::task::spawn_blocking(chaos::postgres::Cluster::start)
+        .await
+        .unwrap()
+        .expect("a throwaway PostgreSQL (server binaries needed)");
+    for fault in [KernelFault::Blackhole, KernelFault::OneWay] {
+        let app = format!("kernel-recovery-{}", fault.name());
+        let config = pool::PoolConfig::from_url(&cluster.url())
+            .unwrap()
+            .application_name(app.clone())
+            .min_size(2)
+            .max_size(10)
+            .acquire_timeout(Duration::from_secs(1))
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_user_timeout(Duration::from_secs(2));
+        let pool = pool::Pool::connect(config).await.unwrap();
+        let faults = KernelFaults::new(cluster.port()).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let lag = lag_meter(std::sync::Arc::clone(&stop));
+        let successes = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+        // Requests arrive every 5 ms whether or not earlier ones were answered, so hung
+        // ones never hold up the next, and attempts stay in flight across the heal.
+        let arrivals = {
+            let (pool, stop, successes) = (
+                pool.clone(),
+                std::sync::Arc::clone(&stop),
+                std::sync::Arc::clone(&successes),
+            );
+            tokio::spawn(async move {
+                let mut requests = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (pool, successes) = (pool.clone(), std::sync::Arc::clone(&successes));
+                    requests.push(tokio::spawn(async move {
+                        let ok = timeout(Duration::from_secs(2), async {
+                            let c = pool.acquire().await.ok()?;
+                            c.query_one("SELECT 1", &[]).await.ok()
+                        })
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_some();
+                        if ok {
+                            successes.lock().unwrap().push(Instant::now());
+                        }
+                    }));
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                for r in requests {
+                    let _ = r.await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        faults.apply(fault).unwrap();
+        // Long enough for the open sessions to be given up on and attempts to hang.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let in_flight_at_heal = pool.statistics();
+        faults.heal().unwrap();
+        let healed = Instant::now();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        arrivals.await.unwrap();
+        let lag = lag.await.unwrap();
+        let first = successes
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .find(|t| *t >= healed)
+            .map(|t| t - healed);
+        eprintln!(
+            "{}: heal -> first success {first:?} (scheduling lag up to {lag:?}); at the heal {in_flight_at_heal:?}",
+            fault.name()
+        );
+        let first =
+            first.unwrap_or_else(|| panic!("{}: never served after the heal", fault.name()));
+        assert!(
+            first <= Duration::from_millis(250) + lag,
+            "{}: first success {first:?} after the heal (bound 250 ms + lag {lag:?})",
+            fault.name()
+        );
+        pool.shutdown(Duration::from_secs(2)).await;
+        drop(faults);
+    }
 }

@@ -348,22 +348,29 @@ impl<C: Connector> Shared<C> {
         let message = crate::redact::redact_url(&kind.to_string());
         // A server that is starting up or recovering (SQLSTATE 57P03) accepts TCP before it
         // accepts logins: count it as not there yet, so the TCP probe's next success makes
-        // the next attempt due at once instead of after the whole backoff. So is an attempt
-        // that got no answer at all within connect_timeout (packets lost on the way: the
-        // probe tells when they pass again); each such attempt took connect_timeout, which
-        // paces them without the backoff.
+        // the next attempt due at once instead of after the whole backoff. An attempt that
+        // got no answer within connect_timeout is not: where packets are lost the probe
+        // fails too and says so itself, and where the port answers (a proxy whose server's
+        // answers vanish) its success is no news, and would only start one more attempt
+        // into the silence; the hedges and a hung attempt's close find that heal.
         let unreachable = match &kind {
             // A standby not yet promoted is as good as not there: the probe's next success
             // makes the next attempt due, so a promotion is noticed within a probe interval.
-            ConnectFailure::Refused | ConnectFailure::TimedOut(_) | ConnectFailure::Role(_) => true,
+            ConnectFailure::Refused | ConnectFailure::Role(_) => true,
             ConnectFailure::Server(message) => message.contains("(57P03)"),
             _ => false,
         };
-        if self
-            .outage
-            .on_failure(ticket, now, message.clone(), unreachable)
-            == Transition::OutageBegan
-        {
+        let transition = if matches!(kind, ConnectFailure::TimedOut(_)) {
+            self.outage.on_timeout(ticket, now, message.clone())
+        } else {
+            self.outage
+                .on_failure(ticket, now, message.clone(), unreachable)
+        };
+        let hung = now.saturating_duration_since(ticket.started) >= self.outage.hang_after();
+        if hung && !matches!(kind, ConnectFailure::TimedOut(_)) {
+            self.outage.on_hung_closed(now);
+        }
+        if transition == Transition::OutageBegan {
             self.suspect_epoch.fetch_add(1, AcqRel);
             warn!(
                 pool.target = %self.target,

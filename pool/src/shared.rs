@@ -104,6 +104,7 @@ impl<C: Connector> Shared<C> {
                 config.reconnect_backoff_base,
                 config.reconnect_backoff_max,
                 config.outage_probe_interval.saturating_mul(2),
+                config.connect_timeout,
                 seed,
                 now,
             ),

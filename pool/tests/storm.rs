@@ -40,6 +40,9 @@ struct Load {
     end_at: Duration,
     /// How long a connect takes when the database answers.
     connect_takes: Duration,
+    /// The heal closes the attempts that hang (a proxy removing a `timeout` toxic does);
+    /// without it they hang until their connect_timeout, and only a hedge finds the heal.
+    close_at_heal: bool,
 }
 
 impl Load {
@@ -59,6 +62,7 @@ impl Load {
             heal_at: Duration::from_secs(8),
             end_at,
             connect_takes: Duration::from_millis(5),
+            close_at_heal: true,
         }
     }
 }
@@ -148,6 +152,9 @@ async fn run(load: Load) -> Outcome {
             db.blackhole();
             sleep_until(t0 + load.heal_at).await;
             db.heal();
+            if load.close_at_heal {
+                db.close_hung_attempts();
+            }
             db.set_connect(Gate::Delay(load.connect_takes));
             db.latency(Duration::from_millis(1));
         })
@@ -219,21 +226,50 @@ fn summary(o: &Outcome) -> String {
 /// and serves again within 250 ms of the heal with nothing failing after.
 #[tokio::test(start_paused = true)]
 async fn a_blackhole_with_hundreds_waiting_opens_few_connections_and_recovers_at_once() {
-    let o = run(Load::service()).await;
-    let l = &o.load;
-    let s = summary(&o);
-    assert!(o.peak_in_flight <= l.max_size as u64, "{s}");
-    assert!(
-        o.attempts_between(l.fault_at, l.heal_at) <= 2 * l.max_size,
-        "a storm of connection attempts: {s}"
-    );
-    let first = o.first_success_after_heal().expect(&s);
-    assert!(first <= Duration::from_millis(250), "{s}");
-    assert_eq!(o.failures_after_first_success(), 0, "{s}");
-    assert!(
-        o.attempts_between(l.heal_at, l.end_at + Duration::from_secs(3)) <= l.max_size,
-        "{s}"
-    );
+    for fault_ms in [3000, 1500, 2500, 5000] {
+        let mut load = Load::service();
+        load.heal_at = load.fault_at + Duration::from_millis(fault_ms);
+        let o = run(load).await;
+        let l = &o.load;
+        let s = format!("{fault_ms} ms fault: {}", summary(&o));
+        assert!(o.peak_in_flight <= l.max_size as u64, "{s}");
+        assert!(
+            o.attempts_between(l.fault_at, l.heal_at) <= 2 * l.max_size,
+            "a storm of connection attempts: {s}"
+        );
+        let first = o.first_success_after_heal().expect(&s);
+        assert!(first <= Duration::from_millis(250), "{s}");
+        assert_eq!(o.failures_after_first_success(), 0, "{s}");
+        assert!(
+            o.attempts_between(l.heal_at, l.end_at + Duration::from_secs(3)) <= l.max_size,
+            "{s}"
+        );
+    }
+}
+
+/// A silent path that nothing closes at its heal (answers dropped, sockets kept): only a
+/// hedge finds the heal, and hedges back off to one per connect_timeout, so recovery takes
+/// at most about that long. The price of few attempts during a long silence.
+#[tokio::test(start_paused = true)]
+async fn a_silent_path_that_heals_unannounced_is_found_by_a_hedge_within_connect_timeout() {
+    let mut load = Load::service();
+    load.close_at_heal = false;
+    for fault_ms in [1500, 3000, 5000] {
+        load.heal_at = load.fault_at + Duration::from_millis(fault_ms);
+        let o = run(load.clone()).await;
+        let s = format!("{fault_ms} ms fault: {}", summary(&o));
+        assert!(
+            o.attempts_between(o.load.fault_at, o.load.heal_at) <= 2 * o.load.max_size,
+            "{s}"
+        );
+        let first = o.first_success_after_heal().expect(&s);
+        assert!(
+            first <= load.connect_timeout + Duration::from_millis(100),
+            "{s}"
+        );
+        assert_eq!(o.failures_after_first_success(), 0, "{s}");
+        println!("{}", s.split("; PoolStat").next().unwrap());
+    }
 }
 
 /// Every acquire ends by its own deadline, served or failed: none outlives it (the timer's
@@ -273,6 +309,7 @@ proptest! {
         connect_ms in 200u64..3000,
         fault_ms in 0u64..2000,
         fault_len_ms in 500u64..5000,
+        close_at_heal in any::<bool>(),
     ) {
         let every = Duration::from_micros(every_us);
         let fault_at = Duration::from_millis(fault_ms);
@@ -287,6 +324,7 @@ proptest! {
             heal_at,
             end_at: (every * waiters as u32).max(heal_at + Duration::from_secs(1)),
             connect_takes: Duration::from_millis(5),
+            close_at_heal,
         };
         let o = tokio::runtime::Builder::new_current_thread()
             .enable_all()

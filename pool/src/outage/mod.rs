@@ -95,6 +95,8 @@ pub(super) struct State {
     probe_returned: bool,
     /// When the probe whose result was last recorded started (probes overlap).
     last_probe_start: Option<Instant>,
+    /// Hedges admitted since the outage began: each waits twice as long as the one before.
+    hedges: u32,
     /// When the probe's news last admitted an attempt: at most one per half `hang_floor`
     /// (the outage probe interval), so a listener that accepts and then resets connections
     /// is not tried at the pace of the probes acquires make.
@@ -120,6 +122,8 @@ pub(crate) struct OutageState {
     max: Duration,
     /// The least time without an answer after which an attempt counts as hung.
     hang_floor: Duration,
+    /// The most time between two hedges (`connect_timeout`: by then the last one failed).
+    hedge_cap: Duration,
     published: Published,
 }
 
@@ -143,6 +147,7 @@ impl OutageState {
         base: Duration,
         max: Duration,
         hang_floor: Duration,
+        hedge_cap: Duration,
         seed: u64,
         now: Instant,
     ) -> Self {
@@ -165,6 +170,7 @@ impl OutageState {
                 probe_returned: false,
                 last_probe_start: None,
                 last_probe_trial: None,
+                hedges: 0,
                 success_seq: 0,
                 connect_took: Duration::ZERO,
                 reachable: true,
@@ -177,6 +183,7 @@ impl OutageState {
             base,
             max,
             hang_floor,
+            hedge_cap,
         }
     }
 
@@ -210,10 +217,12 @@ impl OutageState {
             return Ok(Self::register(&mut s, now, Admission::Free));
         };
         let newest = Self::fresh(&s).last().map(|(_, t)| *t);
-        let hedge = s.reachable && newest.is_some_and(|t| now >= t + self.hang_after_locked(&s));
+        let hedge = s.reachable && newest.is_some_and(|t| now >= t + self.hedge_gap(&s));
         if s.probe_returned || (now >= s.next_attempt && (newest.is_none() || hedge)) {
             if s.probe_returned {
                 s.last_probe_trial = Some(now);
+            } else if newest.is_some() {
+                s.hedges = s.hedges.saturating_add(1);
             }
             s.probe_returned = false;
             return Ok(Self::register(&mut s, now, Admission::Trial));
@@ -232,53 +241,9 @@ impl OutageState {
         })
     }
 
-    /// The attempts in flight that started after the last success, oldest first: those
-    /// started before it (hung across a recovery) say nothing of the server now.
-    fn fresh(s: &State) -> &[(u64, Instant)] {
-        let from = s.attempts.partition_point(|(id, _)| *id < s.success_seq);
-        &s.attempts[from..]
-    }
-
-    fn register(s: &mut State, now: Instant, admission: Admission) -> Ticket {
-        let id = s.next_ticket;
-        s.next_ticket += 1;
-        s.attempts.push((id, now));
-        Ticket {
-            id,
-            started: now,
-            admission,
-        }
-    }
-
-    /// Takes `ticket` off the attempts in flight; false if it was not there.
-    fn unregister(s: &mut State, ticket: Ticket) -> bool {
-        let before = s.attempts.len();
-        s.attempts.retain(|(id, _)| *id != ticket.id);
-        s.attempts.len() != before
-    }
-
-    /// How long an attempt may go without an answer before it counts as hung.
-    pub fn hang_after(&self) -> Duration {
-        self.hang_after_locked(&self.lock())
-    }
-
-    fn hang_after_locked(&self, s: &State) -> Duration {
-        self.hang_floor.max(s.connect_took.saturating_mul(4))
-    }
-
     /// Whether the last probe or attempt reached the server.
     pub fn reachable(&self) -> bool {
         self.lock().reachable
-    }
-
-    /// Attempts in flight now (each holds a slot).
-    pub fn attempts_in_flight(&self) -> usize {
-        self.lock().attempts.len()
-    }
-
-    /// Attempts in flight that started after the last success: the ones worth waiting for.
-    pub fn fresh_attempts(&self) -> usize {
-        Self::fresh(&self.lock()).len()
     }
 
     /// When an attempt becomes admissible during an outage, if one will without news (the
@@ -296,34 +261,9 @@ impl OutageState {
         }
         match Self::fresh(s).last() {
             None => Some(s.next_attempt),
-            Some((_, t)) if s.reachable => Some(s.next_attempt.max(*t + self.hang_after_locked(s))),
+            Some((_, t)) if s.reachable => Some(s.next_attempt.max(*t + self.hedge_gap(s))),
             Some(_) => None,
         }
-    }
-
-    /// Begins an outage when the oldest attempt in flight has had no answer for
-    /// `hang_after`; true when that began one now.
-    pub fn overdue(&self, now: Instant, target: &str) -> bool {
-        let mut s = self.lock();
-        if s.outage_since.is_some() {
-            return false;
-        }
-        let hang_after = self.hang_after_locked(&s);
-        let Some((_, oldest)) = Self::fresh(&s).first().copied() else {
-            return false;
-        };
-        if now < oldest + hang_after {
-            return false;
-        }
-        let error = format!("a connection attempt to {target} got no answer within {hang_after:?}");
-        self.publish_error(&error);
-        s.last_error = Some(error);
-        s.outage_since = Some(now);
-        s.next_attempt = now;
-        s.sessions_answer = false;
-        self.status.store(DISCONNECTED, Ordering::Release);
-        self.publish(&s);
-        true
     }
 
     /// An attempt ended without a verdict (dropped, or cut short by a shutdown).
@@ -336,6 +276,7 @@ impl OutageState {
         let mut s = self.lock();
         Self::unregister(&mut s, ticket);
         s.connect_took = now.saturating_duration_since(ticket.started);
+        s.hedges = 0;
         s.success_seq = s.next_ticket;
         s.consecutive_failures = 0;
         s.reachable = true;
@@ -373,13 +314,20 @@ impl OutageState {
         error: String,
         unreachable: bool,
     ) -> Transition {
-        self.failed(Some(ticket), now, error, unreachable, false)
+        self.failed(Some(ticket), now, error, unreachable, false, false)
+    }
+
+    /// An attempt got no answer within its connect_timeout: a failure, and the next attempt
+    /// is due at once, without the backoff (each such attempt took connect_timeout, which
+    /// paces them; hedges may run meanwhile).
+    pub fn on_timeout(&self, ticket: Ticket, now: Instant, error: String) -> Transition {
+        self.failed(Some(ticket), now, error, false, false, true)
     }
 
     /// A round trip on an existing connection went unanswered: an outage, but a fresh
     /// connection is the best test of the path, so the next attempt is due at once.
     pub fn on_silent(&self, now: Instant, error: String) -> Transition {
-        self.failed(None, now, error, false, true)
+        self.failed(None, now, error, false, true, true)
     }
 
     fn failed(
@@ -388,6 +336,7 @@ impl OutageState {
         now: Instant,
         error: String,
         unreachable: bool,
+        silent: bool,
         retry_now: bool,
     ) -> Transition {
         let mut s = self.lock();
@@ -402,7 +351,7 @@ impl OutageState {
         if unreachable {
             s.reachable = false;
         }
-        if retry_now {
+        if silent {
             // The open sessions are the silent ones.
             s.sessions_answer = false;
         }
@@ -427,12 +376,25 @@ impl OutageState {
             // drivers have ended, so they are discarded as soon as they come back and the
             // pool empties). They are validated before their next use, and one going silent
             // ends this assumption.
-            s.sessions_answer = !retry_now;
+            s.sessions_answer = !silent;
             self.publish(&s);
             Transition::OutageBegan
         } else {
             self.publish(&s);
             Transition::None
+        }
+    }
+
+    /// An attempt that had hung for `hang_after` was closed by the other end (not timed out):
+    /// the path that swallowed its answers changed (a proxy healing a blackhole closes what
+    /// it held). The next attempt is due now, as after the probe's news, and as paced.
+    pub fn on_hung_closed(&self, now: Instant) {
+        let mut s = self.lock();
+        let paced = (s.last_probe_trial).is_none_or(|t| now >= t + self.hang_floor / 2);
+        if s.outage_since.is_some() && paced {
+            s.next_attempt = now;
+            s.probe_returned = true;
+            self.status.store(CONNECTING, Ordering::Release);
         }
     }
 
@@ -476,6 +438,7 @@ pub(crate) fn next_f64(state: &mut u64) -> f64 {
     (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
 }
 
+mod hung;
 mod published;
 use published::Published;
 

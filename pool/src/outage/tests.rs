@@ -7,6 +7,7 @@ fn link(now: Instant) -> OutageState {
         Duration::from_millis(100),
         Duration::from_secs(2),
         Duration::from_millis(200),
+        Duration::from_secs(1),
         7,
         now,
     )

@@ -16,6 +16,34 @@ impl Drop for AttemptInFlight {
 }
 
 impl FakeDb {
+    /// Closes every connection attempt that hangs now, as a proxy healing a blackhole does
+    /// (Toxiproxy closes the connections a removed `timeout` toxic held): they fail with a
+    /// reset. Attempts that hang after this call are not affected.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// db.set_connect(Gate::Hang);
+    /// let attempt = tokio::spawn({
+    ///     let connector = db.connector();
+    ///     async move { pool::Connector::connect(&connector).await.is_err() }
+    /// });
+    /// tokio::task::yield_now().await;
+    /// db.close_hung_attempts();
+    /// assert!(attempt.await.unwrap(), "the hung attempt failed");
+    /// # }
+    /// ```
+    pub fn close_hung_attempts(&self) {
+        self.hung_cut.notify_waiters();
+    }
+
+    /// Resolves when [`close_hung_attempts`](Self::close_hung_attempts) is called.
+    pub(super) fn hung_cut(&self) -> tokio::sync::futures::Notified<'_> {
+        self.hung_cut.notified()
+    }
+
     /// Connection attempts in flight now: started, and neither finished nor dropped (an
     /// attempt's socket is open until then, and a real server may hold a session for it).
     ///

@@ -216,7 +216,12 @@ impl Connector for FakeConnector {
     async fn connect(&self) -> Result<Connection<FakeClient>, ConnectError> {
         let _in_flight = self.db.attempt_started();
         let gate = self.db.lock().connect;
-        if gate.pass().await.is_err() {
+        let cut = self.db.hung_cut();
+        let passed = tokio::select! {
+            r = gate.pass() => r,
+            () = cut => Err(()),
+        };
+        if passed.is_err() {
             // As the kernel says it: refused when nothing listens (down), reset when a
             // listener turns the connection away (refuse).
             let kind = if self.db.lock().reachable {

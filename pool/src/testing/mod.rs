@@ -135,6 +135,8 @@ pub struct FakeDb {
     peak_connects_in_flight: AtomicU64,
     /// When each attempt started, in order.
     connect_starts: Mutex<Vec<tokio::time::Instant>>,
+    /// Woken to close every connection attempt that hangs ([`FakeDb::close_hung_attempts`]).
+    hung_cut: Notify,
     counters: Arc<session::Counters>,
     tracking: AtomicBool,
     keep_lost: AtomicBool,
@@ -175,6 +177,7 @@ impl FakeDb {
             connects_in_flight: AtomicU64::new(0),
             peak_connects_in_flight: AtomicU64::new(0),
             connect_starts: Mutex::new(Vec::new()),
+            hung_cut: Notify::new(),
             counters: Arc::default(),
             tracking: AtomicBool::new(false),
             keep_lost: AtomicBool::new(false),
