@@ -29,6 +29,19 @@ pub struct Options {
     pub out: PathBuf,
     /// A fault plan to run instead of the built-in scenarios (`chaos run --plan`).
     pub fault_plan: Option<crate::plan::Plan>,
+    /// The load a plan runs under (`chaos run --plan P --load service`).
+    pub load: Load,
+}
+
+/// The load a fault plan runs under.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Load {
+    /// The suite's steady workers plus bursts of 3 x max_size (as the fault matrix).
+    #[default]
+    Steady,
+    /// A service's open-loop load: a fixed arrival rate, each request with its own 2 s
+    /// deadline (as the `service_*` scenarios).
+    Service,
 }
 
 /// Every scenario name: validation first, then the fault matrix.
@@ -318,7 +331,14 @@ pub async fn run_until(
                         .fault_plan
                         .as_ref()
                         .expect("a plan scenario has a plan");
-                    scenario::run_plan(&env, fault_plan, kind, timing, &bars).await
+                    match options.load {
+                        Load::Steady => {
+                            scenario::run_plan(&env, fault_plan, kind, timing, &bars).await
+                        }
+                        Load::Service => {
+                            scenario::service::run_plan(&env, fault_plan, kind, timing, &bars).await
+                        }
+                    }
                 }
             }
         };

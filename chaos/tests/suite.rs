@@ -22,6 +22,7 @@ async fn quick_suite_passes_and_writes_its_reports() {
         quick: true,
         out: out.path().to_path_buf(),
         fault_plan: None,
+        load: Default::default(),
     })
     .await
     .expect("the suite runs");
@@ -90,6 +91,7 @@ async fn unknown_scenarios_are_a_clear_error() {
         quick: true,
         out: tempfile::tempdir().unwrap().path().to_path_buf(),
         fault_plan: None,
+        load: Default::default(),
     })
     .await
     .unwrap_err();
@@ -109,6 +111,7 @@ async fn the_peer_pools_run_and_are_measured() {
         quick: true,
         out: out.path().to_path_buf(),
         fault_plan: None,
+        load: Default::default(),
     })
     .await
     .expect("the suite runs");

@@ -283,6 +283,11 @@ struct RunArgs {
     /// built-in scenarios.
     #[arg(long, value_name = "PLAN", conflicts_with = "scenarios")]
     plan: Option<std::path::PathBuf>,
+    /// The load a --plan runs under: the suite's steady workers and bursts, or a service's
+    /// open loop (400 requests/s, 200 with --quick, each with a 2 s deadline; the criteria of
+    /// the service_* scenarios).
+    #[arg(long, value_enum, requires = "plan")]
+    load: Option<chaos::suite::Load>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -398,6 +403,7 @@ async fn run(args: RunArgs, mut signals: chaos::signals::Signals) -> anyhow::Res
         quick: args.quick,
         out: out.clone(),
         fault_plan,
+        load: args.load.unwrap_or_default(),
     };
     // Refused before anything starts: an unknown scenario, a bad DATABASE_URL.
     chaos::suite::plan(&options)?;

@@ -190,6 +190,42 @@ pub async fn run(
     timing: Timing,
     progress: &dyn Progress,
 ) -> ScenarioReport {
+    run_injected(env, fault, None, kind, timing, progress).await
+}
+
+/// Runs `plan` under the open-loop load against a pool of `kind` (`chaos run --plan P --load
+/// service`): the plan's faults on its timeline from the end of the `before` phase, its span
+/// as the fault window, the same criteria.
+pub async fn run_plan(
+    env: &Env,
+    plan: &crate::plan::Plan,
+    kind: PoolKind,
+    timing: Timing,
+    progress: &dyn Progress,
+) -> ScenarioReport {
+    let fault = Fault {
+        name: "plan",
+        description: "The faults of the plan given with --plan, on its timeline, under a service's open-loop load.",
+        label: "plan",
+        kind: Kind::Down,
+        needs_cluster: plan
+            .faults
+            .iter()
+            .any(|f| matches!(&f.what, crate::plan::What::Matrix(m) if m.needs_cluster)),
+        during_ms: None,
+        recovery_bound_ms: 1000.0,
+    };
+    run_injected(env, &fault, Some(plan), kind, timing, progress).await
+}
+
+async fn run_injected(
+    env: &Env,
+    fault: &Fault,
+    plan: Option<&crate::plan::Plan>,
+    kind: PoolKind,
+    timing: Timing,
+    progress: &dyn Progress,
+) -> ScenarioReport {
     let app = format!("chaos-{}-{}", kind.name().replace('+', "-"), fault.name);
     let mut report = ScenarioReport::new(fault.name, kind.name(), fault.description);
     if fault.needs_cluster && !env.owns_server() {
@@ -226,7 +262,10 @@ pub async fn run(
         tokio::spawn(async move { sampler.run(url, app, ms, stop).await })
     };
     let ops: Arc<Mutex<Vec<Op>>> = Arc::new(Mutex::new(Vec::new()));
-    let during = Duration::from_millis(DURING_MS[usize::from(!timing.quick)]);
+    let during = match plan {
+        Some(plan) => plan.end(),
+        None => Duration::from_millis(DURING_MS[usize::from(!timing.quick)]),
+    };
     let end = origin + timing.before + during + timing.after;
     let every = Duration::from_secs(1) / rate(timing);
     let arrivals = {
@@ -269,7 +308,10 @@ pub async fn run(
     progress.phase(fault.name, kind.name(), &format!("fault: {}", fault.label));
     let fault_start = ms(Instant::now());
     let at_start = env.faults.stats(&proxy).await;
-    let applied = env.inject(&proxy, fault, &app, during).await;
+    let applied = match plan {
+        Some(plan) => env.inject_plan(&proxy, plan).await,
+        None => env.inject(&proxy, fault, &app, during).await,
+    };
     let at_heal = env.faults.stats(&proxy).await;
     if let Err(e) = &applied {
         report
@@ -290,7 +332,10 @@ pub async fn run(
     let mut ops = std::mem::take(&mut *ops.lock().unwrap_or_else(|e| e.into_inner()));
     ops.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
     report.fault = Some(FaultWindow {
-        label: fault.label.to_string(),
+        label: match plan {
+            Some(p) => format!("plan: {} fault(s)", p.faults.len()),
+            None => fault.label.to_string(),
+        },
         start_ms: fault_start,
         end_ms: heal,
     });

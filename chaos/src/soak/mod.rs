@@ -10,6 +10,9 @@
 //!   callers really do it. Every short request also checks that it did not start inside a
 //!   transaction an earlier request left open.
 //! - Every [`BURST_EVERY`], a burst of `10 x max_size` concurrent requests.
+//! - A service's open loop beside them: a short request every [`OPEN_LOOP_EVERY`] whether or
+//!   not earlier ones were answered, each dropped at [`OPEN_LOOP_DEADLINE`] (as a service's
+//!   504 drops its handler), so hundreds wait at once whenever a fault stops the pool.
 //! - Faults: at random times (a mean of `fault_every` apart), a random entry of the fault
 //!   matrix ([`MATRIX`]: the proxy's full set, `pg_terminate_backend`, and a crash and
 //!   restart of the server when the cluster is ours) for a random window of 2 to 15 s. The
@@ -54,6 +57,10 @@ pub const APP: &str = "chaos-soak";
 pub const WORKERS: usize = 8;
 /// Time between bursts of `10 x max_size` requests.
 pub const BURST_EVERY: Duration = Duration::from_secs(15);
+/// Time between two requests of the open loop (100 a second).
+pub const OPEN_LOOP_EVERY: Duration = Duration::from_millis(10);
+/// Each open-loop request is dropped where it stands after this.
+pub const OPEN_LOOP_DEADLINE: Duration = Duration::from_secs(2);
 /// Time between checkpoints of the report.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(30);
 /// Bound on each query (the connection is discarded when it runs out).
@@ -641,6 +648,28 @@ pub async fn run(
         burst,
     );
 
+    let open_loop = {
+        let (load, mut stop) = (Arc::clone(&load), stop_rx.clone());
+        tokio::spawn(async move {
+            let mut requests = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(OPEN_LOOP_EVERY) => {}
+                    _ = stop.changed() => break,
+                }
+                let load = Arc::clone(&load);
+                requests.spawn(async move {
+                    let _ =
+                        tokio::time::timeout(OPEN_LOOP_DEADLINE, load.request(Work::Short, 0.0))
+                            .await;
+                });
+                while requests.try_join_next().is_some() {}
+            }
+            // Those still waiting are dropped where they stand, like the workers' below.
+            requests.abort_all();
+            while requests.join_next().await.is_some() {}
+        })
+    };
     let faults_log: Arc<Mutex<Vec<FaultEvent>>> = Arc::new(Mutex::new(Vec::new()));
     let fault_task = {
         let log = Arc::clone(&faults_log);
@@ -782,6 +811,7 @@ pub async fn run(
     // Requests in flight get a moment to finish; the rest are dropped where they stand, which
     // the pool must survive without a leak (the end checks below say whether it did).
     workload.stop_within(Duration::from_secs(1)).await;
+    let _ = open_loop.await;
     matrix::heal_everything(&env, &proxy).await;
     let shutdown = pool.shutdown(Duration::from_secs(10)).await;
     let stats = pool.statistics();
