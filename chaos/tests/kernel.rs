@@ -340,22 +340,6 @@ async fn orphans_terminated_after_a_partition(app: &'static str, shared_load: bo
     pool.shutdown(Duration::from_secs(2)).await;
 }
 
-/// The largest timer overshoot a 5 ms ticker saw until `stop`: how late this machine ran
-/// things while the test ran (a bound on a wall-clock figure is judged against it).
-fn lag_meter(
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> tokio::task::JoinHandle<Duration> {
-    tokio::spawn(async move {
-        let mut worst = Duration::ZERO;
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let at = Instant::now();
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            worst = worst.max(at.elapsed().saturating_sub(Duration::from_millis(5)));
-        }
-        worst
-    })
-}
-
 /// Issue 27: after a kernel blackhole or one-way loss, with requests keeping connection
 /// attempts in flight across the heal (their SYNs or answers lost, waiting for a
 /// retransmission up to connect_timeout), the pool serves again within 250 ms of the heal,
@@ -385,7 +369,7 @@ async fn recovery_after_kernel_faults_does_not_wait_for_attempts_hung_across_the
         let pool = pool::Pool::connect(config).await.unwrap();
         let faults = KernelFaults::new(cluster.port()).unwrap();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let lag = lag_meter(std::sync::Arc::clone(&stop));
+        let lag = chaos::measure::LagMeter::start(Duration::from_millis(5));
         let successes = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
         // Requests arrive every 5 ms whether or not earlier ones were answered, so hung
         // ones never hold up the next, and attempts stay in flight across the heal.
@@ -429,7 +413,7 @@ async fn recovery_after_kernel_faults_does_not_wait_for_attempts_hung_across_the
         tokio::time::sleep(Duration::from_millis(1500)).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         arrivals.await.unwrap();
-        let lag = lag.await.unwrap();
+        let lag = lag.stop().await;
         let first = successes
             .lock()
             .unwrap()

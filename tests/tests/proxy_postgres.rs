@@ -4,7 +4,7 @@ use chaos::proxy::toxics;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chaos::proxy::{Proxies, Proxy, ProxyConfig, Stream, Toxic, ToxicKind};
+use chaos::proxy::{Proxies, Proxy, Stream, Toxic, ToxicKind};
 use pool::{HealthStatus, Pool, PoolConfig, PoolError};
 use tokio::time::{Instant, sleep, timeout};
 
@@ -19,22 +19,7 @@ fn toxic(kind: ToxicKind, stream: Stream) -> Toxic {
 
 /// A proxy in front of the shared cluster.
 fn proxy(name: &str) -> (Proxies, Proxy, String) {
-    let db = chaos::postgres::shared().expect("shared database");
-    let upstream = db.url();
-    let target = upstream
-        .split('@')
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let proxies = Proxies::new(11);
-    let proxy = proxies
-        .create(ProxyConfig::new(name, "127.0.0.1:0", target.clone()))
-        .unwrap();
-    let url = upstream.replace(&target, &proxy.listen_addr().unwrap().to_string());
-    (proxies, proxy, url)
+    e2e::proxy_to_shared(name)
 }
 
 async fn client(url: &str) -> tokio_postgres::Client {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chaos::proxy::toxics;
-use chaos::proxy::{Proxies, ProxyConfig, Stream, Toxic, ToxicKind};
+use chaos::proxy::{Stream, Toxic, ToxicKind};
 use pool::{Pool, PoolConfig};
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -35,21 +35,7 @@ async fn the_shared_path_opens_few_connections_in_a_blackhole_and_recovers() {
 }
 
 async fn storm(shared: bool) {
-    let db = chaos::postgres::shared().expect("shared database");
-    let upstream = db.url();
-    let target = upstream
-        .split('@')
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let proxies = Proxies::new(27);
-    let proxy = proxies
-        .create(ProxyConfig::new("storm", "127.0.0.1:0", target.clone()))
-        .unwrap();
-    let url = upstream.replace(&target, &proxy.listen_addr().unwrap().to_string());
+    let (_proxies, proxy, url) = e2e::proxy_to_shared("storm");
     let config = PoolConfig::from_url(&url)
         .unwrap()
         .application_name("e2e-storm".to_string())
@@ -190,24 +176,11 @@ async fn after_a_cancellation_storm_every_connection_is_reachable_at_once() {
         t.await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let lag = {
-        let stop = Arc::clone(&stop);
-        tokio::spawn(async move {
-            let mut worst = Duration::ZERO;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let at = Instant::now();
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                worst = worst.max(at.elapsed().saturating_sub(Duration::from_millis(2)));
-            }
-            worst
-        })
-    };
+    let lag = chaos::measure::LagMeter::start(Duration::from_millis(2));
     let started = Instant::now();
     let held = futures_util::future::join_all((0..4).map(|_| pool.acquire())).await;
     let took = started.elapsed();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let lag = lag.await.unwrap();
+    let lag = lag.stop().await;
     let held: Vec<_> = held.into_iter().collect::<Result<_, _>>().unwrap();
     println!(
         "cancellation storm: all 4 connections held {took:?} after asking (scheduling lag up to {lag:?}); {:?}",

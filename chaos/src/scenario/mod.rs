@@ -634,31 +634,18 @@ async fn run_injected(
     timing: Timing,
     progress: &dyn Progress,
 ) -> ScenarioReport {
-    let app = format!("chaos-{}-{}", kind.name().replace('+', "-"), fault.name);
-    let mut report = ScenarioReport::new(fault.name, kind.name(), fault.description);
-    if fault.needs_cluster && !env.owns_server() {
-        report.criteria.push(unknown(
-            "server_restart",
-            "needs a throwaway cluster: DATABASE_URL points at a server this process does not own",
-        ));
-        return report;
-    }
+    let (app, mut report) = match begin(env, fault, kind) {
+        Ok(begun) => begun,
+        Err(report) => return *report,
+    };
     if let matrix::Kind::Kernel(_) = fault.kind
         && let Err(e) = crate::kernel::KernelFaults::available()
     {
         report.criteria.push(unknown("kernel", &e.to_string()));
         return report;
     }
-    let (subject, proxy): (Arc<dyn Subject>, String) = match env.open(kind, &app).await {
-        Ok((s, handle)) => (Arc::from(s), handle),
-        Err(SetupError::Injector(e)) => {
-            report.criteria.push(unknown("setup", &e));
-            return report;
-        }
-        Err(SetupError::Pool(e)) => {
-            report.criteria.push(not_started(e));
-            return report;
-        }
+    let Some((subject, proxy)) = open_subject(env, kind, &app, &mut report).await else {
+        return report;
     };
     let recorder = Arc::new(Recorder {
         origin: Instant::now(),
@@ -778,6 +765,47 @@ async fn run_injected(
     );
     report.ops = ops;
     report
+}
+
+/// The application name and the empty report of `fault` against `kind`, or the finished
+/// report when it cannot run here (it stops a server this process does not own).
+pub(crate) fn begin(
+    env: &dyn Arena,
+    fault: &Fault,
+    kind: PoolKind,
+) -> Result<(String, ScenarioReport), Box<ScenarioReport>> {
+    let app = format!("chaos-{}-{}", kind.name().replace('+', "-"), fault.name);
+    let mut report = ScenarioReport::new(fault.name, kind.name(), fault.description);
+    if fault.needs_cluster && !env.owns_server() {
+        report.criteria.push(unknown(
+            "server_restart",
+            "needs a throwaway cluster: DATABASE_URL points at a server this process does not own",
+        ));
+        return Err(Box::new(report));
+    }
+    Ok((app, report))
+}
+
+/// Makes a pool of `kind` tagged `app` behind its fault injector; when it cannot, says why
+/// in `report` (an injector that could not be set up is `unknown`, a pool that did not start
+/// a failure) and gives `None`.
+pub(crate) async fn open_subject(
+    env: &dyn Arena,
+    kind: PoolKind,
+    app: &str,
+    report: &mut ScenarioReport,
+) -> Option<(Arc<dyn Subject>, String)> {
+    match env.open(kind, app).await {
+        Ok((s, handle)) => Some((Arc::from(s), handle)),
+        Err(SetupError::Injector(e)) => {
+            report.criteria.push(unknown("setup", &e));
+            None
+        }
+        Err(SetupError::Pool(e)) => {
+            report.criteria.push(not_started(e));
+            None
+        }
+    }
 }
 
 /// A measured criterion: pass when `ok`.

@@ -17,8 +17,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::matrix::{Fault, Kind, ToxicSpec};
-use super::subject::Subject;
-use super::{Arena, Env, MAX_SIZE, PoolKind, Progress, QUERY_TIMEOUT, SetupError, Timing, crit};
+use super::{Arena, Env, MAX_SIZE, PoolKind, Progress, QUERY_TIMEOUT, Timing, crit};
 use crate::proxy::{Stream, ToxicKind, toxics};
 use crate::report::{Criterion, FaultWindow, Op, Outcome, Phases, ScenarioReport, Verdict};
 
@@ -226,25 +225,12 @@ async fn run_injected(
     timing: Timing,
     progress: &dyn Progress,
 ) -> ScenarioReport {
-    let app = format!("chaos-{}-{}", kind.name().replace('+', "-"), fault.name);
-    let mut report = ScenarioReport::new(fault.name, kind.name(), fault.description);
-    if fault.needs_cluster && !env.owns_server() {
-        report.criteria.push(super::unknown(
-            "server_restart",
-            "needs a throwaway cluster: DATABASE_URL points at a server this process does not own",
-        ));
+    let (app, mut report) = match super::begin(env, fault, kind) {
+        Ok(begun) => begun,
+        Err(report) => return *report,
+    };
+    let Some((subject, proxy)) = super::open_subject(env, kind, &app, &mut report).await else {
         return report;
-    }
-    let (subject, proxy): (Arc<dyn Subject>, String) = match env.open(kind, &app).await {
-        Ok((s, handle)) => (Arc::from(s), handle),
-        Err(SetupError::Injector(e)) => {
-            report.criteria.push(super::unknown("setup", &e));
-            return report;
-        }
-        Err(SetupError::Pool(e)) => {
-            report.criteria.push(super::not_started(e));
-            return report;
-        }
     };
     let origin = Instant::now();
     let ms = move |t: Instant| t.saturating_duration_since(origin).as_secs_f64() * 1000.0;
