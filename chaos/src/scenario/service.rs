@@ -161,6 +161,34 @@ impl Sampler {
     }
 }
 
+/// The pool under test as a service configures it: our pool as issue 27's service did
+/// (`max_size`, a 1 s acquire timeout, everything else at its defaults, so an attempt's
+/// `connect_timeout` of 2 s outlasts the acquire that asks for it), the peers as everywhere
+/// else in the suite.
+async fn subject(
+    kind: PoolKind,
+    url: &str,
+    app: &str,
+    seed: u64,
+) -> Result<Box<dyn super::subject::Subject>, super::subject::OpenError> {
+    let config = || -> Result<pool::PoolConfig, pool::ConfigError> {
+        Ok(pool::PoolConfig::from_url(url)?
+            .application_name(app.to_string())
+            .max_size(MAX_SIZE)
+            .acquire_timeout(super::ACQUIRE_TIMEOUT)
+            .jitter_seed(Some(super::seed_for(seed, app))))
+    };
+    Ok(match kind {
+        PoolKind::Pool => Box::new(super::subject::OurPool(
+            pool::Pool::connect(config()?).await?,
+        )),
+        PoolKind::PoolQuery => Box::new(super::subject::OurPoolShared(
+            pool::Pool::connect(config()?).await?,
+        )),
+        peer => super::make_subject(peer, url, app, seed).await?,
+    })
+}
+
 /// A direct connection for the sampler, with its statement prepared; `None` while the server
 /// does not answer.
 async fn connect(url: &str) -> Option<(tokio_postgres::Client, tokio_postgres::Statement)> {
@@ -229,9 +257,26 @@ async fn run_injected(
         Ok(begun) => begun,
         Err(report) => return *report,
     };
-    let Some((subject, proxy)) = super::open_subject(env, kind, &app, &mut report).await else {
-        return report;
+    let scenario_proxy = match env.proxy(&format!("chaos_{}", app.replace('-', "_"))).await {
+        Ok(p) => p,
+        Err(e) => {
+            report.criteria.push(super::unknown(
+                "setup",
+                &format!("could not create the proxy: {e}"),
+            ));
+            return report;
+        }
     };
+    let subject: Arc<dyn super::subject::Subject> =
+        match subject(kind, &scenario_proxy.url, &app, env.seed).await {
+            Ok(s) => Arc::from(s),
+            Err(e) => {
+                env.drop_proxy(&scenario_proxy).await;
+                report.criteria.push(super::not_started(e));
+                return report;
+            }
+        };
+    let proxy = scenario_proxy.name.clone();
     let origin = Instant::now();
     let ms = move |t: Instant| t.saturating_duration_since(origin).as_secs_f64() * 1000.0;
     let sampler = Arc::new(Sampler {
