@@ -341,6 +341,7 @@ impl<C: Connector> Shared<C> {
             until = until.min(due);
         }
         tokio::select! {
+            biased;
             conn = wait.recv_until(until) => conn,
             () = changed => None,
         }

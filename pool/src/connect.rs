@@ -195,6 +195,7 @@ impl<C: Connector> Shared<C> {
             let limit = ticket.started + shared.config.connect_timeout;
             let mut cutoff = shared.attempts.hung_cutoff.subscribe();
             let result = tokio::select! {
+                biased;
                 result = shared.connect_once(ticket, limit) => result,
                 () = abandoned(&mut cutoff, ticket.started) => {
                     debug!(

@@ -27,6 +27,7 @@ pub(crate) async fn run<C: Connector>(
             None => return,
         };
         tokio::select! {
+            biased;
             _ = tokio::time::sleep(interval) => {}
             _ = wake.notified() => {}
         }
@@ -54,6 +55,7 @@ pub(crate) async fn run<C: Connector>(
             }
         };
         tokio::select! {
+            biased;
             _ = tokio::time::sleep_until(interval) => {}
             _ = wake.notified() => {}
         }

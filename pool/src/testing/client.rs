@@ -218,6 +218,7 @@ impl Connector for FakeConnector {
         let gate = self.db.lock().connect;
         let cut = self.db.hung_cut();
         let passed = tokio::select! {
+            biased;
             r = gate.pass() => r,
             () = cut => Err(()),
         };
@@ -256,6 +257,7 @@ impl Connector for FakeConnector {
         let driver = async move {
             let closed = closed;
             tokio::select! {
+                biased;
                 _ = async {
                     let _ = dropped.await;
                     if closed.db.hold_drivers.load(SeqCst) {

@@ -92,6 +92,7 @@ impl ConnState {
             return Err(());
         }
         tokio::select! {
+            biased;
             r = async {
                 if self.stranded.load(SeqCst) {
                     std::future::pending::<()>().await;

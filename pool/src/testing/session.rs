@@ -229,6 +229,7 @@ async fn run(state: &ConnState, gate: Gate, stmt: Statement) -> Outcome {
     cancelled.as_mut().enable();
     server.running.store(true, SeqCst);
     let ok = tokio::select! {
+        biased;
         r = async {
             let r = state.round_trip(gate).await;
             if let (Ok(()), Statement::Sleep(d)) = (r, stmt) {
