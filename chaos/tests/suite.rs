@@ -46,8 +46,9 @@ async fn quick_suite_passes_and_writes_its_reports() {
         chaos::scenario::MATRIX.len()
             + 1
             + chaos::scenario::failover::Change::ALL.len()
-            + chaos::scenario::bouncer::BOUNCER_FAULTS.len(),
-        "the matrix, abandoned_sessions, failover, switchover and the PgBouncer faults on the shared path"
+            + chaos::scenario::bouncer::BOUNCER_FAULTS.len()
+            + chaos::scenario::service::SERVICE_FAULTS.len(),
+        "the matrix, abandoned_sessions, failover, switchover, the PgBouncer faults and the service family on the shared path"
     );
     for file in [
         "report.json",
