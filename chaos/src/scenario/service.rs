@@ -88,10 +88,16 @@ fn rate(timing: Timing) -> u32 {
 /// words.
 type Session = (i32, String);
 
-/// The server's sessions of `app`, sampled on one direct connection for the whole run.
+/// The server's sessions of `app`, sampled on one direct connection for the whole run, and
+/// the server's accept queue, read from this machine's `/proc` (a server on another host has
+/// none to read).
 struct Sampler {
     /// (local ms, the sessions seen then).
     samples: Mutex<Vec<(f64, Vec<Session>)>>,
+    /// (local ms, connections waiting in the server's accept queue then).
+    queue: Mutex<Vec<(f64, u64)>>,
+    /// The server's port.
+    port: Option<u16>,
 }
 
 impl Sampler {
@@ -107,6 +113,10 @@ impl Sampler {
         // A connection of its own, made again when the server restarts under it.
         let mut client = None;
         loop {
+            if let Some(waiting) = self.port.and_then(crate::measure::accept_queue) {
+                let at = ms(Instant::now());
+                (self.queue.lock().unwrap_or_else(|e| e.into_inner())).push((at, waiting));
+            }
             if client.is_none() {
                 client = connect(&url).await;
             }
@@ -150,6 +160,15 @@ impl Sampler {
             .filter(|s| !before.contains(s))
             .collect();
         (new.len(), during.len())
+    }
+
+    /// The deepest accept queue seen in `[from, to)` ms; `None` when it could not be read.
+    fn queue_between(&self, from: f64, to: f64) -> Option<u64> {
+        let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        (queue.iter())
+            .filter(|(t, _)| *t >= from && *t < to)
+            .map(|(_, n)| *n)
+            .max()
     }
 
     /// The most sessions held at once from `from` ms on, and samples taken then.
@@ -281,6 +300,10 @@ async fn run_injected(
     let ms = move |t: Instant| t.saturating_duration_since(origin).as_secs_f64() * 1000.0;
     let sampler = Arc::new(Sampler {
         samples: Mutex::new(Vec::new()),
+        queue: Mutex::new(Vec::new()),
+        port: crate::postgres::tcp_target(&env.db.url())
+            .ok()
+            .map(|(_, port)| port),
     });
     let stop = Arc::new(tokio::sync::Notify::new());
     let sampling = {
@@ -467,6 +490,31 @@ fn judge(
             most <= MAX_SIZE,
         )
     });
+    if let Some(deepest) = sampler.queue_between(start, heal) {
+        report
+            .metrics
+            .insert("accept_queue_max_in_fault".into(), deepest as f64);
+    }
+    report.criteria.push(
+        match sampler.queue_between(heal + 500.0, f64::INFINITY) {
+            None => unmeasured(
+                "accept_queue_after_heal",
+                "the server's accept queue cannot be read here (it is not on this machine, or there is no /proc)",
+            ),
+            Some(deepest) => {
+                report
+                    .metrics
+                    .insert("accept_queue_max_after_heal".into(), deepest as f64);
+                crit(
+                    "accept_queue_after_heal",
+                    "the most connections waiting in the server's accept queue from 500 ms after the heal on (/proc/net/tcp, every 20 ms): a flooded server turns everyone away",
+                    deepest.to_string(),
+                    &format!("<= {MAX_SIZE}"),
+                    deepest <= MAX_SIZE as u64,
+                )
+            }
+        },
+    );
     let first = ops
         .iter()
         .filter(|o| o.end_ms >= heal && o.outcome == Outcome::Ok)
