@@ -219,7 +219,17 @@ async fn orphans_of_a_kernel_partition_are_terminated_once_it_heals() {
     if !kernel_available("orphans_of_a_kernel_partition_are_terminated_once_it_heals") {
         return;
     }
-    orphans_terminated_after_a_partition("kernel-orphans", false).await;
+    orphans_terminated_after_a_partition("kernel-orphans", false, false).await;
+}
+
+/// Issue 27: the same when the pool is shut down right at the heal, before its maintenance
+/// could reap them (and with no idle connection to do it on).
+#[tokio::test]
+async fn orphans_are_terminated_when_the_pool_shuts_down_at_the_heal() {
+    if !kernel_available("orphans_are_terminated_when_the_pool_shuts_down_at_the_heal") {
+        return;
+    }
+    orphans_terminated_after_a_partition("kernel-orphans-shutdown", false, true).await;
 }
 
 /// The same while shared-path load (`Pool::query` from 6 tasks) keeps every connection lent
@@ -230,10 +240,14 @@ async fn orphans_are_terminated_while_every_connection_is_lent_to_the_shared_pat
     {
         return;
     }
-    orphans_terminated_after_a_partition("kernel-orphans-shared", true).await;
+    orphans_terminated_after_a_partition("kernel-orphans-shared", true, false).await;
 }
 
-async fn orphans_terminated_after_a_partition(app: &'static str, shared_load: bool) {
+async fn orphans_terminated_after_a_partition(
+    app: &'static str,
+    shared_load: bool,
+    shutdown_at_heal: bool,
+) {
     let _serial = SERIAL.lock().await;
     let cluster = tokio::task::spawn_blocking(chaos::postgres::Cluster::start)
         .await
@@ -289,6 +303,27 @@ async fn orphans_terminated_after_a_partition(app: &'static str, shared_load: bo
     }
     faults.heal().unwrap();
     let healed = Instant::now();
+    if shutdown_at_heal {
+        pool.shutdown(Duration::from_secs(2)).await;
+        let (admin, conn) = tokio_postgres::connect(&cluster.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let left: Vec<i32> = server_pids(&admin, app)
+            .await
+            .into_iter()
+            .filter(|p| before.contains(p))
+            .collect();
+        let s = pool.statistics();
+        eprintln!(
+            "kernel partition ({app}): shut down {:?} after the heal, orphans terminated {}, left {left:?}",
+            healed.elapsed(),
+            s.orphans_terminated
+        );
+        assert!(left.is_empty(), "the server still holds {left:?}: {s:?}");
+        assert!(s.orphans_terminated >= 1, "{s:?}");
+        return;
+    }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load: Vec<_> = (0..if shared_load { 6 } else { 0 })
         .map(|_| {

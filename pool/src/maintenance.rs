@@ -189,6 +189,31 @@ impl<C: Connector> Shared<C> {
         }
     }
 
+    /// At shutdown with no idle connection: the same on a connection opened for it (bounded
+    /// by `connect_timeout`, never counted, closed at once), when there are orphans.
+    pub(crate) async fn reap_orphans_on_fresh(&self) {
+        if self.orphan_list().is_none() {
+            return;
+        }
+        let Ok(Ok(connection)) =
+            timeout(self.config.connect_timeout, self.connector.connect()).await
+        else {
+            debug!("could not connect to terminate orphaned server sessions at shutdown");
+            return;
+        };
+        let driver = tokio::spawn(connection.driver);
+        self.reap_orphans_on(&connection.client).await;
+        drop(connection.client);
+        // The driver sends Terminate and ends; it does not outlive the shutdown.
+        let abort = driver.abort_handle();
+        if timeout(std::time::Duration::from_millis(500), driver)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+
     fn orphan_list(&self) -> Option<Vec<crate::shared::Orphan>> {
         let orphans = self.orphans.lock().unwrap_or_else(|e| e.into_inner());
         (!orphans.is_empty()).then(|| orphans.clone())

@@ -34,10 +34,11 @@ impl<C: Connector> Shared<C> {
         // Server sessions given up on when the network failed are terminated while a
         // connection can still do it (bounded by validation_timeout), or the server keeps
         // them after the pool is gone.
-        if let Some(conn) = drained.first()
-            && !self.outage.in_outage()
-        {
-            self.reap_orphans_on(&conn.client).await;
+        match drained.first() {
+            Some(conn) => self.reap_orphans_on(&conn.client).await,
+            // Soon after a heal no connection may be idle, and the pool may not have noticed
+            // the heal yet: one connection of its own, uncounted, tried once.
+            None => self.reap_orphans_on_fresh().await,
         }
         for conn in drained {
             self.close_conn(conn, CloseReason::Shutdown);
