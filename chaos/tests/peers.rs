@@ -60,5 +60,11 @@ async fn sqlx_handlers_use_its_transaction_guard_which_rolls_back_on_drop() {
         );
     }
     sqlx.shutdown().await;
+    // sqlx counts a connection until its close finishes, which on a loaded machine can trail
+    // `close()` by a moment (seen once in CI): wait, bounded.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while sqlx.open_connections() > 0 && std::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(sqlx.open_connections(), 0, "shut down");
 }
