@@ -742,14 +742,7 @@ async fn run_injected(
 
     let mut ops = std::mem::take(&mut *recorder.ops.lock().unwrap_or_else(|e| e.into_inner()));
     ops.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
-    report.fault = Some(FaultWindow {
-        label: match plan {
-            Some(p) => format!("plan: {} fault(s)", p.faults.len()),
-            None => fault.label.to_string(),
-        },
-        start_ms: fault_start,
-        end_ms: heal_at_ms,
-    });
+    report.fault = Some(fault_window(fault, plan, fault_start, heal_at_ms));
     report.health = std::mem::take(&mut *health.lock().unwrap_or_else(|e| e.into_inner()));
     report.duration_ms = recorder.ms(Instant::now());
     judge(
@@ -805,6 +798,23 @@ pub(crate) async fn open_subject(
             report.criteria.push(not_started(e));
             None
         }
+    }
+}
+
+/// The fault window of a report: the fault's label, or the plan's count of faults.
+pub(crate) fn fault_window(
+    fault: &Fault,
+    plan: Option<&crate::plan::Plan>,
+    start_ms: f64,
+    end_ms: f64,
+) -> FaultWindow {
+    FaultWindow {
+        label: match plan {
+            Some(p) => format!("plan: {} fault(s)", p.faults.len()),
+            None => fault.label.to_string(),
+        },
+        start_ms,
+        end_ms,
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::matrix::{Fault, Kind, ToxicSpec};
 use super::{Arena, Env, MAX_SIZE, PoolKind, Progress, QUERY_TIMEOUT, Timing, crit};
 use crate::proxy::{Stream, ToxicKind, toxics};
-use crate::report::{Criterion, FaultWindow, Op, Outcome, Phases, ScenarioReport, Verdict};
+use crate::report::{Criterion, Op, Outcome, Phases, ScenarioReport, Verdict};
 
 /// Each request's own deadline: past it the service answers 504 and drops the request.
 pub const DEADLINE: Duration = Duration::from_secs(2);
@@ -385,14 +385,7 @@ async fn run_injected(
 
     let mut ops = std::mem::take(&mut *ops.lock().unwrap_or_else(|e| e.into_inner()));
     ops.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
-    report.fault = Some(FaultWindow {
-        label: match plan {
-            Some(p) => format!("plan: {} fault(s)", p.faults.len()),
-            None => fault.label.to_string(),
-        },
-        start_ms: fault_start,
-        end_ms: heal,
-    });
+    report.fault = Some(super::fault_window(fault, plan, fault_start, heal));
     report.duration_ms = ms(Instant::now());
     let opened = at_start.zip(at_heal).map(|(a, b)| Opened {
         sessions: b.sessions - a.sessions,
