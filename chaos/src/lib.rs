@@ -30,6 +30,7 @@ pub mod api;
 pub mod controller;
 pub mod error;
 pub mod exec;
+pub mod fault;
 pub mod fuzzing;
 pub mod kernel;
 pub mod measure;

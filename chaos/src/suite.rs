@@ -221,13 +221,13 @@ pub fn plan(options: &Options) -> crate::Result<Vec<(Scenario, PoolKind)>> {
                 plan.push((Scenario::Deployment(change), *kind));
             }
         }
-        for f in scenario::bouncer::BOUNCER_FAULTS
+        for f in crate::fault::BOUNCER_FAULTS
             .iter()
             .filter(|f| wanted(f.name))
         {
             plan.push((Scenario::Bouncer(f), *kind));
         }
-        for f in scenario::service::SERVICE_FAULTS
+        for f in crate::fault::SERVICE_FAULTS
             .iter()
             .filter(|f| wanted(f.name))
         {

@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chaos::fault::{Kind, MATRIX};
 use chaos::report::{ChaosReport, Outcome};
-use chaos::scenario::matrix::{Kind, MATRIX};
 use chaos::scenario::subject::{Answer, BoxFut, Subject};
 use chaos::scenario::{self, Arena, Fault, SetupError, Timing};
 use pool::testing::{FakeConnector, FakeDb};

@@ -78,7 +78,7 @@ async fn run(steps: Vec<Step>) -> Result<(), String> {
     let db = chaos::postgres::shared().map_err(|e| e.to_string())?;
     let case = CASE.fetch_add(1, Ordering::Relaxed);
     let app = format!("prop-real-{}-{case}", std::process::id());
-    let target = chaos::scenario::Env::host_port(&db.url()).unwrap();
+    let target = chaos::fault::Env::host_port(&db.url()).unwrap();
     let proxies = Proxies::new(case);
     let proxy = proxies
         .create(ProxyConfig::new("db", "127.0.0.1:0", target.clone()))

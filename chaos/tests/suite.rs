@@ -43,11 +43,11 @@ async fn quick_suite_passes_and_writes_its_reports() {
     assert_eq!(by("pool"), chaos::suite::all_scenarios().len());
     assert_eq!(
         by("pool+query"),
-        chaos::scenario::MATRIX.len()
+        chaos::fault::MATRIX.len()
             + 1
             + chaos::scenario::failover::Change::ALL.len()
-            + chaos::scenario::bouncer::BOUNCER_FAULTS.len()
-            + chaos::scenario::service::SERVICE_FAULTS.len(),
+            + chaos::fault::BOUNCER_FAULTS.len()
+            + chaos::fault::SERVICE_FAULTS.len(),
         "the matrix, abandoned_sessions, failover, switchover, the PgBouncer faults and the service family on the shared path"
     );
     for file in [

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use super::{Plan, PlanEvent};
+use crate::fault::{Env, ScenarioProxy};
 use crate::postgres::Database;
 use crate::proxy::Proxies;
-use crate::scenario::{Env, ScenarioProxy};
 
 /// A database (a throwaway cluster, or `DATABASE_URL`) with the embedded proxy in front, for
 /// running a service under a [`Plan`] in a `#[tokio::test]`. Dropping it deletes the proxy

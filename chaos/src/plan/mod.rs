@@ -43,10 +43,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::fault::{self, Fault};
 use crate::kernel::KernelFault;
 use crate::proxy::toxics::TYPES;
 use crate::proxy::{Stream, Toxic, ToxicKind};
-use crate::scenario::matrix::{self, Fault};
 
 /// A parsed, checked plan: every fault with its repeats expanded, in start order.
 #[derive(Debug, Clone)]
@@ -96,11 +96,11 @@ impl What {
             What::Toxic(t) => format!("the toxic {}", t.name),
             What::KernelLoss(_) => "the kernel's rules".into(),
             What::Matrix(f) => match f.kind {
-                matrix::Kind::Down | matrix::Kind::Flapping => "the proxy's switch".into(),
-                matrix::Kind::Kernel(_) => "the kernel's rules".into(),
-                matrix::Kind::ServerRestart => "the server".into(),
-                matrix::Kind::Toxic(spec) => format!("the toxic {}", spec.toxic().name),
-                matrix::Kind::TerminateBackends | matrix::Kind::Bouncer(_) => {
+                fault::Kind::Down | fault::Kind::Flapping => "the proxy's switch".into(),
+                fault::Kind::Kernel(_) => "the kernel's rules".into(),
+                fault::Kind::ServerRestart => "the server".into(),
+                fault::Kind::Toxic(spec) => format!("the toxic {}", spec.toxic().name),
+                fault::Kind::TerminateBackends | fault::Kind::Bouncer(_) => {
                     format!("the fault {}", f.name)
                 }
             },
@@ -110,7 +110,7 @@ impl What {
     /// Whether it needs root and nft.
     pub fn is_kernel(&self) -> bool {
         matches!(self, What::KernelLoss(_))
-            || matches!(self, What::Matrix(f) if matches!(f.kind, matrix::Kind::Kernel(_)))
+            || matches!(self, What::Matrix(f) if matches!(f.kind, fault::Kind::Kernel(_)))
     }
 }
 
@@ -359,19 +359,19 @@ fn what(raw: &RawFault) -> Result<What, String> {
             toxicity: toxicity as f32,
         }));
     }
-    let Some(fault) = matrix::MATRIX.iter().find(|f| f.name == raw.kind) else {
+    let Some(fault) = fault::MATRIX.iter().find(|f| f.name == raw.kind) else {
         return Err(format!(
             "kind = \"{}\" is neither a toxic type ({}) nor a fault of the suite ({})",
             raw.kind,
             TYPES.join(", "),
-            matrix::MATRIX
+            fault::MATRIX
                 .iter()
                 .map(|f| f.name)
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
     };
-    if let matrix::Kind::Kernel(KernelFault::Loss { .. }) = fault.kind {
+    if let fault::Kind::Kernel(KernelFault::Loss { .. }) = fault.kind {
         let percent = match attributes.get("percent") {
             None => 10,
             Some(v) => match v.as_u64() {

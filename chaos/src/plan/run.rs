@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{Plan, PlannedFault, What};
-use crate::scenario::{Env, ScenarioProxy, matrix};
+use crate::fault::{self, Env, ScenarioProxy};
 
 /// What happened to one planned fault.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -163,10 +163,10 @@ async fn one(i: usize, fault: &PlannedFault, run: &Shared<'_>, mut stop: watch::
             }
             Err(e) => Err(e.into()),
         },
-        What::Matrix(f) => matrix::apply_until(env, proxy, f, "", heal).await,
+        What::Matrix(f) => fault::apply_until(env, proxy, f, "", heal).await,
         What::KernelLoss(percent) => {
             let loss = crate::kernel::KernelFault::Loss { percent: *percent };
-            matrix::kernel_until(proxy, loss, heal).await
+            fault::kernel_until(proxy, loss, heal).await
         }
     };
     let ended = Instant::now();

@@ -12,73 +12,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::matrix::{Fault, Kind};
-use super::{Arena, Env, Opened, PoolKind, SetupError, make_subject_with, subject};
+use super::{Arena, Opened, PoolKind, SetupError, make_subject_with, subject};
+use crate::fault::{Env, Fault, Kind};
 use crate::postgres::{Bouncer, PoolMode};
-
-/// A fault of PgBouncer's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BouncerFault {
-    /// Stopped (every client connection cut), started again on the same port at the heal.
-    Restart,
-    /// `PAUSE` (new transactions wait), `RESUME` at the heal.
-    Pause,
-    /// `RECONNECT`: every server connection is closed once released; clients stay.
-    Reconnect,
-    /// `KILL postgres` (every client and server connection of the database dropped, new
-    /// ones wait), `RESUME postgres` at the heal.
-    Kill,
-}
-
-const fn fault(
-    name: &'static str,
-    description: &'static str,
-    label: &'static str,
-    f: BouncerFault,
-    recovery_bound_ms: f64,
-) -> Fault {
-    Fault {
-        name,
-        description,
-        label,
-        kind: Kind::Bouncer(f),
-        needs_cluster: true,
-        during_ms: None,
-        recovery_bound_ms,
-    }
-}
-
-/// The PgBouncer faults, in run order.
-pub const BOUNCER_FAULTS: &[Fault] = &[
-    fault(
-        "pgbouncer_restart",
-        "PgBouncer (transaction pooling) is stopped, cutting every client connection, and started again on the same port at the heal.",
-        "pgbouncer stopped",
-        BouncerFault::Restart,
-        1000.0,
-    ),
-    fault(
-        "pgbouncer_pause",
-        "PgBouncer's PAUSE: transactions wait (connections stay open) until RESUME at the heal.",
-        "pgbouncer PAUSE",
-        BouncerFault::Pause,
-        1000.0,
-    ),
-    fault(
-        "pgbouncer_reconnect",
-        "PgBouncer's RECONNECT: every server connection is closed once released and opened anew; clients keep theirs.",
-        "pgbouncer RECONNECT",
-        BouncerFault::Reconnect,
-        1000.0,
-    ),
-    fault(
-        "pgbouncer_kill",
-        "PgBouncer's KILL of the database: every client and server connection dropped, new ones wait until RESUME at the heal; PgBouncer then opens server connections again after server_login_retry (2 s here).",
-        "pgbouncer KILL",
-        BouncerFault::Kill,
-        1000.0 + crate::postgres::SERVER_LOGIN_RETRY.as_millis() as f64,
-    ),
-];
 
 /// The arena: one PgBouncer per pool under test, in front of the run's cluster.
 pub struct BouncerArena<'e> {
@@ -102,47 +38,6 @@ impl<'e> BouncerArena<'e> {
             .get(handle)
             .cloned()
     }
-}
-
-/// Makes `fault` on `bouncer`, holds it for `during`, heals it.
-pub async fn apply(
-    bouncer: &Arc<Bouncer>,
-    fault: BouncerFault,
-    during: Duration,
-) -> crate::Result<()> {
-    let admin = |command: &'static str| {
-        let b = Arc::clone(bouncer);
-        async move {
-            b.admin(command)
-                .await
-                .map(drop)
-                .map_err(|e| crate::Error::Check(format!("pgbouncer's {command} failed: {e}")))
-        }
-    };
-    match fault {
-        BouncerFault::Restart => {
-            let b = Arc::clone(bouncer);
-            tokio::task::spawn_blocking(move || b.stop()).await?;
-            tokio::time::sleep(during).await;
-            let b = Arc::clone(bouncer);
-            tokio::task::spawn_blocking(move || b.restart()).await??;
-        }
-        BouncerFault::Pause => {
-            admin("PAUSE").await?;
-            tokio::time::sleep(during).await;
-            admin("RESUME").await?;
-        }
-        BouncerFault::Reconnect => {
-            admin("RECONNECT").await?;
-            tokio::time::sleep(during).await;
-        }
-        BouncerFault::Kill => {
-            admin("KILL postgres").await?;
-            tokio::time::sleep(during).await;
-            admin("RESUME postgres").await?;
-        }
-    }
-    Ok(())
 }
 
 impl Arena for BouncerArena<'_> {
@@ -194,7 +89,7 @@ impl Arena for BouncerArena<'_> {
                     fault.name
                 )));
             };
-            apply(&bouncer, f, during).await
+            crate::fault::apply_bouncer(&bouncer, f, during).await
         })
     }
 

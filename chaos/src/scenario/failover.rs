@@ -303,10 +303,10 @@ async fn measure(
         .map(|r| r.get(0))
         .collect();
     let within = Duration::from_secs(5);
-    let mut left = super::wait_no_connections_at(&new.url(), &app, within).await;
+    let mut left = crate::fault::wait_no_connections_at(&new.url(), &app, within).await;
     if change == Change::Switchover {
         // The old primary, as before: one that cannot be asked holds nothing to count.
-        left += super::wait_no_connections_at(&old.url(), &app, within)
+        left += crate::fault::wait_no_connections_at(&old.url(), &app, within)
             .await
             .max(0);
     }

@@ -16,69 +16,14 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::matrix::{Fault, Kind, ToxicSpec};
-use super::{Arena, Env, MAX_SIZE, PoolKind, Progress, QUERY_TIMEOUT, Timing, crit};
-use crate::proxy::{Stream, ToxicKind, toxics};
+use super::{Arena, MAX_SIZE, PoolKind, Progress, QUERY_TIMEOUT, Timing, crit};
+use crate::fault::{Env, Fault, Kind};
 use crate::report::{Criterion, Op, Outcome, Phases, ScenarioReport, Verdict};
 
 /// Each request's own deadline: past it the service answers 504 and drops the request.
 pub const DEADLINE: Duration = Duration::from_secs(2);
 /// How often the server's sessions of the pool are sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(20);
-/// The fault window, quick and full (the criteria's bounds are for a window this long).
-const DURING_MS: [u64; 2] = [1500, 3000];
-
-/// The faults the service family runs under.
-pub const SERVICE_FAULTS: &[Fault] = &[
-    Fault {
-        name: "service_down",
-        description: "A service's open-loop load (a fixed arrival rate, each request with a 2 s deadline) while the proxy is down: connections refused.",
-        label: "proxy down",
-        kind: Kind::Down,
-        needs_cluster: false,
-        during_ms: Some(DURING_MS),
-        recovery_bound_ms: 1000.0,
-    },
-    Fault {
-        name: "service_blackhole",
-        description: "A service's open-loop load while the server's answers vanish (a timeout toxic with timeout 0 on the downstream): new sessions open on the server and nothing comes back.",
-        label: "blackhole (timeout 0)",
-        kind: Kind::Toxic(ToxicSpec {
-            kind: || ToxicKind::Timeout(toxics::Timeout { timeout: 0 }),
-            stream: Stream::Downstream,
-        }),
-        needs_cluster: false,
-        during_ms: Some(DURING_MS),
-        recovery_bound_ms: 1000.0,
-    },
-    Fault {
-        name: "service_restart",
-        description: "A service's open-loop load while the server crashes (stopped immediately) and is restarted.",
-        label: "server crashed",
-        kind: Kind::ServerRestart,
-        needs_cluster: true,
-        during_ms: Some(DURING_MS),
-        recovery_bound_ms: 1000.0,
-    },
-    Fault {
-        name: "service_latency",
-        description: "A service's open-loop load while every answer takes 300 ms longer: connects take several round trips, and the pool must not take a slow server for a silent one.",
-        label: "latency 300 ms",
-        kind: Kind::Toxic(ToxicSpec {
-            kind: || {
-                ToxicKind::Latency(toxics::Latency {
-                    latency: 300,
-                    jitter: 0,
-                })
-            },
-            stream: Stream::Downstream,
-        }),
-        needs_cluster: false,
-        during_ms: Some(DURING_MS),
-        recovery_bound_ms: 1000.0,
-    },
-];
-
 /// Arrivals per second: quick and full.
 fn rate(timing: Timing) -> u32 {
     if timing.quick { 200 } else { 400 }
@@ -318,7 +263,9 @@ async fn run_injected(
     let ops: Arc<Mutex<Vec<Op>>> = Arc::new(Mutex::new(Vec::new()));
     let during = match plan {
         Some(plan) => plan.end(),
-        None => Duration::from_millis(DURING_MS[usize::from(!timing.quick)]),
+        None => Duration::from_millis(
+            crate::fault::catalogue::SERVICE_DURING_MS[usize::from(!timing.quick)],
+        ),
     };
     let end = origin + timing.before + during + timing.after;
     let every = Duration::from_secs(1) / rate(timing);

@@ -44,10 +44,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::fault::{self, Fault, MATRIX};
 use crate::measure::{open_fds, percentile, rss_mib};
 use crate::report::{Criterion, Verdict};
 use crate::rng::Rng;
-use crate::scenario::matrix::{self, Fault, MATRIX};
 use crate::workload::{Bursts, Spacing, Workload};
 pub use report::{EndCheck, FaultEvent, Sample, SoakReport, SoakState, Totals};
 
@@ -686,7 +686,7 @@ pub async fn run(
                 .filter(|f| owned || !f.needs_cluster)
                 // Kernel faults are the suite's for now: the soak's leak verdict is about the
                 // proxy's faults, and it runs on machines without root too.
-                .filter(|f| !matches!(f.kind, matrix::Kind::Kernel(_)))
+                .filter(|f| !matches!(f.kind, fault::Kind::Kernel(_)))
                 .collect();
             let mean = options.fault_every().as_secs_f64();
             let last_start = options.duration.saturating_sub(options.quiet_tail());
@@ -723,9 +723,9 @@ pub async fn run(
                         _ = stop2.changed() => {}
                     }
                 };
-                let result = matrix::apply_until(env, proxy, fault, APP, heal).await;
+                let result = fault::apply_until(env, proxy, fault, APP, heal).await;
                 if result.is_err() {
-                    matrix::heal_everything(env, proxy).await;
+                    fault::heal_everything(env, proxy).await;
                 }
                 {
                     let mut log = lock(&log);
@@ -812,7 +812,7 @@ pub async fn run(
     // the pool must survive without a leak (the end checks below say whether it did).
     workload.stop_within(Duration::from_secs(1)).await;
     let _ = open_loop.await;
-    matrix::heal_everything(&env, &proxy).await;
+    fault::heal_everything(&env, &proxy).await;
     let shutdown = pool.shutdown(Duration::from_secs(10)).await;
     let stats = pool.statistics();
     drop(pool);
