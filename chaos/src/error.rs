@@ -20,7 +20,7 @@ pub enum Error {
     Kernel(#[from] crate::kernel::KernelError),
     /// A pool under test could not be made.
     #[error(transparent)]
-    Open(#[from] crate::scenario::subject::OpenError),
+    Open(#[from] crate::peers::OpenError),
     /// Our pool's configuration was refused.
     #[error(transparent)]
     PoolConfig(#[from] pool::ConfigError),

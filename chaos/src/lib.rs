@@ -34,6 +34,7 @@ pub mod fault;
 pub mod fuzzing;
 pub mod kernel;
 pub mod measure;
+pub mod peers;
 pub mod plan;
 pub mod postgres;
 pub mod proxy;

@@ -36,6 +36,13 @@ impl Rng {
     }
 }
 
+/// A seed for one part of a run (a pool tagged `app`, a worker), derived from the run's seed.
+pub fn seed_for(seed: u64, part: &str) -> u64 {
+    part.bytes().fold(seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01B3)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

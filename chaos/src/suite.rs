@@ -6,12 +6,13 @@ use std::sync::Arc;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::controller::{FaultController, ToxiproxyClient};
+use crate::fault::Env;
+use crate::peers::{POOL, PoolChoice, PoolKind};
 use crate::postgres::Database;
 use crate::proxy::Proxies;
 use crate::report::{ChaosReport, html, svg};
-use crate::scenario::{
-    self, Env, PoolChoice, PoolKind, Progress, Scenario, Timing, validation::Validation,
-};
+pub use crate::scenario::Load;
+use crate::scenario::{Ctx, Progress, Scenario, Stage, Timing};
 use crate::signals::Interrupt;
 
 /// Options of a run.
@@ -31,17 +32,6 @@ pub struct Options {
     pub fault_plan: Option<crate::plan::Plan>,
     /// The load a plan runs under (`chaos run --plan P --load service`).
     pub load: Load,
-}
-
-/// The load a fault plan runs under.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Load {
-    /// The suite's steady workers plus bursts of 3 x max_size (as the fault matrix).
-    #[default]
-    Steady,
-    /// A service's open-loop load: a fixed arrival rate, each request with its own 2 s
-    /// deadline (as the `service_*` scenarios).
-    Service,
 }
 
 /// Every scenario name: validation first, then the fault matrix.
@@ -192,51 +182,32 @@ pub fn plan(options: &Options) -> crate::Result<Vec<(Scenario, PoolKind)>> {
             .pool
             .kinds()
             .into_iter()
-            .map(|kind| (Scenario::Plan, kind))
+            .map(|kind| (Scenario::Plan(()), kind))
             .collect());
     }
     let wanted =
         |name: &str| options.scenarios.is_empty() || options.scenarios.iter().any(|s| s == name);
     let pools = options.pool.kinds();
-    let mut plan: Vec<(Scenario, PoolKind)> = Vec::new();
-    let ours = pools.contains(&PoolKind::Pool);
-    if ours {
-        // The log check runs last, after every other scenario has produced events.
-        for v in Validation::ALL
-            .into_iter()
-            .filter(|v| *v != Validation::Logs && wanted(v.name()))
-        {
-            plan.push((Scenario::Validation(v), PoolKind::Pool));
+    let all: Vec<Scenario> = Scenario::all()
+        .into_iter()
+        .filter(|s| wanted(s.name()))
+        .collect();
+    let once = |stage: Stage| -> Vec<(Scenario, PoolKind)> {
+        if !pools.contains(&POOL) {
+            return Vec::new();
         }
-    }
+        all.iter()
+            .filter(|s| s.stage() == stage)
+            .map(|s| (*s, POOL))
+            .collect()
+    };
+    let mut plan = once(Stage::First);
     for kind in &pools {
-        for f in scenario::MATRIX.iter().filter(|f| wanted(f.name)) {
-            plan.push((Scenario::Fault(f), *kind));
-        }
-        if wanted(scenario::application::NAME) {
-            plan.push((Scenario::Application, *kind));
-        }
-        for change in scenario::failover::Change::ALL {
-            if wanted(change.name()) {
-                plan.push((Scenario::Deployment(change), *kind));
-            }
-        }
-        for f in crate::fault::BOUNCER_FAULTS
-            .iter()
-            .filter(|f| wanted(f.name))
-        {
-            plan.push((Scenario::Bouncer(f), *kind));
-        }
-        for f in crate::fault::SERVICE_FAULTS
-            .iter()
-            .filter(|f| wanted(f.name))
-        {
-            plan.push((Scenario::Service(f), *kind));
+        for s in all.iter().filter(|s| s.stage() == Stage::PerPool) {
+            plan.push((*s, *kind));
         }
     }
-    if ours && wanted(Validation::Logs.name()) {
-        plan.push((Scenario::Validation(Validation::Logs), PoolKind::Pool));
-    }
+    plan.extend(once(Stage::Last));
     if plan.is_empty() {
         return Err(crate::Error::Check(format!(
             "none of the scenarios {:?} runs against {:?} (validation scenarios run only against our pool); see `chaos run --list`",
@@ -297,6 +268,13 @@ pub async fn run_until(
         scenarios: Vec::new(),
         interrupted: None,
     };
+    let ctx = Ctx {
+        env: &env,
+        timing,
+        progress: &bars,
+        fault_plan: options.fault_plan.as_ref(),
+        load: options.load,
+    };
     for (scenario, kind) in &plan {
         let (name, kind) = (scenario.name(), *kind);
         let bar = bars.multi.add(ProgressBar::new(4));
@@ -307,42 +285,8 @@ pub async fn run_until(
         );
         bar.set_prefix("running");
         *bars.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
-        let work = async {
-            match scenario {
-                Scenario::Validation(v) => scenario::validation::run(&env, *v, timing, &bars).await,
-                Scenario::Fault(fault) => {
-                    scenario::run_fault(&env, fault, kind, timing, &bars).await
-                }
-                Scenario::Application => {
-                    scenario::application::run(&env, kind, timing, &bars).await
-                }
-                Scenario::Deployment(change) => {
-                    scenario::failover::run(env.seed, *change, kind, timing, &bars).await
-                }
-                Scenario::Bouncer(fault) => {
-                    let arena = scenario::bouncer::BouncerArena::new(&env);
-                    scenario::run_fault(&arena, fault, kind, timing, &bars).await
-                }
-                Scenario::Service(fault) => {
-                    scenario::service::run(&env, fault, kind, timing, &bars).await
-                }
-                Scenario::Plan => {
-                    let fault_plan = options
-                        .fault_plan
-                        .as_ref()
-                        .expect("a plan scenario has a plan");
-                    match options.load {
-                        Load::Steady => {
-                            scenario::run_plan(&env, fault_plan, kind, timing, &bars).await
-                        }
-                        Load::Service => {
-                            scenario::service::run_plan(&env, fault_plan, kind, timing, &bars).await
-                        }
-                    }
-                }
-            }
-        };
-        let r = tokio::select! {
+        let work = scenario.run(&ctx, kind);
+        let mut r = tokio::select! {
             r = work => r,
             signal = &mut stop => {
                 bar.abandon_with_message(format!("{:<18} {name:<20} interrupted by {signal}", kind.name()));
@@ -355,6 +299,7 @@ pub async fn run_until(
                 break;
             }
         };
+        r.ours = kind.is_ours();
         bar.set_prefix(r.verdict().mark());
         let line = format!("{:<18} {name:<20} {}", kind.name(), summary(&r));
         if bars.multi.is_hidden() {

@@ -11,10 +11,11 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chaos::fault::Fault;
 use chaos::fault::{Kind, MATRIX};
+use chaos::peers::{ACQUIRE_TIMEOUT, Answer, BoxFut, MAX_SIZE, POOL, PoolKind, Subject};
 use chaos::report::{ChaosReport, Outcome};
-use chaos::scenario::subject::{Answer, BoxFut, Subject};
-use chaos::scenario::{self, Arena, Fault, SetupError, Timing};
+use chaos::scenario::{self, Arena, SetupError, Timing};
 use pool::testing::{FakeConnector, FakeDb};
 use pool::{Pool, PoolConfig};
 
@@ -22,7 +23,7 @@ use pool::{Pool, PoolConfig};
 struct FakeSubject(Pool<FakeConnector>);
 
 impl Subject for FakeSubject {
-    fn handle<'a>(&'a self, _: chaos::scenario::subject::Handler) -> BoxFut<'a, Answer> {
+    fn handle<'a>(&'a self, _: chaos::peers::Handler) -> BoxFut<'a, Answer> {
         // The fake database has no sessions: application-made faults run on real servers.
         Box::pin(async { (Outcome::Info, Some("not modelled".into())) })
     }
@@ -96,7 +97,7 @@ impl Arena for FakeArena {
     }
     fn open<'a>(
         &'a self,
-        _kind: scenario::PoolKind,
+        _kind: PoolKind,
         app: &'a str,
     ) -> BoxFut<'a, Result<scenario::Opened, SetupError>> {
         Box::pin(async move {
@@ -104,9 +105,9 @@ impl Arena for FakeArena {
             // The suite's settings for our pool, with the jitter seeded.
             let config = PoolConfig::default()
                 .min_size(2)
-                .max_size(scenario::MAX_SIZE)
-                .acquire_timeout(scenario::ACQUIRE_TIMEOUT)
-                .connect_timeout(scenario::ACQUIRE_TIMEOUT)
+                .max_size(MAX_SIZE)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_timeout(ACQUIRE_TIMEOUT)
                 .validation_timeout(Duration::from_millis(500))
                 .probe_timeout(Duration::from_millis(500))
                 .jitter_seed(Some(7));
@@ -211,9 +212,9 @@ async fn deterministic_run(seed: u64) -> ChaosReport {
         interrupted: None,
     };
     for fault in MATRIX.iter().filter(|f| faked(f)) {
-        report.scenarios.push(
-            scenario::run_fault(&arena, fault, scenario::PoolKind::Pool, timing, &Quiet).await,
-        );
+        report
+            .scenarios
+            .push(scenario::run_fault(&arena, fault, POOL, timing, &Quiet).await);
     }
     report
 }

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use chaos::peers::sqlx::Sqlx;
+use chaos::peers::{Handler, Subject};
 use chaos::report::Outcome;
-use chaos::scenario::subject::{Handler, Sqlx, Subject};
 
 async fn cluster() -> chaos::postgres::Cluster {
     tokio::task::spawn_blocking(chaos::postgres::Cluster::start)

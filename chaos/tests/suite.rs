@@ -1,7 +1,7 @@
 //! The chaos suite end to end, CI-sized (`--quick`): every scenario against our pool on a
 //! throwaway PostgreSQL through the embedded proxy, and the report files it writes.
 
-use chaos::scenario::PoolChoice;
+use chaos::peers::PoolChoice;
 use chaos::suite::{Options, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -16,7 +16,7 @@ async fn quick_suite_passes_and_writes_its_reports() {
     }
     let out = tempfile::tempdir().unwrap();
     let report = run(Options {
-        pool: PoolChoice::Pool,
+        pool: PoolChoice::POOL,
         scenarios: Vec::new(),
         seed: 7,
         quick: true,
@@ -86,7 +86,7 @@ async fn quick_suite_passes_and_writes_its_reports() {
 #[tokio::test]
 async fn unknown_scenarios_are_a_clear_error() {
     let err = run(Options {
-        pool: PoolChoice::Pool,
+        pool: PoolChoice::POOL,
         scenarios: vec!["no_such_fault".into()],
         seed: 1,
         quick: true,
@@ -106,7 +106,7 @@ async fn unknown_scenarios_are_a_clear_error() {
 async fn the_peer_pools_run_and_are_measured() {
     let out = tempfile::tempdir().unwrap();
     let report = run(Options {
-        pool: PoolChoice::All,
+        pool: PoolChoice::ALL,
         scenarios: vec!["down".into()],
         seed: 7,
         quick: true,

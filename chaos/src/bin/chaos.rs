@@ -260,7 +260,7 @@ struct RunArgs {
     /// deadpool-postgres, bb8-postgres, sqlx, or all side by side (peers run at their defaults
     /// and with recommended timeouts).
     #[arg(long, value_enum, default_value = "pool")]
-    pool: Option<chaos::scenario::PoolChoice>,
+    pool: Option<chaos::peers::PoolChoice>,
     /// Run only this scenario (repeatable); see --list.
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
@@ -397,7 +397,7 @@ async fn run(args: RunArgs, mut signals: chaos::signals::Signals) -> anyhow::Res
         None => None,
     };
     let options = chaos::suite::Options {
-        pool: args.pool.unwrap_or(chaos::scenario::PoolChoice::Pool),
+        pool: args.pool.unwrap_or(chaos::peers::PoolChoice::POOL),
         scenarios: args.scenarios,
         seed,
         quick: args.quick,

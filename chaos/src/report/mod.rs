@@ -185,6 +185,9 @@ pub struct ScenarioReport {
     pub name: String,
     /// The pool under test.
     pub pool: String,
+    /// Whether the pool under test is ours (its failures fail the run); the runner marks it.
+    #[serde(default)]
+    pub ours: bool,
     /// What the scenario does.
     pub description: String,
     /// The fault window, if any.
@@ -207,11 +210,13 @@ pub struct ScenarioReport {
 }
 
 impl ScenarioReport {
-    /// A report for `pool` in scenario `name`, with nothing measured yet.
-    pub fn new(name: &str, pool: &str, description: &str) -> Self {
+    /// A report for `pool` (`ours`: our pool, by either path) in scenario `name`, with
+    /// nothing measured yet.
+    pub fn new(name: &str, pool: &str, ours: bool, description: &str) -> Self {
         ScenarioReport {
             name: name.into(),
             pool: pool.into(),
+            ours,
             description: description.into(),
             fault: None,
             phases: Phases::default(),
@@ -353,9 +358,11 @@ impl ChaosReport {
         if let Some(by) = &self.interrupted {
             return RunVerdict::Interrupted { by: by.clone() };
         }
-        if self.scenarios.iter().any(|s| {
-            crate::scenario::PoolKind::is_ours_name(&s.pool) && s.verdict() == Verdict::Fail
-        }) {
+        if self
+            .scenarios
+            .iter()
+            .any(|s| s.ours && s.verdict() == Verdict::Fail)
+        {
             return RunVerdict::Failed;
         }
         let unavailable: Vec<String> = self
@@ -568,6 +575,7 @@ pub(crate) mod tests {
         let scenario = ScenarioReport {
             name: "down".into(),
             pool: "pool".into(),
+            ours: true,
             description: "The proxy is disabled (listener closed, connections cut), then enabled."
                 .into(),
             fault: Some(FaultWindow {
@@ -628,6 +636,7 @@ pub(crate) mod tests {
         };
         let mut peer = scenario.clone();
         peer.pool = "bb8".into();
+        peer.ours = false;
         peer.health.clear();
         peer.criteria[1] = Criterion {
             id: "recovery".into(),
@@ -652,7 +661,7 @@ pub(crate) mod tests {
     /// no requests: the comparison page's cases.
     pub fn sample_side_by_side() -> ChaosReport {
         let mut r = sample();
-        let mut init = ScenarioReport::new("sc_init", "pool", "Initialisation time.");
+        let mut init = ScenarioReport::new("sc_init", "pool", true, "Initialisation time.");
         init.criteria.push(Criterion {
             id: "SC-001".into(),
             description: "initialised fast".into(),
@@ -687,7 +696,7 @@ pub(crate) mod tests {
     #[test]
     fn a_run_passes_only_when_everything_asked_for_was_measured() {
         let unknown = |name: &str, why: &str| {
-            let mut s = ScenarioReport::new(name, "pool", "x");
+            let mut s = ScenarioReport::new(name, "pool", true, "x");
             s.criteria.push(Criterion {
                 id: "setup".into(),
                 description: why.into(),

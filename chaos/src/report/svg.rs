@@ -422,7 +422,7 @@ fn marks(out: &mut String, s: &ScenarioReport, x: &dyn Fn(f64) -> f64, y: &dyn F
 
 fn health_band(out: &mut String, s: &ScenarioReport, duration: f64, x: &dyn Fn(f64) -> f64) {
     if s.health.is_empty() {
-        let why = if crate::scenario::PoolKind::is_ours_name(&s.pool) {
+        let why = if s.ours {
             "health: not sampled in this scenario"
         } else {
             "health: not reported by this pool"

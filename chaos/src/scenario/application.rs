@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::subject::{Handler, Subject};
-use super::{Env, MAX_SIZE, PoolKind, Progress, Timing, crit, make_subject};
+use super::family::{Ctx, Family as FamilyTrait, Running};
+use super::judge::{crit, not_started};
+use super::runner::{Progress, Timing, make_subject};
+use crate::fault::Env;
+use crate::peers::{Handler, MAX_SIZE, PoolKind, Subject};
 use crate::report::{Criterion, Op, Outcome, ScenarioReport, Verdict};
 use crate::rng::Rng;
 
@@ -50,11 +53,11 @@ pub async fn run(
     progress: &dyn Progress,
 ) -> ScenarioReport {
     let app = format!("chaos-{}-{NAME}", kind.name().replace('+', "-"));
-    let mut report = ScenarioReport::new(NAME, kind.name(), DESCRIPTION);
+    let mut report = ScenarioReport::new(NAME, kind.name(), kind.is_ours(), DESCRIPTION);
     let subject: Arc<dyn Subject> = match make_subject(kind, &env.db.url(), &app, env.seed).await {
         Ok(s) => Arc::from(s),
         Err(e) => {
-            report.criteria.push(super::not_started(e));
+            report.criteria.push(not_started(e));
             return report;
         }
     };
@@ -66,7 +69,7 @@ pub async fn run(
     let mut workers = Vec::new();
     for w in 0..timing.workers.min(MAX_SIZE) {
         let (subject, ops) = (Arc::clone(&subject), Arc::clone(&ops));
-        let mut rng = Rng::new(super::seed_for(env.seed, &format!("{app}-{w}")));
+        let mut rng = Rng::new(crate::rng::seed_for(env.seed, &format!("{app}-{w}")));
         workers.push(tokio::spawn(async move {
             while Instant::now() < until {
                 let dirty = DIRTY[rng.below(DIRTY.len() as u64) as usize];
@@ -178,4 +181,23 @@ pub async fn run(
     ));
     report.ops = ops;
     report
+}
+
+/// Faults the application makes: one scenario.
+pub struct Family;
+
+impl FamilyTrait for Family {
+    type Item = ();
+    fn items() -> Vec<Self::Item> {
+        vec![()]
+    }
+    fn name(_: Self::Item) -> &'static str {
+        NAME
+    }
+    fn description(_: Self::Item) -> &'static str {
+        DESCRIPTION
+    }
+    fn run<'a>(_: Self::Item, ctx: &'a Ctx<'a>, kind: PoolKind) -> Running<'a> {
+        Box::pin(run(ctx.env, kind, ctx.timing, ctx.progress))
+    }
 }

@@ -1,6 +1,6 @@
 //! Faults PgBouncer makes, with a real PgBouncer (transaction pooling) between each pool under
 //! test and the throwaway cluster: a restart, `PAUSE`/`RESUME`, `RECONNECT`, `KILL`. The
-//! scenarios run through the ordinary fault machinery ([`super::run_fault`]) on an
+//! scenarios run through the ordinary fault machinery ([`super::runner::run_fault`]) on an
 //! [`Arena`] whose fault injector is the pool's own PgBouncer, so they get the matrix's
 //! criteria, phases and timelines. Without `pgbouncer` on the machine they are reported
 //! unavailable, with the reason.
@@ -12,8 +12,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{Arena, Opened, PoolKind, SetupError, make_subject_with, subject};
-use crate::fault::{Env, Fault, Kind};
+use super::family::{Ctx, Family as FamilyTrait, Running};
+use super::runner::{Arena, Opened, SetupError, make_subject_with, run_fault};
+use crate::peers::{BoxFut, PoolKind};
+use crate::fault::{BOUNCER_FAULTS, Env, Fault, Kind};
 use crate::postgres::{Bouncer, PoolMode};
 
 /// The arena: one PgBouncer per pool under test, in front of the run's cluster.
@@ -49,7 +51,7 @@ impl Arena for BouncerArena<'_> {
         &'a self,
         kind: PoolKind,
         app: &'a str,
-    ) -> subject::BoxFut<'a, Result<Opened, SetupError>> {
+    ) -> BoxFut<'a, Result<Opened, SetupError>> {
         Box::pin(async move {
             crate::postgres::pgbouncer_binary().map_err(|e| SetupError::Injector(e.to_string()))?;
             let cluster = self
@@ -81,7 +83,7 @@ impl Arena for BouncerArena<'_> {
         fault: &'a Fault,
         _app: &'a str,
         during: Duration,
-    ) -> subject::BoxFut<'a, crate::Result<()>> {
+    ) -> BoxFut<'a, crate::Result<()>> {
         Box::pin(async move {
             let (Some(bouncer), Kind::Bouncer(f)) = (self.bouncer(handle), fault.kind) else {
                 return Err(crate::Error::Check(format!(
@@ -95,7 +97,7 @@ impl Arena for BouncerArena<'_> {
 
     /// The pool's client connections PgBouncer still holds (its server connections are
     /// PgBouncer's own, pooled for whoever comes next).
-    fn left_on_server<'a>(&'a self, app: &'a str) -> subject::BoxFut<'a, i64> {
+    fn left_on_server<'a>(&'a self, app: &'a str) -> BoxFut<'a, i64> {
         Box::pin(async move {
             let Some(bouncer) = self.bouncer(app) else {
                 return 0;
@@ -120,7 +122,7 @@ impl Arena for BouncerArena<'_> {
         })
     }
 
-    fn close<'a>(&'a self, handle: &'a str) -> subject::BoxFut<'a, ()> {
+    fn close<'a>(&'a self, handle: &'a str) -> BoxFut<'a, ()> {
         Box::pin(async move {
             let bouncer = self
                 .bouncers
@@ -130,6 +132,28 @@ impl Arena for BouncerArena<'_> {
             if let Some(b) = bouncer {
                 let _ = tokio::task::spawn_blocking(move || drop(b)).await;
             }
+        })
+    }
+}
+
+/// The PgBouncer faults.
+pub struct Family;
+
+impl FamilyTrait for Family {
+    type Item = &'static Fault;
+    fn items() -> Vec<Self::Item> {
+        BOUNCER_FAULTS.iter().collect()
+    }
+    fn name(item: Self::Item) -> &'static str {
+        item.name
+    }
+    fn description(item: Self::Item) -> &'static str {
+        item.description
+    }
+    fn run<'a>(item: Self::Item, ctx: &'a Ctx<'a>, kind: PoolKind) -> Running<'a> {
+        Box::pin(async move {
+            let arena = BouncerArena::new(ctx.env);
+            run_fault(&arena, item, kind, ctx.timing, ctx.progress).await
         })
     }
 }

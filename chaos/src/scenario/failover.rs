@@ -22,8 +22,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::subject::Subject;
-use super::{PoolKind, Progress, Timing, crit, make_subject, unknown};
+use super::family::{Ctx, Family as FamilyTrait, Running};
+use super::judge::{crit, not_started, unknown};
+use super::runner::{Progress, Timing, make_subject};
+use crate::peers::{PoolKind, QUERY_TIMEOUT, Subject};
 use crate::postgres::{Cluster, ClusterOptions, StopMode};
 use crate::report::{FaultWindow, Op, Outcome, Phases, ScenarioReport};
 
@@ -137,8 +139,8 @@ pub async fn run(
     progress: &dyn Progress,
 ) -> ScenarioReport {
     let name = change.name();
-    let mut report = ScenarioReport::new(name, kind.name(), change.description());
-    if matches!(kind, PoolKind::Sqlx | PoolKind::SqlxTimeouts) {
+    let mut report = ScenarioReport::new(name, kind.name(), kind.is_ours(), change.description());
+    if kind.name().starts_with("sqlx") {
         report.criteria.push(unknown(
             "failover",
             "sqlx's PgPool takes one host per URL (launchbadge/sqlx#3333 and #2290 are open): it cannot be given a standby to fail over to",
@@ -194,7 +196,7 @@ async fn measure(
     let subject: Arc<dyn Subject> = match make_subject(kind, &url, &app, seed).await {
         Ok(s) => Arc::from(s),
         Err(e) => {
-            report.criteria.push(super::not_started(e));
+            report.criteria.push(not_started(e));
             return Ok(());
         }
     };
@@ -220,7 +222,7 @@ async fn measure(
                 let started = Instant::now();
                 let (outcome, error) = match tokio::time::timeout(
                     WRITE_CUTOFF,
-                    subject.request(&sql, super::QUERY_TIMEOUT),
+                    subject.request(&sql, QUERY_TIMEOUT),
                 )
                 .await
                 {
@@ -401,4 +403,23 @@ async fn measure(
     ));
     report.ops = ops;
     Ok(())
+}
+
+/// Faults the deployment makes: a failover and a switchover.
+pub struct Family;
+
+impl FamilyTrait for Family {
+    type Item = Change;
+    fn items() -> Vec<Self::Item> {
+        Change::ALL.to_vec()
+    }
+    fn name(item: Self::Item) -> &'static str {
+        item.name()
+    }
+    fn description(item: Self::Item) -> &'static str {
+        item.description()
+    }
+    fn run<'a>(item: Self::Item, ctx: &'a Ctx<'a>, kind: PoolKind) -> Running<'a> {
+        Box::pin(run(ctx.env.seed, item, kind, ctx.timing, ctx.progress))
+    }
 }

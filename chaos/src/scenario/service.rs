@@ -16,8 +16,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Arena, MAX_SIZE, PoolKind, Progress, QUERY_TIMEOUT, Timing, crit};
-use crate::fault::{Env, Fault, Kind};
+use super::family::{Ctx, Family as FamilyTrait, Running};
+use super::judge::{crit, not_started, unknown};
+use super::runner::{Arena, Progress, Timing, begin, fault_window, make_subject};
+use crate::peers::{ACQUIRE_TIMEOUT, MAX_SIZE, OpenError, POOL, POOL_QUERY, PoolKind, QUERY_TIMEOUT, Subject};
+use crate::fault::{Env, Fault, Kind, SERVICE_FAULTS};
 use crate::report::{Criterion, Op, Outcome, Phases, ScenarioReport, Verdict};
 
 /// Each request's own deadline: past it the service answers 504 and drops the request.
@@ -134,22 +137,20 @@ async fn subject(
     url: &str,
     app: &str,
     seed: u64,
-) -> Result<Box<dyn super::subject::Subject>, super::subject::OpenError> {
+) -> Result<Box<dyn Subject>, OpenError> {
     let config = || -> Result<pool::PoolConfig, pool::ConfigError> {
         Ok(pool::PoolConfig::from_url(url)?
             .application_name(app.to_string())
             .max_size(MAX_SIZE)
-            .acquire_timeout(super::ACQUIRE_TIMEOUT)
-            .jitter_seed(Some(super::seed_for(seed, app))))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .jitter_seed(Some(crate::rng::seed_for(seed, app))))
     };
-    Ok(match kind {
-        PoolKind::Pool => Box::new(super::subject::OurPool(
-            pool::Pool::connect(config()?).await?,
-        )),
-        PoolKind::PoolQuery => Box::new(super::subject::OurPoolShared(
-            pool::Pool::connect(config()?).await?,
-        )),
-        peer => super::make_subject(peer, url, app, seed).await?,
+    Ok(if kind == POOL {
+        Box::new(crate::peers::ours::OurPool(pool::Pool::connect(config()?).await?))
+    } else if kind == POOL_QUERY {
+        Box::new(crate::peers::ours::OurPoolShared(pool::Pool::connect(config()?).await?))
+    } else {
+        make_subject(kind, url, app, seed).await?
     })
 }
 
@@ -217,26 +218,26 @@ async fn run_injected(
     timing: Timing,
     progress: &dyn Progress,
 ) -> ScenarioReport {
-    let (app, mut report) = match super::begin(env, fault, kind) {
+    let (app, mut report) = match begin(env, fault, kind) {
         Ok(begun) => begun,
         Err(report) => return *report,
     };
     let scenario_proxy = match env.proxy(&format!("chaos_{}", app.replace('-', "_"))).await {
         Ok(p) => p,
         Err(e) => {
-            report.criteria.push(super::unknown(
+            report.criteria.push(unknown(
                 "setup",
                 &format!("could not create the proxy: {e}"),
             ));
             return report;
         }
     };
-    let subject: Arc<dyn super::subject::Subject> =
+    let subject: Arc<dyn Subject> =
         match subject(kind, &scenario_proxy.url, &app, env.seed).await {
             Ok(s) => Arc::from(s),
             Err(e) => {
                 env.drop_proxy(&scenario_proxy).await;
-                report.criteria.push(super::not_started(e));
+                report.criteria.push(not_started(e));
                 return report;
             }
         };
@@ -332,7 +333,7 @@ async fn run_injected(
 
     let mut ops = std::mem::take(&mut *ops.lock().unwrap_or_else(|e| e.into_inner()));
     ops.sort_by(|a, b| a.start_ms.total_cmp(&b.start_ms));
-    report.fault = Some(super::fault_window(fault, plan, fault_start, heal));
+    report.fault = Some(fault_window(fault, plan, fault_start, heal));
     report.duration_ms = ms(Instant::now());
     let opened = at_start.zip(at_heal).map(|(a, b)| Opened {
         sessions: b.sessions - a.sessions,
@@ -520,5 +521,24 @@ fn judge(
 }
 
 fn unmeasured(id: &str, why: &str) -> Criterion {
-    super::unknown(id, why)
+    unknown(id, why)
+}
+
+/// A service's load under a fault.
+pub struct Family;
+
+impl FamilyTrait for Family {
+    type Item = &'static Fault;
+    fn items() -> Vec<Self::Item> {
+        SERVICE_FAULTS.iter().collect()
+    }
+    fn name(item: Self::Item) -> &'static str {
+        item.name
+    }
+    fn description(item: Self::Item) -> &'static str {
+        item.description
+    }
+    fn run<'a>(item: Self::Item, ctx: &'a Ctx<'a>, kind: PoolKind) -> Running<'a> {
+        Box::pin(run(ctx.env, item, kind, ctx.timing, ctx.progress))
+    }
 }

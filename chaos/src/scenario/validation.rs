@@ -5,7 +5,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Env, Progress, Timing, crit};
+use super::family::{Ctx, Family as FamilyTrait, Running};
+use super::family::Stage;
+use super::judge::crit;
+use super::runner::{Progress, Timing};
+use crate::fault::Env;
+use crate::peers::PoolKind;
 use crate::report::{Criterion, FaultWindow, Op, Outcome, ScenarioReport, Verdict};
 use pool::{HealthStatus, Pool, PoolConfig};
 
@@ -67,7 +72,7 @@ impl Validation {
 }
 
 fn blank(name: &str, description: &str) -> ScenarioReport {
-    ScenarioReport::new(name, "pool", description)
+    ScenarioReport::new(name, "pool", true, description)
 }
 
 /// The validation script's pool (min 2, max 10, defaults otherwise), its jitter seeded from
@@ -78,7 +83,7 @@ fn config(seed: u64, url: &str, app: &str) -> PoolConfig {
         .application_name(app.to_string())
         .min_size(2)
         .max_size(10)
-        .jitter_seed(Some(super::seed_for(seed, app)))
+        .jitter_seed(Some(crate::rng::seed_for(seed, app)))
 }
 
 fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
@@ -735,4 +740,31 @@ fn logs() -> crate::Result<ScenarioReport> {
     ));
     r.metrics.insert("events".into(), events.len() as f64);
     Ok(r)
+}
+
+/// The replaced system's validation scenarios: our pool only; the log check last, after every
+/// other scenario has produced events.
+pub struct Family;
+
+impl FamilyTrait for Family {
+    type Item = Validation;
+    fn items() -> Vec<Self::Item> {
+        Validation::ALL.to_vec()
+    }
+    fn name(item: Self::Item) -> &'static str {
+        item.name()
+    }
+    fn description(_: Self::Item) -> &'static str {
+        "validation (pool only)"
+    }
+    fn stage(item: Self::Item) -> Stage {
+        if item == Validation::Logs {
+            Stage::Last
+        } else {
+            Stage::First
+        }
+    }
+    fn run<'a>(item: Self::Item, ctx: &'a Ctx<'a>, _: PoolKind) -> Running<'a> {
+        Box::pin(run(ctx.env, item, ctx.timing, ctx.progress))
+    }
 }

@@ -594,7 +594,7 @@ pub async fn run(
     let proxy = env.proxy("chaos_soak").await?;
     // The suite's pool, sized for the soak, retiring connections often enough that the
     // lifetime and idle paths run many times.
-    let config = crate::scenario::pool_config(&proxy.url, APP, options.seed)?
+    let config = crate::peers::pool_config(&proxy.url, APP, options.seed)?
         .max_size(options.max_size)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_timeout(ACQUIRE_TIMEOUT)

@@ -14,11 +14,38 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResult, PgRow};
 use sqlx::{Connection, Executor, Row};
 
-use super::{
-    ABANDON_AFTER, Answer, BoxFut, CHECK, CHECK_LIMIT, DROP_AFTER, Handler, MARK, OpenError,
-    PoolKind, SLOW_QUERY, Subject, checked, classify,
+use super::handlers::{
+    ABANDON_AFTER, CHECK, CHECK_LIMIT, DROP_AFTER, Handler, MARK, SLOW_QUERY, checked, classify,
 };
+use super::kind::{ACQUIRE_TIMEOUT, MAX_SIZE, OpenArgs, Peer, PoolKind, Setup};
+use super::subject::{Answer, BoxFut, OpenError, Subject};
 use crate::report::Outcome;
+
+/// sqlx's `PgPool`.
+pub const PEER: Peer = Peer {
+    name: "sqlx",
+    about: "sqlx's `PgPool`, at its defaults and with the recommended acquire timeout.",
+    setups: &SETUPS,
+};
+
+static SETUPS: [Setup; 2] = [
+    Setup {
+        name: "sqlx",
+        about: "sqlx's `PgPool` at its defaults (30 s acquire timeout, ping before acquire)",
+        ours: false,
+        open: |a| Box::pin(async move { open(a, false) }),
+    },
+    Setup {
+        name: "sqlx+timeouts",
+        about: "sqlx's `PgPool` with the suite's acquire timeout",
+        ours: false,
+        open: |a| Box::pin(async move { open(a, true) }),
+    },
+];
+
+fn open(a: OpenArgs<'_>, timeouts: bool) -> Result<Box<dyn Subject>, OpenError> {
+    Ok(Box::new(Sqlx::new(a.url, MAX_SIZE, a.app, timeouts, ACQUIRE_TIMEOUT)?))
+}
 
 /// sqlx's `PgPool`, at its defaults or with the acquire timeout the suite recommends.
 pub struct Sqlx {
@@ -48,9 +75,9 @@ impl Sqlx {
         Ok(Self {
             pool: builder.connect_lazy_with(options),
             kind: if timeouts {
-                PoolKind::SqlxTimeouts
+                PoolKind::of(&SETUPS[1])
             } else {
-                PoolKind::Sqlx
+                PoolKind::of(&SETUPS[0])
             },
         })
     }

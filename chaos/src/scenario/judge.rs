@@ -1,0 +1,171 @@
+//! The criteria: each a measured value beside its bound, with a verdict. The fault runner's
+//! criteria ([`judge`]) are read from the history of requests; the families add their own
+//! with [`crit`].
+
+use crate::fault::Fault;
+use crate::peers::{ACQUIRE_TIMEOUT, PoolKind, QUERY_TIMEOUT};
+use crate::report::{Criterion, Op, Outcome, Phases, ScenarioReport, Verdict};
+
+/// A measured criterion: pass when `ok`.
+pub(crate) fn crit(
+    id: &str,
+    description: &str,
+    measured: String,
+    bound: &str,
+    ok: bool,
+) -> Criterion {
+    Criterion {
+        id: id.into(),
+        description: description.into(),
+        measured,
+        bound: bound.into(),
+        verdict: verdict(ok),
+    }
+}
+
+/// The failed criterion of a pool under test that did not start (`why`: its error).
+pub(crate) fn not_started(why: impl std::fmt::Display) -> Criterion {
+    crit("setup", "the pool starts", why.to_string(), "starts", false)
+}
+
+pub(crate) fn unknown(id: &str, why: &str) -> Criterion {
+    Criterion {
+        id: id.into(),
+        description: why.into(),
+        measured: "not measured".into(),
+        bound: "-".into(),
+        verdict: Verdict::Unknown,
+    }
+}
+
+pub(crate) fn verdict(ok: bool) -> Verdict {
+    if ok { Verdict::Pass } else { Verdict::Fail }
+}
+
+/// Computes phases, figures and verdicts from the history.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn judge(
+    report: &mut ScenarioReport,
+    kind: PoolKind,
+    ops: &[Op],
+    fault: &Fault,
+    start: f64,
+    heal: f64,
+    pool_left: usize,
+    server_left: i64,
+    applied: bool,
+) {
+    report.phases = Phases::of(ops, start, heal);
+    let longest = ops.iter().map(Op::latency_ms).fold(0.0, f64::max);
+    report.metrics.insert("longest_request_ms".into(), longest);
+    let bound_ms = (ACQUIRE_TIMEOUT + QUERY_TIMEOUT).as_secs_f64() * 1000.0 + 500.0;
+    let hangs = ops.iter().filter(|o| o.latency_ms() > bound_ms).count();
+    report.criteria.push(Criterion {
+        id: "no_hang".into(),
+        description: "no request outlived its deadline (acquire + query bound, plus 500 ms)".into(),
+        measured: format!("longest {longest:.0} ms, {hangs} over"),
+        bound: format!("<= {bound_ms:.0} ms"),
+        verdict: verdict(hangs == 0),
+    });
+    // A pool that gives up must give up on time: wait, connect and validation share one
+    // deadline (peers that time each step separately let them add up).
+    let give_up_bound = ACQUIRE_TIMEOUT.as_secs_f64() * 1000.0 + 250.0;
+    let slowest_failure = ops
+        .iter()
+        .filter(|o| o.outcome == Outcome::Fail)
+        .map(Op::latency_ms)
+        .fold(0.0, f64::max);
+    let late_failures = ops
+        .iter()
+        .filter(|o| o.outcome == Outcome::Fail && o.latency_ms() > give_up_bound)
+        .count();
+    report
+        .metrics
+        .insert("slowest_failure_ms".into(), slowest_failure);
+    report.criteria.push(Criterion {
+        id: "acquire_deadline".into(),
+        description: "a failed acquire gave up within the acquire timeout (plus 250 ms)".into(),
+        measured: format!("slowest failure {slowest_failure:.0} ms, {late_failures} over"),
+        bound: format!("<= {give_up_bound:.0} ms"),
+        verdict: verdict(late_failures == 0),
+    });
+    let first_ok = ops
+        .iter()
+        .find(|o| o.start_ms >= heal && o.outcome == Outcome::Ok);
+    let recovery_bound = fault.recovery_bound_ms;
+    match first_ok {
+        Some(op) => {
+            let recovery = (op.end_ms - heal).max(0.0);
+            report.metrics.insert("recovery_ms".into(), recovery);
+            report.criteria.push(Criterion {
+                id: "recovery".into(),
+                description: "time from the heal to the first success".into(),
+                measured: format!("{recovery:.0} ms"),
+                bound: format!("<= {recovery_bound:.0} ms"),
+                verdict: verdict(recovery <= recovery_bound),
+            });
+            let settled = op.end_ms + 500.0;
+            let late: Vec<&Op> = ops
+                .iter()
+                .filter(|o| o.start_ms >= settled && o.outcome != Outcome::Ok)
+                .collect();
+            report
+                .metrics
+                .insert("failures_after_recovery".into(), late.len() as f64);
+            report.criteria.push(Criterion {
+                id: "no_failure_after_recovery".into(),
+                description: "no request failed once the pool had recovered (500 ms after the first success): no dead connection handed out".into(),
+                measured: format!("{} failed", late.len()),
+                bound: "0".into(),
+                verdict: verdict(late.is_empty()),
+            });
+            if let Some(op) = late.first() {
+                report.anomalies.push(format!(
+                    "first failure after recovery at {:.0} ms: {:?} {}",
+                    op.start_ms,
+                    op.outcome,
+                    op.error.clone().unwrap_or_default()
+                ));
+            }
+        }
+        None => {
+            report.criteria.push(Criterion {
+                id: "recovery".into(),
+                description: "time from the heal to the first success".into(),
+                measured: "no success after the heal".into(),
+                bound: format!("<= {recovery_bound:.0} ms"),
+                verdict: Verdict::Fail,
+            });
+        }
+    }
+    report.metrics.insert(
+        "server_connections_after_shutdown".into(),
+        server_left as f64,
+    );
+    report.criteria.push(Criterion {
+        id: "no_leak".into(),
+        description:
+            "connections left on the server after shutdown (pg_stat_activity by application_name)"
+                .into(),
+        measured: server_left.to_string(),
+        bound: "0".into(),
+        verdict: verdict(server_left == 0),
+    });
+    report
+        .metrics
+        .insert("pool_connections_after_shutdown".into(), pool_left as f64);
+    if kind.is_ours() {
+        report.criteria.push(Criterion {
+            id: "pool_empty".into(),
+            description: "connections left in the pool after shutdown".into(),
+            measured: pool_left.to_string(),
+            bound: "0".into(),
+            verdict: verdict(pool_left == 0),
+        });
+    }
+    if !applied {
+        for c in &mut report.criteria {
+            c.verdict = Verdict::Unknown;
+        }
+    }
+}
