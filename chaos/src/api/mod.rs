@@ -44,37 +44,16 @@ use serde_json::{Value, json};
 
 use crate::proxy::{Proxies, ProxyConfig, ProxyError, Toxic};
 
+mod error;
 mod serve;
+
+use error::{ApiError, bad};
 pub use serve::{Limits, MAX_BODY, serve_with};
 
 /// The Toxiproxy version whose API this server follows.
 pub const TOXIPROXY_API_VERSION: &str = "2.12.0";
 
 type Shared = State<Arc<Proxies>>;
-
-/// An API error: `{"error": ..., "status": ...}` with its status code.
-struct ApiError(StatusCode, String, Option<Value>);
-
-impl From<ProxyError> for ApiError {
-    fn from(e: ProxyError) -> Self {
-        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        ApiError(status, e.to_string(), None)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut body = json!({"error": self.1, "status": self.0.as_u16()});
-        if let Some(extra) = self.2 {
-            body["proxies"] = extra;
-        }
-        (self.0, axum::Json(body)).into_response()
-    }
-}
-
-fn bad(message: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, message.into(), None)
-}
 
 fn parse(body: &Bytes) -> Result<Value, ApiError> {
     if body.is_empty() {

@@ -19,7 +19,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::ApiError;
+use super::error::ApiError;
 
 /// The largest request body accepted, in bytes (as axum's default).
 pub const MAX_BODY: usize = 2 * 1024 * 1024;

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use super::{Plan, PlanEvent};
+use super::run::{PlanEvent, run, run_with};
+use super::spec::Plan;
 use crate::fault::{Env, ScenarioProxy};
 use crate::postgres::Database;
 use crate::proxy::Proxies;
@@ -86,13 +87,13 @@ impl Harness {
         &self.env
     }
 
-    /// Runs `plan` from now until its last fault ends or `stop` completes (see [`super::run`]).
+    /// Runs `plan` from now until its last fault ends or `stop` completes (see [`super::run::run`]).
     pub async fn run(
         &self,
         plan: &Plan,
         stop: impl std::future::Future<Output = ()>,
     ) -> Vec<PlanEvent> {
-        super::run(
+        run(
             plan,
             &self.env,
             &self.proxy,
@@ -111,7 +112,7 @@ impl Harness {
         stop: impl std::future::Future<Output = ()>,
         progress: &(dyn Fn(&PlanEvent) + Sync),
     ) -> Vec<PlanEvent> {
-        super::run_with(plan, &self.env, &self.proxy, origin, stop, progress).await
+        run_with(plan, &self.env, &self.proxy, origin, stop, progress).await
     }
 
     /// Deletes the proxy (its connections close); the cluster stops when the harness drops.

@@ -8,7 +8,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::{Plan, PlannedFault, What};
+use super::spec::{Plan, PlannedFault, What};
 use crate::fault::{self, Env, ScenarioProxy};
 
 /// What happened to one planned fault.

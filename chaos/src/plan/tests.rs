@@ -1,6 +1,7 @@
 //! Plans parsed and refused.
 
-use super::*;
+use super::spec::*;
+use std::time::Duration;
 
 #[test]
 fn the_issue_s_example_parses_as_written() {

@@ -13,7 +13,11 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{Cluster, ClusterError, RunAs, free_port, io_err, is_root, unprivileged_user};
+use super::cluster::Cluster;
+use super::error::{ClusterError, io_err};
+use super::process::{
+    PORT_ATTEMPTS, PORT_TAKEN, RunAs, free_port, is_root, tail, unprivileged_user,
+};
 
 /// How PgBouncer hands server connections to clients (`pool_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +153,7 @@ impl Bouncer {
                 ))?;
             }
         }
-        for _ in 0..super::PORT_ATTEMPTS {
+        for _ in 0..PORT_ATTEMPTS {
             bouncer.port = free_port()?;
             bouncer.write_ini(upstream.port())?;
             match bouncer.spawn() {
@@ -157,14 +161,14 @@ impl Bouncer {
                     *bouncer.lock() = Some(running);
                     return Ok(bouncer);
                 }
-                Err(ClusterError::StartFailed { reason, .. }) if reason == super::PORT_TAKEN => {
+                Err(ClusterError::StartFailed { reason, .. }) if reason == PORT_TAKEN => {
                     continue;
                 }
                 Err(e) => return Err(e),
             }
         }
         Err(ClusterError::PortInUse {
-            attempts: super::PORT_ATTEMPTS,
+            attempts: PORT_ATTEMPTS,
         })
     }
 
@@ -253,11 +257,11 @@ impl Bouncer {
                 return Err(ClusterError::StartFailed {
                     port: self.port,
                     reason: if taken {
-                        super::PORT_TAKEN.to_string()
+                        PORT_TAKEN.to_string()
                     } else {
                         "pgbouncer did not listen within 10 s".to_string()
                     },
-                    log_tail: super::tail(&logs, 20),
+                    log_tail: tail(&logs, 20),
                 });
             }
             std::thread::sleep(Duration::from_millis(20));

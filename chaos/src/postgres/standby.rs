@@ -6,7 +6,9 @@
 use std::process::Stdio;
 use std::sync::Mutex;
 
-use super::{Cluster, ClusterError, ClusterOptions, io_err};
+use super::cluster::{Cluster, ClusterOptions, StopMode};
+use super::error::{ClusterError, io_err};
+use super::process::tail;
 
 /// The settings a primary needs for a streaming standby (the throwaway defaults turn WAL
 /// shipping off: `wal_level = minimal`).
@@ -84,7 +86,7 @@ impl Cluster {
                     "pg_basebackup from the primary failed ({}): is the primary started with ClusterOptions::replicated()?",
                     output.status
                 ),
-                log_tail: super::tail(&String::from_utf8_lossy(&output.stderr), 20),
+                log_tail: tail(&String::from_utf8_lossy(&output.stderr), 20),
             });
         }
         standby.start_on_free_port()?;
@@ -121,7 +123,7 @@ impl Cluster {
             return Err(ClusterError::StartFailed {
                 port: self.port,
                 reason: format!("pg_ctl promote failed ({})", output.status),
-                log_tail: super::tail(&String::from_utf8_lossy(&output.stderr), 20),
+                log_tail: tail(&String::from_utf8_lossy(&output.stderr), 20),
             });
         }
         Ok(())
@@ -132,7 +134,7 @@ impl Cluster {
     /// latest timeline. Works after a clean stop (`StopMode::Fast`), when the new primary had
     /// every WAL record this one wrote.
     pub fn rejoin_as_standby_of(&self, primary: &Cluster) -> Result<(), ClusterError> {
-        self.stop(super::StopMode::Fast)?;
+        self.stop(StopMode::Fast)?;
         let data = self.data_dir();
         std::fs::write(data.join("standby.signal"), "").map_err(io_err("write standby.signal"))?;
         let conf = format!(

@@ -6,7 +6,6 @@
 //! and an outcome, `ok`, `fail` (it definitely did not happen; with the error kind) or `info`
 //! (unknown: the connection died mid-query, or it never answered); every fault is a window.
 
-pub mod exec_svg;
 pub mod html;
 pub mod svg;
 

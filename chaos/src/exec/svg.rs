@@ -3,8 +3,8 @@
 //! could not be applied in red, faults the command did not live to see dashed), and each line
 //! the command wrote as a tick (stdout grey, stderr orange), on one time axis.
 
-use super::svg::escape;
-use crate::exec::ExecReport;
+use super::report::ExecReport;
+use crate::report::svg::escape;
 
 const WIDTH: f64 = 960.0;
 const LEFT: f64 = 150.0;

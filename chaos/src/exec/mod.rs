@@ -8,11 +8,16 @@
 //! recorded with the time of each line, beside the fault windows, in the report files
 //! (`report.json`, `report.md`, `timeline.svg`, `output.txt`).
 
+mod files;
+mod report;
+mod svg;
+
+pub use report::{ExecReport, OutputLine};
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::time::Instant;
 
@@ -31,59 +36,6 @@ pub struct ExecOptions {
     /// Seeds the proxy's random choices (jitter, toxicity rolls).
     pub seed: u64,
 }
-
-/// One line the command wrote.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct OutputLine {
-    /// Seconds from the command's start.
-    pub t_s: f64,
-    /// `stdout` or `stderr`.
-    pub stream: &'static str,
-    /// The line, without its end.
-    pub text: String,
-}
-
-/// What happened.
-#[derive(Debug, Clone, Serialize)]
-pub struct ExecReport {
-    /// The command as given.
-    pub command: Vec<String>,
-    /// Its exit code (`None`: ended by a signal).
-    pub exit_code: Option<i32>,
-    /// The signal that ended it, if one did.
-    pub exit_signal: Option<i32>,
-    /// How long it ran, in seconds.
-    pub ran_s: f64,
-    /// The database, as reports show it (no password).
-    pub database: String,
-    /// The seed.
-    pub seed: u64,
-    /// Each planned fault: when it began and ended, or why it could not be applied.
-    pub faults: Vec<PlanEvent>,
-    /// Everything the command wrote, line by line.
-    pub output: Vec<OutputLine>,
-    /// The signal that ended `chaos exec` itself, if one did (the command was stopped).
-    pub interrupted: Option<String>,
-}
-
-impl ExecReport {
-    /// The faults that could not be applied, as `line N: label: error`.
-    pub fn plan_failures(&self) -> Vec<String> {
-        self.faults.iter().filter_map(PlanEvent::failure).collect()
-    }
-
-    /// The exit status `chaos exec` ends with: the command's, or 128 + its signal; 3 when the
-    /// command succeeded but the plan could not be applied in full.
-    pub fn exit_status(&self) -> u8 {
-        match (self.exit_code, self.exit_signal) {
-            (Some(0), _) if !self.plan_failures().is_empty() => 3,
-            (Some(code), _) => code.clamp(0, 255) as u8,
-            (None, Some(signal)) => (128 + signal).clamp(0, 255) as u8,
-            (None, None) => 1,
-        }
-    }
-}
-
 /// Why `chaos exec` could not run the command at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -255,7 +207,7 @@ pub async fn exec(
         output,
         interrupted,
     };
-    write(&report, &options.out)?;
+    files::write(&report, &options.out)?;
     Ok(report)
 }
 
@@ -291,68 +243,4 @@ fn pump(
                 });
         }
     })
-}
-
-/// The report files.
-fn write(report: &ExecReport, out: &std::path::Path) -> Result<(), crate::Error> {
-    let w = |name: &str, text: String| {
-        std::fs::write(out.join(name), text).map_err(|source| crate::Error::Write {
-            path: out.join(name),
-            source,
-        })
-    };
-    std::fs::create_dir_all(out).map_err(|source| crate::Error::Write {
-        path: out.to_path_buf(),
-        source,
-    })?;
-    w(
-        "report.json",
-        serde_json::to_string_pretty(report).expect("the report serializes"),
-    )?;
-    w("report.md", markdown(report))?;
-    w("timeline.svg", crate::report::exec_svg::render(report))?;
-    let mut text = String::new();
-    for line in &report.output {
-        text.push_str(&format!(
-            "{:>8.3}s {} {}\n",
-            line.t_s, line.stream, line.text
-        ));
-    }
-    w("output.txt", text)
-}
-
-fn markdown(r: &ExecReport) -> String {
-    let mut s = format!(
-        "# chaos exec\n\n`{}` against {} (seed {}): ran {:.2} s, {}.\n\n| line | fault | planned | began | healed | error |\n| ---: | --- | ---: | ---: | ---: | --- |\n",
-        r.command.join(" "),
-        r.database,
-        r.seed,
-        r.ran_s,
-        match (r.exit_code, r.exit_signal) {
-            (Some(c), _) => format!("exit code {c}"),
-            (None, Some(s)) => format!("ended by signal {s}"),
-            _ => "ended".into(),
-        }
-    );
-    let secs = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2} s"));
-    for e in &r.faults {
-        s.push_str(&format!(
-            "| {} | {} | {:.2} s | {} | {} | {} |\n",
-            e.line,
-            e.label,
-            e.planned_s,
-            if e.start_s.is_none() {
-                "not reached".into()
-            } else {
-                secs(e.start_s)
-            },
-            secs(e.end_s),
-            e.error.as_deref().unwrap_or("")
-        ));
-    }
-    s.push_str(&format!(
-        "\n{} lines of output (output.txt); the timeline is timeline.svg.\n",
-        r.output.len()
-    ));
-    s
 }
