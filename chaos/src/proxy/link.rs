@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::ToxicSet;
+use super::config::ToxicSet;
 use super::stage::{Chain, CloseKind, Item, StageKey};
 use super::toxic::{Stream, ToxicKind};
 use super::toxics::verdict;

@@ -1,6 +1,10 @@
 //! `POST /populate`: proxies created or replaced in bulk, all or nothing.
 
-use super::{Proxies, Proxy, ProxyConfig, ProxyError, Toxic};
+use super::config::ProxyConfig;
+use super::error::ProxyError;
+use super::instance::Proxy;
+use super::proxies::Proxies;
+use super::toxic::Toxic;
 
 /// A proxy a populate replaced, as it was: restored if the populate fails.
 struct Replaced {

@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::error::ProxyError;
+use super::instance::Proxy;
+use super::toxic::Toxic;
 use super::toxic::ToxicJson;
 use super::toxics::MAX_ATTRIBUTE;
-use super::{Proxy, ProxyError, Toxic};
 
 impl Proxy {
     /// Adds `toxic` for `duration`, after which it is removed as by

@@ -11,8 +11,6 @@ use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::proxy::ToxicSet;
-
 /// What happens to a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -26,6 +24,12 @@ pub enum Verdict {
     /// Silent from now on (data dropped, never closed) until no toxic strands it any more,
     /// then reset, as a peer that comes back without the connection's state answers ([`strand`]).
     Strand,
+}
+
+/// Whether the toxics in force strand connections (a set of toxics, as the proxy holds it).
+pub(crate) trait Strands: Send + Sync {
+    /// Some toxic in force has [`Verdict::Strand`].
+    fn strands(&self) -> bool;
 }
 
 /// Reads and drops whatever `client` sends until it closes or `stop` fires.
@@ -59,19 +63,15 @@ pub(crate) enum Stranded {
 
 /// Reads and drops whatever `src` sends, never writes, never closes, until no toxic in the
 /// set strands connections any more, or `stop` fires.
-pub(crate) async fn strand(
+pub(crate) async fn strand<S: Strands>(
     src: &TcpStream,
-    toxics: &mut watch::Receiver<Arc<ToxicSet>>,
+    toxics: &mut watch::Receiver<Arc<S>>,
     stop: &mut watch::Receiver<bool>,
 ) -> Stranded {
     let mut sink = [0u8; 4096];
     let mut eof = false;
     loop {
-        let strands = toxics
-            .borrow_and_update()
-            .toxics
-            .iter()
-            .any(|e| e.toxic.kind.on_open() == Verdict::Strand);
+        let strands = toxics.borrow_and_update().strands();
         if !strands {
             return Stranded::Released;
         }
