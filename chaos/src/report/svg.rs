@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Outcome, ScenarioReport, Verdict};
+use super::model::{Outcome, ScenarioReport, Verdict};
 
 const W: f64 = 960.0;
 const H: f64 = 352.0;

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::proxy::stage::{Item, Stage, Timed, released_from_queue};
 use crate::rng::Rng;
-use super::ToxicType;
+use super::toxic_type::ToxicType;
 use serde::{Deserialize, Serialize};
 
 /// `bandwidth`: Limits the rate to `rate` KB/s (1 KB = 1000 bytes); 0 means unlimited.

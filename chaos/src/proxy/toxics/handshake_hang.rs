@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ToxicType, Verdict};
+use super::toxic_type::ToxicType;
+use super::verdict::Verdict;
 
 /// `handshake_hang`: new connections are accepted and never answered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

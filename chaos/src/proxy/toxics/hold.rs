@@ -5,7 +5,7 @@ use tokio::time::Instant;
 
 use crate::proxy::stage::{Item, Next, Stage, Timed};
 use crate::rng::Rng;
-use super::ToxicType;
+use super::toxic_type::ToxicType;
 use serde::{Deserialize, Serialize};
 
 /// `hold` (ours): holds all data; delivers it when removed (a partition that heals).

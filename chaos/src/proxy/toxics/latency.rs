@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use crate::proxy::stage::{Item, Stage, Timed, released_from_queue};
 use crate::rng::Rng;
-use super::ToxicType;
+use super::toxic_type::ToxicType;
 use serde::{Deserialize, Serialize};
 
 /// `latency`: Delays each chunk by `latency` ± `jitter` ms, measured from when it was read.

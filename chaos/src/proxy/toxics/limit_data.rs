@@ -4,7 +4,7 @@ use tokio::time::Instant;
 
 use crate::proxy::stage::{CloseKind, Item, Stage, Timed, released_from_queue};
 use crate::rng::Rng;
-use super::ToxicType;
+use super::toxic_type::ToxicType;
 use serde::{Deserialize, Serialize};
 
 /// `limit_data`: Passes `bytes` bytes, then closes the connection.

@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ToxicType, Verdict};
+use super::toxic_type::ToxicType;
+use super::verdict::Verdict;
 
 /// `peer_lost`: the connections open when it is added go silent until it is removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ToxicType, Verdict};
+use super::toxic_type::ToxicType;
+use super::verdict::Verdict;
 
 /// `refuse`: new connections are reset at once; live ones pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::proxy::stage::{CloseKind, Item, Next, Stage};
 use crate::rng::Rng;
-use super::ToxicType;
+use super::toxic_type::ToxicType;
 use serde::{Deserialize, Serialize};
 
 /// `reset_peer`: On the first data after it is added, waits `timeout` ms, then resets the connection (RST).

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use crate::proxy::stage::{Item, Stage, Timed, released_from_queue};
 use crate::rng::Rng;
-use super::ToxicType;
+use super::toxic_type::ToxicType;
 use serde::{Deserialize, Serialize};
 
 /// `slicer`: Slices data into pieces of `average_size` ± `size_variation` bytes, `delay` µs apart.

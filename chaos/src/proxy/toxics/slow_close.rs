@@ -6,7 +6,7 @@ use tokio::time::Instant;
 
 use crate::proxy::stage::{Item, Stage, Timed, released_from_queue};
 use crate::rng::Rng;
-use super::ToxicType;
+use super::toxic_type::ToxicType;
 use serde::{Deserialize, Serialize};
 
 /// `slow_close`: Delays the close by `delay` ms.

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::proxy::stage::{CloseKind, Item, Next, Stage};
 use crate::rng::Rng;
-use super::ToxicType;
+use super::toxic_type::ToxicType;
 use serde::{Deserialize, Serialize};
 
 /// `timeout`: Drops all data; closes the connection after `timeout` ms without data (never when 0). Removing it closes the affected connections.
