@@ -52,12 +52,74 @@ pub enum Error {
     /// A background step panicked or was cancelled.
     #[error("a background step failed: {0}")]
     Task(#[from] tokio::task::JoinError),
-    /// Something the check expected did not hold.
-    #[error("{0}")]
-    Check(String),
+    /// The command line or a setting asks for something no run can do; says what to change.
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// A fault was asked of a place that cannot make it (a PgBouncer fault on a proxy, a
+    /// kernel fault on a fake database).
+    #[error("{fault} cannot be made {on}")]
+    NotApplicable {
+        /// The fault.
+        fault: String,
+        /// Where it was asked, and where it can run.
+        on: String,
+    },
+    /// Faults of a plan could not be applied or healed.
+    #[error("the plan's faults failed: {}", .0.join("; "))]
+    PlanFailed(Vec<String>),
+    /// PgBouncer refused an admin command.
+    #[error("pgbouncer's {command} failed: {message}")]
+    Bouncer {
+        /// The admin command.
+        command: &'static str,
+        /// Its error.
+        message: String,
+    },
+    /// A system call of the harness's own failed (binding a socket, waiting for a process).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server did something a healthy server does not (a check of the harness's own).
+    #[error("the server did not behave as expected: {0}")]
+    Unexpected(String),
     /// A signal ended the run before there was anything to report.
     #[error("interrupted by {0} before the run began; nothing was left running")]
     Interrupted(crate::signals::Interrupt),
+}
+
+/// What the command line or a setting asks for that no run can do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// `--scenario` names that match no scenario.
+    #[error("no scenario is called {}; see `chaos run --list` for the names", names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))]
+    UnknownScenario {
+        /// The names.
+        names: Vec<String>,
+    },
+    /// `--plan` with `--scenario`.
+    #[error(
+        "--plan runs the plan instead of the built-in scenarios: drop --scenario, or drop --plan"
+    )]
+    PlanWithScenarios,
+    /// The scenarios asked for do not run against the pools asked for.
+    #[error(
+        "none of the scenarios {scenarios:?} runs against {pool} (validation scenarios run only against our pool); see `chaos run --list`"
+    )]
+    NothingToRun {
+        /// The scenarios.
+        scenarios: Vec<String>,
+        /// The `--pool` value.
+        pool: String,
+    },
+    /// A setting (an environment variable) with a value it cannot take.
+    #[error("{0}")]
+    Setting(String),
 }
 
 /// The library's result.

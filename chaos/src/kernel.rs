@@ -88,7 +88,17 @@ impl KernelFault {
 /// Why kernel faults cannot be made or changed.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
-    /// This machine cannot make them (not root, no `nft`, no nf_tables): the reason says which.
+    /// Not root: nftables rules need it.
+    #[error(
+        "kernel faults are unavailable: nftables rules need root (run as root, or with CAP_NET_ADMIN)"
+    )]
+    NotRoot,
+    /// No `nft` program.
+    #[error(
+        "kernel faults are unavailable: the nft binary is missing ({0}): install nftables (apt-get install nftables)"
+    )]
+    NoNft(String),
+    /// This machine cannot make them otherwise (no nf_tables, no `sh`): the reason says which.
     #[error("kernel faults are unavailable: {0}")]
     Unavailable(String),
     /// `nft` refused a command.
@@ -128,14 +138,10 @@ impl KernelFaults {
     pub fn available() -> Result<(), KernelError> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            return Err(KernelError::Unavailable(
-                "nftables rules need root (run as root, or with CAP_NET_ADMIN)".into(),
-            ));
+            return Err(KernelError::NotRoot);
         }
         match Command::new("nft").arg("list").arg("tables").output() {
-            Err(e) => Err(KernelError::Unavailable(format!(
-                "the nft binary is missing ({e}): install nftables (apt-get install nftables)"
-            ))),
+            Err(e) => Err(KernelError::NoNft(e.to_string())),
             Ok(out) if !out.status.success() => Err(KernelError::Unavailable(format!(
                 "nft cannot list tables: {}",
                 String::from_utf8_lossy(&out.stderr).trim()

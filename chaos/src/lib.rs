@@ -27,6 +27,7 @@
 pub type BoxFut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 pub mod api;
+pub mod cli;
 pub mod controller;
 pub mod error;
 pub mod exec;
@@ -49,4 +50,4 @@ pub mod tls;
 pub mod toxictl;
 pub mod workload;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, UsageError};

@@ -37,8 +37,8 @@ pub async fn run(db: &Database, mut progress: impl FnMut(&Step)) -> crate::Resul
 
         let started = Instant::now();
         if query_version(&db.url()).await.is_ok() {
-            return Err(crate::Error::Check(
-                "the server still answered after an immediate stop".into(),
+            return Err(crate::Error::Unexpected(
+                "it still answered after an immediate stop".into(),
             ));
         }
         step("connect refused while down, as expected", started);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+use crate::UsageError;
 use crate::controller::{FaultController, ToxiproxyClient};
 use crate::fault::Env;
 use crate::peers::{POOL, PoolChoice, PoolKind};
@@ -69,7 +70,7 @@ pub async fn environment(seed: u64) -> crate::Result<(Env, String)> {
     let remote = match std::env::var("TOXIPROXY_URL") {
         Ok(url) if !url.trim().is_empty() => {
             let listen = listen_address(std::env::var("TOXIPROXY_LISTEN").ok().as_deref())
-                .map_err(crate::Error::Check)?;
+                .map_err(crate::UsageError::Setting)?;
             Some((url, listen))
         }
         _ => None,
@@ -152,30 +153,21 @@ pub fn listen_address(value: Option<&str>) -> Result<String, String> {
 /// scenario is refused without starting a database.
 ///
 /// # Errors
-/// [`crate::Error::Check`] naming every unknown scenario, or when nothing is left to run.
+/// [`crate::UsageError`] naming every unknown scenario, or when nothing is left to run.
 pub fn plan(options: &Options) -> crate::Result<Vec<(Scenario, PoolKind)>> {
     let known: Vec<&str> = Scenario::all().iter().map(|s| s.name()).collect();
-    let unknown: Vec<&str> = options
+    let unknown: Vec<String> = options
         .scenarios
         .iter()
-        .map(String::as_str)
-        .filter(|s| !known.contains(s))
+        .filter(|s| !known.contains(&s.as_str()))
+        .cloned()
         .collect();
     if !unknown.is_empty() {
-        return Err(crate::Error::Check(format!(
-            "no scenario is called {}; see `chaos run --list` for the names",
-            unknown
-                .iter()
-                .map(|u| format!("`{u}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
+        return Err(UsageError::UnknownScenario { names: unknown }.into());
     }
     if let Some(fault_plan) = &options.fault_plan {
         if !options.scenarios.is_empty() {
-            return Err(crate::Error::Check(
-                "--plan runs the plan instead of the built-in scenarios: drop --scenario, or drop --plan".into(),
-            ));
+            return Err(UsageError::PlanWithScenarios.into());
         }
         fault_plan.kernel_ready()?;
         return Ok(options
@@ -209,10 +201,11 @@ pub fn plan(options: &Options) -> crate::Result<Vec<(Scenario, PoolKind)>> {
     }
     plan.extend(once(Stage::Last));
     if plan.is_empty() {
-        return Err(crate::Error::Check(format!(
-            "none of the scenarios {:?} runs against {:?} (validation scenarios run only against our pool); see `chaos run --list`",
-            options.scenarios, options.pool
-        )));
+        return Err(UsageError::NothingToRun {
+            scenarios: options.scenarios.clone(),
+            pool: options.pool.name().to_string(),
+        }
+        .into());
     }
     Ok(plan)
 }

@@ -86,11 +86,16 @@ pub async fn exec(
     }
     let api = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|e| crate::Error::Check(format!("could not bind the API for the command: {e}")))?;
+        .map_err(|source| crate::Error::Io {
+            what: "could not bind the API for the command",
+            source,
+        })?;
     let api_url = format!(
         "http://{}",
-        api.local_addr()
-            .map_err(|e| crate::Error::Check(e.to_string()))?
+        api.local_addr().map_err(|source| crate::Error::Io {
+            what: "could not read the API's address",
+            source,
+        })?
     );
     let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api_task = tokio::spawn(crate::api::serve(
@@ -187,8 +192,10 @@ pub async fn exec(
     harness.close().await;
     let _ = api_stop.send(());
     let _ = api_task.await;
-    let status =
-        status.map_err(|e| crate::Error::Check(format!("waiting for the command: {e}")))?;
+    let status = status.map_err(|source| crate::Error::Io {
+        what: "waiting for the command",
+        source,
+    })?;
     use std::os::unix::process::ExitStatusExt;
     let mut output = std::mem::take(&mut *output.lock().unwrap_or_else(|e| e.into_inner()));
     output.sort_by(|a: &OutputLine, b| a.t_s.total_cmp(&b.t_s));

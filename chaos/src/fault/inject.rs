@@ -68,10 +68,13 @@ pub async fn apply_until(
         }
         Kind::Kernel(kernel) => kernel_until(proxy, kernel, heal).await?,
         Kind::Bouncer(_) => {
-            return Err(crate::Error::Check(format!(
-                "{} is a PgBouncer fault: it runs on the PgBouncer arena (chaos run --scenario {})",
-                fault.name, fault.name
-            )));
+            return Err(crate::Error::NotApplicable {
+                fault: fault.name.to_string(),
+                on: format!(
+                    "on a proxy: it is a PgBouncer fault, made where a PgBouncer is (chaos run --scenario {})",
+                    fault.name
+                ),
+            });
         }
     }
     Ok(())
@@ -129,7 +132,10 @@ pub async fn apply_bouncer(
             b.admin(command)
                 .await
                 .map(drop)
-                .map_err(|e| crate::Error::Check(format!("pgbouncer's {command} failed: {e}")))
+                .map_err(|e| crate::Error::Bouncer {
+                    command,
+                    message: e.to_string(),
+                })
         }
     };
     match fault {

@@ -17,8 +17,10 @@ mod markdown;
 pub mod model;
 pub mod svg;
 mod text;
+pub mod unavailable;
 
 pub use model::*;
+pub use unavailable::{Unavailable, UnavailableScenario};
 
 #[cfg(test)]
 pub(crate) mod tests;

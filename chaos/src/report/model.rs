@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::unavailable::{Unavailable, UnavailableScenario};
+
 /// What happened to one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
@@ -179,6 +181,9 @@ pub struct ScenarioReport {
     /// Whether the pool under test is ours (its failures fail the run); the runner marks it.
     #[serde(default)]
     pub ours: bool,
+    /// Why it could not be measured, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<Unavailable>,
     /// What the scenario does.
     pub description: String,
     /// The fault window, if any.
@@ -208,6 +213,7 @@ impl ScenarioReport {
             name: name.into(),
             pool: pool.into(),
             ours,
+            unavailable: None,
             description: description.into(),
             fault: None,
             phases: Phases::default(),
@@ -284,12 +290,12 @@ pub enum RunVerdict {
     /// with the reason. Not a pass, not a failure.
     Incomplete {
         /// `pool / scenario: reason`, one per scenario that could not run.
-        unavailable: Vec<String>,
+        unavailable: Vec<UnavailableScenario>,
     },
     /// Nothing that was asked for could be measured.
     NothingMeasured {
-        /// `pool / scenario: reason`, one per scenario.
-        unavailable: Vec<String>,
+        /// One per scenario.
+        unavailable: Vec<UnavailableScenario>,
     },
     /// A scenario of our pool missed a criterion.
     Failed,
@@ -314,25 +320,33 @@ impl RunVerdict {
 }
 
 impl ScenarioReport {
-    /// Why this scenario could not be measured: the fault that could not be applied, or the
-    /// first criterion that is unknown.
-    pub fn unavailable_reason(&self) -> Option<String> {
+    /// Why this scenario could not be measured (`None` when it was): the reason it recorded,
+    /// or else the first unknown criterion's description.
+    pub fn unavailable_reason(&self) -> Option<Unavailable> {
         if self.verdict() != Verdict::Unknown {
             return None;
         }
-        let reason = self
-            .anomalies
-            .iter()
-            .find(|a| a.starts_with("fault could not be applied"))
-            .cloned()
-            .or_else(|| {
-                self.criteria
+        Some(self.unavailable.clone().unwrap_or_else(|| {
+            Unavailable::NotMeasurable {
+                detail: self
+                    .criteria
                     .iter()
                     .find(|c| c.verdict == Verdict::Unknown)
-                    .map(|c| c.description.clone())
-            })
-            .unwrap_or_else(|| "not measured".into());
-        Some(reason)
+                    .map_or_else(|| "not measured".into(), |c| c.description.clone()),
+            }
+        }))
+    }
+
+    /// Marks it unmeasurable: an unknown criterion `id` saying why, and the reason itself.
+    pub fn mark_unavailable(&mut self, id: &str, why: Unavailable) {
+        self.criteria.push(Criterion {
+            id: id.into(),
+            description: why.to_string(),
+            measured: "not measured".into(),
+            bound: "-".into(),
+            verdict: Verdict::Unknown,
+        });
+        self.unavailable.get_or_insert(why);
     }
 }
 
@@ -356,12 +370,15 @@ impl ChaosReport {
         {
             return RunVerdict::Failed;
         }
-        let unavailable: Vec<String> = self
+        let unavailable: Vec<UnavailableScenario> = self
             .scenarios
             .iter()
             .filter_map(|s| {
-                s.unavailable_reason()
-                    .map(|why| format!("{} / {}: {why}", s.pool, s.name))
+                s.unavailable_reason().map(|why| UnavailableScenario {
+                    pool: s.pool.clone(),
+                    scenario: s.name.clone(),
+                    why,
+                })
             })
             .collect();
         if unavailable.is_empty() {

@@ -1,6 +1,7 @@
 //! The renderers' snapshots and the run's verdict rules, on fixed report data.
 
 use super::model::*;
+use super::unavailable::Unavailable;
 use std::collections::BTreeMap;
 
 /// Fixed report data for renderer snapshots.
@@ -21,6 +22,7 @@ pub fn sample() -> ChaosReport {
         });
     }
     let scenario = ScenarioReport {
+        unavailable: None,
         name: "down".into(),
         pool: "pool".into(),
         ours: true,
@@ -143,25 +145,21 @@ fn peers_failing_do_not_fail_the_run() {
 
 #[test]
 fn a_run_passes_only_when_everything_asked_for_was_measured() {
-    let unknown = |name: &str, why: &str| {
+    let unknown = |name: &str, why: Unavailable| {
         let mut s = ScenarioReport::new(name, "pool", true, "x");
-        s.criteria.push(Criterion {
-            id: "setup".into(),
-            description: why.into(),
-            measured: "not measured".into(),
-            bound: "-".into(),
-            verdict: Verdict::Unknown,
-        });
+        s.mark_unavailable("setup", why);
         s
     };
     let mut r = sample();
     r.scenarios
-        .push(unknown("server_restart", "needs a throwaway cluster"));
+        .push(unknown("server_restart", Unavailable::ServerNotOurs));
     match r.verdict() {
         RunVerdict::Incomplete { unavailable } => {
+            assert_eq!(unavailable.len(), 1);
+            assert_eq!(unavailable[0].why, Unavailable::ServerNotOurs);
             assert_eq!(
-                unavailable,
-                ["pool / server_restart: needs a throwaway cluster"]
+                unavailable[0].to_string(),
+                "pool / server_restart: needs a throwaway cluster: DATABASE_URL points at a server this process does not own"
             );
         }
         other => panic!("{other:?}"),
@@ -173,8 +171,18 @@ fn a_run_passes_only_when_everything_asked_for_was_measured() {
     assert!(text.contains("unavailable"), "{text}");
 
     r.scenarios = vec![
-        unknown("down", "could not create the proxy: refused"),
-        unknown("refuse", "could not create the proxy: refused"),
+        unknown(
+            "down",
+            Unavailable::Injector {
+                detail: "could not create the proxy: refused".into(),
+            },
+        ),
+        unknown(
+            "refuse",
+            Unavailable::Injector {
+                detail: "could not create the proxy: refused".into(),
+            },
+        ),
     ];
     assert!(matches!(r.verdict(), RunVerdict::NothingMeasured { .. }));
     assert!(r.to_text().contains("NOTHING MEASURED"));

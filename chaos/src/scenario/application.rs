@@ -14,7 +14,7 @@ use super::judge::{crit, not_started};
 use super::runner::{Progress, Timing, make_subject};
 use crate::fault::Env;
 use crate::peers::{Handler, MAX_SIZE, PoolKind, Subject};
-use crate::report::{Criterion, Op, Outcome, ScenarioReport, Verdict};
+use crate::report::{Op, Outcome, ScenarioReport};
 use crate::rng::Rng;
 
 /// The scenario's name.
@@ -134,13 +134,12 @@ pub async fn run(
         report.phases.during.add(op.outcome);
     }
     if checks == 0 {
-        report.criteria.push(Criterion {
-            id: "checks".into(),
-            description: "no check request completed, so nothing was measured".into(),
-            measured: "not measured".into(),
-            bound: "-".into(),
-            verdict: Verdict::Unknown,
-        });
+        report.mark_unavailable(
+            "checks",
+            crate::report::Unavailable::NothingHappened {
+                detail: "no check request completed, so nothing was measured".into(),
+            },
+        );
         report.ops = ops;
         return report;
     }

@@ -17,6 +17,11 @@ use super::runner::{Arena, Opened, SetupError, make_subject_with, run_fault};
 use crate::peers::{BoxFut, PoolKind};
 use crate::fault::{BOUNCER_FAULTS, Env, Fault, Kind};
 use crate::postgres::{Bouncer, PoolMode};
+use crate::report::Unavailable;
+
+fn injector(detail: String) -> SetupError {
+    SetupError::Injector(Unavailable::Injector { detail })
+}
 
 /// The arena: one PgBouncer per pool under test, in front of the run's cluster.
 pub struct BouncerArena<'e> {
@@ -53,18 +58,23 @@ impl Arena for BouncerArena<'_> {
         app: &'a str,
     ) -> BoxFut<'a, Result<Opened, SetupError>> {
         Box::pin(async move {
-            crate::postgres::pgbouncer_binary().map_err(|e| SetupError::Injector(e.to_string()))?;
+            crate::postgres::pgbouncer_binary().map_err(|e| {
+                SetupError::Injector(Unavailable::MissingProgram {
+                    program: "pgbouncer".into(),
+                    detail: e.to_string(),
+                })
+            })?;
             let cluster = self
                 .env
                 .db
                 .require_cluster("pgbouncer")
-                .map_err(|e| SetupError::Injector(e.to_string()))?;
+                .map_err(|_| SetupError::Injector(Unavailable::ServerNotOurs))?;
             let c = Arc::clone(cluster);
             let bouncer =
                 tokio::task::spawn_blocking(move || Bouncer::start(&c, PoolMode::Transaction))
                     .await
-                    .map_err(|e| SetupError::Injector(e.to_string()))?
-                    .map_err(|e| SetupError::Injector(format!("pgbouncer did not start: {e}")))?;
+                    .map_err(|e| injector(e.to_string()))?
+                    .map_err(|e| injector(format!("pgbouncer did not start: {e}")))?;
             let bouncer = Arc::new(bouncer);
             let subject = make_subject_with(kind, &bouncer.url(), app, self.env.seed, true)
                 .await
@@ -86,10 +96,10 @@ impl Arena for BouncerArena<'_> {
     ) -> BoxFut<'a, crate::Result<()>> {
         Box::pin(async move {
             let (Some(bouncer), Kind::Bouncer(f)) = (self.bouncer(handle), fault.kind) else {
-                return Err(crate::Error::Check(format!(
-                    "{} is not a PgBouncer fault, or its PgBouncer is gone",
-                    fault.name
-                )));
+                return Err(crate::Error::NotApplicable {
+                    fault: fault.name.to_string(),
+                    on: "on the PgBouncer arena: it is not a PgBouncer fault, or its PgBouncer is gone".into(),
+                });
             };
             crate::fault::apply_bouncer(&bouncer, f, during).await
         })

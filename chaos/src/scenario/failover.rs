@@ -23,11 +23,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::family::{Ctx, Family as FamilyTrait, Running};
-use super::judge::{crit, not_started, unknown};
+use super::judge::{crit, not_started};
 use super::runner::{Progress, Timing, make_subject};
 use crate::peers::{PoolKind, QUERY_TIMEOUT, Subject};
 use crate::postgres::{Cluster, ClusterOptions, StopMode};
-use crate::report::{FaultWindow, Op, Outcome, Phases, ScenarioReport};
+use crate::report::{Unavailable, FaultWindow, Op, Outcome, Phases, ScenarioReport};
 
 /// Which way the primary is lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,9 +116,10 @@ async fn replicated(standby: &Cluster) -> crate::Result<()> {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(crate::Error::Check(
-                "the standby did not replay the writes table within 10 s".into(),
-            ));
+            return Err(crate::Error::TimedOut {
+                what: "the standby replaying the writes table",
+                within: Duration::from_secs(10),
+            });
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -141,20 +142,24 @@ pub async fn run(
     let name = change.name();
     let mut report = ScenarioReport::new(name, kind.name(), kind.is_ours(), change.description());
     if kind.name().starts_with("sqlx") {
-        report.criteria.push(unknown(
+        report.mark_unavailable(
             "failover",
-            "sqlx's PgPool takes one host per URL (launchbadge/sqlx#3333 and #2290 are open): it cannot be given a standby to fail over to",
-        ));
+            Unavailable::NotSupported {
+                detail: "sqlx's PgPool takes one host per URL (launchbadge/sqlx#3333 and #2290 are open): it cannot be given a standby to fail over to".into(),
+            },
+        );
         return report;
     }
     progress.phase(name, kind.name(), "starting a primary and its standby");
     let pair = match start_pair().await {
         Ok(p) => p,
         Err(e) => {
-            report.criteria.push(unknown(
+            report.mark_unavailable(
                 "setup",
-                &format!("a primary with a streaming standby could not be started: {e}"),
-            ));
+                Unavailable::Injector {
+                    detail: format!("a primary with a streaming standby could not be started: {e}"),
+                },
+            );
             return report;
         }
     };
@@ -274,9 +279,10 @@ async fn measure(
             break;
         }
         if Instant::now() >= deadline {
-            return Err(crate::Error::Check(
-                "the standby was not promoted within 30 s".into(),
-            ));
+            return Err(crate::Error::TimedOut {
+                what: "the standby's promotion",
+                within: Duration::from_secs(30),
+            });
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -26,7 +26,12 @@ impl FamilyTrait for Family {
         Box::pin(async move {
             let Some(plan) = ctx.fault_plan else {
                 let mut report = ScenarioReport::new(PLAN.name, kind.name(), kind.is_ours(), PLAN.description);
-                report.criteria.push(super::judge::unknown("plan", "no plan was given (--plan)"));
+                report.mark_unavailable(
+                    "plan",
+                    crate::report::Unavailable::NothingHappened {
+                        detail: "no plan was given (--plan)".into(),
+                    },
+                );
                 return report;
             };
             match ctx.load {

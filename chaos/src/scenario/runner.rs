@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::judge::{judge, not_started, unknown};
+use super::judge::{judge, not_started};
 use crate::fault::{Env, Fault, PLAN};
 use crate::peers::{BoxFut, MAX_SIZE, OpenArgs, OpenError, PoolKind, QUERY_TIMEOUT, Subject};
-use crate::report::{FaultWindow, Op, Outcome, ScenarioReport};
+use crate::report::{FaultWindow, Op, Outcome, ScenarioReport, Unavailable};
 
 /// Sizes of a run.
 #[derive(Debug, Clone, Copy)]
@@ -60,8 +60,8 @@ pub const HANG_CUTOFF: Duration = Duration::from_secs(4);
 /// Why a scenario could not start.
 #[derive(Debug)]
 pub enum SetupError {
-    /// The fault injector could not be set up (the scenario is `unknown`).
-    Injector(String),
+    /// The fault injector could not be set up (the scenario is `unknown`, with why).
+    Injector(Unavailable),
     /// The pool under test did not start (a failed criterion).
     Pool(String),
 }
@@ -96,9 +96,10 @@ pub trait Arena: Send + Sync {
     ) -> BoxFut<'a, crate::Result<()>> {
         let _ = (handle, plan);
         Box::pin(async {
-            Err(crate::Error::Check(
-                "this arena cannot run a fault plan".into(),
-            ))
+            Err(crate::Error::NotApplicable {
+                fault: "a fault plan".into(),
+                on: "on this arena: plans need the real proxy".into(),
+            })
         })
     }
     /// Connections of `app` the server still holds, waiting (bounded) for them to go.
@@ -116,7 +117,11 @@ impl Arena for Env {
             let proxy = self
                 .proxy(&format!("chaos_{}", app.replace('-', "_")))
                 .await
-                .map_err(|e| SetupError::Injector(format!("could not create the proxy: {e}")))?;
+                .map_err(|e| {
+                    SetupError::Injector(Unavailable::Injector {
+                        detail: format!("could not create the proxy: {e}"),
+                    })
+                })?;
             match make_subject(kind, &proxy.url, app, self.seed).await {
                 Ok(s) => Ok((s, proxy.name)),
                 Err(e) => {
@@ -160,7 +165,7 @@ impl Arena for Env {
             if failed.is_empty() {
                 Ok(())
             } else {
-                Err(crate::Error::Check(failed.join("; ")))
+                Err(crate::Error::PlanFailed(failed))
             }
         })
     }
@@ -275,7 +280,7 @@ async fn run_injected(
     if let crate::fault::Kind::Kernel(_) = fault.kind
         && let Err(e) = crate::kernel::KernelFaults::available()
     {
-        report.criteria.push(unknown("kernel", &e.to_string()));
+        report.mark_unavailable("kernel", kernel_unavailable(&e));
         return report;
     }
     let Some((subject, proxy)) = open_subject(env, kind, &app, &mut report).await else {
@@ -390,6 +395,11 @@ async fn run_injected(
         server_left,
         applied.is_ok(),
     );
+    if let Err(e) = &applied {
+        report.unavailable = Some(Unavailable::FaultRefused {
+            detail: e.to_string(),
+        });
+    }
     report.ops = ops;
     report
 }
@@ -405,10 +415,7 @@ pub(crate) fn begin(
     let mut report =
         ScenarioReport::new(fault.name, kind.name(), kind.is_ours(), fault.description);
     if fault.needs_cluster && !env.owns_server() {
-        report.criteria.push(unknown(
-            "server_restart",
-            "needs a throwaway cluster: DATABASE_URL points at a server this process does not own",
-        ));
+        report.mark_unavailable("server_restart", Unavailable::ServerNotOurs);
         return Err(Box::new(report));
     }
     Ok((app, report))
@@ -425,8 +432,8 @@ pub(crate) async fn open_subject(
 ) -> Option<(Arc<dyn Subject>, String)> {
     match env.open(kind, app).await {
         Ok((s, handle)) => Some((Arc::from(s), handle)),
-        Err(SetupError::Injector(e)) => {
-            report.criteria.push(unknown("setup", &e));
+        Err(SetupError::Injector(why)) => {
+            report.mark_unavailable("setup", why);
             None
         }
         Err(SetupError::Pool(e)) => {
@@ -450,5 +457,22 @@ pub(crate) fn fault_window(
         },
         start_ms,
         end_ms,
+    }
+}
+
+/// Why kernel faults cannot run here, as a report says it.
+pub(crate) fn kernel_unavailable(e: &crate::kernel::KernelError) -> Unavailable {
+    use crate::kernel::KernelError;
+    match e {
+        KernelError::NotRoot => Unavailable::NotRoot {
+            detail: e.to_string(),
+        },
+        KernelError::NoNft(_) => Unavailable::MissingProgram {
+            program: "nft".into(),
+            detail: e.to_string(),
+        },
+        _ => Unavailable::Injector {
+            detail: e.to_string(),
+        },
     }
 }

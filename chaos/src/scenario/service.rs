@@ -21,7 +21,7 @@ use super::judge::{crit, not_started, unknown};
 use super::runner::{Arena, Progress, Timing, begin, fault_window, make_subject};
 use crate::peers::{ACQUIRE_TIMEOUT, MAX_SIZE, OpenError, POOL, POOL_QUERY, PoolKind, QUERY_TIMEOUT, Subject};
 use crate::fault::{Env, Fault, Kind, SERVICE_FAULTS};
-use crate::report::{Criterion, Op, Outcome, Phases, ScenarioReport, Verdict};
+use crate::report::{Unavailable, Criterion, Op, Outcome, Phases, ScenarioReport, Verdict};
 
 /// Each request's own deadline: past it the service answers 504 and drops the request.
 pub const DEADLINE: Duration = Duration::from_secs(2);
@@ -225,10 +225,12 @@ async fn run_injected(
     let scenario_proxy = match env.proxy(&format!("chaos_{}", app.replace('-', "_"))).await {
         Ok(p) => p,
         Err(e) => {
-            report.criteria.push(unknown(
+            report.mark_unavailable(
                 "setup",
-                &format!("could not create the proxy: {e}"),
-            ));
+                Unavailable::Injector {
+                    detail: format!("could not create the proxy: {e}"),
+                },
+            );
             return report;
         }
     };
@@ -350,10 +352,13 @@ async fn run_injected(
         heal,
         server_left,
     );
-    if applied.is_err() {
+    if let Err(e) = &applied {
         for c in &mut report.criteria {
             c.verdict = Verdict::Unknown;
         }
+        report.unavailable = Some(Unavailable::FaultRefused {
+            detail: e.to_string(),
+        });
     }
     report.ops = ops;
     report

@@ -11,7 +11,7 @@ use super::judge::crit;
 use super::runner::{Progress, Timing};
 use crate::fault::Env;
 use crate::peers::PoolKind;
-use crate::report::{Criterion, FaultWindow, Op, Outcome, ScenarioReport, Verdict};
+use crate::report::{FaultWindow, Op, Outcome, ScenarioReport};
 use pool::{HealthStatus, Pool, PoolConfig};
 
 /// The validation scenarios, each run against our pool only.
@@ -189,7 +189,7 @@ async fn acquire(env: &Env) -> crate::Result<ScenarioReport> {
         let conn = pool.acquire().await?;
         let one: i32 = conn.query_one("SELECT 1", &[]).await?.get(0);
         if one != 1 {
-            return Err(crate::Error::Check(format!("SELECT 1 returned {one}")));
+            return Err(crate::Error::Unexpected(format!("SELECT 1 returned {one}")));
         }
         drop(conn);
         times.push(t.elapsed().as_secs_f64() * 1000.0);
@@ -457,13 +457,7 @@ async fn outage(env: &Env, server: bool) -> crate::Result<ScenarioReport> {
     };
     let mut r = blank(name, what);
     if server && env.db.cluster().is_none() {
-        r.criteria.push(Criterion {
-            id: "SC-004".into(),
-            description: "needs a throwaway cluster (DATABASE_URL is not ours to stop)".into(),
-            measured: "not measured".into(),
-            bound: "< 30 s".into(),
-            verdict: Verdict::Unknown,
-        });
+        r.mark_unavailable("SC-004", crate::report::Unavailable::ServerNotOurs);
         return Ok(r);
     }
     let app = format!("chaos-{}", name.replace('_', "-"));
