@@ -154,22 +154,23 @@ impl Arena for FakeArena {
                     "peer_lost" => db.peer_lost(),
                     "latency" => db.latency(Duration::from_millis(100)),
                     other => {
-                        return Err(chaos::Error::Check(format!(
-                            "the fake database has no {other}"
-                        )));
+                        return Err(chaos::Error::NotApplicable {
+                            fault: other.to_string(),
+                            on: "on the fake database".into(),
+                        });
                     }
                 },
                 Kind::Kernel(k) => {
-                    return Err(chaos::Error::Check(format!(
-                        "the fake database has no packets for {}",
-                        k.name()
-                    )));
+                    return Err(chaos::Error::NotApplicable {
+                        fault: k.name().to_string(),
+                        on: "on the fake database: it has no packets".into(),
+                    });
                 }
                 Kind::Bouncer(_) => {
-                    return Err(chaos::Error::Check(format!(
-                        "the fake database has no PgBouncer for {}",
-                        fault.name
-                    )));
+                    return Err(chaos::Error::NotApplicable {
+                        fault: fault.name.to_string(),
+                        on: "on the fake database: it has no PgBouncer".into(),
+                    });
                 }
             }
             tokio::time::sleep(during).await;

@@ -4,11 +4,9 @@
 //! the command wrote as a tick (stdout grey, stderr orange), on one time axis.
 
 use super::report::ExecReport;
-use crate::report::svg::escape;
+use crate::report::svgkit::{self, RIGHT, WIDTH, escape};
 
-const WIDTH: f64 = 960.0;
 const LEFT: f64 = 150.0;
-const RIGHT: f64 = 20.0;
 const LANE: f64 = 26.0;
 
 /// The SVG document.
@@ -33,13 +31,13 @@ pub fn render(r: &ExecReport) -> String {
     let faults_y = top + 2.0 * LANE;
     let axis_y = faults_y + LANE * lanes.len() as f64 + 10.0;
     let height = axis_y + 40.0;
-    let mut s = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">
-<rect width="100%" height="100%" fill="white"/>
-<text x="10" y="20" font-size="14" font-weight="bold">chaos exec: {}</text>
+    let mut s = String::new();
+    svgkit::open(&mut s, height, 12);
+    s.push_str(&format!(
+        r#"<text x="10" y="20" font-size="14" font-weight="bold">chaos exec: {}</text>
 "#,
         escape(&shortened(&r.command.join(" "), 110))
-    );
+    ));
     let ok = r.exit_code == Some(0);
     let status = match (r.exit_code, r.exit_signal) {
         (Some(c), _) => format!("exit {c}"),
@@ -135,11 +133,11 @@ pub fn render(r: &ExecReport) -> String {
     }
     s.push_str(&format!(
         r#"<text x="{:.1}" y="{}" text-anchor="middle">seconds from the command's start</text>
-</svg>
 "#,
         LEFT + (WIDTH - LEFT - RIGHT) / 2.0,
         axis_y + 34.0
     ));
+    svgkit::close(&mut s);
     s
 }
 

@@ -16,6 +16,7 @@ pub mod html;
 mod markdown;
 pub mod model;
 pub mod svg;
+pub mod svgkit;
 mod text;
 pub mod unavailable;
 

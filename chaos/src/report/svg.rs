@@ -11,11 +11,11 @@
 use std::fmt::Write as _;
 
 use super::model::{Outcome, ScenarioReport, Verdict};
+use super::svgkit::{self, RIGHT, WIDTH, escape};
 
-const W: f64 = 960.0;
+const W: f64 = WIDTH;
 const H: f64 = 352.0;
 const LEFT: f64 = 72.0;
-const RIGHT: f64 = 20.0;
 const TOP: f64 = 52.0;
 const PLOT_BOTTOM: f64 = 266.0;
 /// The strip of requests faster than the floor.
@@ -39,13 +39,6 @@ fn health_color(status: &str) -> &'static str {
         "degraded" => "#e9c46a",
         _ => "#d62828",
     }
-}
-
-pub(crate) fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 /// The ranges a timeline is drawn on.
@@ -109,11 +102,10 @@ pub fn timeline_on(s: &ScenarioReport, axes: Axes) -> String {
     let y =
         |ms: f64| PLOT_BOTTOM - ((ms.max(FLOOR_MS).log10() - lo) / (hi - lo)) * (PLOT_BOTTOM - TOP);
     let mut out = String::new();
+    svgkit::open(&mut out, H, 11);
     let _ = write!(
         out,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">
-<rect width="{W}" height="{H}" fill="#ffffff"/>
-<text x="{LEFT}" y="18" font-size="14" font-weight="bold">{} / {}: {}</text>
+        r##"<text x="{LEFT}" y="18" font-size="14" font-weight="bold">{} / {}: {}</text>
 "##,
         escape(&s.pool),
         escape(&s.name),
@@ -126,7 +118,7 @@ pub fn timeline_on(s: &ScenarioReport, axes: Axes) -> String {
             r##"<text x="{LEFT}" y="{:.1}" fill="#555">no request timeline: this scenario is judged by its criteria alone</text>"##,
             (TOP + PLOT_BOTTOM) / 2.0
         );
-        out.push_str("</svg>\n");
+        svgkit::close(&mut out);
         return out;
     }
     if let Some(f) = &s.fault {
@@ -185,7 +177,7 @@ pub fn timeline_on(s: &ScenarioReport, axes: Axes) -> String {
     quantile_lines(&mut out, s, duration, &x, &y);
     marks(&mut out, s, &x, &y);
     health_band(&mut out, s, duration, &x);
-    out.push_str("</svg>\n");
+    svgkit::close(&mut out);
     out
 }
 
@@ -278,15 +270,7 @@ fn axes_and_titles(
     // Decades of latency (the floor's own line is the axis), seconds of time.
     let mut decade = 10f64.powf(lo.ceil() + 1.0);
     while decade.log10() <= hi {
-        let _ = writeln!(
-            out,
-            r##"<line x1="{LEFT}" x2="{:.1}" y1="{py:.1}" y2="{py:.1}" stroke="#e0e0e0"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#555">{}</text>"##,
-            W - RIGHT,
-            LEFT - 4.0,
-            y(decade) + 4.0,
-            ms_label(decade),
-            py = y(decade)
-        );
+        svgkit::grid_y(out, LEFT, y(decade), &ms_label(decade));
         decade *= 10.0;
     }
     let _ = writeln!(
@@ -301,13 +285,12 @@ fn axes_and_titles(
     let step = if duration > 20_000.0 { 5000.0 } else { 1000.0 };
     let mut t = 0.0;
     while t <= duration {
-        let _ = writeln!(
+        svgkit::tick_x(
             out,
-            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{PLOT_BOTTOM}" y2="{:.1}" stroke="#999"/><text x="{px:.1}" y="{:.1}" text-anchor="middle" fill="#555">{}s</text>"##,
-            PLOT_BOTTOM + 4.0,
+            x(t),
+            PLOT_BOTTOM,
             BAND_TOP + BAND_H + 14.0,
-            t / 1000.0,
-            px = x(t)
+            &format!("{}s", t / 1000.0),
         );
         t += step;
     }

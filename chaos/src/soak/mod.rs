@@ -34,6 +34,7 @@
 //! full report.
 
 pub mod report;
+pub mod svg;
 pub mod trend;
 
 use std::collections::BTreeMap;
@@ -559,7 +560,7 @@ pub fn write_files(report: &SoakReport, out: &Path) -> crate::Result<()> {
     crate::error::create_dir_all(out.to_path_buf())?;
     for (name, body) in [
         ("report.json", report.to_json()),
-        ("soak.svg", report::svg(report)),
+        ("soak.svg", svg::svg(report)),
         ("report.txt", report.to_text()),
     ] {
         let tmp = out.join(format!(".{name}.tmp"));
