@@ -103,10 +103,9 @@ pub fn timeline_on(s: &ScenarioReport, axes: Axes) -> String {
         |ms: f64| PLOT_BOTTOM - ((ms.max(FLOOR_MS).log10() - lo) / (hi - lo)) * (PLOT_BOTTOM - TOP);
     let mut out = String::new();
     svgkit::open(&mut out, H, 11);
-    let _ = write!(
+    let _ = writeln!(
         out,
-        r##"<text x="{LEFT}" y="18" font-size="14" font-weight="bold">{} / {}: {}</text>
-"##,
+        r##"<text x="{LEFT}" y="18" font-size="14" font-weight="bold">{} / {}: {}</text>"##,
         escape(&s.pool),
         escape(&s.name),
         s.verdict().mark()
