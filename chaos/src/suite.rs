@@ -11,7 +11,7 @@ use crate::fault::Env;
 use crate::peers::{POOL, PoolChoice, PoolKind};
 use crate::postgres::Database;
 use crate::proxy::Proxies;
-use crate::report::{ChaosReport, html, svg};
+use crate::report::{ChaosReport, svg};
 pub use crate::scenario::Load;
 use crate::scenario::{Ctx, Progress, Scenario, Stage, Timing};
 use crate::signals::Interrupt;
@@ -338,15 +338,14 @@ fn summary(r: &crate::report::ScenarioReport) -> String {
     )
 }
 
-/// Writes report.json, report.md, report.txt, one SVG per scenario, index.html and the
+/// Writes every format of the report ([`crate::report::RENDERERS`]), one SVG per scenario and the
 /// histories (history/<scenario>.jsonl).
 pub fn write_files(report: &ChaosReport, out: &Path) -> crate::Result<()> {
     use crate::error::{create_dir_all, write};
     create_dir_all(out.join("history"))?;
-    write(out.join("report.json"), report.to_json())?;
-    write(out.join("report.md"), report.to_markdown())?;
-    write(out.join("report.txt"), report.to_text())?;
-    write(out.join("index.html"), html::index_html(report))?;
+    for renderer in crate::report::RENDERERS {
+        write(out.join(renderer.file), (renderer.render)(report))?;
+    }
     for s in &report.scenarios {
         // The pools of a scenario share axes, so their timelines compare when stacked.
         let axes = svg::Axes::of(report.scenarios.iter().filter(|o| o.name == s.name));

@@ -235,9 +235,13 @@ pub struct RunArgs {
     /// Where the report files go (default target/chaos/<time>-<pid>/).
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
-    /// What to print at the end.
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: Option<Format>,
+    /// What to print at the end: any format of the report (each is also written to its file).
+    #[arg(
+        long,
+        default_value = "text",
+        value_parser = clap::builder::PossibleValuesParser::new(crate::report::RENDERERS.iter().map(|r| r.name))
+    )]
+    pub format: Option<String>,
     /// Run this fault plan (TOML, as for `chaos exec`) under the suite's load instead of the
     /// built-in scenarios.
     #[arg(long, value_name = "PLAN", conflicts_with = "scenarios")]
@@ -247,13 +251,6 @@ pub struct RunArgs {
     /// the service_* scenarios).
     #[arg(long, value_enum, requires = "plan")]
     pub load: Option<crate::suite::Load>,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-    Markdown,
 }
 
 #[derive(Debug, clap::Args)]

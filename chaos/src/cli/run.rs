@@ -1,6 +1,6 @@
 //! `chaos run`: the suite, its report, and the exit status its verdict gives.
 
-use super::args::{Format, RunArgs, seed_from_clock};
+use super::args::{RunArgs, seed_from_clock};
 use super::exit::{Exit, recorded};
 use crate::report::{RunVerdict, Unavailable, UnavailableScenario};
 
@@ -49,10 +49,9 @@ pub(super) async fn run(args: RunArgs, mut signals: crate::signals::Signals) -> 
         }
         other => other?,
     };
-    match args.format.unwrap_or(Format::Text) {
-        Format::Text => println!("{}", report.to_text()),
-        Format::Json => println!("{}", report.to_json()),
-        Format::Markdown => println!("{}", report.to_markdown()),
+    let format = args.format.as_deref().unwrap_or("text");
+    if let Some(renderer) = crate::report::RENDERERS.iter().find(|r| r.name == format) {
+        println!("{}", (renderer.render)(&report));
     }
     eprintln!(
         "chaos: report written to {}/ (index.html, report.json, report.md, *.svg, history/)",

@@ -7,7 +7,15 @@
 use std::fmt::Write as _;
 
 use super::model::{ChaosReport, RunVerdict, ScenarioReport, Verdict};
+use super::renderer::Renderer;
 use super::svgkit::escape;
+
+/// `index.html`: every scenario's timeline with its criteria, pools side by side.
+pub const RENDERER: Renderer = Renderer {
+    name: "html",
+    file: "index.html",
+    render: index_html,
+};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:24px;color:#222;max-width:1000px}\
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;vertical-align:top}\

@@ -3,6 +3,14 @@
 use std::fmt::Write as _;
 
 use super::model::{ChaosReport, Counts};
+use super::renderer::Renderer;
+
+/// `report.md`.
+pub const RENDERER: Renderer = Renderer {
+    name: "markdown",
+    file: "report.md",
+    render: ChaosReport::to_markdown,
+};
 
 impl ChaosReport {
     /// The Markdown report: summary table, then every criterion of every scenario.

@@ -9,16 +9,30 @@
 //!
 //! # Layout
 //! - `model`: the serde model and the run's verdict, with its JSON form.
-//! - `text`, `markdown`, `html`, `svg`: one renderer each (`svg` also holds the SVG toolkit
-//!   the soak's and `chaos exec`'s pictures use).
+//! - `renderer`: what a format is; `text`, `markdown`, `json`, `html`: one format each, listed
+//!   once in `renderers!`.
+//! - `svg`: a scenario's timeline; `svgkit`: the SVG toolkit it shares with the soak's and
+//!   `chaos exec`'s pictures.
+//! - `unavailable`: why a scenario could not be measured, as a type.
 
-pub mod html;
-mod markdown;
 pub mod model;
+pub mod renderer;
 pub mod svg;
 pub mod svgkit;
-mod text;
 pub mod unavailable;
+
+/// Declares the renderer modules and lists them: a new format is one more name.
+macro_rules! renderers {
+    ($($renderer:ident),+ $(,)?) => {
+        $(pub mod $renderer;)+
+        /// Every format of the run's report, each written to its file.
+        pub const RENDERERS: &[&Renderer] = &[$(&$renderer::RENDERER),+];
+    };
+}
+
+renderers!(text, markdown, json, html);
+
+pub use renderer::Renderer;
 
 pub use model::*;
 pub use unavailable::{Unavailable, UnavailableScenario};

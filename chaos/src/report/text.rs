@@ -3,6 +3,14 @@
 use std::fmt::Write as _;
 
 use super::model::{ChaosReport, Counts, RunVerdict, Verdict};
+use super::renderer::Renderer;
+
+/// `report.txt`, and what `chaos run` prints.
+pub const RENDERER: Renderer = Renderer {
+    name: "text",
+    file: "report.txt",
+    render: ChaosReport::to_text,
+};
 
 impl ChaosReport {
     /// The terminal summary: one row per scenario and pool.
