@@ -390,6 +390,36 @@ impl ChaosReport {
         }
     }
 
+    /// Why the run did not pass, for a test's failure message: the run's verdict, every
+    /// failed criterion of our pool, and every scenario that could not be measured with its
+    /// reason. Empty when it passed.
+    pub fn why_not_passed(&self) -> String {
+        let verdict = self.verdict();
+        if verdict == RunVerdict::Passed {
+            return String::new();
+        }
+        let mut lines = vec![format!("the run is {}", verdict.word())];
+        if let RunVerdict::Interrupted { by } = &verdict {
+            lines.push(format!("interrupted: {by}"));
+        }
+        for s in self.scenarios.iter().filter(|s| s.ours) {
+            for c in s.criteria.iter().filter(|c| c.verdict == Verdict::Fail) {
+                lines.push(format!(
+                    "failed: {} / {}: {} = {} (bound {})",
+                    s.pool, s.name, c.id, c.measured, c.bound
+                ));
+            }
+        }
+        if let RunVerdict::Incomplete { unavailable }
+        | RunVerdict::NothingMeasured { unavailable } = &verdict
+        {
+            for u in unavailable {
+                lines.push(format!("unavailable: {u}"));
+            }
+        }
+        lines.join("\n")
+    }
+
     /// The JSON report.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("serializable")

@@ -165,6 +165,12 @@ fn a_run_passes_only_when_everything_asked_for_was_measured() {
         other => panic!("{other:?}"),
     }
     assert!(!r.passed());
+    let why = r.why_not_passed();
+    assert!(
+        why.contains("INCOMPLETE") && why.contains("unavailable: pool / server_restart"),
+        "{why}"
+    );
+    assert!(sample().why_not_passed().is_empty());
     let text = r.to_text();
     assert!(text.contains("INCOMPLETE (seed"), "{text}");
     assert!(!text.contains("PASSED"), "{text}");
