@@ -98,8 +98,13 @@
 //! - `on_drop`: the one drop guard that makes every await cancel safe.
 //! - `config`: [`PoolConfig`], every option declared once, with its default, validation.
 //! - `connector`: the [`Connector`] seam and [`PgConnector`] (tokio-postgres on the pool's own sockets).
+//! - `hosts`: several hosts behind one pool: libpq's `target_session_attrs`, what the pool has
+//!   seen of each host, and the doubt that follows a sign that a server's role changed.
+//! - `hooks`: the application's code after connect, before acquire and after release.
 //! - `tls`: libpq's TLS settings ([`SslMode`], [`TlsOptions`]) and their rustls verification.
-//! - `health` (a pure function of a snapshot), `stats`, `error`: what the pool reports.
+//! - `redact`: passwords never reach a log line, an error or a `Debug` output.
+//! - `health` (a pure function of a snapshot), `stats`, `error`: what the pool reports;
+//!   `metrics` (feature `metrics`): the statistics through the `metrics` facade.
 //! - `testing` (feature `test-util`): a fake database for deterministic tests.
 //!
 //! # Logs

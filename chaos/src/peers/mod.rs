@@ -2,7 +2,7 @@
 //! documented defaults and with recommended timeouts.
 //!
 //! A peer is one file: its [`Peer`] (`PEER`, with its setups and how each is opened) and its
-//! `Subject` implementation, plus its name in the [`peers!`] list below. The application
+//! `Subject` implementation, plus its name in the `peers!` list below. The application
 //! handlers the suite runs on every pool, with their SQL, are in [`handlers`].
 
 pub mod handlers;

@@ -44,7 +44,7 @@ impl PlanEvent {
 ///
 /// # Examples
 /// ```no_run
-/// # async fn f(env: chaos::scenario::Env) -> chaos::Result<()> {
+/// # async fn f(env: chaos::fault::Env) -> chaos::Result<()> {
 /// let plan = chaos::plan::Plan::parse("[[fault]]\nat = \"1s\"\nduration = \"2s\"\nkind = \"down\"\n").unwrap();
 /// let proxy = env.proxy("under_plan").await?;
 /// // ... point the service under test at proxy.url ...

@@ -1,6 +1,6 @@
 //! The criteria: each a measured value beside its bound, with a verdict. The fault runner's
-//! criteria ([`judge`]) are read from the history of requests; the families add their own
-//! with [`crit`].
+//! criteria (`judge`) are read from the history of requests; the families add their own
+//! with `crit`.
 
 use crate::fault::Fault;
 use crate::peers::{ACQUIRE_TIMEOUT, PoolKind, QUERY_TIMEOUT};

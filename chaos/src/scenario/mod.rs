@@ -10,7 +10,7 @@
 //!
 //! # Layout
 //! - [`family`]: what a family is to the suite ([`Family`]); each family is one file, listed
-//!   once in the [`families!`] list below, which makes the [`Scenario`] enum that lists,
+//!   once in the `families!` list below, which makes the [`Scenario`] enum that lists,
 //!   names, describes and runs them.
 //! - [`runner`]: the arena, timing, recorder and progress every fault family shares, and the
 //!   fault runner; [`judge`]: the criteria. Families import these siblings, never this file.
