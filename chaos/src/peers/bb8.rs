@@ -21,12 +21,14 @@ static SETUPS: [Setup; 2] = [
         name: "bb8",
         about: "bb8-postgres at its defaults (30 s connection timeout)",
         ours: false,
+        single_host: None,
         open: |a| Box::pin(async move { open(a, false) }),
     },
     Setup {
         name: "bb8+timeouts",
         about: "bb8-postgres with a connection timeout and test on checkout",
         ours: false,
+        single_host: None,
         open: |a| Box::pin(async move { open(a, true) }),
     },
 ];

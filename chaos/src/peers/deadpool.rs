@@ -21,12 +21,14 @@ static SETUPS: [Setup; 2] = [
         name: "deadpool",
         about: "deadpool-postgres at its defaults (no timeouts)",
         ours: false,
+        single_host: None,
         open: |a| Box::pin(async move { open(a, false) }),
     },
     Setup {
         name: "deadpool+timeouts",
         about: "deadpool-postgres with wait, create and recycle timeouts",
         ours: false,
+        single_host: None,
         open: |a| Box::pin(async move { open(a, true) }),
     },
 ];

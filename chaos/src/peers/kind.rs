@@ -38,6 +38,8 @@ pub struct Setup {
     pub about: &'static str,
     /// Our pool (it has health and criteria of its own, and its failures fail the run).
     pub ours: bool,
+    /// Why it cannot be given several hosts (a failover needs them), when it cannot.
+    pub single_host: Option<&'static str>,
     /// Opens it.
     pub open: OpenFn,
 }
@@ -75,6 +77,11 @@ impl PoolKind {
     /// Whether this is our pool, by either path.
     pub fn is_ours(self) -> bool {
         self.0.ours
+    }
+
+    /// Why it cannot be given several hosts, when it cannot.
+    pub fn single_host(self) -> Option<&'static str> {
+        self.0.single_host
     }
 
     /// Opens a pool of this kind.

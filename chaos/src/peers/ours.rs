@@ -21,12 +21,14 @@ static SETUPS: [Setup; 2] = [
         name: "pool",
         about: "ours, through `acquire` (an exclusive checkout per request)",
         ours: true,
+        single_host: None,
         open: |args| Box::pin(async move { Ok(Box::new(OurPool(open(args).await?)) as Box<dyn Subject>) }),
     },
     Setup {
         name: "pool+query",
         about: "ours, through its shared path (`Pool::query`: statements pipelined on shared sessions, no checkout)",
         ours: true,
+        single_host: None,
         open: |args| Box::pin(async move { Ok(Box::new(OurPoolShared(open(args).await?)) as Box<dyn Subject>) }),
     },
 ];

@@ -28,17 +28,22 @@ pub const PEER: Peer = Peer {
     setups: &SETUPS,
 };
 
+/// Why sqlx's pool cannot fail over.
+const SINGLE_HOST: &str = "sqlx's PgPool takes one host per URL (launchbadge/sqlx#3333 and #2290 are open): it cannot be given a standby to fail over to";
+
 static SETUPS: [Setup; 2] = [
     Setup {
         name: "sqlx",
         about: "sqlx's `PgPool` at its defaults (30 s acquire timeout, ping before acquire)",
         ours: false,
+        single_host: Some(SINGLE_HOST),
         open: |a| Box::pin(async move { open(a, false) }),
     },
     Setup {
         name: "sqlx+timeouts",
         about: "sqlx's `PgPool` with the suite's acquire timeout",
         ours: false,
+        single_host: Some(SINGLE_HOST),
         open: |a| Box::pin(async move { open(a, true) }),
     },
 ];

@@ -141,11 +141,11 @@ pub async fn run(
 ) -> ScenarioReport {
     let name = change.name();
     let mut report = ScenarioReport::new(name, kind.name(), kind.is_ours(), change.description());
-    if kind.name().starts_with("sqlx") {
+    if let Some(why) = kind.single_host() {
         report.mark_unavailable(
             "failover",
             Unavailable::NotSupported {
-                detail: "sqlx's PgPool takes one host per URL (launchbadge/sqlx#3333 and #2290 are open): it cannot be given a standby to fail over to".into(),
+                detail: why.to_string(),
             },
         );
         return report;
