@@ -20,7 +20,8 @@
 //! - [`postgres`]: throwaway PostgreSQL clusters (binaries, process, cluster, standby,
 //!   PgBouncer, the database a run uses); [`tls`]: certificates for clusters that speak TLS.
 //! - [`measure`], [`workload`], [`signals`]: this process's figures, the load the suite and
-//!   the soak put on a pool, and the signals that end a run cleanly.
+//!   the soak put on a pool, and the signals that end a run cleanly; [`lag`]: the run's own
+//!   scheduling lag, which timing criteria are judged against.
 //!
 //! **Faults**
 //! - [`fault`]: the fault library: what a fault is, the catalogue (the matrix, PgBouncer's
@@ -61,6 +62,7 @@ pub mod exec;
 pub mod fault;
 pub mod fuzzing;
 pub mod kernel;
+pub mod lag;
 pub mod measure;
 pub mod peers;
 pub mod plan;

@@ -33,6 +33,18 @@ pub struct Options {
     pub fault_plan: Option<crate::plan::Plan>,
     /// The load a plan runs under (`chaos run --plan P --load service`).
     pub load: Load,
+    /// How many times each (pool, scenario) runs (`--repeat`; 1 when 0).
+    pub repeat: u32,
+}
+
+/// The seed of repeat `index` (1-based) of a run seeded `seed`: the run's own for the first,
+/// derived for the others, so any failing repeat can be replayed alone with `--seed`.
+pub fn repeat_seed(seed: u64, index: u32) -> u64 {
+    if index <= 1 {
+        seed
+    } else {
+        crate::rng::seed_for(seed, &format!("repeat-{index}")) % (1 << 53)
+    }
 }
 
 /// Every scenario name: validation first, then the fault matrix.
@@ -235,17 +247,23 @@ pub async fn run_until(
     crate::scenario::logs::start();
     let plan = plan(&options)?;
     tokio::pin!(stop);
-    let (env, proxy_desc) = tokio::select! {
+    let (mut env, proxy_desc) = tokio::select! {
         env = environment(options.seed) => env?,
         signal = &mut stop => return Err(crate::Error::Interrupted(signal)),
     };
     let timing = Timing::new(options.quick);
+    let lag = crate::lag::LagMonitor::start();
 
     let bars = Bars {
         multi: MultiProgress::new(),
         current: std::sync::Mutex::new(None),
     };
-    let overall = bars.multi.add(ProgressBar::new(plan.len() as u64));
+    let repeat = options.repeat.max(1);
+    let runs: Vec<(Scenario, PoolKind, u32)> = plan
+        .iter()
+        .flat_map(|(s, k)| (1..=repeat).map(move |i| (*s, *k, i)))
+        .collect();
+    let overall = bars.multi.add(ProgressBar::new(runs.len() as u64));
     overall.set_style(
         ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} scenarios, {elapsed}")
             .unwrap()
@@ -259,17 +277,21 @@ pub async fn run_until(
         database: env.db.report_label(),
         proxy: proxy_desc,
         scenarios: Vec::new(),
+        repeat,
+        repeats: Vec::new(),
+        lag: None,
         interrupted: None,
     };
-    let ctx = Ctx {
-        env: &env,
-        timing,
-        progress: &bars,
-        fault_plan: options.fault_plan.as_ref(),
-        load: options.load,
-    };
-    for (scenario, kind) in &plan {
+    for (scenario, kind, index) in &runs {
         let (name, kind) = (scenario.name(), *kind);
+        env.seed = repeat_seed(options.seed, *index);
+        let ctx = Ctx {
+            env: &env,
+            timing,
+            progress: &bars,
+            fault_plan: options.fault_plan.as_ref(),
+            load: options.load,
+        };
         let bar = bars.multi.add(ProgressBar::new(4));
         bar.set_style(
             ProgressStyle::with_template("{prefix:>8} [{bar:10}] {msg}")
@@ -279,6 +301,7 @@ pub async fn run_until(
         bar.set_prefix("running");
         *bars.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
         let work = scenario.run(&ctx, kind);
+        let began = tokio::time::Instant::now();
         let mut r = tokio::select! {
             r = work => r,
             signal = &mut stop => {
@@ -287,20 +310,30 @@ pub async fn run_until(
                     "{signal} during {} / {name}, after {} of {} scenarios",
                     kind.name(),
                     report.scenarios.len(),
-                    plan.len()
+                    runs.len()
                 ));
                 break;
             }
         };
         r.ours = kind.is_ours();
+        if repeat > 1 {
+            r.repeat = Some(*index);
+            r.seed = Some(env.seed);
+        }
+        r.judge_lag(lag.window(began, tokio::time::Instant::now()));
         bar.set_prefix(r.verdict().mark());
-        let line = format!("{:<18} {name:<20} {}", kind.name(), summary(&r));
+        let which = if repeat > 1 {
+            format!("{name} #{index}")
+        } else {
+            name.to_string()
+        };
+        let line = format!("{:<18} {which:<20} {}", kind.name(), summary(&r));
         if bars.multi.is_hidden() {
             // Not a terminal (CI, a pipe): one line per scenario instead of bars.
             eprintln!(
                 "chaos: [{}/{}] {:<7} {line}",
                 overall.position() + 1,
-                plan.len(),
+                runs.len(),
                 r.verdict().mark()
             );
         }
@@ -308,6 +341,11 @@ pub async fn run_until(
         overall.inc(1);
         report.scenarios.push(r);
     }
+    report.lag = Some(lag.whole());
+    if repeat > 1 {
+        report.repeats = report.repeat_summaries();
+    }
+    drop(lag);
     if report.interrupted.is_some() {
         overall.abandon();
         // Bounded: a remote Toxiproxy that stopped answering must not hold the exit.

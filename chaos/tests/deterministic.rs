@@ -210,6 +210,9 @@ async fn deterministic_run(seed: u64) -> ChaosReport {
         database: "fake database (paused clock)".into(),
         proxy: "fake switches".into(),
         scenarios: Vec::new(),
+        repeat: 1,
+        repeats: Vec::new(),
+        lag: None,
         interrupted: None,
     };
     for fault in MATRIX.iter().filter(|f| faked(f)) {

@@ -174,6 +174,20 @@ How a run ends:
   INTERRUPTED       SIGINT (Ctrl-C), SIGTERM or SIGHUP ended the run: the proxies, pools and cluster are
                     stopped, and the report of the scenarios that finished is written (exit 130/143/129)
 
+Safety and timing: a safety criterion is a fact read from the history (an acknowledged write
+missing, a dirty checkout, a leak, a request unanswered long past its hard deadline) and a miss is
+always FAIL. A timing criterion (a recovery time, a latency, a staleness) is judged against the
+run's own scheduling lag: a ticker due every 5 ms records how late it wakes, and each scenario
+reports p50/p99/max over its window. A timing criterion that misses its bound by no more than the
+largest lag measured in its window is UNKNOWN (the run is INCOMPLETE, with the lag as the reason);
+a larger miss, or a figure that never came, is FAIL.
+
+--repeat N runs each (pool, scenario) N times, repeat 1 with the run's seed and the others with
+seeds derived from it, and reports per criterion the passes out of N, the seeds that failed and
+the spread of each timing figure. The run FAILS when a safety criterion failed in any repeat, or
+a timing criterion in every repeat; a timing criterion that failed in only some is FLAKY, with
+its rate.
+
 Environment: DATABASE_URL, PG_BIN, TOXIPROXY_URL, TOXIPROXY_LISTEN (HOST or HOST:PORT where the
 Toxiproxy server makes the suite's proxies listen; default 127.0.0.1:0), TOXIPROXY_UPSTREAM.";
 
@@ -246,6 +260,10 @@ pub struct RunArgs {
     /// built-in scenarios.
     #[arg(long, value_name = "PLAN", conflicts_with = "scenarios")]
     pub plan: Option<std::path::PathBuf>,
+    /// Run each (pool, scenario) this many times, with seeds derived from --seed, and report
+    /// passes out of N, the failing seeds and the spread of every timing figure (see below).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: u32,
     /// The load a --plan runs under: the suite's steady workers and bursts, or a service's
     /// open loop (400 requests/s, 200 with --quick, each with a 2 s deadline; the criteria of
     /// the service_* scenarios).

@@ -25,6 +25,7 @@ pub(super) async fn run(args: RunArgs, mut signals: crate::signals::Signals) -> 
         out: out.clone(),
         fault_plan,
         load: args.load.unwrap_or_default(),
+        repeat: args.repeat.max(1),
     };
     // Refused before anything starts: an unknown scenario, a bad DATABASE_URL.
     crate::suite::plan(&options)?;

@@ -84,6 +84,13 @@ pub fn index_html(report: &ChaosReport) -> String {
         escape(&report.proxy),
         if report.quick { "quick" } else { "full" }
     );
+    if let Some(lag) = &report.lag {
+        let _ = writeln!(
+            out,
+            "<p class=\"small\">Scheduling lag over the run: {lag}. {}.</p>",
+            escape(super::model::LAG_RULE)
+        );
+    }
     if let Some(by) = &report.interrupted {
         let _ = writeln!(
             out,
@@ -96,6 +103,19 @@ pub fn index_html(report: &ChaosReport) -> String {
          <b>recovering</b>: after the heal, until the first success (the pool noticing that the database is back); \
          <b>after</b>. Counts are ok/fail/info (info: unknown, the request may have run).</p>\n",
     );
+    if let Some(tables) = report.repeat_tables() {
+        let _ = writeln!(
+            out,
+            "<h2>Repeats</h2><p class=\"small\">Each (pool, scenario) ran {} times: passes out of N per criterion, with the seeds that failed; FLAKY: a timing criterion that failed in some repeats, not all.</p>",
+            report.repeat
+        );
+        rows_table(&mut out, &["pool", "scenario", "criterion", "kind", "passed"], &tables.criteria);
+        rows_table(
+            &mut out,
+            &["pool", "scenario", "timing figure", "min / median / max"],
+            &tables.spreads,
+        );
+    }
     let (pools, names) = pools_and_scenarios(report);
     if pools.len() > 1 {
         comparison(&mut out, report, &pools, &names);
@@ -109,13 +129,30 @@ pub fn index_html(report: &ChaosReport) -> String {
     out
 }
 
+/// A plain table of `rows` under `head`.
+fn rows_table<const N: usize>(out: &mut String, head: &[&str], rows: &[[String; N]]) {
+    out.push_str("<table><tr>");
+    for h in head {
+        let _ = write!(out, "<th>{}</th>", escape(h));
+    }
+    out.push_str("</tr>\n");
+    for row in rows {
+        out.push_str("<tr>");
+        for cell in row {
+            let _ = write!(out, "<td>{}</td>", escape(cell));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table>\n");
+}
+
 fn summary(out: &mut String, report: &ChaosReport) {
-    out.push_str("<table><tr><th>scenario</th><th>pool</th><th>before</th><th>during</th><th>recovering</th><th>after</th><th>longest</th><th>recovery</th><th>verdict</th></tr>\n");
+    out.push_str("<table><tr><th>scenario</th><th>pool</th><th>before</th><th>during</th><th>recovering</th><th>after</th><th>longest</th><th>recovery</th><th>lag p99/max</th><th>verdict</th></tr>\n");
     for s in &report.scenarios {
         let v = s.verdict().mark();
         let _ = writeln!(
             out,
-            "<tr><td><a href=\"#{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{v}\">{v}</td></tr>",
+            "<tr><td><a href=\"#{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{v}\">{v}</td></tr>",
             s.slug(),
             escape(&s.name),
             escape(&s.pool),
@@ -125,6 +162,7 @@ fn summary(out: &mut String, report: &ChaosReport) {
             s.phases.after,
             s.metric_ms("longest_request_ms"),
             s.metric_ms("recovery_ms"),
+            s.lag_cell(),
         );
     }
     out.push_str("</table>\n");
@@ -152,9 +190,10 @@ fn comparison(out: &mut String, report: &ChaosReport, pools: &[&str], names: &[&
                     let v = s.verdict().mark();
                     let _ = write!(
                         out,
-                        "<td><span class=\"{v}\">{v}</span><br><span class=\"small\">longest {} &middot; recovery {}</span>",
+                        "<td><span class=\"{v}\">{v}</span><br><span class=\"small\">longest {} &middot; recovery {} &middot; lag {}</span>",
                         s.metric_ms("longest_request_ms"),
-                        s.metric_ms("recovery_ms")
+                        s.metric_ms("recovery_ms"),
+                        s.lag_cell()
                     );
                     let failed = failed_criteria(s);
                     if !failed.is_empty() {
@@ -209,18 +248,20 @@ fn section(out: &mut String, s: &ScenarioReport, title: &str, top_level: bool) {
     let v = s.verdict().mark();
     let _ = writeln!(
         out,
-        "<details{open}><summary><span class=\"{v}\">{v}</span> &middot; {} criteria</summary>\n<table><tr><th>criterion</th><th>what</th><th>measured</th><th>bound</th><th>verdict</th></tr>",
+        "<details{open}><summary><span class=\"{v}\">{v}</span> &middot; {} criteria</summary>\n<table><tr><th>criterion</th><th>kind</th><th>what</th><th>measured</th><th>bound</th><th>verdict</th></tr>",
         s.criteria.len()
     );
     for c in &s.criteria {
         let v = c.verdict.mark();
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{v}\">{v}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{v}\">{}</td></tr>",
             escape(&c.id),
+            c.kind_word(),
             escape(&c.description),
             escape(&c.measured),
-            escape(&c.bound)
+            escape(&c.bound),
+            escape(&c.verdict_cell())
         );
     }
     out.push_str("</table></details>\n");

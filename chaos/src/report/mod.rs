@@ -14,9 +14,12 @@
 //! - `svg`: a scenario's timeline; `svgkit`: the SVG toolkit it shares with the soak's and
 //!   `chaos exec`'s pictures.
 //! - `unavailable`: why a scenario could not be measured, as a type.
+//! - `repeats`: `--repeat N`: passes out of N per criterion, failing seeds, flaky timing,
+//!   the spread of each timing figure.
 
 pub mod model;
 pub mod renderer;
+pub mod repeats;
 pub mod svg;
 pub mod svgkit;
 pub mod unavailable;
@@ -35,6 +38,7 @@ renderers!(text, markdown, json, html);
 pub use renderer::Renderer;
 
 pub use model::*;
+pub use repeats::{CriterionTally, RepeatSummary, RepeatTables, Spread};
 pub use unavailable::{Unavailable, UnavailableScenario};
 
 #[cfg(test)]

@@ -131,7 +131,7 @@ pub struct FaultWindow {
 }
 
 /// A verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// The criterion held.
@@ -139,6 +139,7 @@ pub enum Verdict {
     /// It did not.
     Fail,
     /// It could not be measured here (e.g. a restart against a server we do not own).
+    #[default]
     Unknown,
 }
 
@@ -153,8 +154,22 @@ impl Verdict {
     }
 }
 
+/// What a criterion judges: a fact of the history, or how fast something was.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CriterionKind {
+    /// A fact read from the history (an acknowledged write missing, a dirty checkout, a
+    /// leak, a request unanswered long past its hard deadline): it does not depend on how
+    /// fast the machine is, and a miss is always a FAIL.
+    #[default]
+    Safety,
+    /// A recovery time, a latency, a staleness: a miss by no more than the scheduling lag
+    /// measured in its window is `unknown`, not a FAIL (see [`ScenarioReport::judge_lag`]).
+    Timing,
+}
+
 /// One pass criterion, with what was measured beside its bound.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Criterion {
     /// Short id (`no_hang`, `SC-002`, ...).
     pub id: String,
@@ -166,6 +181,105 @@ pub struct Criterion {
     pub bound: String,
     /// Pass, fail or unknown.
     pub verdict: Verdict,
+    /// Safety or timing.
+    #[serde(default)]
+    pub kind: CriterionKind,
+    /// For a timing criterion that missed: by how much, ms (infinite when what it times
+    /// never happened).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub miss_ms: Option<f64>,
+    /// Why the verdict is `unknown` when the criterion was measured (a timing miss within
+    /// the lag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Criterion {
+    /// Its verdict for tables, with the reason when a measured one is unknown.
+    pub fn verdict_cell(&self) -> String {
+        match &self.note {
+            Some(note) => format!("{} ({note})", self.verdict.mark()),
+            None => self.verdict.mark().to_string(),
+        }
+    }
+
+    /// `safety` or `timing`, for tables.
+    pub fn kind_word(&self) -> &'static str {
+        match self.kind {
+            CriterionKind::Safety => "safety",
+            CriterionKind::Timing => "timing",
+        }
+    }
+
+    /// A safety criterion.
+    pub fn safety(
+        id: impl Into<String>,
+        description: impl Into<String>,
+        measured: impl Into<String>,
+        bound: impl Into<String>,
+        verdict: Verdict,
+    ) -> Self {
+        Criterion {
+            id: id.into(),
+            description: description.into(),
+            measured: measured.into(),
+            bound: bound.into(),
+            verdict,
+            kind: CriterionKind::Safety,
+            miss_ms: None,
+            note: None,
+        }
+    }
+
+    /// A timing criterion: `value_ms` against `bound_ms` (a pass when at or below it; `None`
+    /// when what it times never happened, a FAIL that no lag excuses).
+    pub fn timing(
+        id: impl Into<String>,
+        description: impl Into<String>,
+        measured: impl Into<String>,
+        bound: impl Into<String>,
+        value_ms: Option<f64>,
+        bound_ms: f64,
+    ) -> Self {
+        let miss = value_ms.map_or(f64::INFINITY, |v| v - bound_ms);
+        let ok = miss <= 0.0;
+        Criterion {
+            verdict: if ok { Verdict::Pass } else { Verdict::Fail },
+            kind: CriterionKind::Timing,
+            miss_ms: (!ok).then_some(miss),
+            ..Criterion::safety(id, description, measured, bound, Verdict::Pass)
+        }
+    }
+}
+
+/// The run's own scheduling lag in a window: how late a ticker due every
+/// [`LAG_PERIOD_MS`] ms woke, over that window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lag {
+    /// Median overshoot, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Largest, ms.
+    pub max_ms: f64,
+    /// Ticks sampled.
+    pub samples: u64,
+}
+
+/// How often the lag ticker is due, ms.
+pub const LAG_PERIOD_MS: u64 = 5;
+
+/// The rule by which a timing miss is not a FAIL, as README and `chaos run --help` state it.
+pub const LAG_RULE: &str = "a timing criterion that misses its bound by no more than the largest scheduling lag measured in its scenario's window (a ticker due every 5 ms; its worst overshoot) is UNKNOWN, not FAIL; a larger miss, or a figure that never came, is a FAIL; safety criteria never depend on the lag";
+
+impl std::fmt::Display for Lag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.p50_ms, self.p99_ms, self.max_ms
+        )
+    }
 }
 
 /// Health over time: (ms since the scenario began, status).
@@ -200,6 +314,15 @@ pub struct ScenarioReport {
     pub health: Vec<HealthSample>,
     /// Length of the scenario, ms.
     pub duration_ms: f64,
+    /// The seed this scenario ran with, when it differs from the run's (a repeat).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Which repeat this is (1-based), with `--repeat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
+    /// The run's scheduling lag over the scenario's window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<Lag>,
     /// The history (written to its own file, not into the JSON report).
     #[serde(skip)]
     pub ops: Vec<Op>,
@@ -222,7 +345,42 @@ impl ScenarioReport {
             anomalies: Vec::new(),
             health: Vec::new(),
             duration_ms: 0.0,
+            seed: None,
+            repeat: None,
+            lag: None,
             ops: Vec::new(),
+        }
+    }
+
+    /// Records the lag of the scenario's window and applies [`LAG_RULE`]: a failed timing
+    /// criterion whose miss is no more than the window's largest lag becomes `unknown`, with
+    /// the lag as the reason.
+    pub fn judge_lag(&mut self, lag: Lag) {
+        self.lag = Some(lag);
+        let mut excused = Vec::new();
+        for c in &mut self.criteria {
+            if c.kind != CriterionKind::Timing || c.verdict != Verdict::Fail {
+                continue;
+            }
+            let Some(miss) = c.miss_ms.filter(|m| m.is_finite()) else {
+                continue;
+            };
+            if miss <= lag.max_ms {
+                c.verdict = Verdict::Unknown;
+                c.note = Some(format!(
+                    "missed by {miss:.1} ms, within the scheduling lag measured in its window ({lag})"
+                ));
+                excused.push(format!("{} missed by {miss:.1} ms", c.id));
+            }
+        }
+        if !excused.is_empty() && self.verdict() == Verdict::Unknown {
+            self.unavailable.get_or_insert(Unavailable::WithinLag {
+                detail: format!(
+                    "{}, within the scheduling lag of its window (max {:.1} ms)",
+                    excused.join(", "),
+                    lag.max_ms
+                ),
+            });
         }
     }
 
@@ -237,6 +395,13 @@ impl ScenarioReport {
         }
     }
 
+    /// The scheduling lag of its window for tables: `p99/max ms`, `-` when not measured.
+    pub fn lag_cell(&self) -> String {
+        self.lag.map_or("-".to_string(), |l| {
+            format!("{:.1}/{:.1} ms", l.p99_ms, l.max_ms)
+        })
+    }
+
     /// A figure of [`metrics`](Self::metrics) in whole milliseconds, `-` when not measured.
     pub fn metric_ms(&self, key: &str) -> String {
         self.metrics
@@ -246,7 +411,8 @@ impl ScenarioReport {
 
     /// A file-name-safe id.
     pub fn slug(&self) -> String {
-        format!("{}-{}", self.pool, self.name)
+        let repeat = self.repeat.map_or(String::new(), |i| format!("-r{i}"));
+        format!("{}-{}{repeat}", self.pool, self.name)
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || c == '-' {
@@ -274,6 +440,15 @@ pub struct ChaosReport {
     pub proxy: String,
     /// Every scenario, in run order.
     pub scenarios: Vec<ScenarioReport>,
+    /// How many times each (pool, scenario) ran (`chaos run --repeat`).
+    #[serde(default = "one")]
+    pub repeat: u32,
+    /// With `--repeat`: each (pool, scenario) over its repeats.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repeats: Vec<super::repeats::RepeatSummary>,
+    /// The scheduling lag over the whole run (each scenario has its window's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<Lag>,
     /// Set when a signal ended the run early: which, and where (the scenarios listed are the
     /// ones that finished).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -339,13 +514,13 @@ impl ScenarioReport {
 
     /// Marks it unmeasurable: an unknown criterion `id` saying why, and the reason itself.
     pub fn mark_unavailable(&mut self, id: &str, why: Unavailable) {
-        self.criteria.push(Criterion {
-            id: id.into(),
-            description: why.to_string(),
-            measured: "not measured".into(),
-            bound: "-".into(),
-            verdict: Verdict::Unknown,
-        });
+        self.criteria.push(Criterion::safety(
+            id,
+            why.to_string(),
+            "not measured",
+            "-",
+            Verdict::Unknown,
+        ));
         self.unavailable.get_or_insert(why);
     }
 }
@@ -363,11 +538,21 @@ impl ChaosReport {
         if let Some(by) = &self.interrupted {
             return RunVerdict::Interrupted { by: by.clone() };
         }
-        if self
-            .scenarios
-            .iter()
-            .any(|s| s.ours && s.verdict() == Verdict::Fail)
-        {
+        let failed = if self.repeat > 1 {
+            // Over the repeats: a safety criterion failing once, or a timing criterion
+            // failing every time (one failing in some repeats is flaky, not a failure).
+            self.repeat_summaries().iter().any(|s| {
+                s.ours
+                    && s.criteria
+                        .iter()
+                        .any(super::repeats::CriterionTally::fails_the_run)
+            })
+        } else {
+            self.scenarios
+                .iter()
+                .any(|s| s.ours && s.verdict() == Verdict::Fail)
+        };
+        if failed {
             return RunVerdict::Failed;
         }
         let unavailable: Vec<UnavailableScenario> = self
@@ -387,6 +572,18 @@ impl ChaosReport {
             RunVerdict::NothingMeasured { unavailable }
         } else {
             RunVerdict::Incomplete { unavailable }
+        }
+    }
+
+    /// Whether the run passed, or would have but for timing criteria missed by less than
+    /// the machine's own scheduling lag (INCOMPLETE with only [`Unavailable::WithinLag`]).
+    pub fn passed_but_for_lag(&self) -> bool {
+        match self.verdict() {
+            RunVerdict::Passed => true,
+            RunVerdict::Incomplete { unavailable } => unavailable
+                .iter()
+                .all(|u| matches!(u.why, Unavailable::WithinLag { .. })),
+            _ => false,
         }
     }
 
@@ -424,4 +621,8 @@ impl ChaosReport {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("serializable")
     }
+}
+
+fn one() -> u32 {
+    1
 }

@@ -60,20 +60,21 @@ pub fn sample() -> ChaosReport {
             ("recovery_ms".into(), 12.0),
         ]),
         criteria: vec![
-            Criterion {
-                id: "no_hang".into(),
-                description: "no request outlived its deadline".into(),
-                measured: "900 ms".into(),
-                bound: "< 2500 ms".into(),
-                verdict: Verdict::Pass,
-            },
-            Criterion {
-                id: "recovery".into(),
-                description: "first success after heal".into(),
-                measured: "12 ms".into(),
-                bound: "< 1000 ms".into(),
-                verdict: Verdict::Pass,
-            },
+            Criterion::safety(
+                "no_hang",
+                "no request outlived its deadline",
+                "900 ms",
+                "< 2500 ms",
+                Verdict::Pass,
+            ),
+            Criterion::timing(
+                "recovery",
+                "first success after heal",
+                "12 ms",
+                "< 1000 ms",
+                Some(12.0),
+                1000.0,
+            ),
         ],
         anomalies: vec![],
         health: vec![
@@ -82,19 +83,28 @@ pub fn sample() -> ChaosReport {
             (3050.0, "healthy".into()),
         ],
         duration_ms: 6000.0,
+        seed: None,
+        repeat: None,
+        lag: Some(Lag {
+            p50_ms: 0.6,
+            p99_ms: 1.2,
+            max_ms: 3.5,
+            samples: 1200,
+        }),
         ops,
     };
     let mut peer = scenario.clone();
     peer.pool = "bb8".into();
     peer.ours = false;
     peer.health.clear();
-    peer.criteria[1] = Criterion {
-        id: "recovery".into(),
-        description: "first success after heal".into(),
-        measured: "none".into(),
-        bound: "< 1000 ms".into(),
-        verdict: Verdict::Fail,
-    };
+    peer.criteria[1] = Criterion::timing(
+        "recovery",
+        "first success after heal",
+        "none",
+        "< 1000 ms",
+        None,
+        1000.0,
+    );
     peer.anomalies = vec!["no success after the heal".into()];
     ChaosReport {
         version: "0.0.0".into(),
@@ -103,6 +113,14 @@ pub fn sample() -> ChaosReport {
         database: "throwaway cluster".into(),
         proxy: "embedded".into(),
         scenarios: vec![scenario, peer],
+        repeat: 1,
+        repeats: Vec::new(),
+        lag: Some(Lag {
+            p50_ms: 0.6,
+            p99_ms: 1.3,
+            max_ms: 4.0,
+            samples: 2400,
+        }),
         interrupted: None,
     }
 }
@@ -112,13 +130,14 @@ pub fn sample() -> ChaosReport {
 pub fn sample_side_by_side() -> ChaosReport {
     let mut r = sample();
     let mut init = ScenarioReport::new("sc_init", "pool", true, "Initialisation time.");
-    init.criteria.push(Criterion {
-        id: "SC-001".into(),
-        description: "initialised fast".into(),
-        measured: "3 ms".into(),
-        bound: "<= 5000 ms".into(),
-        verdict: Verdict::Pass,
-    });
+    init.criteria.push(Criterion::timing(
+        "SC-001",
+        "initialised fast",
+        "3 ms",
+        "<= 5000 ms",
+        Some(3.0),
+        5000.0,
+    ));
     r.scenarios.insert(0, init);
     r
 }
@@ -192,6 +211,53 @@ fn a_run_passes_only_when_everything_asked_for_was_measured() {
     ];
     assert!(matches!(r.verdict(), RunVerdict::NothingMeasured { .. }));
     assert!(r.to_text().contains("NOTHING MEASURED"));
+}
+
+#[test]
+fn a_timing_miss_within_the_lag_is_unknown_and_a_larger_one_fails() {
+    let lag = Lag {
+        p50_ms: 1.0,
+        p99_ms: 8.0,
+        max_ms: 20.0,
+        samples: 400,
+    };
+    let judged = |criteria: Vec<Criterion>| {
+        let mut s = ScenarioReport::new("x", "pool", true, "x");
+        s.criteria = criteria;
+        s.judge_lag(lag);
+        s
+    };
+    let timing = |value: Option<f64>| Criterion::timing("t", "t", "v", "<= 100 ms", value, 100.0);
+    let safety = Criterion::safety("s", "s", "1", "0", Verdict::Fail);
+
+    // Within the window's worst lag: not judged here, and the run says why.
+    let s = judged(vec![timing(Some(115.0))]);
+    assert_eq!(s.criteria[0].verdict, Verdict::Unknown);
+    let note = s.criteria[0].note.clone().unwrap();
+    assert!(
+        note.contains("missed by 15.0 ms") && note.contains("max 20.0 ms"),
+        "{note}"
+    );
+    assert!(matches!(s.unavailable, Some(Unavailable::WithinLag { .. })));
+    let mut run = sample();
+    run.scenarios.push(s);
+    assert!(matches!(run.verdict(), RunVerdict::Incomplete { .. }));
+    assert!(
+        run.to_text()
+            .contains("unknown (timing within the machine's lag)")
+    );
+
+    // Past it, never happened, or a safety criterion: FAIL whatever the lag.
+    for c in [timing(Some(121.0)), timing(None), safety] {
+        let s = judged(vec![c]);
+        assert_eq!(s.criteria[0].verdict, Verdict::Fail, "{:?}", s.criteria[0]);
+        assert_eq!(s.verdict(), Verdict::Fail);
+    }
+    // A pass stays a pass; a lag-excused miss beside a real failure leaves the FAIL.
+    assert_eq!(judged(vec![timing(Some(99.0))]).verdict(), Verdict::Pass);
+    let mixed = judged(vec![timing(Some(110.0)), timing(Some(500.0))]);
+    assert_eq!(mixed.verdict(), Verdict::Fail);
+    assert!(mixed.unavailable.is_none());
 }
 
 #[test]

@@ -24,6 +24,7 @@ impl ChaosReport {
             "after ok/fail/info".into(),
             "longest".into(),
             "recovery".into(),
+            "lag p99/max".into(),
             "verdict".into(),
         ]];
         for s in &self.scenarios {
@@ -38,31 +39,35 @@ impl ChaosReport {
                 c(&s.phases.after),
                 ms("longest_request_ms"),
                 ms("recovery_ms"),
+                s.lag_cell(),
                 s.verdict().mark().to_string(),
             ]);
         }
-        let widths: Vec<usize> = (0..9)
-            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-            .collect();
-        let mut out = String::new();
-        for (n, row) in rows.iter().enumerate() {
-            let line: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, w)| format!("{cell:<w$}"))
-                .collect();
-            let _ = writeln!(out, "{}", line.join("  ").trim_end());
-            if n == 0 {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    widths
-                        .iter()
-                        .map(|w| "-".repeat(*w))
-                        .collect::<Vec<_>>()
-                        .join("  ")
-                );
-            }
+        let mut out = aligned(&rows);
+        if let Some(tables) = self.repeat_tables() {
+            let _ = writeln!(
+                out,
+                "\nrepeats: each (pool, scenario) {} times; passes out of N per criterion",
+                self.repeat
+            );
+            let mut rows = vec![[
+                "pool".to_string(),
+                "scenario".into(),
+                "criterion".into(),
+                "kind".into(),
+                "passed".into(),
+            ]];
+            rows.extend(tables.criteria);
+            out.push_str(&aligned(&rows));
+            let _ = writeln!(out, "\ntiming figures over the repeats: min / median / max");
+            let mut rows = vec![[
+                "pool".to_string(),
+                "scenario".into(),
+                "figure".into(),
+                "min / median / max".into(),
+            ]];
+            rows.extend(tables.spreads);
+            out.push_str(&aligned(&rows));
         }
         let failed: Vec<String> = self
             .scenarios
@@ -84,6 +89,28 @@ impl ChaosReport {
             for f in failed {
                 let _ = writeln!(out, "  - {f}");
             }
+        }
+        let excused: Vec<String> = self
+            .scenarios
+            .iter()
+            .flat_map(|s| {
+                s.criteria.iter().filter_map(move |c| {
+                    c.note
+                        .as_ref()
+                        .map(|note| format!("{} / {}: {}: {note}", s.pool, s.name, c.id))
+                })
+            })
+            .collect();
+        if !excused.is_empty() {
+            let _ = writeln!(out, "
+unknown (timing within the machine's lag):");
+            for e in excused {
+                let _ = writeln!(out, "  - {e}");
+            }
+        }
+        if let Some(lag) = &self.lag {
+            let _ = writeln!(out, "
+scheduling lag over the run: {lag}");
         }
         let verdict = self.verdict();
         if let RunVerdict::Interrupted { by } = &verdict {
@@ -109,4 +136,32 @@ impl ChaosReport {
         );
         out
     }
+}
+
+/// Rows as columns padded to their widest cell, the first row underlined.
+fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for (n, row) in rows.iter().enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+        if n == 0 {
+            let _ = writeln!(
+                out,
+                "{}",
+                widths
+                    .iter()
+                    .map(|w| "-".repeat(*w))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            );
+        }
+    }
+    out
 }

@@ -43,6 +43,12 @@ pub enum Unavailable {
         /// Which, and why.
         detail: String,
     },
+    /// Measured, but a timing figure missed its bound by no more than the scheduling lag
+    /// this machine showed in that window: it cannot be judged here.
+    WithinLag {
+        /// Which criteria, by how much, and the lag.
+        detail: String,
+    },
     /// It ran, but nothing it measures happened (no request completed, no plan given).
     NothingHappened {
         /// What is missing.
@@ -61,6 +67,9 @@ impl std::fmt::Display for Unavailable {
             | Unavailable::NotSupported { detail }
             | Unavailable::NotMeasurable { detail }
             | Unavailable::NothingHappened { detail } => f.write_str(detail),
+            Unavailable::WithinLag { detail } => {
+                write!(f, "timing not judged on this machine: {detail}")
+            }
             Unavailable::Injector { detail } => write!(f, "could not set up the fault: {detail}"),
             Unavailable::FaultRefused { detail } => {
                 write!(f, "fault could not be applied: {detail}")
@@ -95,6 +104,9 @@ impl Unavailable {
                 "run with the embedded proxy and a server on this machine to measure every figure"
             }
             Unavailable::NothingHappened { .. } => "see the reason",
+            Unavailable::WithinLag { .. } => {
+                "a timing figure missed by less than the machine's own scheduling lag: run on a quieter machine, or with --repeat N to see how often it holds"
+            }
         }
     }
 }

@@ -14,13 +14,20 @@ pub(crate) fn crit(
     bound: &str,
     ok: bool,
 ) -> Criterion {
-    Criterion {
-        id: id.into(),
-        description: description.into(),
-        measured,
-        bound: bound.into(),
-        verdict: verdict(ok),
-    }
+    Criterion::safety(id, description, measured, bound, verdict(ok))
+}
+
+/// A timing criterion: `value_ms` (`None`: never happened) at or below `bound_ms` passes; a
+/// miss within the window's scheduling lag is judged `unknown` by the runner.
+pub(crate) fn timed(
+    id: &str,
+    description: &str,
+    measured: String,
+    bound: &str,
+    value_ms: Option<f64>,
+    bound_ms: f64,
+) -> Criterion {
+    Criterion::timing(id, description, measured, bound, value_ms, bound_ms)
 }
 
 /// The failed criterion of a pool under test that did not start (`why`: its error).
@@ -35,6 +42,7 @@ pub(crate) fn unknown(id: &str, why: &str) -> Criterion {
         measured: "not measured".into(),
         bound: "-".into(),
         verdict: Verdict::Unknown,
+        ..Default::default()
     }
 }
 
@@ -66,6 +74,7 @@ pub(crate) fn judge(
         measured: format!("longest {longest:.0} ms, {hangs} over"),
         bound: format!("<= {bound_ms:.0} ms"),
         verdict: verdict(hangs == 0),
+        ..Default::default()
     });
     // A pool that gives up must give up on time: wait, connect and validation share one
     // deadline (peers that time each step separately let them add up).
@@ -82,13 +91,14 @@ pub(crate) fn judge(
     report
         .metrics
         .insert("slowest_failure_ms".into(), slowest_failure);
-    report.criteria.push(Criterion {
-        id: "acquire_deadline".into(),
-        description: "a failed acquire gave up within the acquire timeout (plus 250 ms)".into(),
-        measured: format!("slowest failure {slowest_failure:.0} ms, {late_failures} over"),
-        bound: format!("<= {give_up_bound:.0} ms"),
-        verdict: verdict(late_failures == 0),
-    });
+    report.criteria.push(timed(
+        "acquire_deadline",
+        "a failed acquire gave up within the acquire timeout (plus 250 ms)",
+        format!("slowest failure {slowest_failure:.0} ms, {late_failures} over"),
+        &format!("<= {give_up_bound:.0} ms"),
+        Some(slowest_failure),
+        give_up_bound,
+    ));
     let first_ok = ops
         .iter()
         .find(|o| o.start_ms >= heal && o.outcome == Outcome::Ok);
@@ -97,13 +107,14 @@ pub(crate) fn judge(
         Some(op) => {
             let recovery = (op.end_ms - heal).max(0.0);
             report.metrics.insert("recovery_ms".into(), recovery);
-            report.criteria.push(Criterion {
-                id: "recovery".into(),
-                description: "time from the heal to the first success".into(),
-                measured: format!("{recovery:.0} ms"),
-                bound: format!("<= {recovery_bound:.0} ms"),
-                verdict: verdict(recovery <= recovery_bound),
-            });
+            report.criteria.push(timed(
+                "recovery",
+                "time from the heal to the first success",
+                format!("{recovery:.0} ms"),
+                &format!("<= {recovery_bound:.0} ms"),
+                Some(recovery),
+                recovery_bound,
+            ));
             let settled = op.end_ms + 500.0;
             let late: Vec<&Op> = ops
                 .iter()
@@ -118,6 +129,7 @@ pub(crate) fn judge(
                 measured: format!("{} failed", late.len()),
                 bound: "0".into(),
                 verdict: verdict(late.is_empty()),
+                ..Default::default()
             });
             if let Some(op) = late.first() {
                 report.anomalies.push(format!(
@@ -129,13 +141,14 @@ pub(crate) fn judge(
             }
         }
         None => {
-            report.criteria.push(Criterion {
-                id: "recovery".into(),
-                description: "time from the heal to the first success".into(),
-                measured: "no success after the heal".into(),
-                bound: format!("<= {recovery_bound:.0} ms"),
-                verdict: Verdict::Fail,
-            });
+            report.criteria.push(timed(
+                "recovery",
+                "time from the heal to the first success",
+                "no success after the heal".into(),
+                &format!("<= {recovery_bound:.0} ms"),
+                None,
+                recovery_bound,
+            ));
         }
     }
     report.metrics.insert(
@@ -150,6 +163,7 @@ pub(crate) fn judge(
         measured: server_left.to_string(),
         bound: "0".into(),
         verdict: verdict(server_left == 0),
+        ..Default::default()
     });
     report
         .metrics
@@ -161,6 +175,7 @@ pub(crate) fn judge(
             measured: pool_left.to_string(),
             bound: "0".into(),
             verdict: verdict(pool_left == 0),
+            ..Default::default()
         });
     }
     if !applied {
@@ -169,3 +184,4 @@ pub(crate) fn judge(
         }
     }
 }
+

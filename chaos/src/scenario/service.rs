@@ -17,7 +17,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::family::{Ctx, Family as FamilyTrait, Running};
-use super::judge::{crit, not_started, unknown};
+use super::judge::{crit, not_started, timed, unknown};
 use super::runner::{Arena, Progress, Timing, begin, fault_window, make_subject};
 use crate::peers::{ACQUIRE_TIMEOUT, MAX_SIZE, OpenError, POOL, POOL_QUERY, PoolKind, QUERY_TIMEOUT, Subject};
 use crate::fault::{Env, Fault, Kind, SERVICE_FAULTS};
@@ -470,12 +470,13 @@ fn judge(
     if first.is_finite() {
         let recovery = first - heal;
         report.metrics.insert("recovery_ms".into(), recovery);
-        report.criteria.push(crit(
+        report.criteria.push(timed(
             "recovery",
             "time from the heal to the first success",
             format!("{recovery:.0} ms"),
             "<= 1000 ms",
-            recovery <= 1000.0,
+            Some(recovery),
+            1000.0,
         ));
         let failed_after: Vec<&Op> = ops
             .iter()
@@ -508,12 +509,13 @@ fn judge(
             ));
         }
     } else {
-        report.criteria.push(crit(
+        report.criteria.push(timed(
             "recovery",
             "time from the heal to the first success",
             "never recovered: no success after the heal".into(),
             "<= 1000 ms",
-            false,
+            None,
+            1000.0,
         ));
     }
     report.criteria.push(crit(

@@ -59,6 +59,7 @@ impl Run<'_> {
                 ),
                 bound: format!("<= {:.1} {}", t.allowed, t.unit),
                 verdict: t.verdict,
+                ..Default::default()
             })
             .collect();
         criteria.push(Criterion {
@@ -76,6 +77,7 @@ impl Run<'_> {
             } else {
                 Verdict::Fail
             },
+            ..Default::default()
         });
         let dirty = totals.errors.get(DIRTY).copied().unwrap_or(0);
         criteria.push(Criterion {
@@ -88,6 +90,7 @@ impl Run<'_> {
             } else {
                 Verdict::Fail
             },
+            ..Default::default()
         });
         let tail_from = o.duration.saturating_sub(o.quiet_tail()).as_secs_f64() + 3.0;
         let served_late: u64 = samples
@@ -106,6 +109,7 @@ impl Run<'_> {
                 } else {
                     Verdict::Fail
                 },
+                ..Default::default()
             });
         }
         if let Some(e) = &end {
@@ -115,6 +119,7 @@ impl Run<'_> {
                 measured,
                 bound: "equal / 0".into(),
                 verdict: if ok { Verdict::Pass } else { Verdict::Fail },
+                ..Default::default()
             };
             criteria.push(check(
                 "all_closed",
