@@ -126,6 +126,9 @@ impl<C: Connector> Shared<C> {
                 probed = true;
                 continue;
             }
+            if crate::planted::planted(crate::planted::Bug::FailFast) {
+                return Ok(Opened::Wait(permit));
+            }
             self.stats.unavailable.fetch_add(1, Relaxed);
             return Err(self.unavailable(refusal));
         };

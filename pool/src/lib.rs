@@ -135,6 +135,7 @@ mod maintenance;
 pub mod metrics;
 mod on_drop;
 mod outage;
+mod planted;
 mod pool;
 mod query;
 mod redact;

@@ -256,6 +256,9 @@ impl<C: Connector> Shared<C> {
         mut status: SessionStatus,
         cancelled_before: bool,
     ) -> Result<(), String> {
+        if crate::planted::planted(crate::planted::Bug::SessionRestore) {
+            return Ok(());
+        }
         let how = self.config.session_reset;
         let Some(session) = conn.session.as_ref() else {
             // Untracked: only the configured reset can be done.

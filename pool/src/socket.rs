@@ -22,6 +22,7 @@ use tokio_postgres::config::{Host, LoadBalanceHosts};
 use crate::SessionAttrs;
 use crate::error::{BoxError, ConnectFailure};
 use crate::hosts::{Hosts, ROLE_QUERY, Role};
+use crate::planted::{Bug, planted};
 use crate::session::{Peer, Session, Tracked};
 use crate::tls::Setup;
 
@@ -103,7 +104,7 @@ pub(crate) async fn connect(
             }
             Err(None) => continue,
         };
-        if attrs == SessionAttrs::Any {
+        if attrs == SessionAttrs::Any || planted(Bug::RoleCheck) {
             hosts.reached(i, None);
             return Ok(opened);
         }
