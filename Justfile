@@ -6,7 +6,7 @@ chaos *ARGS:
 
 # Run every test (the same command CI runs)
 test:
-    cargo test --workspace
+    cargo test --workspace --no-fail-fast
 
 # Long-running leak soak, e.g. `just soak 30m` or `just soak 24h`
 soak DURATION="10m":
@@ -32,3 +32,7 @@ lint:
 # Run any command under a fault plan, e.g. `just exec fixtures/example-plan.toml ./my-service`
 exec PLAN *CMD:
     cargo run -p chaos --release -- exec --plan {{PLAN}} -- {{CMD}}
+
+# The suite's verdicts under two busy loops: no FAIL without a bug, each planted pool bug caught
+verdicts:
+    .ci/verdicts

@@ -53,6 +53,18 @@ pub struct Fault {
     pub recovery_bound_ms: f64,
 }
 
+impl Fault {
+    /// Whether every new connection is refused for the whole window (the proxy down, the
+    /// server stopped, the kernel answering with resets): a pool that promises to fail fast
+    /// during an outage must, here, fail well before its acquire timeout.
+    pub fn refuses_every_connection(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Down | Kind::ServerRestart | Kind::Kernel(KernelFault::Reset)
+        )
+    }
+}
+
 impl ToxicSpec {
     /// The toxic this spec makes, named `chaos_<type>`, at full toxicity.
     pub fn toxic(&self) -> Toxic {

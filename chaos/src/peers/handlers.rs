@@ -93,8 +93,25 @@ pub async fn run_handler(client: &tokio_postgres::Client, handler: Handler) -> A
 /// How a query error is classified: a failure before anything was sent is `fail`; once the
 /// query was sent, the outcome is unknown (`info`).
 pub(crate) fn query_error(e: &tokio_postgres::Error) -> Answer {
-    classify(e.as_db_error().is_some())
+    let code = e.as_db_error().map(|db| db.code().code());
+    if code == Some(READ_ONLY_SQLSTATE) {
+        return read_only_server();
+    }
+    classify(code.is_some())
 }
+
+/// SQLSTATE 25006, `read_only_sql_transaction`: a write sent to a standby (or a read-only
+/// session).
+pub(crate) const READ_ONLY_SQLSTATE: &str = "25006";
+
+/// A write refused because the session is on a server that cannot write: under
+/// `target_session_attrs=read-write`, the pool handed out a session it should not have.
+pub(crate) fn read_only_server() -> Answer {
+    (Outcome::Fail, Some(READ_ONLY_LABEL.into()))
+}
+
+/// The error label of [`read_only_server`], which the failover family counts.
+pub const READ_ONLY_LABEL: &str = "read_only_server";
 
 /// An error the server answered with is the query's (`fail`); any other means the connection
 /// went while the query was out, so its outcome is unknown (`info`).

@@ -15,7 +15,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions, PgQueryResul
 use sqlx::{Connection, Executor, Row};
 
 use super::handlers::{
-    ABANDON_AFTER, CHECK, CHECK_LIMIT, DROP_AFTER, Handler, MARK, SLOW_QUERY, checked, classify,
+    ABANDON_AFTER, CHECK, CHECK_LIMIT, DROP_AFTER, Handler, MARK, READ_ONLY_SQLSTATE, SLOW_QUERY,
+    checked, classify, read_only_server,
 };
 use super::kind::{ACQUIRE_TIMEOUT, MAX_SIZE, OpenArgs, Peer, PoolKind, Setup};
 use super::subject::{Answer, BoxFut, OpenError, Subject};
@@ -100,6 +101,9 @@ fn acquire_error(e: &sqlx::Error) -> Answer {
 
 /// A statement's error, classified as `query_error` does for tokio-postgres.
 fn statement_error(e: &sqlx::Error) -> Answer {
+    if matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some(READ_ONLY_SQLSTATE)) {
+        return read_only_server();
+    }
     classify(matches!(e, sqlx::Error::Database(_)))
 }
 

@@ -23,6 +23,9 @@
 //!   returned) and acknowledged must be on the new primary: acknowledged by any other server
 //!   is a hard failure.
 //!
+//! - In every variant, no write may be refused as read-only (SQLSTATE 25006): a session on a
+//!   standby handed to a read-write user is the pool breaking `target_session_attrs`.
+//!
 //! Recovery is timed from the end of the promotion to the first successful write; then no
 //! write may fail, none may hang, and no connection may be left.
 
@@ -36,6 +39,7 @@ use tokio::time::Instant;
 use super::family::{Ctx, Family as FamilyTrait, Running};
 use super::judge::{crit, not_started, timed};
 use super::runner::{Progress, Timing, make_subject};
+use crate::peers::handlers::READ_ONLY_LABEL;
 use crate::peers::{PoolKind, QUERY_TIMEOUT, Subject};
 use crate::postgres::{Cluster, ClusterOptions, StopMode};
 use crate::report::{Unavailable, FaultWindow, Op, Outcome, Phases, ScenarioReport};
@@ -429,6 +433,12 @@ async fn measure(
         .iter()
         .filter(|w| w.op.error.as_deref() == Some("hang"))
         .count();
+    // Writes a standby refused (SQLSTATE 25006): the pool handed a read-write user a session
+    // on a server that cannot write, which `target_session_attrs=read-write` forbids.
+    let on_standby = writes
+        .iter()
+        .filter(|w| w.op.error.as_deref() == Some(READ_ONLY_LABEL))
+        .count();
     report.metrics.insert("writes".into(), writes.len() as f64);
     report
         .metrics
@@ -491,6 +501,16 @@ async fn measure(
             ));
         }
     }
+    report
+        .metrics
+        .insert("writes_refused_read_only".into(), on_standby as f64);
+    report.criteria.push(crit(
+        "no_standby_session",
+        "writes refused as read-only (SQLSTATE 25006): a session handed out on a standby despite target_session_attrs=read-write",
+        format!("{on_standby} of {}", writes.len()),
+        "0",
+        on_standby == 0,
+    ));
     report.criteria.push(crit(
         "no_hang",
         &format!("writes unanswered after {WRITE_CUTOFF:?}"),

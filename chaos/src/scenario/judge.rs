@@ -99,6 +99,10 @@ pub(crate) fn judge(
         Some(slowest_failure),
         give_up_bound,
     ));
+    if kind.is_ours() && fault.refuses_every_connection() {
+        let c = fails_fast(report, ops, start, heal);
+        report.criteria.push(c);
+    }
     let first_ok = ops
         .iter()
         .find(|o| o.start_ms >= heal && o.outcome == Outcome::Ok);
@@ -185,3 +189,54 @@ pub(crate) fn judge(
     }
 }
 
+/// How long, after the fault starts, the pool is given to notice the outage before it must
+/// answer at once. A refused connection is noticed on the first attempt.
+const NOTICE_MS: f64 = 200.0;
+
+/// The most a request may take, during an outage that refuses every connection, for the pool
+/// to count as failing fast: a fifth of the acquire timeout.
+const FAST_MS: f64 = 200.0;
+
+/// Our pool's promise during an outage that refuses every connection: once it has noticed
+/// (`NOTICE_MS` into the window), a request is answered at once, with an error, instead of
+/// waiting out its acquire timeout or until the heal. Judged on the median latency of the
+/// requests begun from `NOTICE_MS` into the window to `FAST_MS` before the heal (a pool that
+/// waits answers each of those later than `FAST_MS`), so one request that met an attempt in
+/// flight does not decide it.
+fn fails_fast(report: &mut ScenarioReport, ops: &[Op], start: f64, heal: f64) -> Criterion {
+    let mut latencies: Vec<f64> = ops
+        .iter()
+        .filter(|o| o.start_ms >= start + NOTICE_MS && o.start_ms < heal - FAST_MS)
+        .map(Op::latency_ms)
+        .collect();
+    let bound = format!("median <= {FAST_MS:.0} ms");
+    let description = "during an outage that refuses every connection, requests were answered at once (median latency, from 200 ms into the fault to 200 ms before the heal)";
+    if latencies.is_empty() {
+        let mut c = timed(
+            "fail_fast",
+            description,
+            "no request in the window".into(),
+            &bound,
+            None,
+            FAST_MS,
+        );
+        c.verdict = Verdict::Unknown;
+        c.note = Some(
+            "no request began during the outage, so failing fast could not be observed".into(),
+        );
+        return c;
+    }
+    latencies.sort_by(f64::total_cmp);
+    let median = latencies[latencies.len() / 2];
+    report
+        .metrics
+        .insert("outage_answer_median_ms".into(), median);
+    timed(
+        "fail_fast",
+        description,
+        format!("median {median:.0} ms over {} requests", latencies.len()),
+        &bound,
+        Some(median),
+        FAST_MS,
+    )
+}
