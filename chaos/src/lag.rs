@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::time::{Duration, Instant};
 
-use crate::report::{LAG_PERIOD_MS, Lag};
+use crate::report::{LAG_MIN_WINDOW_MS, LAG_PERIOD_MS, Lag};
 
 /// The ticker and what it saw; stopped when dropped.
 pub struct LagMonitor {
@@ -38,7 +38,10 @@ impl LagMonitor {
     }
 
     /// The lag seen from `from` to `to`.
+    /// A window shorter than [`LAG_MIN_WINDOW_MS`] is widened to that span before `to`.
     pub fn window(&self, from: Instant, to: Instant) -> Lag {
+        let span = Duration::from_millis(LAG_MIN_WINDOW_MS);
+        let from = to.checked_sub(span).map_or(from, |early| from.min(early));
         let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         let mut late: Vec<f64> = samples
             .iter()
@@ -97,6 +100,11 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let busy = monitor.window(busy_from, Instant::now());
         assert!(busy.max_ms >= 40.0, "{busy:?}");
+        // A window of a few milliseconds is read over the 2 s before its end: the stall
+        // 20 ms earlier is in it.
+        let end = Instant::now();
+        let short = monitor.window(end - Duration::from_millis(2), end);
+        assert!(short.max_ms >= 40.0, "{short:?}");
         assert!(monitor.whole().samples > quiet.samples);
     }
 }

@@ -178,7 +178,7 @@ Safety and timing: a safety criterion is a fact read from the history (an acknow
 missing, a dirty checkout, a leak, a request unanswered long past its hard deadline) and a miss is
 always FAIL. A timing criterion (a recovery time, a latency, a staleness) is judged against the
 run's own scheduling lag: a ticker due every 5 ms records how late it wakes, and each scenario
-reports p50/p99/max over its window. A timing criterion that misses its bound by no more than the
+reports p50/p99/max over its window (at least the 2 s before its end). A timing criterion that misses its bound by no more than the
 largest lag measured in its window is UNKNOWN (the run is INCOMPLETE, with the lag as the reason);
 a larger miss, or a figure that never came, is FAIL.
 

@@ -87,7 +87,7 @@ pub fn index_html(report: &ChaosReport) -> String {
     if let Some(lag) = &report.lag {
         let _ = writeln!(
             out,
-            "<p class=\"small\">Scheduling lag over the run: {lag}. {}.</p>",
+            "<p class=\"small\">Scheduling lag over the run: {lag}. The rule: {}.</p>",
             escape(super::model::LAG_RULE)
         );
     }

@@ -269,8 +269,12 @@ pub struct Lag {
 /// How often the lag ticker is due, ms.
 pub const LAG_PERIOD_MS: u64 = 5;
 
+/// The shortest window a scenario's lag is read over: a shorter one is widened to this span
+/// before its end, so that a scenario of a few milliseconds is judged on enough samples.
+pub const LAG_MIN_WINDOW_MS: u64 = 2000;
+
 /// The rule by which a timing miss is not a FAIL, as README and `chaos run --help` state it.
-pub const LAG_RULE: &str = "a timing criterion that misses its bound by no more than the largest scheduling lag measured in its scenario's window (a ticker due every 5 ms; its worst overshoot) is UNKNOWN, not FAIL; a larger miss, or a figure that never came, is a FAIL; safety criteria never depend on the lag";
+pub const LAG_RULE: &str = "a timing criterion that misses its bound by no more than the largest scheduling lag measured in its scenario's window (a ticker due every 5 ms; its worst overshoot; a window shorter than 2 s is widened to the 2 s before its end) is UNKNOWN, not FAIL; a larger miss, or a figure that never came, is a FAIL; safety criteria never depend on the lag";
 
 impl std::fmt::Display for Lag {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -103,7 +103,7 @@ impl ChaosReport {
             .collect();
         if !excused.is_empty() {
             let _ = writeln!(out, "
-unknown (timing within the machine's lag):");
+unknown, with the reason (a timing miss within the machine's lag, or nothing to measure):");
             for e in excused {
                 let _ = writeln!(out, "  - {e}");
             }
