@@ -61,38 +61,6 @@ pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     Some(sorted[i])
 }
 
-/// How late this machine runs timers: a ticker sleeps `every` again and again and keeps the
-/// largest overshoot it saw, until [`LagMeter::stop`]. A bound on a wall-clock figure is
-/// judged against it, so a loaded machine does not turn its own slowness into a failure.
-pub struct LagMeter {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    task: tokio::task::JoinHandle<std::time::Duration>,
-}
-
-impl LagMeter {
-    /// Starts ticking every `every`.
-    pub fn start(every: std::time::Duration) -> Self {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let ticking = std::sync::Arc::clone(&stop);
-        let task = tokio::spawn(async move {
-            let mut worst = std::time::Duration::ZERO;
-            while !ticking.load(std::sync::atomic::Ordering::Relaxed) {
-                let at = tokio::time::Instant::now();
-                tokio::time::sleep(every).await;
-                worst = worst.max(at.elapsed().saturating_sub(every));
-            }
-            worst
-        });
-        Self { stop, task }
-    }
-
-    /// Stops, and gives the largest overshoot seen.
-    pub async fn stop(self) -> std::time::Duration {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.task.await.unwrap_or_default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #[test]

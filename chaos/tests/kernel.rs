@@ -408,7 +408,7 @@ async fn recovery_after_kernel_faults_does_not_wait_for_attempts_hung_across_the
         let pool = pool::Pool::connect(config).await.unwrap();
         let faults = KernelFaults::new(cluster.port()).unwrap();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let lag = chaos::measure::LagMeter::start(Duration::from_millis(5));
+        let lag = chaos::lag::LagMonitor::every(Duration::from_millis(5));
         let successes = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
         // Requests arrive every 5 ms whether or not earlier ones were answered, so hung
         // ones never hold up the next, and attempts stay in flight across the heal.
@@ -452,7 +452,7 @@ async fn recovery_after_kernel_faults_does_not_wait_for_attempts_hung_across_the
         tokio::time::sleep(Duration::from_millis(1500)).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         arrivals.await.unwrap();
-        let lag = lag.stop().await;
+        let lag = lag.worst();
         let first = successes
             .lock()
             .unwrap()

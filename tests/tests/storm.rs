@@ -176,11 +176,11 @@ async fn after_a_cancellation_storm_every_connection_is_reachable_at_once() {
         t.await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let lag = chaos::measure::LagMeter::start(Duration::from_millis(2));
+    let lag = chaos::lag::LagMonitor::every(Duration::from_millis(2));
     let started = Instant::now();
     let held = futures_util::future::join_all((0..4).map(|_| pool.acquire())).await;
     let took = started.elapsed();
-    let lag = lag.stop().await;
+    let lag = lag.worst();
     let held: Vec<_> = held.into_iter().collect::<Result<_, _>>().unwrap();
     println!(
         "cancellation storm: all 4 connections held {took:?} after asking (scheduling lag up to {lag:?}); {:?}",

@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// How long `chaos` waits, at its end, for throwaway clusters still being made to be stopped.
+const CLUSTER_CLEANUP: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn main() -> ExitCode {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
@@ -33,6 +36,14 @@ fn main() -> ExitCode {
     // Work still running (a pool's tasks, a cluster start that a signal cut short) gets a
     // moment to end; a cluster it leaves is stopped by its watchdog when this process exits.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    // A cluster still being made on a blocking thread (initdb, pg_basebackup) has no watchdog
+    // yet: wait for it to be made and dropped, or its directory stays behind.
+    let left = chaos::postgres::wait_for_clusters(CLUSTER_CLEANUP);
+    if left > 0 {
+        eprintln!(
+            "chaos: {left} throwaway cluster(s) still starting after {CLUSTER_CLEANUP:?}; their directories (chaos-pg-* in the temporary directory) may be left behind"
+        );
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -80,6 +80,8 @@ pub struct Cluster {
     pub(super) run_as: Option<RunAs>,
     pub(super) startup_timeout: Duration,
     pub(super) server: Mutex<Option<Server>>,
+    /// Counted until dropped, last: after `Drop` has removed the directory.
+    pub(super) _live: super::live::Live,
 }
 
 /// A running server: its watchdog and the postmaster's pid.
@@ -113,6 +115,7 @@ impl Cluster {
         } else {
             None
         };
+        let live = super::live::Live::new();
         let root = tempfile::Builder::new()
             .prefix("chaos-pg-")
             .tempdir()
@@ -125,6 +128,7 @@ impl Cluster {
             run_as,
             startup_timeout: options.startup_timeout,
             server: Mutex::new(None),
+            _live: live,
         };
         // From here on, dropping `cluster` removes the directory.
         cluster.init(&options)?;

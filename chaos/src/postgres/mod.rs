@@ -30,6 +30,7 @@ mod bouncer;
 mod cluster;
 mod database;
 mod error;
+mod live;
 mod process;
 mod standby;
 
@@ -38,6 +39,7 @@ pub use bouncer::{Bouncer, PoolMode, SERVER_LOGIN_RETRY, pgbouncer_binary};
 pub use cluster::{Cluster, ClusterOptions, StopMode, TEST_SETTINGS};
 pub use database::{Database, shared, tcp_target};
 pub use error::ClusterError;
+pub use live::wait_for_clusters;
 pub use pool::redact_url;
 pub use process::process_alive;
 pub use standby::REPLICATION_SETTINGS;

@@ -47,6 +47,7 @@ impl Cluster {
     /// # Ok::<(), chaos::postgres::ClusterError>(())
     /// ```
     pub fn start_standby(&self) -> Result<Cluster, ClusterError> {
+        let live = super::live::Live::new();
         let root = tempfile::Builder::new()
             .prefix("chaos-pg-standby-")
             .tempdir()
@@ -59,6 +60,7 @@ impl Cluster {
             run_as: self.run_as.clone(),
             startup_timeout: self.startup_timeout,
             server: Mutex::new(None),
+            _live: live,
         };
         standby.prepare_root()?;
         let output = standby
