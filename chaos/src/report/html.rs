@@ -6,7 +6,8 @@
 
 use std::fmt::Write as _;
 
-use super::model::{ChaosReport, RunVerdict, ScenarioReport, Verdict};
+use super::model::{ScenarioReport, Verdict};
+use super::run::{ChaosReport, RunVerdict};
 use super::renderer::Renderer;
 use super::svgkit::escape;
 

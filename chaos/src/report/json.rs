@@ -1,6 +1,6 @@
 //! The JSON report: the model as it is (the histories go to files of their own).
 
-use super::model::ChaosReport;
+use super::run::ChaosReport;
 use super::renderer::Renderer;
 
 /// `report.json`.

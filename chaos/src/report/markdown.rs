@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::model::{ChaosReport, Counts};
+use super::model::Counts;
+use super::run::ChaosReport;
 use super::renderer::Renderer;
 
 /// `report.md`.

@@ -20,6 +20,7 @@
 pub mod model;
 pub mod renderer;
 pub mod repeats;
+pub mod run;
 pub mod svg;
 pub mod svgkit;
 pub mod unavailable;
@@ -39,6 +40,7 @@ pub use renderer::Renderer;
 
 pub use model::*;
 pub use repeats::{CriterionTally, RepeatSummary, RepeatTables, Spread};
+pub use run::{ChaosReport, RunVerdict};
 pub use unavailable::{Unavailable, UnavailableScenario};
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! report's folder, and the function that renders it. A new format is one file with a
 //! `RENDERER`, and its name in the `renderers!` list of `report/mod.rs`.
 
-use super::model::ChaosReport;
+use super::run::ChaosReport;
 
 /// One format of the run's report.
 pub struct Renderer {

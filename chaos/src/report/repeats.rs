@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{ChaosReport, CriterionKind, ScenarioReport, Verdict};
+use super::model::{CriterionKind, ScenarioReport, Verdict};
 
 /// One criterion over the repeats of one (pool, scenario).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,24 +105,23 @@ impl RepeatSummary {
     }
 }
 
-impl ChaosReport {
-    /// Each (pool, scenario) over its repeats, in run order (one repeat each without
-    /// `--repeat`).
-    pub fn repeat_summaries(&self) -> Vec<RepeatSummary> {
+/// Each (pool, scenario) of `scenarios` over its repeats, in run order (one repeat each
+/// without `--repeat`); `run_seed` is the seed of repeat 1.
+pub fn summaries(scenarios: &[ScenarioReport], run_seed: u64) -> Vec<RepeatSummary> {
+    {
         let mut keys: Vec<(&str, &str)> = Vec::new();
-        for s in &self.scenarios {
+        for s in scenarios {
             if !keys.contains(&(s.pool.as_str(), s.name.as_str())) {
                 keys.push((&s.pool, &s.name));
             }
         }
         keys.into_iter()
             .map(|(pool, name)| {
-                let runs: Vec<&ScenarioReport> = self
-                    .scenarios
+                let runs: Vec<&ScenarioReport> = scenarios
                     .iter()
                     .filter(|s| s.pool == pool && s.name == name)
                     .collect();
-                summarize(&runs, self.seed)
+                summarize(&runs, run_seed)
             })
             .collect()
     }
@@ -200,17 +199,17 @@ pub struct RepeatTables {
     pub spreads: Vec<[String; 4]>,
 }
 
-impl ChaosReport {
-    /// The repeat tables, when the run repeated (`None` otherwise).
-    pub fn repeat_tables(&self) -> Option<RepeatTables> {
-        if self.repeat <= 1 {
+/// The repeat tables of `repeats`, when the run repeated (`repeat` > 1; `None` otherwise).
+pub fn tables(repeat: u32, repeats: &[RepeatSummary]) -> Option<RepeatTables> {
+    {
+        if repeat <= 1 {
             return None;
         }
         let mut tables = RepeatTables {
             criteria: Vec::new(),
             spreads: Vec::new(),
         };
-        for s in &self.repeats {
+        for s in repeats {
             for t in &s.criteria {
                 tables.criteria.push([
                     s.pool.clone(),

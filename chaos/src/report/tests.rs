@@ -1,6 +1,7 @@
 //! The renderers' snapshots and the run's verdict rules, on fixed report data.
 
 use super::model::*;
+use super::run::{ChaosReport, RunVerdict};
 use super::unavailable::Unavailable;
 use std::collections::BTreeMap;
 

@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-use super::model::{ChaosReport, Counts, RunVerdict, Verdict};
+use super::model::{Counts, Verdict};
+use super::run::{ChaosReport, RunVerdict};
 use super::renderer::Renderer;
 
 /// `report.txt`, and what `chaos run` prints.
