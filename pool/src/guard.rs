@@ -23,7 +23,9 @@ use crate::slots::SlotToken;
 /// round trip (it reads the protocol on the socket it owns) and, before anyone else gets the
 /// connection:
 /// - a request still in flight (its future was dropped) is cancelled on the server with a
-///   CancelRequest, and its answer drained, so the next user never waits behind it;
+///   CancelRequest, and its answer drained, so the next user never waits behind it (the
+///   server drops a CancelRequest that lands before it has read the request, so another is
+///   sent every 100 ms while the request runs on, three at most);
 /// - a transaction left open or failed is rolled back;
 /// - a clean session goes straight back, with no round trip.
 ///

@@ -226,13 +226,17 @@ impl<C: Connector> Shared<C> {
     }
 
     /// A statement on `lent` was abandoned while others are pipelined behind it: they would
-    /// wait for it to end by itself. After a short grace (an answer may be on the wire), a
-    /// cancel request stops what the server is running. A live statement the cancel hits
-    /// instead (one ahead of the abandoned one, or the next one when the cancel arrives late:
-    /// PostgreSQL holds it for the session's next statement) fails as cancelled and is run
-    /// again on another session by its call; a cancelled statement took no effect, so that is
-    /// safe for writes too. The session's return settles it (a statement that takes a cancel
-    /// still held) before anyone else gets it.
+    /// wait for it to end by itself. After a short grace (an answer may be on the wire), cancel
+    /// requests stop what the server is running, until the server has answered every request
+    /// sent on the session when the statement was abandoned (the abandoned one among them),
+    /// as [`cancel_through`](Shared::cancel_through) does: one is lost when it lands before
+    /// the server reads the statement, and one that lands while a statement ahead of it runs
+    /// cancels that one instead. A live statement a cancel hits (one ahead of the abandoned
+    /// one, one pipelined behind it before it was abandoned, or the next one when a cancel
+    /// arrives late: PostgreSQL holds it for the session's next statement) fails as
+    /// cancelled and is run again on another session by its call; a cancelled statement took
+    /// no effect, so that is safe for writes too. The session's return settles it (a
+    /// statement that takes a cancel still held) before anyone else gets it.
     fn cancel_for_followers(self: &Arc<Self>, lent: Arc<Lent<C>>) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
@@ -243,34 +247,53 @@ impl<C: Connector> Shared<C> {
             let Some(session) = conn.session.as_ref() else {
                 return;
             };
+            let target = session.requests_sent();
             let grace = shared
                 .config
                 .validation_timeout
-                .min(crate::shared::CANCEL_GRACE);
-            if tokio::time::timeout(grace, session.drained()).await.is_ok() {
+                .min(crate::restore::CANCEL_GRACE);
+            if tokio::time::timeout(grace, session.answered_up_to(target))
+                .await
+                .is_ok()
+            {
                 return;
             }
-            // One cancel request at a time per session, and none while the database does not
+            lent.raise_cancel_target(target);
+            // One task sends cancel requests per session, for every abandoned statement there
+            // (it reads the target again after each wait); none while the database does not
             // answer: each opens a connection to the server, and a blackhole would turn every
             // abandoned statement into one (issue 27). The return path cancels what is still
             // running, or closes the session.
-            if shared.outage.in_outage() || !lent.start_cancel() {
+            if shared.outage.in_outage() {
                 return;
             }
-            lent.cancel_sent();
             shared.stats.cancels.fetch_add(1, Relaxed);
-            let _ = tokio::time::timeout(
-                shared.config.connect_timeout,
-                shared.connector.cancel(&conn.client, session),
-            )
-            .await;
-            lent.cancel_ended();
+            loop {
+                if !lent.start_cancel() {
+                    return;
+                }
+                let deadline = Instant::now() + shared.config.validation_timeout;
+                let ended = shared
+                    .cancel_through(
+                        conn,
+                        session,
+                        || lent.cancel_target(),
+                        deadline,
+                        || lent.cancel_sent(),
+                    )
+                    .await;
+                lent.cancel_ended();
+                // A target raised while this task held the place, after its last look.
+                if ended != Ok(true) || session.requests_answered() >= lent.cancel_target() {
+                    return;
+                }
+            }
         });
     }
 }
 
 impl<C: Connector> GiveBack<C> for Shared<C> {
-    fn give_back(self: Arc<Self>, conn: Conn<C::Client>, slot: SlotToken, cancelled: bool) {
-        self.release_after(conn, slot, Instant::now(), cancelled);
+    fn give_back(self: Arc<Self>, conn: Conn<C::Client>, slot: SlotToken, cancels: u64) {
+        self.release_after(conn, slot, Instant::now(), cancels);
     }
 }

@@ -12,7 +12,7 @@
 //! The set holds the connection and its slot rather than a `PooledConnection`, and a `Weak`
 //! handle to the pool: a guard would hold the pool alive from inside its own state.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
@@ -23,9 +23,9 @@ use crate::connector::Connector;
 use crate::slots::SlotToken;
 
 /// Where a lent session goes back to: the pool, which checks the session's state as on any
-/// return (`cancelled`: the pool sent a cancel request on it, so it is settled first).
+/// return (`cancels`: the cancel requests the pool sent on it, so it is settled first).
 pub(crate) trait GiveBack<C: Connector>: Send + Sync {
-    fn give_back(self: Arc<Self>, conn: Conn<C::Client>, slot: SlotToken, cancelled: bool);
+    fn give_back(self: Arc<Self>, conn: Conn<C::Client>, slot: SlotToken, cancels: u64);
 }
 
 /// One session lent to the shared path.
@@ -36,8 +36,11 @@ pub(crate) struct Lent<C: Connector> {
     pub lent_at: Instant,
     /// Cancel requests the pool sent on this session for abandoned statements.
     cancels: AtomicU64,
-    /// A cancel request is on its way (one at a time per session).
+    /// A task is sending cancel requests on it (one at a time per session).
     cancelling: std::sync::atomic::AtomicBool,
+    /// The session's requests the server must have answered before its abandoned
+    /// statements are known to have ended (the most of any abandoned so far).
+    cancel_target: AtomicU64,
 }
 
 impl<C: Connector> Lent<C> {
@@ -52,6 +55,7 @@ impl<C: Connector> Lent<C> {
             lent_at: now,
             cancels: AtomicU64::new(0),
             cancelling: std::sync::atomic::AtomicBool::new(false),
+            cancel_target: AtomicU64::new(0),
         }
     }
 
@@ -71,23 +75,36 @@ impl<C: Connector> Lent<C> {
         self.cancels.fetch_add(1, Relaxed);
     }
 
-    /// Takes the session's one place for a cancel request on its way; false when taken.
+    /// Takes the session's one place for a task sending cancel requests; false when taken.
+    /// Sequentially consistent with [`cancel_target`](Self::cancel_target): a target raised
+    /// before a failed take is seen by the task that holds the place once it lets go.
     pub(crate) fn start_cancel(&self) -> bool {
-        !self.cancelling.swap(true, Relaxed)
+        !self.cancelling.swap(true, SeqCst)
     }
 
-    /// The cancel request on its way ended.
+    /// The task sending cancel requests let go of its place.
     pub(crate) fn cancel_ended(&self) {
-        self.cancelling.store(false, Relaxed);
+        self.cancelling.store(false, SeqCst);
+    }
+
+    /// Raises the cancel target to `answered`: the requests the server must have answered
+    /// before a statement abandoned now is known to have ended.
+    pub(crate) fn raise_cancel_target(&self, answered: u64) {
+        self.cancel_target.fetch_max(answered, SeqCst);
+    }
+
+    /// The cancel target: see [`raise_cancel_target`](Self::raise_cancel_target).
+    pub(crate) fn cancel_target(&self) -> u64 {
+        self.cancel_target.load(SeqCst)
     }
 }
 
 impl<C: Connector> Drop for Lent<C> {
     fn drop(&mut self) {
         if let Some((conn, slot)) = self.parts.take() {
-            let cancelled = self.cancels() > 0;
+            let cancels = self.cancels();
             match self.pool.upgrade() {
-                Some(pool) => pool.give_back(conn, slot, cancelled),
+                Some(pool) => pool.give_back(conn, slot, cancels),
                 // The pool is gone: its connections close with it.
                 None => drop((conn, slot)),
             }

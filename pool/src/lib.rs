@@ -139,6 +139,7 @@ mod planted;
 mod pool;
 mod query;
 mod redact;
+mod restore;
 mod session;
 mod shared;
 mod shutdown;

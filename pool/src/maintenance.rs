@@ -264,7 +264,7 @@ impl<C: Connector> Shared<C> {
                         pool.target = %self.target,
                         terminated,
                         checked = orphans.len(),
-                        "terminated server sessions the pool had given up on when the network failed"
+                        "terminated server sessions the pool had closed while they might still run (a lost network, or a request that outlived its cancel); nothing to do"
                     );
                 }
             }

@@ -26,10 +26,6 @@ use crate::session::SessionStatus;
 use crate::slots::{End, SlotToken, Slots};
 use crate::stats::{CloseReason, PoolStatistics, ShutdownReport, Stats};
 
-/// How long a returned session's request in flight may take to end by itself before it is
-/// cancelled on the server.
-pub(crate) const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_millis(25);
-
 pub(crate) struct Shared<C: Connector> {
     pub connector: C,
     pub config: PoolConfig,
@@ -148,32 +144,31 @@ impl<C: Connector> Shared<C> {
     /// its own (cancel, drain, `ROLLBACK`, each bounded), holding its slot meanwhile, so the
     /// next user never gets it dirty; then it goes where a clean one goes.
     pub(crate) fn release(self: &Arc<Self>, conn: Conn<C::Client>, slot: SlotToken, now: Instant) {
-        self.release_after(conn, slot, now, false);
+        self.release_after(conn, slot, now, 0);
     }
 
     /// [`release`](Self::release) of a session on which the pool sent a cancel request
-    /// (`cancelled`, the shared path's): it is settled before reuse whatever its status, as a
+    /// (`cancels`, the shared path's): it is settled before reuse whatever its status, as a
     /// cancel that arrived late waits for the session's next statement.
     pub(crate) fn release_after(
         self: &Arc<Self>,
         conn: Conn<C::Client>,
         slot: SlotToken,
         now: Instant,
-        cancelled: bool,
+        cancels: u64,
     ) {
         self.stats.releases.fetch_add(1, Relaxed);
         conn.meta.checked_in();
         let dirty = self.dirty(&conn).or_else(|| {
             let usable = !self.is_closed() && !self.connector.is_closed(&conn.client);
             let status = conn.session.as_ref().map(|s| s.status());
-            (cancelled && usable).then(|| status.unwrap_or(SessionStatus::Idle))
+            (cancels > 0 && usable).then(|| status.unwrap_or(SessionStatus::Idle))
         });
         if let Some(status) = dirty {
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
                     let shared = Arc::clone(self);
-                    runtime
-                        .spawn(async move { shared.restore(conn, slot, status, cancelled).await });
+                    runtime.spawn(async move { shared.restore(conn, slot, status, cancels).await });
                 }
                 Err(_) => {
                     self.discard(conn, CloseReason::SessionNotReset);
@@ -199,167 +194,6 @@ impl<C: Connector> Shared<C> {
             && !self.is_closed()
             && !self.connector.is_closed(&conn.client))
         .then_some(status)
-    }
-
-    /// Brings a returned session back to idle, or closes it; then gives back its slot.
-    async fn restore(
-        self: Arc<Self>,
-        conn: Conn<C::Client>,
-        slot: SlotToken,
-        status: SessionStatus,
-        cancelled: bool,
-    ) {
-        // Dropped with the runtime: the connection is closed and nothing else is owed.
-        let outcome = match self.reset_session(&conn, status, cancelled).await {
-            Ok(()) => self
-                .after_release(&conn)
-                .await
-                .map_err(|why| (CloseReason::HookRejected, why)),
-            Err(why) => Err((CloseReason::SessionNotReset, why)),
-        };
-        match outcome {
-            Ok(()) => {
-                debug!(conn.id = conn.meta.id, was = ?status, "returned session restored to idle");
-                self.take_back(conn, Instant::now());
-            }
-            Err((reason, why)) => {
-                debug!(conn.id = conn.meta.id, was = ?status, reason = %why, "returned session could not be restored; closed");
-                self.discard(conn, reason);
-            }
-        }
-        self.slots.check_in(slot);
-    }
-
-    /// The `after_release` hook, if any, within `validation_timeout`.
-    async fn after_release(&self, conn: &Conn<C::Client>) -> Result<(), String> {
-        let Some(hook) = &self.hooks.after_release else {
-            return Ok(());
-        };
-        match tokio::time::timeout(self.config.validation_timeout, hook(&conn.client)).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("the after_release hook said no".into()),
-            Err(_) => Err("the after_release hook did not finish within validation_timeout".into()),
-        }
-    }
-
-    /// Cancel what is in flight and wait for its answer; roll back a transaction block.
-    ///
-    /// PostgreSQL's cancel is a signal the server delivers when it gets to it: one that lands
-    /// after the request it was meant for has ended is held by the backend until its next
-    /// statement, which it then cancels. So a cancel is only sent for a request that is still
-    /// running after a short grace (the answer of one that just ended is often still on the
-    /// wire), and after a cancel the session runs a settling statement, which takes a late
-    /// cancel if one is coming, before anyone else gets the session.
-    async fn reset_session(
-        &self,
-        conn: &Conn<C::Client>,
-        mut status: SessionStatus,
-        cancelled_before: bool,
-    ) -> Result<(), String> {
-        if crate::planted::planted(crate::planted::Bug::SessionRestore) {
-            return Ok(());
-        }
-        let how = self.config.session_reset;
-        let Some(session) = conn.session.as_ref() else {
-            // Untracked: only the configured reset can be done.
-            return self.reset_state(conn, how).await;
-        };
-        let mut cancelled = cancelled_before;
-        if status == SessionStatus::Busy && self.outage.in_outage() {
-            // A cancel request would be one more connection the database cannot serve.
-            return Err("a request was in flight while the database did not answer".into());
-        }
-        if status == SessionStatus::Busy {
-            let grace = self.config.validation_timeout.min(CANCEL_GRACE);
-            if tokio::time::timeout(grace, session.drained())
-                .await
-                .is_err()
-            {
-                self.stats.cancels.fetch_add(1, Relaxed);
-                cancelled = true;
-                let bound = (self.config.connect_timeout, "connect_timeout");
-                self.bounded_step(1, bound, "the cancel request", || {
-                    self.connector.cancel(&conn.client, session)
-                })
-                .await?;
-                tokio::time::timeout(self.config.validation_timeout, session.drained())
-                    .await
-                    .map_err(|_| "the cancelled request did not end within validation_timeout")?;
-            }
-            status = session.status();
-        }
-        if matches!(
-            status,
-            SessionStatus::InTransaction | SessionStatus::FailedTransaction
-        ) {
-            self.stats.rollbacks.fetch_add(1, Relaxed);
-            // Twice at most: a late cancel may take the first.
-            let tries = if cancelled { 2 } else { 1 };
-            self.bounded_step(tries, self.validation_bound(), "ROLLBACK", || {
-                self.connector.rollback(&conn.client)
-            })
-            .await?;
-            status = session.status();
-        }
-        if cancelled {
-            self.bounded_step(2, self.validation_bound(), "the settling statement", || {
-                self.connector.settle(&conn.client)
-            })
-            .await?;
-            status = session.status();
-        }
-        if status != SessionStatus::Idle {
-            return Err(format!("the session is still {status:?}"));
-        }
-        self.reset_state(conn, how).await?;
-        match session.status() {
-            SessionStatus::Idle => Ok(()),
-            other => Err(format!("the session is {other:?} after its reset")),
-        }
-    }
-
-    /// The configured reset of session state, if any; `Discard` empties the statement cache,
-    /// since it deallocates the statements.
-    async fn reset_state(&self, conn: &Conn<C::Client>, how: SessionReset) -> Result<(), String> {
-        if how == SessionReset::Off {
-            return Ok(());
-        }
-        self.bounded_step(1, self.validation_bound(), "the session reset", || {
-            self.connector.reset(&conn.client, how)
-        })
-        .await?;
-        if how == SessionReset::Discard {
-            conn.statements
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
-        }
-        self.stats.resets.fetch_add(1, Relaxed);
-        Ok(())
-    }
-
-    fn validation_bound(&self) -> (std::time::Duration, &'static str) {
-        (self.config.validation_timeout, "validation_timeout")
-    }
-
-    /// Runs `step` up to `tries` times, each bounded by `bound` (its value and its setting's
-    /// name, for the message), until it succeeds.
-    async fn bounded_step<F: std::future::Future<Output = Result<(), crate::BoxError>>>(
-        &self,
-        tries: usize,
-        (limit, setting): (std::time::Duration, &str),
-        what: &str,
-        step: impl Fn() -> F,
-    ) -> Result<(), String> {
-        let mut last = String::new();
-        for _ in 0..tries {
-            match tokio::time::timeout(limit, step()).await {
-                Ok(Ok(())) => return Ok(()),
-                Ok(Err(e)) => last = format!("{what} failed: {e}"),
-                Err(_) => last = format!("{what} did not finish within {setting}"),
-            }
-        }
-        Err(last)
     }
 
     /// Takes back a checked-out connection whose session is clean: to the first acquire

@@ -175,8 +175,8 @@ pub struct PoolStatistics {
     pub requests_cancelled: u64,
     /// Returned sessions reset by [`PoolConfig::session_reset`](crate::PoolConfig::session_reset).
     pub sessions_reset: u64,
-    /// Server sessions the pool had given up on when the network failed, terminated once the
-    /// database answered again.
+    /// Server sessions the pool had closed while they might still run (a lost network, a
+    /// request that outlived its cancel), terminated once the database answered again.
     pub orphans_terminated: u64,
     /// Connections closed, by reason.
     pub connections_closed: ClosedCounts,

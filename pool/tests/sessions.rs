@@ -149,6 +149,58 @@ async fn a_statement_abandoned_inside_a_transaction_is_cancelled_then_rolled_bac
     assert_eq!((s.requests_cancelled, s.sessions_rolled_back), (1, 1));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_lost_cancel_is_sent_again_and_the_session_is_kept() {
+    // PostgreSQL drops a cancel that lands while the backend still reads the statement (a
+    // busy machine): the pool sends another 100 ms later, rather than waiting out
+    // validation_timeout and closing the session while the statement runs on the server.
+    for lost in 1..=2u64 {
+        let (pool, db) = tracked(config()).await;
+        let conn = pool.acquire().await.unwrap();
+        let id = conn.id();
+        conn.execute(Statement::Begin).await.unwrap();
+        db.set_query(Gate::Hang);
+        abandon_query(&conn, Duration::from_millis(100)).await;
+        db.lose_cancels(lost);
+        drop(conn);
+        db.set_query(Gate::Pass);
+        let started = Instant::now();
+        next_user_gets(&pool, id).await;
+        // The grace, then one cancel per 100 ms until one is not lost.
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(25 + 100 * lost),
+            "{lost} lost"
+        );
+        let c = db.session_counts();
+        assert_eq!(
+            (c.cancels, c.cancelled),
+            (lost + 1, 1),
+            "{lost} lost: {c:?}"
+        );
+        assert_eq!((c.rollbacks, c.settles), (1, 1), "{lost} lost: {c:?}");
+        let s = pool.statistics();
+        assert_eq!(s.requests_cancelled, 1, "one request, however many cancels");
+        assert_eq!(s.connections_closed.total(), 0, "{s:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancels_stop_at_three_and_the_session_is_closed_at_validation_timeout() {
+    let (pool, db) = tracked(config()).await;
+    let conn = pool.acquire().await.unwrap();
+    let id = conn.id();
+    db.set_query(Gate::Hang);
+    abandon_query(&conn, Duration::from_millis(100)).await;
+    db.lose_cancels(u64::MAX);
+    drop(conn);
+    let started = Instant::now();
+    sleep(Duration::from_millis(1)).await;
+    next_user_gets_a_new_session(&pool, id, Duration::from_millis(25) + VALIDATION).await;
+    assert!(started.elapsed() >= Duration::from_millis(24) + VALIDATION);
+    assert_eq!(db.session_counts().cancels, 3);
+}
+
 /// Closed instead of handed on, and the next user gets a new, clean session at once.
 async fn next_user_gets_a_new_session(pool: &FakePool, old: u64, within: Duration) {
     let started = Instant::now();

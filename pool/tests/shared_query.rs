@@ -176,6 +176,45 @@ async fn a_dropped_call_is_cancelled_on_the_server_and_delays_no_one_after_it() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_that_hits_the_statement_ahead_is_sent_again_for_the_abandoned_one() {
+    // On one session: a 1 s statement, then a 30 s one abandoned after 100 ms, then a short
+    // one. The first cancel lands while the statement ahead runs and cancels it instead (it
+    // is run again elsewhere); the abandoned one would then hold the short one for 30 s.
+    let app = "shared-ahead";
+    let pool = Pool::connect(config(app, 1)).await.unwrap();
+    // Prepared first, so that each call is one request, pipelined in the order issued.
+    let ahead = pool.prepare("SELECT pg_sleep(1)").await.unwrap();
+    let slow = pool.prepare("SELECT pg_sleep(30)").await.unwrap();
+    let next = pool.prepare("SELECT 2").await.unwrap();
+    let started = Instant::now();
+    let (ahead, abandoned, next) = tokio::join!(
+        pool.query(&ahead, &[]),
+        async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            timeout(Duration::from_millis(100), pool.query(&slow, &[])).await
+        },
+        async {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            let next = timeout(BOUND, pool.query_one(&next, &[]))
+                .await
+                .expect("the short statement is not held behind the abandoned one");
+            (next, started.elapsed())
+        },
+    );
+    assert!(abandoned.is_err(), "the 30 s statement ended early");
+    let (next, next_at) = next;
+    assert_eq!(next.unwrap().get::<_, i32>(0), 2);
+    assert!(next_at < Duration::from_secs(5), "{next_at:?}");
+    ahead.expect("the statement ahead, cancelled by the pool, ran again");
+    assert_eq!(
+        server_sessions(app, "active").await,
+        0,
+        "nothing still runs"
+    );
+    pool.shutdown(BOUND).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_past_query_timeout_fails_with_timeout_and_is_cancelled() {
     let app = "shared-timeout";
     let pool = Pool::connect(config(app, 1).query_timeout(Duration::from_millis(300)))

@@ -117,6 +117,30 @@ impl Session {
         }
     }
 
+    /// Requests sent so far that expect a `ReadyForQuery` (the start-up is the first).
+    pub(crate) fn requests_sent(&self) -> u64 {
+        self.sent.load(Acquire)
+    }
+
+    /// Requests the server has answered so far (its `ReadyForQuery` messages).
+    pub(crate) fn requests_answered(&self) -> u64 {
+        self.ready.load(Acquire)
+    }
+
+    /// Waits until the server has answered `n` requests: the `n`th and every one before it
+    /// ended (cancel safe; the caller bounds it).
+    pub(crate) async fn answered_up_to(&self, n: u64) {
+        loop {
+            let readied = self.readied.notified();
+            tokio::pin!(readied);
+            readied.as_mut().enable();
+            if self.requests_answered() >= n {
+                return;
+            }
+            readied.await;
+        }
+    }
+
     /// Whether the server refused a write on this session as read-only (SQLSTATE 25006): a
     /// standby, or a primary whose sessions became read-only.
     pub fn refused_write(&self) -> bool {

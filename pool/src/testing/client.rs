@@ -311,7 +311,9 @@ impl Connector for FakeConnector {
         if gate.pass().await.is_err() || !self.db.lock().reachable {
             return Err("the cancel request's connection was refused".into());
         }
-        client.state.server.cancel();
+        if !self.db.counters().lose_one() {
+            client.state.server.cancel();
+        }
         Ok(())
     }
 

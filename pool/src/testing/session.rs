@@ -92,9 +92,18 @@ pub(super) struct Counters {
     pub(super) resets: AtomicU64,
     pub(super) terminated: AtomicU64,
     pub(super) terminate_requests: AtomicU64,
+    /// Cancel requests still to be lost ([`FakeDb::lose_cancels`](super::FakeDb::lose_cancels)).
+    pub(super) to_lose: AtomicU64,
 }
 
 impl Counters {
+    /// Whether the cancel request arriving now is lost (and one fewer is still to be).
+    pub(super) fn lose_one(&self) -> bool {
+        self.to_lose
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
     pub(super) fn snapshot(&self) -> SessionCounts {
         SessionCounts {
             cancels: self.cancels.load(SeqCst),
@@ -318,6 +327,32 @@ impl super::FakeDb {
     /// ```
     pub fn set_restore(&self, gate: Gate) {
         self.lock().restore = gate;
+    }
+
+    /// The next `n` cancel requests reach the server and are lost there, as PostgreSQL loses
+    /// one that lands while the backend is still reading the statement it was meant for (a
+    /// busy machine), so the statement runs on.
+    ///
+    /// # Examples
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// use pool::testing::{FakeDb, Gate};
+    /// let db = FakeDb::new();
+    /// db.track_sessions();
+    /// let pool = pool::Pool::connect_with(pool::PoolConfig::default().min_size(1).max_size(1), db.connector())
+    ///     .await
+    ///     .unwrap();
+    /// db.lose_cancels(1);
+    /// let conn = pool.acquire().await.unwrap();
+    /// db.set_query(Gate::Hang);
+    /// let _ = tokio::time::timeout(std::time::Duration::from_millis(100), conn.query()).await;
+    /// drop(conn); // the first cancel is lost: the pool sends another
+    /// let conn = pool.acquire().await.unwrap();
+    /// assert_eq!(db.session_counts().cancels, 2);
+    /// # }
+    /// ```
+    pub fn lose_cancels(&self, n: u64) {
+        self.counters.to_lose.store(n, SeqCst);
     }
 
     /// One connection goes silent forever (its peer was lost); the others are not touched.
