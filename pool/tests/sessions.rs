@@ -510,7 +510,7 @@ async fn sessions_the_pool_gave_up_on_are_terminated_once_the_server_answers() {
     );
     assert!(
         log.text()
-            .contains("terminated server sessions the pool had given up on"),
+            .contains("terminated server sessions the pool had closed while they might still run"),
         "the reaping is logged"
     );
     // Once terminated, they are forgotten: no more requests for them.
