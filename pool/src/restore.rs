@@ -125,9 +125,7 @@ impl<C: Connector> Shared<C> {
                     .await?;
                 cancels = (cancels + sent).min(MAX_CANCELS);
                 if !ended {
-                    return Err(
-                        "the cancelled request did not end within validation_timeout".into(),
-                    );
+                    return Err("the cancelled request did not end (validation_timeout passed, the connection closed, or the database stopped answering)".into());
                 }
             }
             status = session.status();
@@ -213,8 +211,9 @@ impl<C: Connector> Shared<C> {
 
     /// Sends cancel requests for `session` until the server has answered its `target()`th
     /// request (that request and every one before it ended): one now, and another each time
-    /// [`RECANCEL_AFTER`] passes without that answer, [`MAX_CANCELS`] at most, none while
-    /// the database does not answer (each opens a connection to it), until `deadline`.
+    /// [`RECANCEL_AFTER`] passes without that answer, [`MAX_CANCELS`] at most, until
+    /// `deadline`. It gives up at once when the connection is closed, or when one more
+    /// cancel is due while the database does not answer (each opens a connection to it).
     /// `target` is read again after each wait: the shared path raises it when another
     /// statement on the session is abandoned. `sent` counts each request. Whether the
     /// target was reached; a cancel request that fails or outlives `connect_timeout` ends it
@@ -234,11 +233,16 @@ impl<C: Connector> Shared<C> {
                 return Ok(true);
             }
             let now = Instant::now();
-            if now >= deadline {
+            // A closed connection answers nothing more, and during an outage no cancel is
+            // sent: the request will not end by a cancel, so the session is given up on.
+            if now >= deadline
+                || self.connector.is_closed(&conn.client)
+                || (cancels < MAX_CANCELS && self.outage.in_outage())
+            {
                 return Ok(false);
             }
             let mut wait = deadline - now;
-            if cancels < MAX_CANCELS && !self.outage.in_outage() {
+            if cancels < MAX_CANCELS {
                 if cancels > 0 {
                     debug!(
                         conn.id = conn.meta.id,
