@@ -445,3 +445,36 @@ proptest! {
         }
     }
 }
+
+#[test]
+#[ignore = "a pool bug, open: found by the proptest on 2026-12-05 and failing on b12a0d8 too (before the cancel re-send); run with --ignored"]
+fn a_session_held_through_latency_then_a_lost_peer_is_never_handed_out_busy() {
+    // Found by random_interleavings_keep_every_invariant in CI (case 1232 of 2000): step 14's
+    // acquire gets a session the server still runs a statement on. Kept as the script to fix
+    // against; the proptest finds it again at random until then.
+    let steps = vec![
+        Step::Acquire(None),
+        Step::Acquire(None),
+        Step::Heal,
+        Step::Acquire(None),
+        Step::Release(0),
+        Step::CancelQuery(0),
+        Step::Fault(Fault::Latency),
+        Step::Kill(0),
+        Step::Query(0),
+        Step::Fault(Fault::PeerLost),
+        Step::Release(0),
+        Step::Acquire(None),
+        Step::Acquire(None),
+        Step::Query(0),
+        Step::Acquire(None),
+    ];
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    if let Err(e) = rt.block_on(run(steps.clone())) {
+        panic!("{}", counterexample(&e, &steps));
+    }
+}
