@@ -447,11 +447,11 @@ proptest! {
 }
 
 #[test]
-#[ignore = "a pool bug, open: found by the proptest on 2026-12-05 and failing on b12a0d8 too (before the cancel re-send); run with --ignored"]
-fn a_session_held_through_latency_then_a_lost_peer_is_never_handed_out_busy() {
-    // Found by random_interleavings_keep_every_invariant in CI (case 1232 of 2000): step 14's
-    // acquire gets a session the server still runs a statement on. Kept as the script to fix
-    // against; the proptest finds it again at random until then.
+fn a_connection_whose_orphan_termination_timed_out_is_not_handed_out_busy() {
+    // Found by random_interleavings_keep_every_invariant in CI (case 1232 of 2000): the
+    // orphan reaper ran its termination on an idle connection whose peer was lost, timed out,
+    // and put the connection back idle with the statement still running on the server; step
+    // 14's acquire got it.
     let steps = vec![
         Step::Acquire(None),
         Step::Acquire(None),

@@ -164,8 +164,22 @@ impl<C: Connector> Shared<C> {
                 let conn = OnDrop::new(conn, |conn| self.discard(conn, CloseReason::Cancelled));
                 let result = self.terminate_orphans(&conn.client, &orphans).await;
                 let conn = conn.disarm();
-                let last_used = conn.last_used;
-                self.push_idle(conn, last_used, End::Newest);
+                // A termination that failed or ran out of time may still run on the server
+                // (a lost peer answers nothing): the session is not handed on as idle.
+                let idle = conn
+                    .session
+                    .as_ref()
+                    .is_none_or(|s| s.status() == crate::session::SessionStatus::Idle);
+                if matches!(result, Ok(Ok(_))) && idle {
+                    let last_used = conn.last_used;
+                    self.push_idle(conn, last_used, End::Newest);
+                } else {
+                    debug!(
+                        conn.id = conn.meta.id,
+                        "the connection that terminated orphaned sessions did not come back idle; closed"
+                    );
+                    self.discard(conn, CloseReason::SessionNotReset);
+                }
                 drop(permit);
                 result
             }
