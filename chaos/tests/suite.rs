@@ -14,7 +14,11 @@ async fn quick_suite_passes_and_writes_its_reports() {
             .with(chaos::scenario::logs::CaptureLayer)
             .try_init();
     }
-    let out = tempfile::tempdir().unwrap();
+    // Kept when the run did not pass, so CI's failure can be read (report.md, the histories).
+    let out = tempfile::Builder::new()
+        .prefix("quick-suite-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
     let report = run(Options {
         pool: PoolChoice::POOL,
         scenarios: Vec::new(),
@@ -31,7 +35,14 @@ async fn quick_suite_passes_and_writes_its_reports() {
     // with its reason (a missing pgbouncer or nft says so here).
     // A timing figure missed by less than the machine's own lag is not judged (UNKNOWN), so
     // a loaded machine makes the run INCOMPLETE, never FAILED.
-    assert!(report.passed_but_for_lag(), "{}", report.why_not_passed());
+    if !report.passed_but_for_lag() {
+        let kept = out.keep();
+        panic!(
+            "{}\nthe reports are kept in {}",
+            report.why_not_passed(),
+            kept.display()
+        );
+    }
     // Every scenario against the pool through `acquire`; the fault matrix, the
     // application-made and the deployment-made faults through the shared path too.
     let by = |pool: &str| report.scenarios.iter().filter(|s| s.pool == pool).count();

@@ -179,8 +179,10 @@ missing, a dirty checkout, a leak, a request unanswered long past its hard deadl
 always FAIL. A timing criterion (a recovery time, a latency, a staleness) is judged against the
 run's own scheduling lag: a ticker due every 5 ms records how late it wakes, and each scenario
 reports p50/p99/max over its window (at least the 2 s before its end). A timing criterion that misses its bound by no more than the
-largest lag measured in its window is UNKNOWN (the run is INCOMPLETE, with the lag as the reason);
-a larger miss, or a figure that never came, is FAIL.
+largest lag measured in its window is UNKNOWN (the run is INCOMPLETE, with the lag as the reason),
+as is a latency of database round trips (SC-002) that misses by no more than its baseline, the same
+query on a bare connection timed in the same window; a larger miss, or a figure that never came,
+is FAIL.
 
 --repeat N runs each (pool, scenario) N times, repeat 1 with the run's seed and the others with
 seeds derived from it, and reports per criterion the passes out of N, the seeds that failed and

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{Lag, ScenarioReport, Verdict};
+use super::model::{CriterionKind, Lag, ScenarioReport, Verdict};
 use super::repeats::{RepeatSummary, RepeatTables};
 use super::unavailable::{Unavailable, UnavailableScenario};
 
@@ -163,8 +163,24 @@ impl ChaosReport {
         }
         for s in self.scenarios.iter().filter(|s| s.ours) {
             for c in s.criteria.iter().filter(|c| c.verdict == Verdict::Fail) {
+                // A timing miss beside what could have excused it: the window's lag, and the
+                // baseline measured without the pool when there is one.
+                let mut context = Vec::new();
+                if c.kind == CriterionKind::Timing {
+                    if let Some(lag) = s.lag {
+                        context.push(format!("lag in its window {lag}"));
+                    }
+                    if let Some(b) = &c.baseline {
+                        context.push(format!("baseline {}: {:.1} ms", b.what, b.ms));
+                    }
+                }
+                let context = if context.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", context.join("; "))
+                };
                 lines.push(format!(
-                    "failed: {} / {}: {} = {} (bound {})",
+                    "failed: {} / {}: {} = {} (bound {}{context})",
                     s.pool, s.name, c.id, c.measured, c.bound
                 ));
             }

@@ -261,6 +261,45 @@ fn a_timing_miss_within_the_lag_is_unknown_and_a_larger_one_fails() {
 }
 
 #[test]
+fn a_latency_miss_within_its_baseline_is_unknown_and_a_larger_one_fails() {
+    let lag = Lag {
+        p50_ms: 1.0,
+        p99_ms: 3.0,
+        max_ms: 4.0,
+        samples: 400,
+    };
+    let judged = |value: f64, baseline: f64| {
+        let mut s = ScenarioReport::new("x", "pool", true, "x");
+        s.criteria = vec![
+            Criterion::timing("SC-002", "p95", "v", "< 10 ms", Some(value), 10.0)
+                .with_baseline("bare SELECT 1, p95", baseline),
+        ];
+        s.judge_lag(lag);
+        s
+    };
+    // The machine's own round trip took 12 ms then: a 19 ms p95 cannot be judged here.
+    let s = judged(19.0, 12.0);
+    assert_eq!(s.criteria[0].verdict, Verdict::Unknown);
+    let note = s.criteria[0].note.clone().unwrap();
+    assert!(
+        note.contains("missed by 9.0 ms") && note.contains("bare SELECT 1, p95: 12.0 ms"),
+        "{note}"
+    );
+    // A quiet machine's baseline excuses nothing the lag would not; a miss past both fails.
+    assert_eq!(judged(19.0, 0.4).verdict(), Verdict::Fail);
+    assert_eq!(judged(60.0, 12.0).verdict(), Verdict::Fail);
+    // Within the lag but not the baseline: the lag is the reason.
+    let s = judged(13.0, 0.4);
+    assert!(
+        s.criteria[0]
+            .note
+            .clone()
+            .unwrap()
+            .contains("scheduling lag")
+    );
+}
+
+#[test]
 fn phases_say_what_each_request_met() {
     let op = |start_ms: f64, end_ms: f64, outcome| Op {
         start_ms,

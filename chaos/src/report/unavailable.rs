@@ -44,9 +44,10 @@ pub enum Unavailable {
         detail: String,
     },
     /// Measured, but a timing figure missed its bound by no more than the scheduling lag
-    /// this machine showed in that window: it cannot be judged here.
+    /// this machine showed in that window (or than its baseline, the same figure measured
+    /// without the pool then): it cannot be judged here.
     WithinLag {
-        /// Which criteria, by how much, and the lag.
+        /// Which criteria, by how much, and the lag or baseline that excuses each.
         detail: String,
     },
     /// It ran, but nothing it measures happened (no request completed, no plan given).
@@ -105,7 +106,7 @@ impl Unavailable {
             }
             Unavailable::NothingHappened { .. } => "see the reason",
             Unavailable::WithinLag { .. } => {
-                "a timing figure missed by less than the machine's own scheduling lag: run on a quieter machine, or with --repeat N to see how often it holds"
+                "a timing figure missed by less than the machine's own scheduling lag (or than the same figure measured without the pool): run on a quieter machine, or with --repeat N to see how often it holds"
             }
         }
     }
