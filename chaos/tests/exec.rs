@@ -243,3 +243,274 @@ fn chaos_run_takes_a_plan_instead_of_the_matrix() {
         "clap refuses --plan with --scenario"
     );
 }
+
+/// The service's server, in a child mode: starts after 1 s (a slow start), then answers each
+/// line on SERVICE_PORT with `ok` or `fail`: a `SELECT 1` through DATABASE_URL (the proxy).
+/// It never exits by itself: chaos exec must stop it with the command's process group.
+#[test]
+#[ignore = "run by chaos exec in a_two_process_service_under_chaos_exec"]
+fn exec_service_server() {
+    let url = std::env::var("DATABASE_URL").expect("chaos exec sets DATABASE_URL");
+    let port = std::env::var("SERVICE_PORT").unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind(format!("127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        println!("server {} listening", std::process::id());
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            let url = url.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                while let Ok(Some(_)) = lines.next_line().await {
+                    let answer = tokio::time::timeout(Duration::from_secs(1), async {
+                        let (client, conn) =
+                            tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+                        tokio::spawn(conn);
+                        client.simple_query("SELECT 1").await.map(drop)
+                    })
+                    .await;
+                    let line = if matches!(answer, Ok(Ok(()))) {
+                        "ok\n"
+                    } else {
+                        "fail\n"
+                    };
+                    if write.write_all(line.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// The service's client, in a child mode: once the server accepts, sends a request every 100 ms
+/// for 2.5 s and prints
+/// each answer. With CRASH_SERVER set, it crashes the database server itself halfway, through
+/// CHAOS_DIRECT_URL (a planted crash no fault asked for), and still exits 0.
+#[test]
+#[ignore = "run by chaos exec in a_two_process_service_under_chaos_exec"]
+fn exec_service_client() {
+    let port = std::env::var("SERVICE_PORT").unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        // Started beside the server, as a load generator is: it waits for it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let socket = loop {
+            match tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await {
+                Ok(socket) => break socket,
+                Err(e) if std::time::Instant::now() > deadline => panic!("no server: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let (read, mut write) = socket.into_split();
+        let mut answers = BufReader::new(read).lines();
+        let started = std::time::Instant::now();
+        let mut crashed = std::env::var("CRASH_SERVER").is_err();
+        while started.elapsed() < Duration::from_millis(2500) {
+            if !crashed && started.elapsed() > Duration::from_millis(1200) {
+                crashed = true;
+                let direct = std::env::var("CHAOS_DIRECT_URL").expect("chaos exec sets it");
+                let (client, conn) = tokio_postgres::connect(&direct, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                // COPY TO PROGRAM runs in the data directory: SIGQUIT to the postmaster.
+                let _ = client
+                    .simple_query(
+                        "COPY (SELECT 1) TO PROGRAM 'kill -QUIT $(head -1 postmaster.pid)'",
+                    )
+                    .await;
+                println!("crashed the server");
+            }
+            write.write_all(b"q\n").await.unwrap();
+            match answers.next_line().await {
+                Ok(Some(answer)) => println!("{answer}"),
+                _ => eprintln!("no answer"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+/// Seconds of the day (UTC) of an RFC 3339 time `chaos exec` writes (`...THH:MM:SS.ffffffZ`).
+fn second_of_day(rfc3339: &str) -> f64 {
+    assert!(rfc3339.ends_with('Z') && rfc3339.len() == 27, "{rfc3339}");
+    let time = &rfc3339[11..26];
+    let h: f64 = time[0..2].parse().unwrap();
+    let m: f64 = time[3..5].parse().unwrap();
+    let s: f64 = time[6..].parse().unwrap();
+    h * 3600.0 + m * 60.0 + s
+}
+
+fn now_second_of_day() -> f64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    t % 86400.0
+}
+
+/// A server and its client started from one `sh -c`, as a service owner runs them: the plan
+/// waits for the server (`--ready tcp:`), its faults land where the client sees them, the
+/// server left running is stopped with the group, a fault past the command's end is reported
+/// (exit 3), and a crash of the database that no fault asked for is reported (exit 4).
+#[test]
+fn a_two_process_service_under_chaos_exec() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = write_plan(
+        dir.path(),
+        "[[fault]]\nat = \"500ms\"\nduration = \"700ms\"\nkind = \"down\"\n\n\
+         [[fault]]\nat = \"60s\"\nduration = \"1s\"\nkind = \"latency\"\n",
+    );
+    let me = std::env::current_exe().unwrap();
+    let run = |out: &std::path::Path, crash: bool| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let role = |name: &str| format!("\"$ME\" --exact {name} --ignored --nocapture --quiet");
+        let script = format!(
+            "{} & {}",
+            role("exec_service_server"),
+            role("exec_service_client")
+        );
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chaos"));
+        command
+            .args(["exec", "--seed", "3", "--name", "two-process service"])
+            .arg("--ready")
+            .arg(format!("tcp:{port}"))
+            .arg("--plan")
+            .arg(&plan)
+            .arg("--out")
+            .arg(out)
+            .args(["--", "sh", "-c", &script])
+            .env("ME", &me)
+            .env("SERVICE_PORT", port.to_string())
+            .env_remove("DATABASE_URL");
+        if crash {
+            command.env("CRASH_SERVER", "1");
+        }
+        let before = now_second_of_day();
+        let output = command.output().unwrap();
+        let after = now_second_of_day();
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        (output, report, before, after)
+    };
+
+    let out = dir.path().join("clean");
+    let (output, report, before, after) = run(&out, false);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The fault at 60 s was not reached: named, and exit 3 although the command exited 0.
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_eq!(report["exit_code"], 0, "{stderr}");
+    assert!(
+        stderr.contains("[two-process service] not reached: line 6: latency downstream"),
+        "{stderr}"
+    );
+    // Readiness: the server starts listening after 1 s, and the plan's clock waited for it.
+    let ready_s = report["plan_started_s"].as_f64().unwrap();
+    assert!(ready_s >= 1.0, "{report}");
+    assert!(stderr.contains("ready after"), "{stderr}");
+    // The wall clock: the start lies within the test's own clock readings around the run.
+    let started = second_of_day(report["started_at"].as_str().unwrap());
+    assert!(
+        started >= before - 0.01 && started <= after,
+        "{started} vs {before}..{after}"
+    );
+    let plan_started = second_of_day(report["plan_started_at"].as_str().unwrap());
+    assert!((plan_started - started - ready_s).abs() < 0.001, "{report}");
+    // The fault took effect at its planned time after readiness, within its measured offset,
+    // and the client's failures lie in its window (or within its 1 s query timeout after).
+    let down = &report["faults"][0];
+    let (planned, effective, end) = (
+        down["planned_s"].as_f64().unwrap(),
+        down["effective_s"].as_f64().unwrap(),
+        down["end_s"].as_f64().unwrap(),
+    );
+    assert!((planned - ready_s - 0.5).abs() < 0.001, "{down}");
+    let offset = down["offset_ms"].as_f64().unwrap();
+    assert!(
+        (effective - planned - offset / 1000.0).abs() < 0.001,
+        "{down}"
+    );
+    assert!(offset >= 0.0, "{down}");
+    let lines = report["output"].as_array().unwrap();
+    let at = |text: &str| -> Vec<f64> {
+        lines
+            .iter()
+            .filter(|l| l["text"] == text)
+            .map(|l| l["t_s"].as_f64().unwrap())
+            .collect()
+    };
+    let (oks, fails) = (at("ok"), at("fail"));
+    assert!(oks.iter().any(|t| *t < effective), "{oks:?}");
+    assert!(oks.iter().any(|t| *t > end), "{oks:?}");
+    assert!(!fails.is_empty(), "the outage is seen: {lines:?}");
+    assert!(
+        fails.iter().all(|t| *t >= effective && *t <= end + 1.2),
+        "{fails:?} vs {effective}..{end}"
+    );
+    // The server the command left running was stopped with its group.
+    assert!(
+        report["group"]["left_running"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
+    let server_pid: u32 = lines
+        .iter()
+        .filter_map(|l| {
+            l["text"]
+                .as_str()?
+                .strip_prefix("server ")?
+                .strip_suffix(" listening")
+        })
+        .next()
+        .expect("the server said it listens")
+        .parse()
+        .unwrap();
+    let alive = std::fs::read_to_string(format!("/proc/{server_pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .trim_start()
+            .starts_with('Z')
+    });
+    assert!(!alive, "the server {server_pid} outlived chaos exec");
+    // The server behaved: nothing to report.
+    assert!(
+        report["server"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["expected"] == true || e["what"] == "answers"),
+        "{report}"
+    );
+    assert!(out.join("server.log").is_file());
+
+    // A crash of the database no fault asked for: reported, kept, exit 4.
+    let out = dir.path().join("crash");
+    let (output, report, _, _) = run(&out, true);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(report["exit_code"], 0, "{stderr}");
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("the server, without a fault asking") && stderr.contains("stopped"),
+        "{stderr}"
+    );
+    let log = std::fs::read_to_string(out.join("server.log")).unwrap();
+    assert!(
+        log.contains("terminating") || log.contains("shutdown") || log.contains("quit"),
+        "{log}"
+    );
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("without a fault asking"), "{md}");
+}

@@ -118,10 +118,23 @@ async fn storm(shared: bool) {
             .count()
     });
     let failed = requests.iter().filter(|r| !r.ok).count();
+    let failed_before_fault = requests
+        .iter()
+        .filter(|r| !r.ok && r.start < fault_at)
+        .count();
+    // How long after the first success the last failed arrival came (the backlog's tail).
+    let last_failed_after_first = first.and_then(|first| {
+        requests
+            .iter()
+            .filter(|r| !r.ok && r.start >= first)
+            .map(|r| r.start - first)
+            .max()
+    });
     println!(
         "storm (shared path {shared}): connections accepted by the proxy during the 3 s fault \
          {accepted_in_fault}, sessions opened {sessions_in_fault}, heal -> first success {:?}, \
-         requests arriving after it that failed {arrived_after_first_failed}, \
+         requests arriving after it that failed {arrived_after_first_failed} (the last \
+         {last_failed_after_first:?} after it), failed before the fault {failed_before_fault}, \
          requests {} ({failed} failed), {statistics:?}",
         first.map(|f| f - heal_at),
         requests.len(),

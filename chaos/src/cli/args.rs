@@ -124,14 +124,24 @@ pub enum ToxicCmd {
 }
 
 pub const EXEC_HELP: &str = "\
-The command runs with DATABASE_URL pointing through the proxy (to a throwaway PostgreSQL, or
-to the DATABASE_URL given to chaos), TOXIPROXY_URL at an API driving that proxy (it may add
-faults of its own) and CHAOS_PROXY naming it. The plan's times count from its start.
+The command runs in a process group of its own with DATABASE_URL pointing through the proxy (to
+a throwaway PostgreSQL, or to the DATABASE_URL given to chaos), CHAOS_DIRECT_URL at the server
+itself (for checks that must bypass the faults), TOXIPROXY_URL at an API driving that proxy (it
+may add faults of its own) and CHAOS_PROXY naming it. The plan's times count from its start, or
+from when it is ready (--ready). Only the command is waited for: at its end, whatever it left
+running in its group gets SIGTERM, then SIGKILL after 5 s. The server is watched throughout; its
+log is kept in the report's folder (server.log).
 
-Exit status: the command's (128 + N when signal N ended it); 3 when it exited 0 but a fault of
-the plan could not be applied; 2 when the plan was refused (every problem is listed with its
-line) or the command could not start; 130/143/129 when a signal ended chaos exec (the command
-gets SIGTERM, then SIGKILL after 5 s).
+Exit status:
+  0        the command exited 0, every fault ran, the server behaved
+  N        the command's own status when it failed (128 + N when signal N ended it)
+  2        the plan was refused (every problem is listed with its line), the command could not
+           start, or it was never ready (--ready-timeout; the plan never started)
+  3        the command exited 0 but the plan did not run in full: a fault could not be applied,
+           or was not reached because the command ended first (allow with --allow-unreached)
+  4        the command exited 0 but the server stopped, restarted or refused connections when no
+           planned fault asked for it (see server.log)
+  130/143/129  a signal ended chaos exec (the command's group gets SIGTERM, then SIGKILL after 5 s)
 
 Plan example:
   [[fault]]
@@ -157,6 +167,23 @@ pub struct ExecArgs {
     /// Where the report files go (default target/chaos/<time>-<pid>/).
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
+    /// The run's name in the console, the report and the timeline (default: the command's
+    /// first word).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Start the plan's clock when the service is ready, not when it starts: tcp:PORT,
+    /// tcp:HOST:PORT (accepts a connection), line:REGEX (a line of its output matches) or
+    /// cmd:COMMAND (exits 0, run with sh -c every 200 ms).
+    #[arg(long, value_name = "HOW")]
+    pub ready: Option<crate::exec::Ready>,
+    /// How long to wait for --ready: past it the command's group is stopped and chaos exec
+    /// exits 2.
+    #[arg(long, value_parser = duration, default_value = "30s")]
+    pub ready_timeout: std::time::Duration,
+    /// A planned fault the command did not live to see is not an error (by default it makes
+    /// an exit 0 into 3).
+    #[arg(long)]
+    pub allow_unreached: bool,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,

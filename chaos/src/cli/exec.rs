@@ -16,11 +16,16 @@ pub(super) async fn exec(
         plan.faults.len(),
         plan.end().as_secs_f64()
     );
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| crate::exec::default_name(&args.command));
     let options = crate::exec::ExecOptions {
-        plan,
-        command: args.command,
-        out: out.clone(),
-        seed,
+        name: Some(name.clone()),
+        ready: args.ready,
+        ready_timeout: args.ready_timeout,
+        allow_unreached: args.allow_unreached,
+        ..crate::exec::ExecOptions::new(plan, args.command, out.clone(), seed)
     };
     let progress = |line: &str| eprintln!("chaos exec: {line}");
     let fired = std::sync::Mutex::new(None);
@@ -34,15 +39,49 @@ pub(super) async fn exec(
         Err(e) => return Err(e.into()),
     };
     eprintln!(
-        "chaos exec: the command ran {:.2} s ({}); report written to {}/ (report.json, report.md, timeline.svg, output.txt)",
+        "chaos exec: [{name}] the command ran {:.2} s ({}), started {}; report written to {}/ (report.json, report.md, timeline.svg, output.txt{})",
         report.ran_s,
         match (report.exit_code, report.exit_signal) {
             (Some(c), _) => format!("exit code {c}"),
             (None, Some(s)) => format!("signal {s}"),
             _ => "ended".into(),
         },
-        out.display()
+        report.started_at,
+        out.display(),
+        if report.server_log.is_some() {
+            ", server.log"
+        } else {
+            ""
+        }
     );
+    // What went wrong beside the command, whatever its status: each on a line of its own.
+    let unreached = report.unreached();
+    for u in &unreached {
+        eprintln!(
+            "chaos exec: [{name}] not reached: {u}{}",
+            if report.allow_unreached {
+                " (allowed)"
+            } else {
+                ""
+            }
+        );
+    }
+    for f in report.plan_failures() {
+        eprintln!("chaos exec: [{name}] could not be applied: {f}");
+    }
+    let server = report.server_problems();
+    for p in &server {
+        eprintln!(
+            "chaos exec: [{name}] the server, without a fault asking: {p} (its log: {})",
+            report
+                .server_log
+                .as_deref()
+                .map_or("not ours, not kept".into(), |l| out
+                    .join(l)
+                    .display()
+                    .to_string())
+        );
+    }
     if let Some(by) = &report.interrupted {
         let code = fired
             .lock()
@@ -54,14 +93,30 @@ pub(super) async fn exec(
         )
         .into());
     }
-    let failures = report.plan_failures();
     match report.exit_status() {
         0 => Ok(()),
+        2 => Err(Exit(
+            2,
+            format!(
+                "the service was never ready, so no fault ran: {}",
+                report.not_ready.as_deref().unwrap_or("")
+            ),
+        )
+        .into()),
         3 => Err(Exit(
             3,
             format!(
-                "the command succeeded, but the plan could not be applied in full: {}",
-                failures.join("; ")
+                "the command succeeded, but the plan did not run in full ({} not reached, {} not applied); --allow-unreached allows faults the command did not live to see",
+                if report.allow_unreached { 0 } else { unreached.len() },
+                report.plan_failures().len()
+            ),
+        )
+        .into()),
+        4 => Err(Exit(
+            4,
+            format!(
+                "the command succeeded, but the server stopped, restarted or refused without a fault asking ({} event(s), above)",
+                server.len()
             ),
         )
         .into()),

@@ -33,10 +33,12 @@ pub(super) fn write(report: &ExecReport, out: &std::path::Path) -> Result<(), cr
 
 fn markdown(r: &ExecReport) -> String {
     let mut s = format!(
-        "# chaos exec\n\n`{}` against {} (seed {}): ran {:.2} s, {}.\n\n| line | fault | planned | began | healed | error |\n| ---: | --- | ---: | ---: | ---: | --- |\n",
+        "# chaos exec: {}\n\n`{}` against {} (seed {}), started {}: ran {:.2} s, {}.\n",
+        r.name,
         r.command.join(" "),
         r.database,
         r.seed,
+        r.started_at,
         r.ran_s,
         match (r.exit_code, r.exit_signal) {
             (Some(c), _) => format!("exit code {c}"),
@@ -44,10 +46,22 @@ fn markdown(r: &ExecReport) -> String {
             _ => "ended".into(),
         }
     );
-    let secs = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2} s"));
-    for e in &r.faults {
+    match (&r.ready, &r.not_ready) {
+        (Some(ready), None) => s.push_str(&format!(
+            "\nReady ({ready}) after {:.2} s ({}): the plan's clock started then.\n",
+            r.plan_started_s, r.plan_started_at
+        )),
+        (Some(_), Some(why)) => s.push_str(&format!("\n**Never ready: {why}.** No fault ran.\n")),
+        _ => {}
+    }
+    s.push_str(
+        "\nTimes are seconds from the command's start; `offset` is how late a fault took effect after its planned time.\n\n| line | fault | planned | asked | in effect | offset | healed | error |\n| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |\n",
+    );
+    let secs = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3} s"));
+    for f in &r.faults {
+        let e = &f.event;
         s.push_str(&format!(
-            "| {} | {} | {:.2} s | {} | {} | {} |\n",
+            "| {} | {} | {:.3} s | {} | {} | {} | {} | {} |\n",
             e.line,
             e.label,
             e.planned_s,
@@ -56,8 +70,36 @@ fn markdown(r: &ExecReport) -> String {
             } else {
                 secs(e.start_s)
             },
+            secs(e.effective_s),
+            f.offset_ms
+                .map_or("-".to_string(), |o| format!("{o:+.1} ms")),
             secs(e.end_s),
             e.error.as_deref().unwrap_or("")
+        ));
+    }
+    let problems = r.server_problems();
+    s.push_str(&format!(
+        "\n## The server\n\n{}\n",
+        if problems.is_empty() {
+            "It stopped, restarted or refused only when a planned fault asked for it.".to_string()
+        } else {
+            format!(
+                "**It stopped, restarted or refused without a fault asking** (its log: {}):\n\n{}",
+                r.server_log
+                    .as_deref()
+                    .unwrap_or("not kept: not our server"),
+                problems
+                    .iter()
+                    .map(|p| format!("- {p}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        }
+    ));
+    if r.group.left_running > 0 {
+        s.push_str(&format!(
+            "\nThe command left {} process(es) of its group running at its end: stopped ({} needed SIGKILL).\n",
+            r.group.left_running, r.group.killed
         ));
     }
     s.push_str(&format!(

@@ -11,8 +11,8 @@ const LANE: f64 = 26.0;
 
 /// The SVG document.
 pub fn render(r: &ExecReport) -> String {
-    let end = r
-        .faults
+    let faults: Vec<&crate::plan::PlanEvent> = r.faults.iter().map(|f| &f.event).collect();
+    let end = faults
         .iter()
         .map(|f| f.end_s.unwrap_or(f.planned_s))
         .fold(r.ran_s, f64::max)
@@ -20,7 +20,7 @@ pub fn render(r: &ExecReport) -> String {
     let x = |t: f64| LEFT + (t / end).clamp(0.0, 1.0) * (WIDTH - LEFT - RIGHT);
     // One lane per fault label, in order of first appearance.
     let mut lanes: Vec<String> = Vec::new();
-    for f in &r.faults {
+    for f in &faults {
         if !lanes.contains(&f.label) {
             lanes.push(f.label.clone());
         }
@@ -28,15 +28,22 @@ pub fn render(r: &ExecReport) -> String {
     let top = 40.0;
     let command_y = top;
     let output_y = top + LANE;
-    let faults_y = top + 2.0 * LANE;
+    let server_y = top + 2.0 * LANE;
+    let faults_y = top + 3.0 * LANE;
     let axis_y = faults_y + LANE * lanes.len() as f64 + 10.0;
     let height = axis_y + 40.0;
     let mut s = String::new();
     svgkit::open(&mut s, height, 12);
     s.push_str(&format!(
-        r#"<text x="10" y="20" font-size="14" font-weight="bold">chaos exec: {}</text>
-"#,
-        escape(&shortened(&r.command.join(" "), 110))
+        r##"<text x="10" y="20" font-size="14" font-weight="bold">chaos exec: {}</text><text x="10" y="34" font-size="10" fill="#616161">started {}{}</text>
+"##,
+        escape(&shortened(&r.name, 60)),
+        escape(&r.started_at),
+        if r.plan_started_s > 0.0 {
+            format!("; ready, plan clock started at {:.2} s", r.plan_started_s)
+        } else {
+            String::new()
+        }
     ));
     let ok = r.exit_code == Some(0);
     let status = match (r.exit_code, r.exit_signal) {
@@ -73,6 +80,26 @@ pub fn render(r: &ExecReport) -> String {
         ));
     }
     s.push('\n');
+    // The server: a mark at each change, red when no planned fault explains it.
+    s.push_str(&format!(
+        r#"<text x="10" y="{}">server</text>"#,
+        server_y + 12.0
+    ));
+    for e in &r.server {
+        let colour = match (e.expected, e.is_up()) {
+            (_, true) => "#2e7d32",
+            (true, false) => "#9e9e9e",
+            (false, false) => "#c62828",
+        };
+        s.push_str(&format!(
+            r#"<rect x="{:.1}" y="{server_y}" width="4" height="16" fill="{colour}"><title>{:.2} s: {}{}</title></rect>"#,
+            x(e.t_s) - 2.0,
+            e.t_s,
+            escape(&e.what),
+            if e.expected || e.is_up() { "" } else { " (no fault asked for this)" }
+        ));
+    }
+    s.push('\n');
     for (i, lane) in lanes.iter().enumerate() {
         let y = faults_y + LANE * i as f64;
         s.push_str(&format!(
@@ -80,8 +107,8 @@ pub fn render(r: &ExecReport) -> String {
             y + 12.0,
             escape(lane)
         ));
-        for f in r.faults.iter().filter(|f| &f.label == lane) {
-            let (from, to, style) = match (f.start_s, f.end_s) {
+        for f in faults.iter().filter(|f| &f.label == lane) {
+            let (from, to, style) = match (f.effective_s.or(f.start_s), f.end_s) {
                 (Some(a), Some(b)) if f.error.is_none() => {
                     (a, b, r##"fill="#1565c0" opacity="0.35""##)
                 }

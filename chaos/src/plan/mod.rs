@@ -36,7 +36,7 @@ mod run;
 pub mod spec;
 
 pub use harness::Harness;
-pub use run::{PlanEvent, run, run_with};
+pub use run::{PlanEvent, not_begun, run, run_with};
 pub use spec::{Plan, PlanError, PlannedFault, What};
 
 #[cfg(test)]

@@ -20,8 +20,13 @@ pub struct PlanEvent {
     pub line: usize,
     /// When it was planned, seconds from the origin.
     pub planned_s: f64,
-    /// When it was applied (`None`: the run stopped first).
+    /// When it was asked for: its timer fired and the fault began to be applied (`None`: the
+    /// run stopped first: not reached).
     pub start_s: Option<f64>,
+    /// When it took effect: the toxic was set, the proxy down, the server stopped (`None`:
+    /// never, see `error`). `effective_s - planned_s` is the timeline's accuracy.
+    #[serde(default)]
+    pub effective_s: Option<f64>,
     /// When it was healed.
     pub end_s: Option<f64>,
     /// Why it could not be applied or healed.
@@ -62,7 +67,7 @@ pub async fn run(
     run_with(plan, env, proxy, origin, stop, &|_| {}).await
 }
 
-/// Like [`run`], calling `progress` with each event as a fault begins and as it ends.
+/// Like [`run`], calling `progress` with each event as a fault takes effect and as it ends.
 pub async fn run_with(
     plan: &Plan,
     env: &Env,
@@ -71,19 +76,7 @@ pub async fn run_with(
     stop: impl Future<Output = ()>,
     progress: &(dyn Fn(&PlanEvent) + Sync),
 ) -> Vec<PlanEvent> {
-    let events = Arc::new(Mutex::new(
-        plan.faults
-            .iter()
-            .map(|f| PlanEvent {
-                label: f.what.label(),
-                line: f.line,
-                planned_s: f.at.as_secs_f64(),
-                start_s: None,
-                end_s: None,
-                error: None,
-            })
-            .collect::<Vec<_>>(),
-    ));
+    let events = Arc::new(Mutex::new(not_begun(plan)));
     let (tx, rx) = watch::channel(false);
     let shared = Shared {
         env,
@@ -111,6 +104,23 @@ pub async fn run_with(
     events.clone()
 }
 
+/// The events of `plan` before anything ran: every fault planned, none begun (what a run
+/// that never started reports).
+pub fn not_begun(plan: &Plan) -> Vec<PlanEvent> {
+    plan.faults
+        .iter()
+        .map(|f| PlanEvent {
+            label: f.what.label(),
+            line: f.line,
+            planned_s: f.at.as_secs_f64(),
+            start_s: None,
+            effective_s: None,
+            end_s: None,
+            error: None,
+        })
+        .collect()
+}
+
 /// What every fault of one run shares.
 struct Shared<'a> {
     env: &'a Env,
@@ -135,18 +145,20 @@ async fn one(i: usize, fault: &PlannedFault, run: &Shared<'_>, mut stop: watch::
         _ = tokio::time::sleep_until(origin + fault.at) => {}
         _ = stopped.wait_for(|s| *s) => return,
     }
-    let set = |f: &dyn Fn(&mut PlanEvent)| {
-        let event = {
-            let mut all = events.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut all[i]);
-            all[i].clone()
-        };
-        progress(&event);
+    let record = |f: &dyn Fn(&mut PlanEvent)| {
+        let mut all = events.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut all[i]);
+        all[i].clone()
     };
+    let set = |f: &dyn Fn(&mut PlanEvent)| progress(&record(f));
     let started = Instant::now();
-    set(&|e| e.start_s = Some(secs(started)));
+    record(&|e| e.start_s = Some(secs(started)));
     tracing::info!(fault = %fault.what.label(), line = fault.line, "planned fault begins");
+    let set = &set;
+    // Polled first once the fault is in force, so its duration counts from then.
     let heal = async move {
+        let effective = Instant::now();
+        set(&|e| e.effective_s = Some(secs(effective)));
         tokio::select! {
             _ = tokio::time::sleep(fault.duration) => {}
             _ = stop.wait_for(|s| *s) => {}

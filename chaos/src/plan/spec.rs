@@ -112,14 +112,33 @@ struct RawPlan {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFault {
-    at: String,
-    duration: String,
-    kind: String,
+    // Times are read as any value so that `at = 5` gets the form wanted, not serde's
+    // "invalid type: integer 5, expected a string"; a missing field is named the same way.
+    at: Option<toml::Value>,
+    duration: Option<toml::Value>,
+    kind: Option<String>,
     stream: Option<String>,
     toxicity: Option<f64>,
     attributes: Option<toml::Table>,
-    every: Option<String>,
+    every: Option<toml::Value>,
     count: Option<u32>,
+}
+
+/// What each time field means, for the messages that ask for it.
+const AT_WANTED: &str = "when the fault starts, from the plan's start: at = \"5s\"";
+const DURATION_WANTED: &str = "how long the fault lasts: duration = \"2s\" (for server_restart, how long the server stays stopped; see README's plan table)";
+const EVERY_WANTED: &str = "the time from one start to the next: every = \"10s\"";
+
+/// A time field: a string with its unit (`"5s"`, `"500ms"`, `"1m"`).
+fn time_field(field: &str, value: &toml::Value, wanted: &str) -> Result<Duration, String> {
+    match value {
+        toml::Value::String(text) => {
+            pool::parse_duration(text).map_err(|e| format!("{field} = \"{text}\": {e}; {wanted}"))
+        }
+        other => Err(format!(
+            "{field} = {other}: a time is a string with its unit ({wanted}, or \"500ms\", \"1m\")"
+        )),
+    }
 }
 
 /// At most this many windows from one `[[fault]]` with `every`/`count`.
@@ -244,16 +263,21 @@ type Windows = Vec<(Duration, Duration, What)>;
 /// One `[[fault]]` checked: its windows, or every problem it has.
 fn check(raw: &RawFault) -> Result<Windows, Vec<String>> {
     let mut problems = Vec::new();
-    let mut time = |field: &str, text: &str| match pool::parse_duration(text) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            problems.push(format!("{field} = \"{text}\": {e}"));
+    let mut time = |field: &str, value: Option<&toml::Value>, wanted: &str| match value {
+        None => {
+            problems.push(format!("{field} is missing: {wanted}"));
             None
         }
+        Some(v) => time_field(field, v, wanted)
+            .map_err(|e| problems.push(e))
+            .ok(),
     };
-    let at = time("at", &raw.at);
-    let duration = time("duration", &raw.duration);
-    let every = raw.every.as_deref().and_then(|e| time("every", e));
+    let at = time("at", raw.at.as_ref(), AT_WANTED);
+    let duration = time("duration", raw.duration.as_ref(), DURATION_WANTED);
+    let every = match &raw.every {
+        Some(e) => time("every", Some(e), EVERY_WANTED),
+        None => None,
+    };
     if duration.is_some_and(|d| d.is_zero()) {
         problems.push("duration must be more than 0".into());
     }
@@ -292,7 +316,22 @@ fn check(raw: &RawFault) -> Result<Windows, Vec<String>> {
         .collect())
 }
 
+fn suite_faults() -> String {
+    fault::MATRIX
+        .iter()
+        .map(|f| f.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn what(raw: &RawFault) -> Result<What, String> {
+    let Some(kind) = raw.kind.as_deref() else {
+        return Err(format!(
+            "kind is missing: a toxic type ({}) or a fault of the suite ({})",
+            TYPES.join(", "),
+            suite_faults()
+        ));
+    };
     let attributes: Map<String, Value> = match &raw.attributes {
         Some(t) => match serde_json::to_value(t) {
             Ok(Value::Object(m)) => m,
@@ -313,26 +352,22 @@ fn what(raw: &RawFault) -> Result<What, String> {
     if !(0.0..=1.0).contains(&toxicity) {
         return Err(format!("toxicity = {toxicity}: expected 0 to 1"));
     }
-    if TYPES.contains(&raw.kind.as_str()) {
-        let kind = ToxicKind::parse(&raw.kind, &attributes)
-            .map_err(|e| format!("kind = \"{}\": {e}", raw.kind))?;
+    if TYPES.contains(&kind) {
+        let name = format!("plan_{kind}_{}", stream.as_str());
+        let kind =
+            ToxicKind::parse(kind, &attributes).map_err(|e| format!("kind = \"{kind}\": {e}"))?;
         return Ok(What::Toxic(Toxic {
-            name: format!("plan_{}_{}", raw.kind, stream.as_str()),
+            name,
             kind,
             stream,
             toxicity: toxicity as f32,
         }));
     }
-    let Some(fault) = fault::MATRIX.iter().find(|f| f.name == raw.kind) else {
+    let Some(fault) = fault::MATRIX.iter().find(|f| f.name == kind) else {
         return Err(format!(
-            "kind = \"{}\" is neither a toxic type ({}) nor a fault of the suite ({})",
-            raw.kind,
+            "kind = \"{kind}\" is neither a toxic type ({}) nor a fault of the suite ({})",
             TYPES.join(", "),
-            fault::MATRIX
-                .iter()
-                .map(|f| f.name)
-                .collect::<Vec<_>>()
-                .join(", ")
+            suite_faults()
         ));
     };
     if let fault::Kind::Kernel(KernelFault::Loss { .. }) = fault.kind {
@@ -350,8 +385,7 @@ fn what(raw: &RawFault) -> Result<What, String> {
     }
     if !attributes.is_empty() || raw.stream.is_some() || raw.toxicity.is_some() {
         return Err(format!(
-            "kind = \"{}\" is a fault of the suite and takes no attributes, stream or toxicity",
-            raw.kind
+            "kind = \"{kind}\" is a fault of the suite and takes no attributes, stream or toxicity"
         ));
     }
     Ok(What::Matrix(fault))
