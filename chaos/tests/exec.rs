@@ -514,3 +514,60 @@ fn a_two_process_service_under_chaos_exec() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("without a fault asking"), "{md}");
 }
+
+/// SIGTERM to `chaos exec` stops the command's whole group: a background process of the
+/// command is gone when chaos exec has exited (143), and the partial report is written.
+#[test]
+fn a_signal_stops_the_command_s_whole_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = write_plan(
+        dir.path(),
+        "[[fault]]\nat = \"60s\"\nduration = \"1s\"\nkind = \"down\"\n",
+    );
+    let out = dir.path().join("out");
+    // A duration no other process on this machine sleeps: how the leftover is found.
+    let marker = format!(
+        "{}.{}",
+        40 + std::process::id() % 1000,
+        std::process::id() % 97
+    );
+    let chaos = Command::new(env!("CARGO_BIN_EXE_chaos"))
+        .args(["exec", "--seed", "1", "--plan"])
+        .arg(&plan)
+        .arg("--out")
+        .arg(&out)
+        .args(["--", "sh", "-c"])
+        .arg(format!("sleep {marker} & echo started; sleep {marker}"))
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sleeping = || -> usize {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .filter(|c| c.split(|b| *b == 0).any(|arg| arg == marker.as_bytes()))
+            .filter(|c| c.starts_with(b"sleep"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sleeping() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill with the pid of our own child and a valid signal.
+    unsafe { libc::kill(chaos.id() as i32, libc::SIGTERM) };
+    let output = chaos.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(143), "{stderr}");
+    assert_eq!(
+        sleeping(),
+        0,
+        "a process of the command outlived chaos exec: {stderr}"
+    );
+    assert!(out.join("report.json").is_file(), "{stderr}");
+}

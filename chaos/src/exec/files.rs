@@ -33,7 +33,7 @@ pub(super) fn write(report: &ExecReport, out: &std::path::Path) -> Result<(), cr
 
 fn markdown(r: &ExecReport) -> String {
     let mut s = format!(
-        "# chaos exec: {}\n\n`{}` against {} (seed {}), started {}: ran {:.2} s, {}.\n",
+        "# chaos exec: {}\n\n```sh\n{}\n```\n\nagainst {} (seed {}), started {}: ran {:.2} s, {}.\n",
         r.name,
         r.command.join(" "),
         r.database,

@@ -403,12 +403,20 @@ async fn stop_command(
     }
 }
 
+/// The command on one console line: whitespace runs (newlines too) as one space, cut to 100
+/// characters.
 fn display(command: &[OsString]) -> String {
-    command
+    let text = command
         .iter()
         .map(|a| a.to_string_lossy())
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 100 {
+        format!("{}…", one_line.chars().take(99).collect::<String>())
+    } else {
+        one_line
+    }
 }
 
 /// Passes a stream of the command's through to ours, recording each line with its time, and
