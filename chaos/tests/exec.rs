@@ -52,6 +52,36 @@ fn write_plan(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
     path
 }
 
+/// The times (s from the command's start) of the command's output lines that read `text`.
+fn times_of(report: &Value, text: &str) -> Vec<f64> {
+    report["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["text"] == text)
+        .map(|l| l["t_s"].as_f64().unwrap())
+        .collect()
+}
+
+/// The command's `ok`/`fail` lines: served before the fault window and after it, and failed
+/// only within it or within the children's 1 s timeout after it.
+fn assert_the_outage_is_seen_in_its_window(report: &Value, start: f64, end: f64) {
+    let (oks, fails) = (times_of(report, "ok"), times_of(report, "fail"));
+    assert!(
+        oks.iter().any(|t| *t < start),
+        "served before the fault: {oks:?}"
+    );
+    assert!(
+        oks.iter().any(|t| *t > end),
+        "served after the heal: {oks:?}"
+    );
+    assert!(!fails.is_empty(), "the outage is seen");
+    assert!(
+        fails.iter().all(|t| *t >= start && *t <= end + 1.2),
+        "{fails:?} vs {start}..{end}"
+    );
+}
+
 #[test]
 fn a_command_runs_under_a_plan_and_its_status_output_and_faults_are_reported() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,33 +134,11 @@ fn a_command_runs_under_a_plan_and_its_status_output_and_faults_are_reported() {
         "{}",
         report["faults"][1]
     );
-    let lines = report["output"].as_array().unwrap();
-    let at = |text: &str| -> Vec<f64> {
-        lines
-            .iter()
-            .filter(|l| l["text"] == text)
-            .map(|l| l["t_s"].as_f64().unwrap())
-            .collect()
-    };
     assert!(
-        !at("api ok").is_empty(),
+        !times_of(&report, "api ok").is_empty(),
         "TOXIPROXY_URL answers the command"
     );
-    let (oks, fails) = (at("ok"), at("fail"));
-    assert!(
-        oks.iter().any(|t| *t < start),
-        "served before the fault: {oks:?}"
-    );
-    assert!(
-        oks.iter().any(|t| *t > end),
-        "served after the heal: {oks:?}"
-    );
-    assert!(!fails.is_empty(), "the outage is seen");
-    // Each failure ends within the window or 1 s (the child's timeout) after it.
-    assert!(
-        fails.iter().all(|t| *t >= start && *t <= end + 1.2),
-        "{fails:?} vs {start}..{end}"
-    );
+    assert_the_outage_is_seen_in_its_window(&report, start, end);
     for file in ["report.md", "timeline.svg", "output.txt"] {
         assert!(out.join(file).is_file(), "{file}");
     }
@@ -443,28 +451,15 @@ fn a_two_process_service_under_chaos_exec() {
         "{down}"
     );
     assert!(offset >= 0.0, "{down}");
-    let lines = report["output"].as_array().unwrap();
-    let at = |text: &str| -> Vec<f64> {
-        lines
-            .iter()
-            .filter(|l| l["text"] == text)
-            .map(|l| l["t_s"].as_f64().unwrap())
-            .collect()
-    };
-    let (oks, fails) = (at("ok"), at("fail"));
-    assert!(oks.iter().any(|t| *t < effective), "{oks:?}");
-    assert!(oks.iter().any(|t| *t > end), "{oks:?}");
-    assert!(!fails.is_empty(), "the outage is seen: {lines:?}");
-    assert!(
-        fails.iter().all(|t| *t >= effective && *t <= end + 1.2),
-        "{fails:?} vs {effective}..{end}"
-    );
+    assert_the_outage_is_seen_in_its_window(&report, effective, end);
     // The server the command left running was stopped with its group.
     assert!(
         report["group"]["left_running"].as_u64().unwrap() >= 1,
         "{report}"
     );
-    let server_pid: u32 = lines
+    let server_pid: u32 = report["output"]
+        .as_array()
+        .unwrap()
         .iter()
         .filter_map(|l| {
             l["text"]
