@@ -41,11 +41,7 @@ pub(super) async fn exec(
     eprintln!(
         "chaos exec: [{name}] the command ran {:.2} s ({}), started {}; report written to {}/ (report.json, report.md, timeline.svg, output.txt{})",
         report.ran_s,
-        match (report.exit_code, report.exit_signal) {
-            (Some(c), _) => format!("exit code {c}"),
-            (None, Some(s)) => format!("signal {s}"),
-            _ => "ended".into(),
-        },
+        report.how_it_ended(),
         report.started_at,
         out.display(),
         if report.server_log.is_some() {

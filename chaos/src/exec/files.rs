@@ -40,11 +40,7 @@ fn markdown(r: &ExecReport) -> String {
         r.seed,
         r.started_at,
         r.ran_s,
-        match (r.exit_code, r.exit_signal) {
-            (Some(c), _) => format!("exit code {c}"),
-            (None, Some(s)) => format!("ended by signal {s}"),
-            _ => "ended".into(),
-        }
+        r.how_it_ended()
     );
     match (&r.ready, &r.not_ready) {
         (Some(ready), None) => s.push_str(&format!(

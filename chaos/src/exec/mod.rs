@@ -357,8 +357,7 @@ pub async fn exec(
             }
         })
         .collect();
-    let shifted: Vec<PlanEvent> = faults.iter().map(|f| f.event.clone()).collect();
-    watch::judge(&mut server, &shifted);
+    watch::judge(&mut server, faults.iter().map(|f| &f.event));
     let report = ExecReport {
         name,
         command: options

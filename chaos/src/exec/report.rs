@@ -77,6 +77,16 @@ pub struct ExecReport {
 }
 
 impl ExecReport {
+    /// How the command ended, for the console and report.md: `exit code N`, `ended by
+    /// signal N`.
+    pub fn how_it_ended(&self) -> String {
+        match (self.exit_code, self.exit_signal) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(s)) => format!("ended by signal {s}"),
+            _ => "ended".into(),
+        }
+    }
+
     /// The faults that could not be applied, as `line N: label: error`.
     pub fn plan_failures(&self) -> Vec<String> {
         self.faults
@@ -219,7 +229,7 @@ mod tests {
             server(0.0, "answers"),
             server(0.5, "stopped (its postmaster exited)"),
         ];
-        crate::exec::watch::judge(&mut r.server, &[]);
+        crate::exec::watch::judge(&mut r.server, []);
         assert_eq!(r.exit_status(), 4);
         assert_eq!(
             r.server_problems(),

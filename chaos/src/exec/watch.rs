@@ -115,9 +115,12 @@ async fn probe(url: &str) -> String {
 
 /// Marks each event expected when a `server_restart` of the plan was in force then (or had
 /// healed less than 3 s before); the first `answers` is the baseline, not an event to judge.
-pub(super) fn judge(events: &mut [ServerEvent], faults: &[PlanEvent]) {
+pub(super) fn judge<'a>(
+    events: &mut [ServerEvent],
+    faults: impl IntoIterator<Item = &'a PlanEvent>,
+) {
     let windows: Vec<(f64, f64)> = faults
-        .iter()
+        .into_iter()
         .filter(|f| f.label == restart_label())
         .filter_map(|f| Some((f.start_s?, f.end_s.unwrap_or(f64::INFINITY) + SETTLE_S)))
         .collect();

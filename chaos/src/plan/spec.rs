@@ -274,10 +274,10 @@ fn check(raw: &RawFault) -> Result<Windows, Vec<String>> {
     };
     let at = time("at", raw.at.as_ref(), AT_WANTED);
     let duration = time("duration", raw.duration.as_ref(), DURATION_WANTED);
-    let every = match &raw.every {
-        Some(e) => time("every", Some(e), EVERY_WANTED),
-        None => None,
-    };
+    let every = raw
+        .every
+        .as_ref()
+        .and_then(|e| time("every", Some(e), EVERY_WANTED));
     if duration.is_some_and(|d| d.is_zero()) {
         problems.push("duration must be more than 0".into());
     }
