@@ -111,25 +111,22 @@ async fn storm(shared: bool) {
         .filter(|r| r.ok && r.end >= heal_at)
         .map(|r| r.end)
         .min();
-    let arrived_after_first_failed = first.map_or(usize::MAX, |first| {
+    // When each request that failed although it arrived after the first success arrived,
+    // counted from that success (the backlog's tail).
+    let failed_after_first: Vec<Duration> = first.map_or(Vec::new(), |first| {
         requests
             .iter()
             .filter(|r| !r.ok && r.start >= first)
-            .count()
+            .map(|r| r.start - first)
+            .collect()
     });
+    let arrived_after_first_failed = first.map_or(usize::MAX, |_| failed_after_first.len());
+    let last_failed_after_first = failed_after_first.iter().max();
     let failed = requests.iter().filter(|r| !r.ok).count();
     let failed_before_fault = requests
         .iter()
         .filter(|r| !r.ok && r.start < fault_at)
         .count();
-    // How long after the first success the last failed arrival came (the backlog's tail).
-    let last_failed_after_first = first.and_then(|first| {
-        requests
-            .iter()
-            .filter(|r| !r.ok && r.start >= first)
-            .map(|r| r.start - first)
-            .max()
-    });
     println!(
         "storm (shared path {shared}): connections accepted by the proxy during the 3 s fault \
          {accepted_in_fault}, sessions opened {sessions_in_fault}, heal -> first success {:?}, \
