@@ -189,7 +189,12 @@ impl<C: Connector> Shared<C> {
     /// An exclusive acquire found every slot taken: drains one lent session (an unused one
     /// first) so it comes back for the waiter once its statements end.
     pub(crate) fn reclaim_lent(&self) {
-        self.lender.drain_least_loaded();
+        // Read without the set's lock: with the shared path unused (the common case for an
+        // exclusive user), a saturated pool's acquires take no lock of it. A session lent as
+        // this reads is still given back: its last statement drains it while one waits.
+        if self.lender.figures().0 > 0 {
+            self.lender.drain_least_loaded();
+        }
     }
 
     /// The maintenance pass: drains sessions lent for too long with nothing in flight, and

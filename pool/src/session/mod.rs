@@ -62,8 +62,11 @@ pub struct Session {
     sent: AtomicU64,
     /// `ReadyForQuery` messages received.
     ready: AtomicU64,
-    /// Notified on every `ReadyForQuery`.
+    /// Notified on a `ReadyForQuery` when someone waits for one (`waiting`).
     readied: Notify,
+    /// Tasks in [`drained`](Session::drained) or [`answered_up_to`](Session::answered_up_to):
+    /// with none, a `ReadyForQuery` costs no notification (whose lock every query would take).
+    waiting: std::sync::atomic::AtomicUsize,
     /// The server process's id, from `BackendKeyData` (0 until it arrives).
     pid: std::sync::atomic::AtomicU32,
     /// Errors with SQLSTATE 25006 (a write refused in a read-only transaction) received.
@@ -79,6 +82,7 @@ impl Default for Session {
             sent: AtomicU64::new(1),
             ready: AtomicU64::new(0),
             readied: Notify::new(),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
             pid: std::sync::atomic::AtomicU32::new(0),
             read_only_refusals: std::sync::atomic::AtomicU32::new(0),
         }
@@ -88,8 +92,9 @@ impl Default for Session {
 impl Session {
     /// The session's status now.
     pub fn status(&self) -> SessionStatus {
-        let ready = self.ready.load(Acquire);
-        if self.sent.load(Acquire) > ready {
+        // Sequentially consistent with `got_ready`'s count and look at `waiting` (see there).
+        let ready = self.ready.load(SeqCst);
+        if self.sent.load(SeqCst) > ready {
             return SessionStatus::Busy;
         }
         match self.status.load(Acquire) {
@@ -106,6 +111,7 @@ impl Session {
 
     /// Waits until no request is in flight (cancel safe; the caller bounds it).
     pub async fn drained(&self) {
+        let _waiting = self.wait();
         loop {
             let readied = self.readied.notified();
             tokio::pin!(readied);
@@ -117,6 +123,14 @@ impl Session {
         }
     }
 
+    /// Counts a waiter for `ReadyForQuery` until the guard drops (cancel safe).
+    fn wait(&self) -> impl Sized + '_ {
+        self.waiting.fetch_add(1, SeqCst);
+        crate::on_drop::on_drop(|| {
+            self.waiting.fetch_sub(1, SeqCst);
+        })
+    }
+
     /// Requests sent so far that expect a `ReadyForQuery` (the start-up is the first).
     pub(crate) fn requests_sent(&self) -> u64 {
         self.sent.load(Acquire)
@@ -124,12 +138,13 @@ impl Session {
 
     /// Requests the server has answered so far (its `ReadyForQuery` messages).
     pub(crate) fn requests_answered(&self) -> u64 {
-        self.ready.load(Acquire)
+        self.ready.load(SeqCst)
     }
 
     /// Waits until the server has answered `n` requests: the `n`th and every one before it
     /// ended (cancel safe; the caller bounds it).
     pub(crate) async fn answered_up_to(&self, n: u64) {
+        let _waiting = self.wait();
         loop {
             let readied = self.readied.notified();
             tokio::pin!(readied);
@@ -169,8 +184,13 @@ impl Session {
 
     pub(crate) fn got_ready(&self, status: u8) {
         self.status.store(status, Release);
-        self.ready.fetch_add(1, AcqRel);
-        self.readied.notify_waiters();
+        // A waiter counts itself, then reads `ready`; this counts `ready`, then reads the
+        // waiters, all sequentially consistent: either it sees the new count, or this sees it
+        // (and it enabled its notification before it looked).
+        self.ready.fetch_add(1, SeqCst);
+        if self.waiting.load(SeqCst) > 0 {
+            self.readied.notify_waiters();
+        }
     }
 }
 
@@ -188,6 +208,8 @@ struct Framing {
     kind: u8,
     /// Whether the current message's first body byte was seen (for 'Z').
     body_started: bool,
+    /// Whether the current message's body is passed unread (no event needs it).
+    skip_body: bool,
     /// The first four body bytes of the current message, as far as seen (for 'K').
     lead: [u8; 4],
     lead_len: usize,
@@ -231,45 +253,35 @@ impl Framing {
             body_left: 0,
             kind: 0,
             body_started: false,
+            skip_body: false,
             lead: [0; 4],
             lead_len: 0,
         }
     }
 
     /// Feeds `bytes`, calling `on` for each message start and first body byte.
+    ///
+    /// The common case costs a length check per message: a message whose header is whole in
+    /// `bytes` is read in place, and one nobody reads the body of (every type but `K`, the
+    /// untyped start-up and, on the server's side, `E`) is stepped over by its length; a
+    /// `ReadyForQuery` gives its status byte there too. Only a header or a body split across
+    /// reads, and the few bodies that are read, take the general path.
     fn feed(&mut self, mut bytes: &[u8], mut on: impl FnMut(Event<'_>)) {
         while !bytes.is_empty() {
+            if self.body_left == 0 && self.header_len == 0 && !self.untyped_first {
+                bytes = self.whole_messages(bytes, &mut on);
+                if bytes.is_empty() {
+                    return;
+                }
+            }
             if self.body_left > 0 {
-                if !self.body_started {
-                    self.body_started = true;
-                    on(Event::FirstByte(self.kind, bytes[0]));
+                if self.skip_body {
+                    let n = self.body_left.min(bytes.len());
+                    self.body_left -= n;
+                    bytes = &bytes[n..];
+                } else {
+                    bytes = self.body(bytes, &mut on);
                 }
-                let n = self.body_left.min(bytes.len());
-                if self.lead_len < 4 {
-                    let take = (4 - self.lead_len).min(n);
-                    self.lead[self.lead_len..self.lead_len + take].copy_from_slice(&bytes[..take]);
-                    self.lead_len += take;
-                    if self.lead_len == 4 {
-                        let word = u32::from_be_bytes(self.lead);
-                        if self.kind == 0 && ENCRYPTION_REQUESTS.contains(&word) {
-                            self.untyped_first = true;
-                        }
-                        on(Event::FirstWord(self.kind, word));
-                    }
-                }
-                if self.errors && self.kind == b'E' && self.error_len < ERROR_KEPT {
-                    let take = (ERROR_KEPT - self.error_len).min(n);
-                    self.error[self.error_len..self.error_len + take]
-                        .copy_from_slice(&bytes[..take]);
-                    self.error_len += take;
-                    if self.error_len == ERROR_KEPT || self.body_left == n {
-                        on(Event::Error(&self.error[..self.error_len]));
-                        // Seen: nothing more is kept of this message.
-                        self.error_len = ERROR_KEPT;
-                    }
-                }
-                self.body_left -= n;
-                bytes = &bytes[n..];
                 continue;
             }
             let want = if self.untyped_first { 4 } else { 5 };
@@ -280,29 +292,96 @@ impl Framing {
             if self.header_len < want {
                 return;
             }
+            self.header_len = 0;
+            let h = self.header;
             let (kind, len) = if self.untyped_first {
                 self.untyped_first = false;
-                (
-                    0,
-                    u32::from_be_bytes(self.header[..4].try_into().expect("4 bytes")),
-                )
+                (0, u32::from_be_bytes([h[0], h[1], h[2], h[3]]))
             } else {
-                (
-                    self.header[0],
-                    u32::from_be_bytes(self.header[1..5].try_into().expect("4 bytes")),
-                )
+                (h[0], u32::from_be_bytes([h[1], h[2], h[3], h[4]]))
             };
-            self.header_len = 0;
-            self.kind = kind;
-            self.body_started = false;
-            self.lead_len = 0;
-            self.error_len = 0;
-            // The length counts itself.
-            self.body_left = (len as usize).saturating_sub(4);
-            if kind != 0 {
+            self.begin(kind, len, &mut on);
+        }
+    }
+
+    /// Steps over the typed messages that begin at the start of `bytes` and whose bodies are
+    /// not read (a `ReadyForQuery`'s one byte is read here), up to the first that is split
+    /// or has a body to read, whose header it then takes; returns the rest.
+    #[inline]
+    fn whole_messages<'b>(
+        &mut self,
+        mut bytes: &'b [u8],
+        on: &mut impl FnMut(Event<'_>),
+    ) -> &'b [u8] {
+        while bytes.len() >= 5 {
+            let kind = bytes[0];
+            let len = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+            // A length below 4 (malformed) still spans its header, as on the general path.
+            let whole = len.max(4) + 1;
+            if kind == b'Z' && len == 5 && bytes.len() >= 6 {
                 on(Event::Began(kind));
+                on(Event::FirstByte(kind, bytes[5]));
+            } else if bytes.len() >= whole && !self.reads_body(kind) {
+                on(Event::Began(kind));
+            } else {
+                self.begin(kind, len as u32, on);
+                return &bytes[5..];
+            }
+            bytes = &bytes[whole..];
+        }
+        bytes
+    }
+
+    /// Whether the body of a message of `kind` is read (see [`Framing::feed`]).
+    #[inline]
+    fn reads_body(&self, kind: u8) -> bool {
+        matches!(kind, b'Z' | b'K') || (self.errors && kind == b'E')
+    }
+
+    /// A message of `kind` and length `len` (which counts itself) begins.
+    fn begin(&mut self, kind: u8, len: u32, on: &mut impl FnMut(Event<'_>)) {
+        self.kind = kind;
+        self.body_started = false;
+        self.lead_len = 0;
+        self.error_len = 0;
+        self.skip_body = kind != 0 && !self.reads_body(kind);
+        self.body_left = (len as usize).saturating_sub(4);
+        if kind != 0 {
+            on(Event::Began(kind));
+        }
+    }
+
+    /// Passes body bytes of a message whose first bytes are read; returns the rest.
+    fn body<'b>(&mut self, bytes: &'b [u8], on: &mut impl FnMut(Event<'_>)) -> &'b [u8] {
+        if !self.body_started {
+            self.body_started = true;
+            on(Event::FirstByte(self.kind, bytes[0]));
+        }
+        let n = self.body_left.min(bytes.len());
+        if self.lead_len < 4 {
+            let take = (4 - self.lead_len).min(n);
+            self.lead[self.lead_len..self.lead_len + take].copy_from_slice(&bytes[..take]);
+            self.lead_len += take;
+            if self.lead_len == 4 {
+                let word = u32::from_be_bytes(self.lead);
+                if self.kind == 0 && ENCRYPTION_REQUESTS.contains(&word) {
+                    self.untyped_first = true;
+                }
+                on(Event::FirstWord(self.kind, word));
             }
         }
+        if self.errors && self.kind == b'E' && self.error_len < ERROR_KEPT {
+            let take = (ERROR_KEPT - self.error_len).min(n);
+            self.error[self.error_len..self.error_len + take].copy_from_slice(&bytes[..take]);
+            self.error_len += take;
+            if self.error_len == ERROR_KEPT || self.body_left == n {
+                on(Event::Error(&self.error[..self.error_len]));
+                // Seen: nothing more is kept of this message.
+                self.error_len = ERROR_KEPT;
+            }
+        }
+        self.body_left -= n;
+        &bytes[n..]
     }
 }
 
