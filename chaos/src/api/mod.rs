@@ -379,6 +379,16 @@ async fn metrics(State(proxies): Shared) -> Response {
             s.bytes_downstream
         ));
     }
+    text.push_str(
+        "# HELP chaos_proxy_zero_copy_bytes_total Of the bytes forwarded, those moved with splice(2) (no toxic on their direction).\n# TYPE chaos_proxy_zero_copy_bytes_total counter\n",
+    );
+    for p in &list {
+        text.push_str(&format!(
+            "chaos_proxy_zero_copy_bytes_total{{proxy=\"{}\"}} {}\n",
+            label(p.name()),
+            p.stats().bytes_zero_copy
+        ));
+    }
     for (name, help, kind, get) in [
         (
             "chaos_proxy_connections_accepted_total",

@@ -59,6 +59,9 @@ pub struct ProxyStats {
     pub cancels: u64,
     /// Bytes forwarded server to client.
     pub bytes_downstream: u64,
+    /// Of the bytes forwarded (both directions), those moved with `splice(2)`: never copied
+    /// into user space, on a direction with no toxic (Linux).
+    pub bytes_zero_copy: u64,
 }
 
 /// A toxic as links see it: with a stable id and a version bumped on every update.

@@ -43,6 +43,8 @@ pub(super) struct Inner {
     refused: AtomicU64,
     bytes_up: AtomicU64,
     bytes_down: AtomicU64,
+    /// Of `bytes_up` and `bytes_down`, those spliced (see [`ProxyStats::bytes_zero_copy`]).
+    bytes_zero_copy: AtomicU64,
     first: link::FirstBytes,
 }
 
@@ -105,6 +107,7 @@ impl Proxy {
                 bytes_up: AtomicU64::new(0),
                 first: link::FirstBytes::default(),
                 bytes_down: AtomicU64::new(0),
+                bytes_zero_copy: AtomicU64::new(0),
             }),
         };
         if enabled {
@@ -354,6 +357,7 @@ impl Proxy {
             sessions: i.first.sessions.load(Relaxed),
             cancels: i.first.cancels.load(Relaxed),
             bytes_downstream: i.bytes_down.load(Relaxed),
+            bytes_zero_copy: i.bytes_zero_copy.load(Relaxed),
         }
     }
 
@@ -484,6 +488,7 @@ async fn connection(proxy: Proxy, client: TcpStream, peer: SocketAddr, hang: boo
             link::LinkCtx {
                 stream: Stream::Upstream,
                 bytes: &inner.bytes_up,
+                zero_copied: &inner.bytes_zero_copy,
                 first: Some(&inner.first),
                 stranded: &stranded,
                 rng: seed_up,
@@ -502,6 +507,7 @@ async fn connection(proxy: Proxy, client: TcpStream, peer: SocketAddr, hang: boo
             link::LinkCtx {
                 stream: Stream::Downstream,
                 bytes: &inner.bytes_down,
+                zero_copied: &inner.bytes_zero_copy,
                 first: None,
                 stranded: &stranded,
                 rng: seed_down,

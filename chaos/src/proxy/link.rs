@@ -3,8 +3,9 @@
 //! # Implementation details
 //! A connection runs in one task; its two directions are two futures joined in it, sharing the
 //! two sockets by reference (`TcpStream`'s readiness API takes `&self`). With no toxic in a
-//! direction, bytes go straight from the read buffer to the other socket: no copy into a
-//! queue, no channel. With toxics, each chunk is copied into the [`Chain`] with its read time,
+//! direction, bytes go from one socket to the other through a pipe with `splice(2)`, never
+//! entering user space (Linux; see `splice`), or elsewhere straight from the read buffer to
+//! the other socket: no copy into a queue, no channel. With toxics, each chunk is copied into the [`Chain`] with its read time,
 //! and the link sleeps until the chain's next release. Reading continues while data waits in
 //! the chain (up to [`MAX_BUFFERED`]), so a latency toxic delays a stream without capping its
 //! throughput. The read buffer is allocated when data arrives and freed when the socket runs
@@ -33,6 +34,8 @@ pub const MAX_BUFFERED: usize = 8 * 1024 * 1024;
 pub(crate) struct LinkCtx<'a> {
     pub stream: Stream,
     pub bytes: &'a AtomicU64,
+    /// The proxy's count of bytes spliced (either direction).
+    pub zero_copied: &'a AtomicU64,
     /// Upstream only: the client's first bytes are classified here ([`FirstBytes`]).
     pub first: Option<&'a FirstBytes>,
     pub stranded: &'a AtomicBool,
@@ -98,6 +101,8 @@ pub(crate) async fn run(
     // With toxics, chunks are read into fresh buffers and handed to the chain without a copy.
     let mut chunk = bytes::BytesMut::new();
     let mut eof = false;
+    #[cfg(target_os = "linux")]
+    let mut zero_copy = ZeroCopy::default();
     rebuild(
         &mut chain,
         &mut rolls,
@@ -165,6 +170,30 @@ pub(crate) async fn run(
                     }
                     continue;
                 }
+                #[cfg(target_os = "linux")]
+                if ctx.first.is_none()
+                    && zero_copy.on()
+                    && let Some(pipe) = zero_copy.pipe()
+                {
+                    // The buffer of the first bytes (read in user space) is not needed again.
+                    buf = None;
+                    match pipe.fill(src) {
+                        Ok(0) => return Ended::Close(CloseKind::Fin),
+                        Ok(n) => {
+                            tokio::select! {
+                                r = pipe.drain(dst) => if r.is_err() { return Ended::Close(CloseKind::Fin) },
+                                _ = stop.changed() => return Ended::Stopped,
+                            }
+                            ctx.bytes.fetch_add(n as u64, Relaxed);
+                            ctx.zero_copied.fetch_add(n as u64, Relaxed);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        // The sockets do not take splice: nothing moved, copy instead.
+                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => zero_copy.refused(),
+                        Err(_) => return Ended::Close(CloseKind::Reset),
+                    }
+                    continue;
+                }
                 let b = buf.get_or_insert_with(|| vec![0; BUF]);
                 match src.try_read(b) {
                     Ok(0) => return Ended::Close(CloseKind::Fin),
@@ -185,6 +214,96 @@ pub(crate) async fn run(
         }
     }
 }
+
+/// Whether a direction forwards with `splice(2)` when it has no toxic, and its pipe (made
+/// when the first bytes arrive).
+#[cfg(target_os = "linux")]
+#[derive(Debug)]
+enum ZeroCopy {
+    /// On; no bytes have passed yet.
+    Unused,
+    On(super::splice::Pipe),
+    /// Turned off for this process (`CHAOS_ZERO_COPY=off`), or for this link: no pipe could
+    /// be made, or the sockets refused splice.
+    Off,
+}
+
+#[cfg(target_os = "linux")]
+impl Default for ZeroCopy {
+    fn default() -> Self {
+        if zero_copy_enabled() {
+            ZeroCopy::Unused
+        } else {
+            ZeroCopy::Off
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl ZeroCopy {
+    fn on(&self) -> bool {
+        !matches!(self, ZeroCopy::Off)
+    }
+
+    /// The pipe, made now if it is the first use; `None` (and off) when it cannot be made.
+    fn pipe(&mut self) -> Option<&mut super::splice::Pipe> {
+        if matches!(self, ZeroCopy::Unused) {
+            *self = match super::splice::Pipe::new() {
+                Ok(pipe) => ZeroCopy::On(pipe),
+                Err(e) => {
+                    tracing::debug!(error = %e, "no pipe for zero-copy forwarding; copying through user space");
+                    ZeroCopy::Off
+                }
+            };
+        }
+        match self {
+            ZeroCopy::On(pipe) => Some(pipe),
+            _ => None,
+        }
+    }
+
+    fn refused(&mut self) {
+        tracing::debug!("the sockets refused splice; copying through user space");
+        *self = ZeroCopy::Off;
+    }
+}
+
+/// Whether links opened from now on forward with `splice(2)` when they have no toxic: on,
+/// unless `CHAOS_ZERO_COPY=off` (read at the first use) or [`set_zero_copy`] says otherwise.
+#[cfg(target_os = "linux")]
+pub fn zero_copy_enabled() -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    match ZERO_COPY.load(Relaxed) {
+        ON => true,
+        OFF => false,
+        _ => {
+            let on = std::env::var("CHAOS_ZERO_COPY")
+                .map_or(true, |v| !matches!(v.trim(), "off" | "0" | "false"));
+            // A `set_zero_copy` that came first wins.
+            let _ = ZERO_COPY.compare_exchange(UNREAD, if on { ON } else { OFF }, Relaxed, Relaxed);
+            ZERO_COPY.load(Relaxed) == ON
+        }
+    }
+}
+
+/// Turns zero-copy forwarding on or off for links opened from now on (for comparing the two
+/// paths in one run; the links open now keep theirs).
+#[cfg(target_os = "linux")]
+pub fn set_zero_copy(on: bool) {
+    ZERO_COPY.store(
+        if on { ON } else { OFF },
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+#[cfg(target_os = "linux")]
+static ZERO_COPY: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(UNREAD);
+#[cfg(target_os = "linux")]
+const UNREAD: u8 = 0;
+#[cfg(target_os = "linux")]
+const ON: u8 = 1;
+#[cfg(target_os = "linux")]
+const OFF: u8 = 2;
 
 async fn sleep_until(at: Option<Instant>) {
     match at {

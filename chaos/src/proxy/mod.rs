@@ -21,7 +21,8 @@
 //! - `stage`: the pipeline model every data toxic implements.
 //! - `toxics/`: one file per toxic type (its attributes and what it does), and the verdicts
 //!   of connection-level toxics.
-//! - `link`: one direction of one connection.
+//! - `link`: one direction of one connection; `splice`: its zero-copy path when the direction
+//!   has no toxic (Linux).
 //! - `config`, `error`: a proxy's settings, counters and toxics in force; what it refuses.
 //! - `instance`: [`Proxy`] (listener, connections, toxics, counters); `proxies`: [`Proxies`].
 //! - `timed`, `populate`: toxics with a duration, and the API's populate.
@@ -33,6 +34,8 @@ mod instance;
 pub mod link;
 mod populate;
 mod proxies;
+#[cfg(target_os = "linux")]
+mod splice;
 pub mod stage;
 mod timed;
 pub mod toxic;
