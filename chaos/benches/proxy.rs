@@ -5,7 +5,13 @@
 //! - `bulk`: 16 MiB to a sink on 1 stream and 2 MiB on each of 8 streams, direct vs proxied,
 //!   and 16 MiB through a 10 ms latency toxic (it must not be capped at chunk/latency);
 //! - after the criterion groups: CPU seconds per GiB proxied and memory per idle connection
-//!   for 1,000 connections, printed as plain figures.
+//!   for 1,000 connections, printed as plain figures;
+//! - `pgbench -S` (a real client) at `c` = 1, 8 and 64 on a throwaway PostgreSQL: direct,
+//!   through the proxy with no toxic (zero-copy, and with `splice` turned off), with a 0 ms
+//!   latency toxic on each direction, and through a minimal tokio copy loop (the floor), each
+//!   run `PGBENCH_SECONDS` (default 3) in turn for `PGBENCH_ROUNDS` rounds (default 3), as
+//!   medians of per-round ratios. Skipped, with the reason, without `pgbench` or a server;
+//!   `PGBENCH=off` skips it.
 
 use chaos::proxy::toxics;
 use std::net::SocketAddr;
@@ -16,6 +22,15 @@ use criterion::{Criterion, Throughput, criterion_group};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
+
+/// Zero-copy forwarding on or off for the proxy's links opened from now on (Linux; a no-op
+/// elsewhere, where every link copies).
+fn set_zero_copy(on: bool) {
+    #[cfg(target_os = "linux")]
+    chaos::proxy::link::set_zero_copy(on);
+    #[cfg(not(target_os = "linux"))]
+    let _ = on;
+}
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -173,21 +188,38 @@ fn bulk(c: &mut Criterion) {
         .sample_size(10);
     const ONE: u64 = 16 << 20;
     group.throughput(Throughput::Bytes(ONE));
-    for (name, addr) in [
-        ("1_stream/direct", direct),
-        ("1_stream/proxy", plain),
-        ("1_stream/proxy_latency_0ms", zero),
-        ("1_stream/proxy_latency_10ms", ten),
+    // `proxy_copying`: the proxy with splice turned off for its connection (the path every
+    // direction with a toxic takes, and the only one before zero-copy forwarding).
+    for (name, addr, zero_copy) in [
+        ("1_stream/direct", direct, true),
+        ("1_stream/proxy", plain, true),
+        ("1_stream/proxy_copying", plain, false),
+        ("1_stream/proxy_latency_0ms", zero, true),
+        ("1_stream/proxy_latency_10ms", ten, true),
     ] {
+        set_zero_copy(zero_copy);
         let mut sock = rt.block_on(TcpStream::connect(addr)).unwrap();
+        // The proxy's link starts when the connection is accepted: wait for it to read the flag.
+        rt.block_on(send(&mut sock, &chunk[..1], 1));
+        set_zero_copy(true);
         group.bench_function(name, |b| {
             b.iter(|| rt.block_on(send(&mut sock, &chunk, ONE)))
         });
     }
-    for (name, addr) in [("8_streams/direct", direct), ("8_streams/proxy", plain)] {
+    for (name, addr, zero_copy) in [
+        ("8_streams/direct", direct, true),
+        ("8_streams/proxy", plain, true),
+        ("8_streams/proxy_copying", plain, false),
+    ] {
+        set_zero_copy(zero_copy);
         let socks: Vec<_> = (0..8)
-            .map(|_| rt.block_on(TcpStream::connect(addr)).unwrap())
+            .map(|_| {
+                let mut sock = rt.block_on(TcpStream::connect(addr)).unwrap();
+                rt.block_on(send(&mut sock, &chunk[..1], 1));
+                sock
+            })
             .collect();
+        set_zero_copy(true);
         let mut socks: Vec<Option<TcpStream>> = socks.into_iter().map(Some).collect();
         group.bench_function(name, |b| {
             b.iter(|| {
@@ -244,8 +276,16 @@ fn figures() {
         let proxy = proxy_to(&proxies, "cpu", sink);
         let chunk = vec![1u8; 256 * 1024];
         const GIB: u64 = 1 << 30;
-        for (name, addr) in [("direct", sink), ("proxy", proxy.listen_addr().unwrap())] {
+        let proxied = proxy.listen_addr().unwrap();
+        for (name, addr, zero_copy) in [
+            ("direct", sink, true),
+            ("proxy", proxied, true),
+            ("proxy_copying", proxied, false),
+        ] {
+            set_zero_copy(zero_copy);
             let mut s = TcpStream::connect(addr).await.unwrap();
+            send(&mut s, &chunk[..1], 1).await;
+            set_zero_copy(true);
             let (cpu, t) = (cpu_seconds(), Instant::now());
             send(&mut s, &chunk, GIB).await;
             println!("figure cpu_per_gib/{name}: {:.2} CPU s, {:.2} GB/s", cpu_seconds() - cpu, GIB as f64 / t.elapsed().as_secs_f64() / 1e9);
@@ -254,8 +294,17 @@ fn figures() {
         let echo = echo_server().await;
         // Round-trip percentiles: 20,000 64-byte round trips each, direct then proxied.
         let rtt_proxy = proxy_to(&proxies, "rtt", echo);
-        for (name, addr) in [("direct", echo), ("proxy", rtt_proxy.listen_addr().unwrap())] {
+        let proxied = rtt_proxy.listen_addr().unwrap();
+        for (name, addr, zero_copy) in [
+            ("direct", echo, true),
+            ("proxy", proxied, true),
+            ("proxy_copying", proxied, false),
+        ] {
+            set_zero_copy(zero_copy);
             let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(&[7u8; 64]).await.unwrap();
+            s.read_exact(&mut [0u8; 64]).await.unwrap();
+            set_zero_copy(true);
             s.set_nodelay(true).unwrap();
             let mut lat = Vec::with_capacity(20_000);
             let (msg, mut back) = ([7u8; 64], [0u8; 64]);
@@ -299,10 +348,154 @@ fn figures() {
     });
 }
 
+/// The floor: a minimal tokio copy loop from `listen` to `upstream`, what any userspace proxy
+/// pays at least.
+async fn copy_loop(upstream: SocketAddr) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut server) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    addr
+}
+
+/// The `tps` (without the initial connection time) of one `pgbench -S` run on `port`.
+fn pgbench(port: u16, clients: usize, seconds: u64) -> Result<f64, String> {
+    let out = std::process::Command::new("pgbench")
+        .args([
+            "-n",
+            "-S",
+            "-M",
+            "prepared",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .arg(format!("-p{port}"))
+        .arg(format!("-c{clients}"))
+        .arg(format!("-j{}", clients.min(2)))
+        .arg(format!("-T{seconds}"))
+        .arg("postgres")
+        .output()
+        .map_err(|e| format!("pgbench could not start: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l["tps = ".len()..].split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "pgbench gave no tps (exit {:?}): {}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+/// `pgbench -S` direct, through the proxy (zero-copy and copying), with a 0 ms latency toxic,
+/// and through the floor, interleaved.
+fn pgbench_figures() {
+    if std::env::var("PGBENCH").is_ok_and(|v| v == "off") {
+        return;
+    }
+    let db = match chaos::postgres::Database::from_env() {
+        Ok(db) => db,
+        Err(e) => return println!("figure pgbench: skipped: no server ({e})"),
+    };
+    let Some(cluster) = db.cluster() else {
+        return println!(
+            "figure pgbench: skipped: DATABASE_URL is set; it needs the throwaway cluster"
+        );
+    };
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (seconds, rounds) = (env("PGBENCH_SECONDS", 3), env("PGBENCH_ROUNDS", 3).max(1));
+    let init = std::process::Command::new("pgbench")
+        .args(["-i", "-q", "-s", "1", "-h", "127.0.0.1", "-U", "postgres"])
+        .arg(format!("-p{}", cluster.port()))
+        .arg("postgres")
+        .output();
+    match init {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            return println!(
+                "figure pgbench: skipped: pgbench -i failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
+        Err(e) => return println!("figure pgbench: skipped: no pgbench ({e})"),
+    }
+    let rt = runtime();
+    let proxies = Proxies::new(4);
+    let server = cluster.addr();
+    let (plain, zero, floor) = rt.block_on(async {
+        let plain = proxy_to(&proxies, "pgbench", server);
+        let zero = proxy_to(&proxies, "pgbench_latency_0ms", server);
+        zero.add_toxic(latency(0, Stream::Upstream)).unwrap();
+        zero.add_toxic(latency(0, Stream::Downstream)).unwrap();
+        let floor = copy_loop(server).await;
+        (plain, zero, floor)
+    });
+    let port = |p: &Proxy| p.listen_addr().unwrap().port();
+    // (name, port, zero-copy on for links opened during its runs)
+    let contenders: Vec<(&str, u16, bool)> = vec![
+        ("direct", cluster.port(), true),
+        ("proxy", port(&plain), true),
+        ("proxy_copying", port(&plain), false),
+        ("proxy_latency_0ms", port(&zero), true),
+        ("floor", floor.port(), true),
+    ];
+    let _guard = rt.enter();
+    for clients in [1usize, 8, 64] {
+        let mut tps: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
+        for round in 0..rounds as usize {
+            for k in 0..contenders.len() {
+                let i = (round + k) % contenders.len();
+                let (name, port, zero_copy) = contenders[i];
+                set_zero_copy(zero_copy);
+                match pgbench(port, clients, seconds) {
+                    Ok(t) => tps[i].push(t),
+                    Err(e) => return println!("figure pgbench: {name}, c = {clients}: {e}"),
+                }
+            }
+        }
+        set_zero_copy(true);
+        let ratio =
+            |a: usize, b: usize| median(tps[a].iter().zip(&tps[b]).map(|(x, y)| x / y).collect());
+        for (i, (name, ..)) in contenders.iter().enumerate() {
+            println!(
+                "figure pgbench/c{clients}/{name}: {:.0} tps (median of {rounds}); {:.3}x of direct, {:.3}x of the floor",
+                median(tps[i].clone()),
+                ratio(i, 0),
+                ratio(i, contenders.len() - 1)
+            );
+        }
+    }
+}
+
 criterion_group!(benches, rtt, bulk);
 
 fn main() {
     benches();
     figures();
+    pgbench_figures();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -23,6 +23,11 @@
 //!   server on the last CPU, as in the `pool` bench.
 //!
 //! `RATIO_CONTENDERS=pool,raw_10` keeps only the named contenders (for profiling one).
+//!
+//! `RATIO_REQUIRE=pool/deadpool@128:0.97` (a comma-separated list of `a/b@tasks:floor`) makes
+//! the run a check, as CI runs it: it exits with status 1 when the median of a named ratio at
+//! that task count is below its floor. A run of fewer than [`MIN_JUDGED_ROUNDS`] rounds judges
+//! nothing (its median is too coarse on 2 shared cores) and says so.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -104,6 +109,54 @@ struct Settings {
     window: Duration,
 }
 
+/// Rounds a run needs before `RATIO_REQUIRE` judges it.
+const MIN_JUDGED_ROUNDS: usize = 24;
+
+/// One `RATIO_REQUIRE` entry: the ratio `a / b` at `tasks` tasks must have a median of at
+/// least `floor`.
+#[derive(Debug, Clone)]
+struct Required {
+    a: String,
+    b: String,
+    tasks: usize,
+    floor: f64,
+}
+
+/// The `RATIO_REQUIRE` entries; a malformed one stops the run (a check that is silently
+/// dropped would pass for the wrong reason).
+fn required() -> Vec<Required> {
+    let Ok(list) = std::env::var("RATIO_REQUIRE") else {
+        return Vec::new();
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            let parse = || -> Option<Required> {
+                let (pair, floor) = entry.split_once(':')?;
+                let (pair, tasks) = pair.split_once('@')?;
+                let (a, b) = pair.split_once('/')?;
+                Some(Required {
+                    a: a.trim().to_string(),
+                    b: b.trim().to_string(),
+                    tasks: tasks.trim().parse().ok()?,
+                    floor: floor.trim().parse().ok()?,
+                })
+            };
+            parse().unwrap_or_else(|| {
+                eprintln!(
+                    "RATIO_REQUIRE: `{entry}` is not `a/b@tasks:floor` (e.g. pool/deadpool@128:0.97)"
+                );
+                std::process::exit(2)
+            })
+        })
+        .collect()
+}
+
+/// What the checks found: `(entry, median, rounds)` of every judged ratio.
+static JUDGED: std::sync::Mutex<Vec<(String, f64, usize, bool)>> =
+    std::sync::Mutex::new(Vec::new());
+
 /// Runs the contenders interleaved and prints the time per operation of each and the ratios
 /// (throughput of `a` over `b`, so above 1 means `a` is faster) of `pairs`.
 fn compare(
@@ -157,6 +210,54 @@ fn compare(
         let n = ratios.len();
         let (m, lo, hi) = summary(ratios);
         println!("| {a} / {b} | {m:.3}x | {lo:.3}–{hi:.3} | {ahead} of {n} |");
+        for r in required() {
+            if r.a == *a && r.b == *b && r.tasks == tasks {
+                let entry = format!("{a}/{b}@{tasks}:{}", r.floor);
+                JUDGED.lock().unwrap().push((entry, m, n, m >= r.floor));
+            }
+        }
+    }
+}
+
+/// Prints every `RATIO_REQUIRE` check and exits with status 1 if one failed, 3 if one could
+/// not be judged (too few rounds, or its contenders or task count were not run).
+fn check_required(s: &Settings) {
+    let wanted = required();
+    if wanted.is_empty() {
+        return;
+    }
+    let judged = JUDGED.lock().unwrap().clone();
+    println!(
+        "\nRequired ratios (RATIO_REQUIRE), medians of {} rounds:",
+        s.rounds
+    );
+    let mut status = 0;
+    for r in &wanted {
+        let entry = format!("{}/{}@{}:{}", r.a, r.b, r.tasks, r.floor);
+        match judged.iter().find(|(e, ..)| *e == entry) {
+            _ if s.rounds < MIN_JUDGED_ROUNDS => {
+                println!(
+                    "- {entry}: NOT JUDGED: {} rounds, fewer than {MIN_JUDGED_ROUNDS}",
+                    s.rounds
+                );
+                status = status.max(3);
+            }
+            None => {
+                println!("- {entry}: NOT JUDGED: that ratio was not measured in this run");
+                status = status.max(3);
+            }
+            Some((_, m, n, true)) => println!("- {entry}: ok, {m:.3}x over {n} rounds"),
+            Some((_, m, n, false)) => {
+                println!(
+                    "- {entry}: FAILED, {m:.3}x over {n} rounds, below {:.3}x",
+                    r.floor
+                );
+                status = 1;
+            }
+        }
+    }
+    if status != 0 {
+        std::process::exit(status);
     }
 }
 
@@ -327,6 +428,7 @@ fn main() {
         rounds: env_or("RATIO_ROUNDS", 24).max(3),
         window: Duration::from_millis(env_or("RATIO_WINDOW_MS", 250)),
     };
+    required(); // a malformed RATIO_REQUIRE stops the run before it measures anything
     println!(
         "Interleaved: {} rounds, {} ms per contender per round; medians of per-round figures",
         s.rounds,
@@ -338,4 +440,5 @@ fn main() {
     if wanted("RATIO_SECTIONS", "select_1") {
         select_1(&s);
     }
+    check_required(&s);
 }
