@@ -32,6 +32,22 @@ fn set_zero_copy(on: bool) {
     let _ = on;
 }
 
+/// A connection to `addr` whose proxied link (if any) forwards with zero-copy `on` or not:
+/// the link reads the setting when it starts, so one exchange (`to_sink`: a 1-byte transfer
+/// to the sink, else a 64-byte echo) is made before the setting goes back on.
+async fn connect_zero_copy(addr: SocketAddr, on: bool, to_sink: bool) -> TcpStream {
+    set_zero_copy(on);
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    if to_sink {
+        send(&mut s, &[1], 1).await;
+    } else {
+        s.write_all(&[7u8; 64]).await.unwrap();
+        s.read_exact(&mut [0u8; 64]).await.unwrap();
+    }
+    set_zero_copy(true);
+    s
+}
+
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -197,11 +213,7 @@ fn bulk(c: &mut Criterion) {
         ("1_stream/proxy_latency_0ms", zero, true),
         ("1_stream/proxy_latency_10ms", ten, true),
     ] {
-        set_zero_copy(zero_copy);
-        let mut sock = rt.block_on(TcpStream::connect(addr)).unwrap();
-        // The proxy's link starts when the connection is accepted: wait for it to read the flag.
-        rt.block_on(send(&mut sock, &chunk[..1], 1));
-        set_zero_copy(true);
+        let mut sock = rt.block_on(connect_zero_copy(addr, zero_copy, true));
         group.bench_function(name, |b| {
             b.iter(|| rt.block_on(send(&mut sock, &chunk, ONE)))
         });
@@ -211,16 +223,9 @@ fn bulk(c: &mut Criterion) {
         ("8_streams/proxy", plain, true),
         ("8_streams/proxy_copying", plain, false),
     ] {
-        set_zero_copy(zero_copy);
-        let socks: Vec<_> = (0..8)
-            .map(|_| {
-                let mut sock = rt.block_on(TcpStream::connect(addr)).unwrap();
-                rt.block_on(send(&mut sock, &chunk[..1], 1));
-                sock
-            })
+        let mut socks: Vec<Option<TcpStream>> = (0..8)
+            .map(|_| Some(rt.block_on(connect_zero_copy(addr, zero_copy, true))))
             .collect();
-        set_zero_copy(true);
-        let mut socks: Vec<Option<TcpStream>> = socks.into_iter().map(Some).collect();
         group.bench_function(name, |b| {
             b.iter(|| {
                 rt.block_on(async {
@@ -282,10 +287,7 @@ fn figures() {
             ("proxy", proxied, true),
             ("proxy_copying", proxied, false),
         ] {
-            set_zero_copy(zero_copy);
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            send(&mut s, &chunk[..1], 1).await;
-            set_zero_copy(true);
+            let mut s = connect_zero_copy(addr, zero_copy, true).await;
             let (cpu, t) = (cpu_seconds(), Instant::now());
             send(&mut s, &chunk, GIB).await;
             println!("figure cpu_per_gib/{name}: {:.2} CPU s, {:.2} GB/s", cpu_seconds() - cpu, GIB as f64 / t.elapsed().as_secs_f64() / 1e9);
@@ -300,11 +302,7 @@ fn figures() {
             ("proxy", proxied, true),
             ("proxy_copying", proxied, false),
         ] {
-            set_zero_copy(zero_copy);
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            s.write_all(&[7u8; 64]).await.unwrap();
-            s.read_exact(&mut [0u8; 64]).await.unwrap();
-            set_zero_copy(true);
+            let mut s = connect_zero_copy(addr, zero_copy, false).await;
             s.set_nodelay(true).unwrap();
             let mut lat = Vec::with_capacity(20_000);
             let (msg, mut back) = ([7u8; 64], [0u8; 64]);

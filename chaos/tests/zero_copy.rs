@@ -212,37 +212,30 @@ async fn a_direction_without_toxics_is_spliced_and_one_with_a_toxic_is_not() {
     let mut sock = TcpStream::connect(proxy.listen_addr().unwrap())
         .await
         .unwrap();
+    // One round trip of `n` bytes; returns the bytes spliced meanwhile (both directions).
     let mut round = async |n: usize| {
+        let before = proxy.stats().bytes_zero_copy;
         let msg: Vec<u8> = (0..n as u64).map(byte_at).collect();
         sock.write_all(&msg).await.unwrap();
         let mut back = vec![0u8; n];
         sock.read_exact(&mut back).await.unwrap();
         assert_eq!(back, msg);
+        proxy.stats().bytes_zero_copy - before
     };
     // The client's first bytes are read in user space (they classify the connection).
     round(16).await;
-    let before = proxy.stats().bytes_zero_copy;
-    round(100_000).await;
-    assert_eq!(
-        proxy.stats().bytes_zero_copy - before,
-        200_000,
-        "both directions spliced"
-    );
+    assert_eq!(round(100_000).await, 200_000, "both directions spliced");
     proxy
         .add_toxic(Kind::Latency { ms: 0, jitter: 0 }.toxic(Stream::Downstream, 1.0))
         .unwrap();
-    let before = proxy.stats().bytes_zero_copy;
-    round(100_000).await;
     assert_eq!(
-        proxy.stats().bytes_zero_copy - before,
+        round(100_000).await,
         100_000,
         "only the upstream, without a toxic, spliced"
     );
     proxy.remove_all_toxics();
-    let before = proxy.stats().bytes_zero_copy;
-    round(100_000).await;
     assert_eq!(
-        proxy.stats().bytes_zero_copy - before,
+        round(100_000).await,
         200_000,
         "both spliced again once the toxic is gone"
     );

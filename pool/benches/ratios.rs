@@ -107,6 +107,10 @@ fn wanted(var: &str, name: &str) -> bool {
 struct Settings {
     rounds: usize,
     window: Duration,
+    /// `RATIO_REQUIRE`, parsed once.
+    required: Vec<Required>,
+    /// What the checks found: `(entry, median, rounds, met)` of every required ratio measured.
+    judged: std::sync::Mutex<Vec<(String, f64, usize, bool)>>,
 }
 
 /// Rounds a run needs before `RATIO_REQUIRE` judges it.
@@ -152,10 +156,6 @@ fn required() -> Vec<Required> {
         })
         .collect()
 }
-
-/// What the checks found: `(entry, median, rounds)` of every judged ratio.
-static JUDGED: std::sync::Mutex<Vec<(String, f64, usize, bool)>> =
-    std::sync::Mutex::new(Vec::new());
 
 /// Runs the contenders interleaved and prints the time per operation of each and the ratios
 /// (throughput of `a` over `b`, so above 1 means `a` is faster) of `pairs`.
@@ -210,10 +210,10 @@ fn compare(
         let n = ratios.len();
         let (m, lo, hi) = summary(ratios);
         println!("| {a} / {b} | {m:.3}x | {lo:.3}–{hi:.3} | {ahead} of {n} |");
-        for r in required() {
+        for r in &s.required {
             if r.a == *a && r.b == *b && r.tasks == tasks {
                 let entry = format!("{a}/{b}@{tasks}:{}", r.floor);
-                JUDGED.lock().unwrap().push((entry, m, n, m >= r.floor));
+                s.judged.lock().unwrap().push((entry, m, n, m >= r.floor));
             }
         }
     }
@@ -222,17 +222,17 @@ fn compare(
 /// Prints every `RATIO_REQUIRE` check and exits with status 1 if one failed, 3 if one could
 /// not be judged (too few rounds, or its contenders or task count were not run).
 fn check_required(s: &Settings) {
-    let wanted = required();
+    let wanted = &s.required;
     if wanted.is_empty() {
         return;
     }
-    let judged = JUDGED.lock().unwrap().clone();
+    let judged = s.judged.lock().unwrap();
     println!(
         "\nRequired ratios (RATIO_REQUIRE), medians of {} rounds:",
         s.rounds
     );
     let mut status = 0;
-    for r in &wanted {
+    for r in wanted {
         let entry = format!("{}/{}@{}:{}", r.a, r.b, r.tasks, r.floor);
         match judged.iter().find(|(e, ..)| *e == entry) {
             _ if s.rounds < MIN_JUDGED_ROUNDS => {
@@ -427,8 +427,10 @@ fn main() {
     let s = Settings {
         rounds: env_or("RATIO_ROUNDS", 24).max(3),
         window: Duration::from_millis(env_or("RATIO_WINDOW_MS", 250)),
+        // A malformed RATIO_REQUIRE stops the run here, before it measures anything.
+        required: required(),
+        judged: Default::default(),
     };
-    required(); // a malformed RATIO_REQUIRE stops the run before it measures anything
     println!(
         "Interleaved: {} rounds, {} ms per contender per round; medians of per-round figures",
         s.rounds,

@@ -5,8 +5,8 @@
 //! two sockets by reference (`TcpStream`'s readiness API takes `&self`). With no toxic in a
 //! direction, bytes go from one socket to the other through a pipe with `splice(2)`, never
 //! entering user space (Linux; see `splice`), or elsewhere straight from the read buffer to
-//! the other socket: no copy into a queue, no channel. With toxics, each chunk is copied into the [`Chain`] with its read time,
-//! and the link sleeps until the chain's next release. Reading continues while data waits in
+//! the other socket: no copy into a queue, no channel. With toxics, each chunk is copied into
+//! the [`Chain`] with its read time, and the link sleeps until the chain's next release. Reading continues while data waits in
 //! the chain (up to [`MAX_BUFFERED`]), so a latency toxic delays a stream without capping its
 //! throughput. The read buffer is allocated when data arrives and freed when the socket runs
 //! dry, so idle connections cost almost nothing.
@@ -172,7 +172,6 @@ pub(crate) async fn run(
                 }
                 #[cfg(target_os = "linux")]
                 if ctx.first.is_none()
-                    && zero_copy.on()
                     && let Some(pipe) = zero_copy.pipe()
                 {
                     // The buffer of the first bytes (read in user space) is not needed again.
@@ -241,11 +240,7 @@ impl Default for ZeroCopy {
 
 #[cfg(target_os = "linux")]
 impl ZeroCopy {
-    fn on(&self) -> bool {
-        !matches!(self, ZeroCopy::Off)
-    }
-
-    /// The pipe, made now if it is the first use; `None` (and off) when it cannot be made.
+    /// The pipe, made now if it is the first use; `None` when off or when it cannot be made.
     fn pipe(&mut self) -> Option<&mut super::splice::Pipe> {
         if matches!(self, ZeroCopy::Unused) {
             *self = match super::splice::Pipe::new() {
