@@ -61,6 +61,7 @@ pub mod error;
 pub mod exec;
 pub mod fault;
 pub mod fuzzing;
+pub mod hosts;
 pub mod kernel;
 pub mod lag;
 pub mod measure;
