@@ -358,14 +358,16 @@ impl<C: Connector> Shared<C> {
         // answers vanish) its success is no news, and would only start one more attempt
         // into the silence; the hedges and a hung attempt's close find that heal.
         let unreachable = match &kind {
-            // A standby not yet promoted is as good as not there: the probe's next success
-            // makes the next attempt due, so a promotion is noticed within a probe interval.
-            ConnectFailure::Refused | ConnectFailure::Role(_) => true,
+            ConnectFailure::Refused => true,
             ConnectFailure::Server(message) => message.contains("(57P03)"),
             _ => false,
         };
         let transition = if matches!(kind, ConnectFailure::TimedOut(_)) {
             self.outage.on_timeout(ticket, now, message.clone())
+        } else if matches!(kind, ConnectFailure::Role(_)) {
+            // Servers up, none in the role asked for: a standby is about to be promoted.
+            let pace = self.config.outage_probe_interval / 4;
+            self.outage.on_misfit(ticket, now, message.clone(), pace)
         } else {
             self.outage
                 .on_failure(ticket, now, message.clone(), unreachable)

@@ -379,7 +379,8 @@ impl Connector for PgConnector {
     }
 
     async fn validate(&self, client: &Self::Client) -> Result<(), BoxError> {
-        let check = !crate::planted::planted(crate::planted::Bug::RoleCheck);
+        let check = !crate::planted::planted(crate::planted::Bug::RoleCheck)
+            && !crate::planted::planted(crate::planted::Bug::DemotedWrites);
         if check && self.attrs != crate::SessionAttrs::Any && self.hosts.role_check_due() {
             let role = crate::socket::role_of(client)
                 .await
@@ -426,7 +427,9 @@ impl Connector for PgConnector {
     }
 
     fn wrong_role(&self, session: &Session) -> bool {
-        let wrong = self.attrs.wants_writes() && session.refused_write();
+        let wrong = self.attrs.wants_writes()
+            && session.refused_write()
+            && !crate::planted::planted(crate::planted::Bug::DemotedWrites);
         if wrong {
             self.hosts.doubt();
         }

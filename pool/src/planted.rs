@@ -10,7 +10,11 @@
 //! - `role_check`: `target_session_attrs` is ignored on connect and on validation (after a
 //!   failover, sessions open on a standby, where writes fail);
 //! - `fail_fast`: during an outage an acquire waits out its whole timeout instead of failing
-//!   at once.
+//!   at once;
+//! - `demoted_writes`: the pool keeps writing where it wrote before a server was demoted: a
+//!   write refused as read-only (SQLSTATE 25006) is an ordinary error (the session goes back
+//!   to the pool and takes the next writes too), and no session's role is checked, so new
+//!   sessions open on the first host of the URL, a standby after a switchover.
 
 /// One of the bugs `POOL_PLANTED_BUG` can switch on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,14 +22,16 @@ pub(crate) enum Bug {
     SessionRestore,
     RoleCheck,
     FailFast,
+    DemotedWrites,
 }
 
 #[cfg(feature = "planted-bugs")]
 impl Bug {
-    const ALL: [(&'static str, Bug); 3] = [
+    const ALL: [(&'static str, Bug); 4] = [
         ("session_restore", Bug::SessionRestore),
         ("role_check", Bug::RoleCheck),
         ("fail_fast", Bug::FailFast),
+        ("demoted_writes", Bug::DemotedWrites),
     ];
 
     /// The bug the environment asks for; panics on a name it does not know, since a test

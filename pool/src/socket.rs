@@ -104,7 +104,7 @@ pub(crate) async fn connect(
             }
             Err(None) => continue,
         };
-        if attrs == SessionAttrs::Any || planted(Bug::RoleCheck) {
+        if attrs == SessionAttrs::Any || planted(Bug::RoleCheck) || planted(Bug::DemotedWrites) {
             hosts.reached(i, None);
             return Ok(opened);
         }

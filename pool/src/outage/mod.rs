@@ -317,6 +317,28 @@ impl OutageState {
         self.failed(Some(ticket), now, error, unreachable, false, false)
     }
 
+    /// An attempt reached servers that answered, none of them in the role asked for
+    /// (`target_session_attrs`): a failover is under way, and a standby is about to be
+    /// promoted. The next attempt is due after `pace` (a quarter of the outage probe
+    /// interval), not after the backoff or the probe's next success, so the promotion is
+    /// noticed within `pace` plus one attempt. Attempts stay one at a time, so they cost the
+    /// standbys at most one login each per `pace`.
+    pub fn on_misfit(
+        &self,
+        ticket: Ticket,
+        now: Instant,
+        error: String,
+        pace: Duration,
+    ) -> Transition {
+        let transition = self.failed(Some(ticket), now, error, false, false, false);
+        let mut s = self.lock();
+        if s.outage_since.is_some() && s.success_seq <= ticket.id {
+            s.reachable = true;
+            s.next_attempt = now + pace;
+        }
+        transition
+    }
+
     /// An attempt got no answer within its connect_timeout: a failure, and the next attempt
     /// is due at once, without the backoff (each such attempt took connect_timeout, which
     /// paces them; hedges may run meanwhile).
