@@ -206,8 +206,13 @@ pub fn plan(options: &Options) -> crate::Result<Vec<(Scenario, PoolKind)>> {
             .collect()
     };
     let mut plan = once(Stage::First);
+    // A `Named` scenario runs only when `--scenario` names it, never in the default suite.
+    let named = |s: &Scenario| options.scenarios.iter().any(|n| n == s.name());
     for kind in &pools {
-        for s in all.iter().filter(|s| s.stage() == Stage::PerPool) {
+        for s in all
+            .iter()
+            .filter(|s| s.stage() == Stage::PerPool || (s.stage() == Stage::Named && named(s)))
+        {
             plan.push((*s, *kind));
         }
     }
@@ -453,6 +458,26 @@ mod tests {
         assert!(seeds.iter().all(|s| *s < 1 << 53));
         let out = default_out().to_string_lossy().into_owned();
         assert!(out.ends_with(&format!("-{}", std::process::id())), "{out}");
+    }
+
+    #[test]
+    fn the_ha_scenarios_run_only_when_named() {
+        let options = |scenarios: &[&str]| super::Options {
+            pool: crate::peers::PoolChoice::POOL,
+            scenarios: scenarios.iter().map(|s| s.to_string()).collect(),
+            seed: 1,
+            quick: true,
+            out: std::path::PathBuf::from("unused"),
+            fault_plan: None,
+            load: Default::default(),
+            repeat: 1,
+        };
+        let default = super::plan(&options(&[])).unwrap();
+        assert!(!default.is_empty());
+        assert!(default.iter().all(|(s, _)| !s.name().starts_with("ha_")));
+        let named = super::plan(&options(&["ha_switchover"])).unwrap();
+        assert!(!named.is_empty());
+        assert!(named.iter().all(|(s, _)| s.name() == "ha_switchover"));
     }
 
     #[test]

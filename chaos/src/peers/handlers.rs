@@ -97,7 +97,24 @@ pub(crate) fn query_error(e: &tokio_postgres::Error) -> Answer {
     if code == Some(READ_ONLY_SQLSTATE) {
         return read_only_server();
     }
+    if code.is_some_and(session_ended) {
+        return session_terminated();
+    }
     classify(code.is_some())
+}
+
+/// Whether an error's SQLSTATE says the server ended the session while the statement was
+/// out (`57P01` admin shutdown, `57P02` crash shutdown, `57P05` idle session timeout, class
+/// `08` connection exceptions): the statement may have committed first (a commit waiting for
+/// its synchronous standby is already committed locally when a fast shutdown terminates it),
+/// so its outcome is unknown, never a definite failure.
+pub(crate) fn session_ended(code: &str) -> bool {
+    matches!(code, "57P01" | "57P02" | "57P05") || code.starts_with("08")
+}
+
+/// The answer to a statement whose session the server ended: unknown (`info`).
+pub(crate) fn session_terminated() -> Answer {
+    (Outcome::Info, Some("session_terminated".into()))
 }
 
 /// SQLSTATE 25006, `read_only_sql_transaction`: a write sent to a standby (or a read-only

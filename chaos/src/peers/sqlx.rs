@@ -16,6 +16,7 @@ use sqlx::{Connection, Executor, Row};
 
 use super::handlers::{
     ABANDON_AFTER, CHECK, CHECK_LIMIT, DROP_AFTER, Handler, MARK, READ_ONLY_SQLSTATE, SLOW_QUERY,
+    session_ended, session_terminated,
     checked, classify, read_only_server,
 };
 use super::kind::{ACQUIRE_TIMEOUT, MAX_SIZE, OpenArgs, Peer, PoolKind, Setup};
@@ -103,6 +104,9 @@ fn acquire_error(e: &sqlx::Error) -> Answer {
 fn statement_error(e: &sqlx::Error) -> Answer {
     if matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some(READ_ONLY_SQLSTATE)) {
         return read_only_server();
+    }
+    if matches!(e, sqlx::Error::Database(db) if db.code().as_deref().is_some_and(session_ended)) {
+        return session_terminated();
     }
     classify(matches!(e, sqlx::Error::Database(_)))
 }

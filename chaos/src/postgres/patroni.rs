@@ -344,9 +344,17 @@ impl HaCluster {
     /// The multi-host URL of every node, with `target_session_attrs=read-write`, as a service
     /// in front of Patroni is configured.
     pub fn url(&self) -> String {
+        self.url_first(&self.nodes[0].name)
+    }
+
+    /// [`HaCluster::url`] with `first` listed first (a service configured when `first` was
+    /// the primary: after a failover, the first host it lists is no longer the one to write to).
+    pub fn url_first(&self, first: &str) -> String {
         let hosts = self
             .nodes
             .iter()
+            .filter(|n| n.name == first)
+            .chain(self.nodes.iter().filter(|n| n.name != first))
             .map(|n| format!("{}:{PG_PORT}", n.host.addr))
             .collect::<Vec<_>>()
             .join(",");
@@ -561,6 +569,34 @@ postgresql:\n  listen: {ip}:{PG_PORT}\n  connect_address: {ip}:{PG_PORT}\n  data
         Ok(self.hosts.heal_all()?)
     }
 
+    /// Undoes every fault: partitions removed, etcd and every killed node started again.
+    /// Does not wait; [`HaCluster::wait_healthy`] does.
+    ///
+    /// # Errors
+    /// A partition that could not be removed or a process that could not be started.
+    pub fn restore(&self) -> Result<(), HaError> {
+        self.heal_partitions()?;
+        let gone = |slot: &Mutex<Option<Child>>| {
+            let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+            match slot.as_mut().map(Child::try_wait) {
+                Some(Ok(None)) => false,
+                _ => {
+                    *slot = None;
+                    true
+                }
+            }
+        };
+        if gone(&self.etcd) {
+            self.start_etcd()?;
+        }
+        for node in &self.nodes {
+            if gone(&node.process) {
+                self.start_node_process(node)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Every node's state, asked at once (`None` for a node that did not answer in time).
     pub async fn states(&self, within: Duration) -> Vec<(String, Option<NodeState>)> {
         let asks = self.nodes.iter().map(|n| {
@@ -574,6 +610,42 @@ postgresql:\n  listen: {ip}:{PG_PORT}\n  connect_address: {ip}:{PG_PORT}\n  data
             }
         });
         futures_util::future::join_all(asks).await
+    }
+
+    /// One node's state (`None`: no answer within `within`).
+    pub async fn node_state(&self, name: &str, within: Duration) -> Option<NodeState> {
+        let node = self.node(name)?;
+        let addr = SocketAddr::from((node.host.addr, REST_PORT));
+        let (_, body) = http(addr, "GET", "/patroni", None, within).await.ok()?;
+        parse_state(&body)
+    }
+
+    /// Every member's name and role as the cluster lists them (`GET /cluster` on the first
+    /// node that answers): `leader`, `sync_standby`, `replica`.
+    pub async fn roles(&self) -> Vec<(String, String)> {
+        for n in &self.nodes {
+            let addr = SocketAddr::from((n.host.addr, REST_PORT));
+            let Ok((200, body)) =
+                http(addr, "GET", "/cluster", None, Duration::from_millis(500)).await
+            else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<Value>(&body) else {
+                continue;
+            };
+            return v["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| {
+                    Some((
+                        m["name"].as_str()?.to_string(),
+                        m["role"].as_str()?.to_string(),
+                    ))
+                })
+                .collect();
+        }
+        Vec::new()
     }
 
     /// The node that reports itself the running primary, when exactly one does.

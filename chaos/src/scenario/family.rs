@@ -44,6 +44,9 @@ pub enum Stage {
     PerPool,
     /// Once, against our pool (when it is chosen), after every other scenario.
     Last,
+    /// Against every chosen pool, only when named with `--scenario`: too long for the
+    /// default suite (the HA stack's scenarios take a minute each).
+    Named,
 }
 
 /// A family of scenarios: one file, listed once in `scenario/mod.rs`.

@@ -20,6 +20,7 @@ pub mod family;
 pub mod judge;
 pub mod logs;
 pub mod runner;
+pub mod writes;
 
 pub use family::{Ctx, Family, Load, Running, Stage};
 pub use runner::{
@@ -91,6 +92,7 @@ families! {
     Bouncer => bouncer,
     Service => service,
     Plan => plan,
+    Ha => ha,
 }
 
 impl Scenario {

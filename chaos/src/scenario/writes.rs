@@ -1,0 +1,223 @@
+//! Every write checked, as Jepsen would: a history of writes (each with a unique id, its
+//! invocation and completion times and what the client was told), the leader terms the
+//! harness observed, and what every server holds after the heal.
+//!
+//! Each write is classified as one of:
+//!
+//! | class | told | found after the heal |
+//! | --- | --- | --- |
+//! | acknowledged, present | ok | yes |
+//! | **acknowledged, lost** | ok | no |
+//! | failed, absent | a definite error | no |
+//! | **failed yet present** | a definite error | yes: the error lied, it must have said "unknown" |
+//! | unknown | no answer, or the session ended with the write out | either |
+//!
+//! A write **acknowledged by a server after another server became primary** is split brain.
+//! The checker knows it from the history alone:
+//! - an acknowledged write invoked after a later term began (its leader reported primary by
+//!   Patroni's REST API) that the final state lacks: the final leader did not acknowledge it
+//!   (it keeps what it acknowledged), so a server that was no longer primary did;
+//! - an acknowledged write found with the address of a server whose term had ended before the
+//!   write was invoked (every row records `inet_server_addr()`).
+//!
+//! Terms are observed by polling, so a term begins in the history a poll after it began on
+//! the server: a write counted as split brain began after the new primary was already
+//! reporting itself primary, which is the strictest reading the history allows.
+//!
+//! An acknowledged write lost without split brain (invoked before the last promotion) is
+//! lost to the replication mode: a failure under `synchronous_mode`, a figure otherwise.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::report::{Op, Outcome};
+
+/// One write of the history.
+#[derive(Debug, Clone)]
+pub struct Write {
+    /// Its unique id (the row's key).
+    pub id: i64,
+    /// Invocation, completion and what the client was told.
+    pub op: Op,
+}
+
+/// A leader term as observed: from `from_ms`, `leader` reported itself the running primary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Term {
+    /// When it was first seen (ms since the scenario's origin).
+    pub from_ms: f64,
+    /// The leader's name.
+    pub leader: String,
+    /// The leader's address (what `inet_server_addr()` records).
+    pub addr: String,
+}
+
+/// What the servers hold after the heal.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// The rows of the final leader: id to the address of the server that inserted it.
+    pub on_leader: HashMap<i64, String>,
+    /// Every id any server holds.
+    pub anywhere: HashSet<i64>,
+}
+
+/// The classified history.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Checked {
+    /// Writes in the history.
+    pub writes: usize,
+    /// Acknowledged and present on the final leader.
+    pub acked_present: usize,
+    /// Acknowledged, invoked before the last promotion, and lost (to asynchronous replication,
+    /// or a defect under `synchronous_mode`).
+    pub acked_lost: Vec<i64>,
+    /// Failed with a definite error and absent everywhere.
+    pub failed_absent: usize,
+    /// Failed with a definite error, yet present somewhere: the error should have said unknown.
+    pub failed_present: Vec<i64>,
+    /// Outcome unknown to the client (of which present: `unknown_present`).
+    pub unknown: usize,
+    /// Unknown outcomes that were in fact committed.
+    pub unknown_present: usize,
+    /// Acknowledged by a server after another server became primary.
+    pub split_brain: Vec<i64>,
+}
+
+/// Classifies `writes` against the observed `terms` (in order) and what was `found`.
+pub fn check(writes: &[Write], terms: &[Term], found: &Found) -> Checked {
+    let mut c = Checked {
+        writes: writes.len(),
+        ..Checked::default()
+    };
+    // The last promotion: a term after the first one observed.
+    let last_promotion = terms.iter().skip(1).map(|t| t.from_ms).next_back();
+    let term_at = |ms: f64| terms.iter().rev().find(|t| t.from_ms <= ms);
+    for w in writes {
+        let present_on_leader = found.on_leader.get(&w.id);
+        let present = present_on_leader.is_some() || found.anywhere.contains(&w.id);
+        match w.op.outcome {
+            Outcome::Ok => match present_on_leader {
+                Some(addr) => {
+                    c.acked_present += 1;
+                    // Inserted by a server whose term had ended before the write began.
+                    let stale = term_at(w.op.start_ms).is_some_and(|t| {
+                        t.addr != *addr
+                            && terms
+                                .iter()
+                                .any(|old| old.addr == *addr && old.from_ms < t.from_ms)
+                    });
+                    if stale {
+                        c.split_brain.push(w.id);
+                    }
+                }
+                None => {
+                    if last_promotion.is_some_and(|p| w.op.start_ms >= p) {
+                        c.split_brain.push(w.id);
+                    } else {
+                        c.acked_lost.push(w.id);
+                    }
+                }
+            },
+            Outcome::Fail => {
+                if present {
+                    c.failed_present.push(w.id);
+                } else {
+                    c.failed_absent += 1;
+                }
+            }
+            Outcome::Info => {
+                c.unknown += 1;
+                if present {
+                    c.unknown_present += 1;
+                }
+            }
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(id: i64, start_ms: f64, outcome: Outcome) -> Write {
+        Write {
+            id,
+            op: Op {
+                start_ms,
+                end_ms: start_ms + 1.0,
+                outcome,
+                error: None,
+            },
+        }
+    }
+
+    fn terms() -> Vec<Term> {
+        vec![
+            Term {
+                from_ms: 0.0,
+                leader: "n1".into(),
+                addr: "10.0.0.11".into(),
+            },
+            Term {
+                from_ms: 100.0,
+                leader: "n2".into(),
+                addr: "10.0.0.12".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn each_write_lands_in_one_class() {
+        let found = Found {
+            on_leader: [
+                (1, "10.0.0.11"),
+                (3, "10.0.0.12"),
+                (5, "10.0.0.12"),
+                (7, "10.0.0.12"),
+            ]
+            .into_iter()
+            .map(|(id, a)| (id, a.to_string()))
+            .collect(),
+            anywhere: [1, 3, 5, 7].into_iter().collect(),
+        };
+        let writes = [
+            write(1, 10.0, Outcome::Ok),   // acknowledged by n1 in its term, kept
+            write(2, 50.0, Outcome::Ok),   // acknowledged by n1, lost before the promotion
+            write(3, 150.0, Outcome::Ok),  // acknowledged by n2, kept
+            write(4, 150.0, Outcome::Ok),  // acknowledged after the promotion, not kept
+            write(5, 60.0, Outcome::Fail), // said failed, yet there
+            write(6, 60.0, Outcome::Fail), // failed, absent
+            write(7, 90.0, Outcome::Info), // unknown, committed
+            write(8, 90.0, Outcome::Info), // unknown, not
+        ];
+        let c = check(&writes, &terms(), &found);
+        assert_eq!(c.writes, 8);
+        assert_eq!(c.acked_present, 2);
+        assert_eq!(c.acked_lost, vec![2]);
+        assert_eq!(c.split_brain, vec![4]);
+        assert_eq!(c.failed_present, vec![5]);
+        assert_eq!(c.failed_absent, 1);
+        assert_eq!((c.unknown, c.unknown_present), (2, 1));
+    }
+
+    #[test]
+    fn a_row_of_a_deposed_leader_written_after_the_promotion_is_split_brain() {
+        let found = Found {
+            on_leader: [(9, "10.0.0.11".to_string())].into_iter().collect(),
+            anywhere: [9].into_iter().collect(),
+        };
+        let c = check(&[write(9, 120.0, Outcome::Ok)], &terms(), &found);
+        assert_eq!(c.split_brain, vec![9]);
+        // Invoked before the promotion was seen: n1 was still the primary as far as anyone knew.
+        let c = check(&[write(9, 80.0, Outcome::Ok)], &terms(), &found);
+        assert!(c.split_brain.is_empty());
+    }
+
+    #[test]
+    fn with_one_term_nothing_is_split_brain() {
+        let one = &terms()[..1];
+        let c = check(&[write(1, 500.0, Outcome::Ok)], one, &Found::default());
+        assert_eq!(c.acked_lost, vec![1]);
+        assert!(c.split_brain.is_empty());
+    }
+}
