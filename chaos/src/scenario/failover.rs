@@ -30,8 +30,7 @@
 //! write may fail, none may hang, and no connection may be left.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -39,8 +38,9 @@ use tokio::time::Instant;
 use super::family::{Ctx, Family as FamilyTrait, Running};
 use super::judge::{crit, not_started, timed};
 use super::runner::{Progress, Timing, make_subject};
+use super::writes::{Write, Writers};
 use crate::peers::handlers::READ_ONLY_LABEL;
-use crate::peers::{PoolKind, QUERY_TIMEOUT, Subject};
+use crate::peers::{PoolKind, Subject};
 use crate::postgres::{Cluster, ClusterOptions, StopMode};
 use crate::report::{Unavailable, FaultWindow, Op, Outcome, Phases, ScenarioReport};
 
@@ -192,11 +192,6 @@ async fn replicated(standby: &Cluster) -> crate::Result<()> {
     }
 }
 
-/// One write, as it went.
-struct Write {
-    id: i64,
-    op: Op,
-}
 
 /// Runs `change` against a pool of `kind`.
 pub async fn run(
@@ -276,46 +271,7 @@ async fn measure(
 
     let origin = Instant::now();
     let ms = move |t: Instant| t.saturating_duration_since(origin).as_secs_f64() * 1000.0;
-    let writes: Arc<Mutex<Vec<Write>>> = Arc::default();
-    let next_id = Arc::new(AtomicU64::new(1));
-    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for _ in 0..timing.workers {
-        let (subject, writes, next_id) = (
-            Arc::clone(&subject),
-            Arc::clone(&writes),
-            Arc::clone(&next_id),
-        );
-        let stopped = Arc::clone(&stopped);
-        let pace = timing.pace;
-        workers.push(tokio::spawn(async move {
-            while !stopped.load(Relaxed) {
-                let id = next_id.fetch_add(1, Relaxed) as i64;
-                let sql = format!("INSERT INTO chaos_writes (id) VALUES ({id})");
-                let started = Instant::now();
-                let (outcome, error) = match tokio::time::timeout(
-                    WRITE_CUTOFF,
-                    subject.request(&sql, QUERY_TIMEOUT),
-                )
-                .await
-                {
-                    Ok(answer) => answer,
-                    Err(_) => (Outcome::Info, Some("hang".to_string())),
-                };
-                let op = Op {
-                    start_ms: ms(started),
-                    end_ms: ms(Instant::now()),
-                    outcome,
-                    error,
-                };
-                writes
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(Write { id, op });
-                tokio::time::sleep(pace).await;
-            }
-        }));
-    }
+    let writers = Writers::start(&subject, timing.workers, timing.pace, origin, WRITE_CUTOFF);
 
     progress.phase(name, kind.name(), "before");
     tokio::time::sleep(timing.before).await;
@@ -364,10 +320,7 @@ async fn measure(
     }
     progress.phase(name, kind.name(), "after");
     tokio::time::sleep(timing.after.max(Duration::from_millis(1500))).await;
-    stopped.store(true, Relaxed);
-    for w in workers {
-        let _ = w.await;
-    }
+    let writes = writers.stop().await;
     progress.phase(name, kind.name(), "shutdown");
     subject.shutdown().await;
     drop(subject);
@@ -389,8 +342,6 @@ async fn measure(
             .max(0);
     }
 
-    let mut writes = std::mem::take(&mut *writes.lock().unwrap_or_else(|e| e.into_inner()));
-    writes.sort_by(|a, b| a.op.start_ms.total_cmp(&b.op.start_ms));
     report.duration_ms = ms(Instant::now());
     report.fault = Some(FaultWindow {
         label: change.label().into(),

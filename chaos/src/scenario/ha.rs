@@ -27,7 +27,7 @@
 //! with the reason.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ use tokio::time::Instant;
 use super::family::{Ctx, Family as FamilyTrait, Running, Stage};
 use super::judge::{crit, not_started, timed};
 use super::runner::{Progress, Timing, make_subject};
-use super::writes::{Found, Term, Write, check};
+use super::writes::{Found, Term, Write, Writers, check};
 use crate::hosts::HostsError;
 use crate::peers::{ACQUIRE_TIMEOUT, PoolKind, QUERY_TIMEOUT, Subject};
 use crate::postgres::{HaCluster, HaError, HaOptions, NodeState};
@@ -352,48 +352,9 @@ async fn measure(
         }));
     }
 
-    // The writers.
-    let writes: Arc<Mutex<Vec<Write>>> = Arc::default();
-    let next_id = Arc::new(AtomicU64::new(1));
-    let mut workers = Vec::new();
-    for _ in 0..timing.workers {
-        let (subject, writes, next_id, stopped) = (
-            Arc::clone(&subject),
-            Arc::clone(&writes),
-            Arc::clone(&next_id),
-            Arc::clone(&stopped),
-        );
-        let pace = timing.pace;
-        workers.push(tokio::spawn(async move {
-            while !stopped.load(Relaxed) {
-                let id = next_id.fetch_add(1, Relaxed) as i64;
-                let sql = format!("INSERT INTO chaos_writes (id) VALUES ({id})");
-                let started = Instant::now();
-                // Far beyond any deadline of the pool's: a write this late is a hang, and its
-                // outcome is unknown.
-                let (outcome, error) = match tokio::time::timeout(
-                    Duration::from_secs(30),
-                    subject.request(&sql, QUERY_TIMEOUT),
-                )
-                .await
-                {
-                    Ok(answer) => answer,
-                    Err(_) => (Outcome::Info, Some("hang".to_string())),
-                };
-                let op = Op {
-                    start_ms: ms(started),
-                    end_ms: ms(Instant::now()),
-                    outcome,
-                    error,
-                };
-                writes
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(Write { id, op });
-                tokio::time::sleep(pace).await;
-            }
-        }));
-    }
+    // The writers. A write this late is far beyond any deadline of the pool's: a hang, its
+    // outcome unknown.
+    let writers = Writers::start(&subject, timing.workers, timing.pace, origin, Duration::from_secs(30));
 
     progress.phase(name, kind.name(), "before");
     tokio::time::sleep(timing.before.max(Duration::from_secs(2))).await;
@@ -464,10 +425,8 @@ async fn measure(
     };
     progress.phase(name, kind.name(), "after");
     tokio::time::sleep(timing.after.max(Duration::from_secs(3))).await;
+    let writes = writers.stop().await;
     stopped.store(true, Relaxed);
-    for w in workers {
-        let _ = w.await;
-    }
     progress.phase(name, kind.name(), "shutdown");
     subject.shutdown().await;
     drop(subject);
@@ -516,8 +475,6 @@ async fn measure(
             .max(0);
     }
 
-    let mut writes = std::mem::take(&mut *writes.lock().unwrap_or_else(|e| e.into_inner()));
-    writes.sort_by(|a, b| a.op.start_ms.total_cmp(&b.op.start_ms));
     let events = watch.events();
     let terms = terms(&events, &addrs);
     report.duration_ms = ms(Instant::now());

@@ -28,8 +28,94 @@
 //! lost to the replication mode: a failure under `synchronous_mode`, a figure otherwise.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::peers::{QUERY_TIMEOUT, Subject};
 use crate::report::{Op, Outcome};
+
+/// The writers of a scenario: `workers` tasks, each writing (`INSERT INTO chaos_writes (id)
+/// VALUES (id)`, a unique id) every `pace` until told to stop; the history they record.
+pub struct Writers {
+    history: Arc<Mutex<Vec<Write>>>,
+    stopped: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Writers {
+    /// Starts them. Times are ms since `origin`; a write unanswered after `cutoff` is
+    /// recorded as a hang, its outcome unknown.
+    pub fn start(
+        subject: &Arc<dyn Subject>,
+        workers: usize,
+        pace: Duration,
+        origin: Instant,
+        cutoff: Duration,
+    ) -> Self {
+        let ms = move |t: Instant| t.saturating_duration_since(origin).as_secs_f64() * 1000.0;
+        let history: Arc<Mutex<Vec<Write>>> = Arc::default();
+        let stopped = Arc::new(AtomicBool::new(false));
+        let next_id = Arc::new(AtomicU64::new(1));
+        let tasks = (0..workers)
+            .map(|_| {
+                let (subject, history, next_id, stopped) = (
+                    Arc::clone(subject),
+                    Arc::clone(&history),
+                    Arc::clone(&next_id),
+                    Arc::clone(&stopped),
+                );
+                tokio::spawn(async move {
+                    while !stopped.load(Relaxed) {
+                        let id = next_id.fetch_add(1, Relaxed) as i64;
+                        let sql = format!("INSERT INTO chaos_writes (id) VALUES ({id})");
+                        let started = Instant::now();
+                        let (outcome, error) = match tokio::time::timeout(
+                            cutoff,
+                            subject.request(&sql, QUERY_TIMEOUT),
+                        )
+                        .await
+                        {
+                            Ok(answer) => answer,
+                            Err(_) => (Outcome::Info, Some("hang".to_string())),
+                        };
+                        let op = Op {
+                            start_ms: ms(started),
+                            end_ms: ms(Instant::now()),
+                            outcome,
+                            error,
+                        };
+                        history
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(Write { id, op });
+                        tokio::time::sleep(pace).await;
+                    }
+                })
+            })
+            .collect();
+        Writers {
+            history,
+            stopped,
+            tasks,
+        }
+    }
+
+    /// Stops them, waits for the writes in flight, and returns the history by start time.
+    pub async fn stop(self) -> Vec<Write> {
+        self.stopped.store(true, Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let mut writes =
+            std::mem::take(&mut *self.history.lock().unwrap_or_else(|e| e.into_inner()));
+        writes.sort_by(|a, b| a.op.start_ms.total_cmp(&b.op.start_ms));
+        writes
+    }
+}
 
 /// One write of the history.
 #[derive(Debug, Clone)]
