@@ -35,8 +35,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::peers::{QUERY_TIMEOUT, Subject};
-use crate::report::{Op, Outcome};
+use super::judge::{crit, timed};
+use crate::peers::{ACQUIRE_TIMEOUT, QUERY_TIMEOUT, Subject};
+use crate::report::{Op, Outcome, ScenarioReport};
 
 /// The writers of a scenario: `workers` tasks, each writing (`INSERT INTO chaos_writes (id)
 /// VALUES (id)`, a unique id) every `pace` until told to stop; the history they record.
@@ -219,6 +220,164 @@ pub fn check(writes: &[Write], terms: &[Term], found: &Found) -> Checked {
         }
     }
     c
+}
+
+/// The pool's first acknowledged write after Patroni reports the new leader: within this.
+pub(crate) const FIRST_WRITE_BOUND_MS: f64 = 100.0;
+
+/// The criteria and figures of a run of the HA family from its history: `heal` is the
+/// promotion Patroni reported when the fault `moves_the_leader` (observed every `poll`), else
+/// the end of the fault window.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn judge_history(
+    report: &mut ScenarioReport,
+    moves_the_leader: bool,
+    synchronous: bool,
+    poll: Duration,
+    writes: &[Write],
+    terms: &[Term],
+    found: &Found,
+    fault_start: f64,
+    heal: f64,
+    read: bool,
+) {
+    let checked = check(writes, terms, found);
+    let m = &mut report.metrics;
+    m.insert("writes".into(), checked.writes as f64);
+    m.insert("acknowledged_present".into(), checked.acked_present as f64);
+    m.insert("acknowledged_lost".into(), checked.acked_lost.len() as f64);
+    m.insert("failed_absent".into(), checked.failed_absent as f64);
+    m.insert(
+        "failed_yet_present".into(),
+        checked.failed_present.len() as f64,
+    );
+    m.insert("unknown".into(), checked.unknown as f64);
+    m.insert("unknown_present".into(), checked.unknown_present as f64);
+    m.insert("split_brain".into(), checked.split_brain.len() as f64);
+    // The write gap: the last acknowledged write before the fault to the first after it.
+    let last_before = writes
+        .iter()
+        .filter(|w| w.op.outcome == Outcome::Ok && w.op.end_ms <= fault_start)
+        .map(|w| w.op.end_ms)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let first_after = |from: f64| {
+        writes
+            .iter()
+            .filter(|w| w.op.outcome == Outcome::Ok && w.op.end_ms >= from)
+            .map(|w| w.op.end_ms)
+            .fold(f64::INFINITY, f64::min)
+    };
+    // Writes acknowledged during the fault by the old leader (before it noticed) do not end
+    // the gap: the gap ends at the first acknowledged write after the first failure.
+    let first_failure = writes
+        .iter()
+        .filter(|w| w.op.outcome != Outcome::Ok && w.op.end_ms >= fault_start)
+        .map(|w| w.op.start_ms)
+        .fold(f64::INFINITY, f64::min);
+    let resumed = first_after(first_failure.min(heal));
+    if last_before.is_finite() && resumed.is_finite() {
+        m.insert("write_gap_ms".into(), resumed - last_before);
+    }
+    if moves_the_leader {
+        // The first write acknowledged once Patroni reported the new leader. Terms are seen a
+        // poll late, so a write may be acknowledged just before: 0 then.
+        let first = first_after(heal - poll.as_secs_f64() * 1000.0);
+        let after_promotion = (first - heal).max(0.0);
+        if first.is_finite() {
+            m.insert("first_write_after_promotion_ms".into(), after_promotion);
+            m.insert("recovery_ms".into(), after_promotion);
+        }
+        report.criteria.push(timed(
+            "first_write_after_promotion",
+            "time from Patroni reporting the new leader to the first acknowledged write",
+            if first.is_finite() {
+                format!("{after_promotion:.0} ms")
+            } else {
+                "no write was acknowledged after the promotion".into()
+            },
+            &format!("<= {FIRST_WRITE_BOUND_MS:.0} ms"),
+            first.is_finite().then_some(after_promotion),
+            FIRST_WRITE_BOUND_MS,
+        ));
+    } else {
+        let first = first_after(heal);
+        if first.is_finite() {
+            m.insert("recovery_ms".into(), (first - heal).max(0.0));
+        }
+        report.criteria.push(crit(
+            "writes_resume",
+            "a write is acknowledged after the heal",
+            if first.is_finite() {
+                format!("{:.0} ms after the heal", first - heal)
+            } else {
+                "none".into()
+            },
+            "yes",
+            first.is_finite(),
+        ));
+    }
+    report.criteria.push(crit(
+        "split_brain",
+        "writes acknowledged by a server after another server became primary",
+        format!("{} of {}", checked.split_brain.len(), checked.writes),
+        "0",
+        read && checked.split_brain.is_empty(),
+    ));
+    report.criteria.push(crit(
+        "failed_yet_present",
+        "writes reported failed (a definite error) that are present after the heal: the error should have said the outcome is unknown",
+        format!("{} of {}", checked.failed_present.len(), checked.writes),
+        "0",
+        read && checked.failed_present.is_empty(),
+    ));
+    if synchronous {
+        report.criteria.push(crit(
+            "acknowledged_kept",
+            "acknowledged writes missing from the final leader (synchronous_mode: none may be lost)",
+            format!(
+                "{} of {}",
+                checked.acked_lost.len(),
+                checked.acked_lost.len() + checked.acked_present
+            ),
+            "0",
+            read && checked.acked_lost.is_empty(),
+        ));
+    } else if !checked.acked_lost.is_empty() {
+        report.anomalies.push(format!(
+            "{} acknowledged write(s) lost with the old leader (asynchronous replication; not charged to the pool)",
+            checked.acked_lost.len()
+        ));
+    }
+    let bound_ms = (ACQUIRE_TIMEOUT + QUERY_TIMEOUT).as_secs_f64() * 1000.0 + 500.0;
+    let longest = writes.iter().map(|w| w.op.latency_ms()).fold(0.0, f64::max);
+    let hangs = writes
+        .iter()
+        .filter(|w| w.op.latency_ms() > bound_ms)
+        .count();
+    report.metrics.insert("longest_request_ms".into(), longest);
+    report.criteria.push(crit(
+        "no_hang",
+        "no write outlived its deadline (acquire + query bound, plus 500 ms)",
+        format!("longest {longest:.0} ms, {hangs} over"),
+        &format!("<= {bound_ms:.0} ms"),
+        hangs == 0,
+    ));
+    let refused = writes
+        .iter()
+        .filter(|w| w.op.error.as_deref() == Some(crate::peers::handlers::READ_ONLY_LABEL))
+        .count();
+    report
+        .metrics
+        .insert("writes_refused_read_only".into(), refused as f64);
+    // Patroni restarts a demoted server, so every session on it ends; a pool that checks the
+    // role of what it opens never sends a write to a standby.
+    report.criteria.push(crit(
+        "no_standby_session",
+        "writes refused as read-only (SQLSTATE 25006): a session on a standby or a demoted server handed out for writes despite target_session_attrs=read-write",
+        format!("{refused} of {}", writes.len()),
+        "0",
+        refused == 0,
+    ));
 }
 
 #[cfg(test)]
