@@ -173,7 +173,16 @@ impl Hosts {
                 dir: dir.to_path_buf(),
                 watchdog: Mutex::new(None),
             };
-            made.watch()?;
+            if let Err(e) = made.watch() {
+                // No watchdog to remove it: the bridge goes now.
+                let _ = run(
+                    "remove the hosts' bridge",
+                    "ip",
+                    &["link", "del", &made.bridge],
+                );
+                return Err(e);
+            }
+            // On a failure from here, dropping `made` removes everything through the watchdog.
             made.build()?;
             return Ok(made);
         }

@@ -170,6 +170,15 @@ impl Watch {
     }
 }
 
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Relaxed);
+    }
+}
+
 /// The leader terms in `events`: a term begins when a node answers as the running primary
 /// after it last answered as anything else (a node that could not be asked keeps the state it
 /// last answered with: a partition from the harness is not a change of role).
@@ -330,6 +339,8 @@ async fn measure(
     let origin = Instant::now();
     let ms = move |t: Instant| t.saturating_duration_since(origin).as_secs_f64() * 1000.0;
     let stopped = Arc::new(AtomicBool::new(false));
+    // The pollers stop however this ends (an error returned below, or the future dropped).
+    let _stop_polling = StopOnDrop(Arc::clone(&stopped));
 
     // The terms, from every node's REST API, each polled on its own.
     let watch = Arc::new(Watch::default());

@@ -106,15 +106,23 @@ impl Writers {
     }
 
     /// Stops them, waits for the writes in flight, and returns the history by start time.
-    pub async fn stop(self) -> Vec<Write> {
+    pub async fn stop(mut self) -> Vec<Write> {
         self.stopped.store(true, Relaxed);
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             let _ = t.await;
         }
         let mut writes =
             std::mem::take(&mut *self.history.lock().unwrap_or_else(|e| e.into_inner()));
         writes.sort_by(|a, b| a.op.start_ms.total_cmp(&b.op.start_ms));
         writes
+    }
+}
+
+impl Drop for Writers {
+    /// A scenario that ends early (an error, or its future dropped) stops its writers: each
+    /// ends after the write it has in flight, never writing on into a torn-down setup.
+    fn drop(&mut self) {
+        self.stopped.store(true, Relaxed);
     }
 }
 
