@@ -50,6 +50,29 @@ pub(crate) fn verdict(ok: bool) -> Verdict {
     if ok { Verdict::Pass } else { Verdict::Fail }
 }
 
+/// `no_hang`: no request (`what`: "request", "write") outlived its deadline, the acquire and
+/// query bounds plus 500 ms; records the longest as `longest_request_ms`.
+pub(crate) fn no_hang(
+    report: &mut ScenarioReport,
+    what: &str,
+    latencies_ms: impl Iterator<Item = f64> + Clone,
+) {
+    let longest = latencies_ms.clone().fold(0.0, f64::max);
+    report.metrics.insert("longest_request_ms".into(), longest);
+    let bound_ms = (ACQUIRE_TIMEOUT + QUERY_TIMEOUT).as_secs_f64() * 1000.0 + 500.0;
+    let hangs = latencies_ms.filter(|&l| l > bound_ms).count();
+    report.criteria.push(Criterion {
+        id: "no_hang".into(),
+        description: format!(
+            "no {what} outlived its deadline (acquire + query bound, plus 500 ms)"
+        ),
+        measured: format!("longest {longest:.0} ms, {hangs} over"),
+        bound: format!("<= {bound_ms:.0} ms"),
+        verdict: verdict(hangs == 0),
+        ..Default::default()
+    });
+}
+
 /// Computes phases, figures and verdicts from the history.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn judge(
@@ -64,18 +87,7 @@ pub(crate) fn judge(
     applied: bool,
 ) {
     report.phases = Phases::of(ops, start, heal);
-    let longest = ops.iter().map(Op::latency_ms).fold(0.0, f64::max);
-    report.metrics.insert("longest_request_ms".into(), longest);
-    let bound_ms = (ACQUIRE_TIMEOUT + QUERY_TIMEOUT).as_secs_f64() * 1000.0 + 500.0;
-    let hangs = ops.iter().filter(|o| o.latency_ms() > bound_ms).count();
-    report.criteria.push(Criterion {
-        id: "no_hang".into(),
-        description: "no request outlived its deadline (acquire + query bound, plus 500 ms)".into(),
-        measured: format!("longest {longest:.0} ms, {hangs} over"),
-        bound: format!("<= {bound_ms:.0} ms"),
-        verdict: verdict(hangs == 0),
-        ..Default::default()
-    });
+    no_hang(report, "request", ops.iter().map(Op::latency_ms));
     // A pool that gives up must give up on time: wait, connect and validation share one
     // deadline (peers that time each step separately let them add up).
     let give_up_bound = ACQUIRE_TIMEOUT.as_secs_f64() * 1000.0 + 250.0;

@@ -35,8 +35,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::judge::{crit, timed};
-use crate::peers::{ACQUIRE_TIMEOUT, QUERY_TIMEOUT, Subject};
+use super::judge::{crit, no_hang, timed};
+use crate::peers::{QUERY_TIMEOUT, Subject};
 use crate::report::{Op, Outcome, ScenarioReport};
 
 /// The writers of a scenario: `workers` tasks, each writing (`INSERT INTO chaos_writes (id)
@@ -356,20 +356,7 @@ pub(crate) fn judge_history(
             checked.acked_lost.len()
         ));
     }
-    let bound_ms = (ACQUIRE_TIMEOUT + QUERY_TIMEOUT).as_secs_f64() * 1000.0 + 500.0;
-    let longest = writes.iter().map(|w| w.op.latency_ms()).fold(0.0, f64::max);
-    let hangs = writes
-        .iter()
-        .filter(|w| w.op.latency_ms() > bound_ms)
-        .count();
-    report.metrics.insert("longest_request_ms".into(), longest);
-    report.criteria.push(crit(
-        "no_hang",
-        "no write outlived its deadline (acquire + query bound, plus 500 ms)",
-        format!("longest {longest:.0} ms, {hangs} over"),
-        &format!("<= {bound_ms:.0} ms"),
-        hangs == 0,
-    ));
+    no_hang(report, "write", writes.iter().map(|w| w.op.latency_ms()));
     let refused = writes
         .iter()
         .filter(|w| w.op.error.as_deref() == Some(crate::peers::handlers::READ_ONLY_LABEL))

@@ -429,15 +429,7 @@ impl HaCluster {
 impl Drop for HaCluster {
     fn drop(&mut self) {
         for node in &self.nodes {
-            self.hosts.kill_all(&node.host);
-            if let Some(mut child) = node
-                .process
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take()
-            {
-                let _ = child.wait();
-            }
+            self.kill_node(&node.name);
         }
         self.kill_etcd();
         // The hosts' drop deletes the namespaces, the bridge and the directory.
