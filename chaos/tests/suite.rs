@@ -49,7 +49,7 @@ async fn quick_suite_passes_and_writes_its_reports() {
     // The HA stack's scenarios run only when named (a minute each).
     assert_eq!(
         by("pool"),
-        chaos::suite::all_scenarios().len() - chaos::scenario::ha::HaFault::ALL.len()
+        chaos::suite::all_scenarios().len() - chaos::scenario::ha::HaCase::all().len()
     );
     assert_eq!(
         by("pool+query"),

@@ -5,10 +5,12 @@
 
 pub mod catalogue;
 pub mod env;
+pub mod ha;
 pub mod inject;
 pub mod kind;
 
 pub use catalogue::{BOUNCER_FAULTS, MATRIX, PLAN, SERVICE_FAULTS};
 pub use env::{Env, ScenarioProxy, count_at, wait_no_connections_at};
+pub use ha::{HaFault, HaInjected};
 pub use inject::{apply, apply_bouncer, apply_until, heal_everything, kernel_until};
 pub use kind::{BouncerFault, Fault, Kind, ToxicSpec};

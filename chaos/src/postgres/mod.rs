@@ -41,7 +41,7 @@ pub use cluster::{Cluster, ClusterOptions, StopMode, TEST_SETTINGS};
 pub use database::{Database, shared, tcp_target};
 pub use error::ClusterError;
 pub use live::wait_for_clusters;
-pub use patroni::{HaCluster, HaError, HaOptions, NodeState};
+pub use patroni::{HAPROXY_PORT, HaCluster, HaError, HaOptions, HaRoute, NodeState};
 pub use pool::redact_url;
 pub use process::process_alive;
 pub use standby::REPLICATION_SETTINGS;

@@ -26,119 +26,27 @@
 //! need root, `ip`, `nft`, `patroni` and `etcd`; where one is missing they are unavailable,
 //! with the reason.
 
+mod fault;
+mod watch;
+
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+pub use fault::{HaCase, HaFault};
+use watch::{RouteWatch, StopOnDrop, Watch, terms};
+
 use super::family::{Ctx, Family as FamilyTrait, Running, Stage};
 use super::judge::{crit, not_started};
 use super::runner::{Progress, Timing, make_subject};
-use super::writes::{Found, Term, Writers, judge_history};
+use super::writes::{Found, Writers, judge_history};
 use crate::hosts::HostsError;
 use crate::peers::{PoolKind, Subject};
-use crate::postgres::{HaCluster, HaError, HaOptions, NodeState};
+use crate::postgres::{HaCluster, HaError, HaOptions, HaRoute};
 use crate::report::{FaultWindow, Op, Phases, ScenarioReport, Unavailable};
-
-/// A fault of the HA stack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HaFault {
-    /// The leader's host loses every process.
-    KillLeader,
-    /// As [`HaFault::KillLeader`], with asynchronous replication.
-    KillLeaderAsync,
-    /// A switchover through the REST API.
-    Switchover,
-    /// The synchronous standby's host loses every process.
-    KillReplica,
-    /// The leader cut off from etcd and the replicas; the clients still reach it.
-    IsolateLeader,
-    /// The clients cut off from the leader only.
-    PartitionClients,
-    /// etcd lost.
-    EtcdDown,
-}
-
-impl HaFault {
-    /// Every one, in run order.
-    pub const ALL: [HaFault; 7] = [
-        HaFault::KillLeader,
-        HaFault::Switchover,
-        HaFault::IsolateLeader,
-        HaFault::KillReplica,
-        HaFault::PartitionClients,
-        HaFault::EtcdDown,
-        HaFault::KillLeaderAsync,
-    ];
-
-    /// The name in plans, reports and `--scenario`.
-    pub fn name(self) -> &'static str {
-        match self {
-            HaFault::KillLeader => "ha_kill_leader",
-            HaFault::KillLeaderAsync => "ha_kill_leader_async",
-            HaFault::Switchover => "ha_switchover",
-            HaFault::KillReplica => "ha_kill_replica",
-            HaFault::IsolateLeader => "ha_isolate_leader",
-            HaFault::PartitionClients => "ha_partition_clients",
-            HaFault::EtcdDown => "ha_etcd_down",
-        }
-    }
-
-    /// What it does.
-    pub fn description(self) -> &'static str {
-        match self {
-            HaFault::KillLeader => {
-                "Patroni + etcd, each node a host of its own (synchronous_mode): the leader's host loses every process (SIGKILL). Writes by the multi-host URL must reach the new leader within 100 ms of Patroni reporting it; no acknowledged write may be lost, none acknowledged after the promotion by another server, none reported failed yet present."
-            }
-            HaFault::KillLeaderAsync => {
-                "As ha_kill_leader with asynchronous replication: acknowledged writes lost with the old leader are a figure (lost to the mode), split brain and failed-yet-present writes still fail it."
-            }
-            HaFault::Switchover => {
-                "Patroni + etcd (synchronous_mode): a switchover through the REST API. Writes must reach the new leader within 100 ms of Patroni reporting it, with nothing lost."
-            }
-            HaFault::KillReplica => {
-                "Patroni + etcd (synchronous_mode): the synchronous standby's host loses every process; Patroni names another. Nothing acknowledged may be lost; writes must go on."
-            }
-            HaFault::IsolateLeader => {
-                "Patroni + etcd (synchronous_mode): the leader is cut off from etcd and the replicas while the clients still reach it (the split-brain case). Patroni must demote it; no client may get a write acknowledged there once another node is primary."
-            }
-            HaFault::PartitionClients => {
-                "Patroni + etcd (synchronous_mode): the clients are cut off from the leader only (packets dropped both ways); the cluster keeps its leader. No write may hang past its deadline; writes resume when the path heals."
-            }
-            HaFault::EtcdDown => {
-                "Patroni + etcd (synchronous_mode): etcd is killed; the leader, unable to renew its lease, stops taking writes. Writes resume once etcd is back and a leader is elected; nothing acknowledged may be lost."
-            }
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            HaFault::KillLeader | HaFault::KillLeaderAsync => "leader killed",
-            HaFault::Switchover => "switchover",
-            HaFault::KillReplica => "sync standby killed",
-            HaFault::IsolateLeader => "leader isolated",
-            HaFault::PartitionClients => "clients cut from leader",
-            HaFault::EtcdDown => "etcd down",
-        }
-    }
-
-    fn synchronous(self) -> bool {
-        self != HaFault::KillLeaderAsync
-    }
-
-    /// Whether the fault ends with another node promoted (the reference for the pool's time).
-    fn moves_the_leader(self) -> bool {
-        matches!(
-            self,
-            HaFault::KillLeader
-                | HaFault::KillLeaderAsync
-                | HaFault::Switchover
-                | HaFault::IsolateLeader
-        )
-    }
-}
 
 /// How often each node's REST API is polled for its role.
 const POLL: Duration = Duration::from_millis(10);
@@ -148,83 +56,37 @@ const PROMOTION_WAIT: Duration = Duration::from_secs(60);
 /// leader without etcd demotes itself within it).
 const HOLD: Duration = Duration::from_secs(8);
 
-/// The role changes the harness observed: each node polled on its own, a change recorded
-/// when its state differs from the last one it answered with.
-#[derive(Default)]
-struct Watch {
-    events: Mutex<Vec<(f64, String, Option<NodeState>)>>,
-}
-
-impl Watch {
-    fn push(&self, ms: f64, node: &str, state: Option<NodeState>) {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((ms, node.to_string(), state));
-    }
-
-    fn events(&self) -> Vec<(f64, String, Option<NodeState>)> {
-        let mut e = self.events.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        e.sort_by(|a, b| a.0.total_cmp(&b.0));
-        e
-    }
-}
-
-/// Sets its flag when dropped.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Relaxed);
-    }
-}
-
-/// The leader terms in `events`: a term begins when a node answers as the running primary
-/// after it last answered as anything else (a node that could not be asked keeps the state it
-/// last answered with: a partition from the harness is not a change of role).
-fn terms(events: &[(f64, String, Option<NodeState>)], addrs: &HashMap<String, String>) -> Vec<Term> {
-    let mut known: HashMap<&str, bool> = HashMap::new();
-    let mut terms: Vec<Term> = Vec::new();
-    for (ms, node, state) in events {
-        let Some(state) = state else { continue };
-        let primary = state.is_primary();
-        let was = known.insert(node.as_str(), primary).unwrap_or(false);
-        if primary && !was {
-            terms.push(Term {
-                from_ms: *ms,
-                leader: node.clone(),
-                addr: addrs.get(node).cloned().unwrap_or_default(),
-            });
-        }
-    }
-    terms
-}
-
-/// Runs `fault` against a pool of `kind`.
+/// Runs `case` against a pool of `kind`.
 pub async fn run(
     seed: u64,
-    fault: HaFault,
+    case: HaCase,
     kind: PoolKind,
     timing: Timing,
     progress: &dyn Progress,
 ) -> ScenarioReport {
-    let name = fault.name();
+    let (name, fault) = (case.name(), case.fault);
     let options = HaOptions {
         synchronous: fault.synchronous(),
+        route: case.route,
         ..HaOptions::default()
     };
-    let description = format!("{} Setup: {}.", fault.description(), options.describe());
+    let description = format!("{} Setup: {}.", case.description(), options.describe());
     let mut report = ScenarioReport::new(name, kind.name(), kind.is_ours(), &description);
-    if let Some(why) = kind.single_host() {
+    if case.route == HaRoute::Url
+        && let Some(why) = kind.single_host()
+    {
         report.mark_unavailable(
             "ha",
             Unavailable::NotSupported {
-                detail: why.to_string(),
+                detail: format!(
+                    "{why}; it reaches the cluster through HAProxy instead ({}_haproxy)",
+                    fault.name()
+                ),
             },
         );
         return report;
     }
-    if let Err(e) = HaCluster::available() {
+    if let Err(e) = HaCluster::available(case.route) {
         report.mark_unavailable("ha", unavailable(&e));
         return report;
     }
@@ -246,7 +108,7 @@ pub async fn run(
             return report;
         }
     };
-    if let Err(e) = measure(&cluster, seed, fault, kind, timing, progress, &mut report).await {
+    if let Err(e) = measure(&cluster, seed, case, kind, timing, progress, &mut report).await {
         report.criteria.push(crit(
             "setup",
             "the scenario runs",
@@ -298,20 +160,21 @@ async fn blocking<T: Send + 'static>(
 async fn measure(
     cluster: &Arc<HaCluster>,
     seed: u64,
-    fault: HaFault,
+    case: HaCase,
     kind: PoolKind,
     timing: Timing,
     progress: &dyn Progress,
     report: &mut ScenarioReport,
 ) -> Result<(), String> {
-    let name = fault.name();
+    let (name, fault) = (case.name(), case.fault);
     let leader = cluster
         .leader()
         .await
         .ok_or_else(|| "no single leader after the start".to_string())?;
-    // The leader first, as a service configured before the fault lists its primary: after
-    // it, the first host is dead, isolated or a standby, and a pool must follow the role.
-    let url = cluster.url_first(&leader);
+    // By the URL, the leader first, as a service configured before the fault lists its
+    // primary: after it, the first host is dead, isolated or a standby, and a pool must
+    // follow the role. Through HAProxy, its one address.
+    let url = cluster.route_url(&leader);
     client(&url)
         .await?
         .batch_execute(
@@ -348,13 +211,31 @@ async fn measure(
     for node in cluster.node_names() {
         let (cluster, watch, stopped) = (Arc::clone(cluster), Arc::clone(&watch), Arc::clone(&stopped));
         pollers.push(tokio::spawn(async move {
-            let mut last: Option<Option<NodeState>> = None;
+            let mut last = None;
             while !stopped.load(Relaxed) {
                 let asked = Instant::now();
                 let state = cluster.node_state(&node, Duration::from_millis(250)).await;
                 if last.as_ref() != Some(&state) {
                     watch.push(ms(asked), &node, state.clone());
                     last = Some(state);
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        }));
+    }
+    // Through HAProxy: which servers it sends connections to, polled as often.
+    let route = Arc::new(RouteWatch::default());
+    if case.route == HaRoute::Haproxy {
+        let (cluster, route, stopped) = (Arc::clone(cluster), Arc::clone(&route), Arc::clone(&stopped));
+        pollers.push(tokio::spawn(async move {
+            let mut last = None;
+            while !stopped.load(Relaxed) {
+                let asked = Instant::now();
+                if let Some(up) = cluster.route_servers().await
+                    && last.as_ref() != Some(&up)
+                {
+                    route.push(ms(asked), up.clone());
+                    last = Some(up);
                 }
                 tokio::time::sleep(POLL).await;
             }
@@ -369,54 +250,18 @@ async fn measure(
     tokio::time::sleep(timing.before.max(Duration::from_secs(2))).await;
     progress.phase(name, kind.name(), &format!("fault: {}", fault.label()));
     let fault_start = ms(Instant::now());
-    let c = Arc::clone(cluster);
-    match fault {
-        HaFault::KillLeader | HaFault::KillLeaderAsync => {
-            let l = leader.clone();
-            blocking("kill the leader", move || Ok(c.kill_node(&l))).await?;
-        }
-        HaFault::Switchover => {
-            // Under synchronous_mode Patroni takes only the synchronous standby as candidate;
-            // it picks it itself when none is named.
-            cluster
-                .switchover(&leader, None)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        HaFault::KillReplica => {
-            let roles = cluster.roles().await;
-            let victim = roles
-                .iter()
-                .find(|(_, r)| r == "sync_standby")
-                .or_else(|| roles.iter().find(|(_, r)| r == "replica"))
-                .map(|(n, _)| n.clone())
-                .ok_or_else(|| format!("no replica to kill: {roles:?}"))?;
-            blocking("kill a replica", move || Ok(c.kill_node(&victim))).await?;
-        }
-        HaFault::IsolateLeader => {
-            let l = leader.clone();
-            blocking("isolate the leader", move || c.isolate(&l)).await?;
-        }
-        HaFault::PartitionClients => {
-            let l = leader.clone();
-            blocking("cut the clients from the leader", move || c.cut_clients(&l)).await?;
-        }
-        HaFault::EtcdDown => {
-            blocking("kill etcd", move || {
-                c.kill_etcd();
-                Ok(())
-            })
-            .await?;
-        }
-    }
+    fault
+        .inject(cluster, Some(leader.clone()))
+        .await
+        .map_err(|e| format!("{}: {e}", fault.label()))?;
     // The heal: the promotion Patroni reports, or the end of the fault window.
-    let heal = if fault.moves_the_leader() {
+    let (heal, new_leader) = if fault.moves_the_leader() {
         progress.phase(name, kind.name(), "waiting for Patroni to promote another node");
         let deadline = Instant::now() + PROMOTION_WAIT;
         loop {
             let t = terms(&watch.events(), &addrs);
             if let Some(p) = t.iter().find(|t| t.from_ms > fault_start && t.leader != leader) {
-                break p.from_ms;
+                break (p.from_ms, Some(p.leader.clone()));
             }
             if Instant::now() >= deadline {
                 return Err(format!(
@@ -430,7 +275,7 @@ async fn measure(
         tokio::time::sleep(HOLD).await;
         let c = Arc::clone(cluster);
         blocking("heal", move || c.restore()).await?;
-        ms(Instant::now())
+        (ms(Instant::now()), None)
     };
     progress.phase(name, kind.name(), "after");
     tokio::time::sleep(timing.after.max(Duration::from_secs(3))).await;
@@ -494,6 +339,23 @@ async fn measure(
     });
     let ops: Vec<Op> = writes.iter().map(|w| w.op.clone()).collect();
     report.phases = Phases::of(&ops, fault_start, heal);
+    // Through HAProxy the pool can write once HAProxy routes to the new leader: the pool's
+    // own time is counted from then (HAProxy's lag after the promotion is a figure).
+    let route_ready = match (&new_leader, case.route) {
+        (Some(l), HaRoute::Haproxy) => {
+            let ready = route.ready(l, heal);
+            match ready {
+                Some(r) => {
+                    report.metrics.insert("route_after_promotion_ms".into(), r - heal);
+                }
+                None => report
+                    .anomalies
+                    .push(format!("HAProxy was not seen routing to the new leader {l}")),
+            }
+            ready
+        }
+        _ => None,
+    };
     judge_history(
         report,
         fault.moves_the_leader(),
@@ -502,8 +364,7 @@ async fn measure(
         &writes,
         &terms,
         &found,
-        fault_start,
-        heal,
+        (fault_start, heal, route_ready),
         final_leader.is_some(),
     );
     report.metrics.insert("terms".into(), terms.len() as f64);
@@ -530,9 +391,9 @@ async fn measure(
 pub struct Family;
 
 impl FamilyTrait for Family {
-    type Item = HaFault;
+    type Item = HaCase;
     fn items() -> Vec<Self::Item> {
-        HaFault::ALL.to_vec()
+        HaCase::all()
     }
     fn name(item: Self::Item) -> &'static str {
         item.name()
@@ -545,39 +406,5 @@ impl FamilyTrait for Family {
     }
     fn run<'a>(item: Self::Item, ctx: &'a Ctx<'a>, kind: PoolKind) -> Running<'a> {
         Box::pin(run(ctx.env.seed, item, kind, ctx.timing, ctx.progress))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state(role: &str) -> Option<NodeState> {
-        Some(NodeState {
-            role: role.into(),
-            state: "running".into(),
-            timeline: None,
-        })
-    }
-
-    #[test]
-    fn a_term_begins_when_a_node_answers_as_primary_after_anything_else() {
-        let addrs: HashMap<String, String> =
-            [("n1".to_string(), "a1".to_string()), ("n2".into(), "a2".into())].into();
-        let events = vec![
-            (0.0, "n1".to_string(), state("master")),
-            (1.0, "n2".to_string(), state("replica")),
-            // n1 cut off from the harness: not a change of role.
-            (5.0, "n1".to_string(), None),
-            (9.0, "n1".to_string(), state("master")),
-            (20.0, "n1".to_string(), state("replica")),
-            (30.0, "n2".to_string(), state("master")),
-            (40.0, "n1".to_string(), state("replica")),
-        ];
-        let t = terms(&events, &addrs);
-        assert_eq!(
-            t.iter().map(|t| (t.from_ms, t.leader.as_str(), t.addr.as_str())).collect::<Vec<_>>(),
-            vec![(0.0, "n1", "a1"), (30.0, "n2", "a2")]
-        );
     }
 }

@@ -233,9 +233,10 @@ pub fn check(writes: &[Write], terms: &[Term], found: &Found) -> Checked {
 /// The pool's first acknowledged write after Patroni reports the new leader: within this.
 pub(crate) const FIRST_WRITE_BOUND_MS: f64 = 100.0;
 
-/// The criteria and figures of a run of the HA family from its history: `heal` is the
-/// promotion Patroni reported when the fault `moves_the_leader` (observed every `poll`), else
-/// the end of the fault window.
+/// The criteria and figures of a run of the HA family from its history. `window` is the
+/// fault's start, the heal (the promotion Patroni reported when the fault `moves_the_leader`,
+/// observed every `poll`, else the end of the fault window) and, through HAProxy, when it
+/// routed to the new leader: the pool's own time runs from then.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn judge_history(
     report: &mut ScenarioReport,
@@ -245,10 +246,10 @@ pub(crate) fn judge_history(
     writes: &[Write],
     terms: &[Term],
     found: &Found,
-    fault_start: f64,
-    heal: f64,
+    window: (f64, f64, Option<f64>),
     read: bool,
 ) {
+    let (fault_start, heal, route_ready) = window;
     let checked = check(writes, terms, found);
     let m = &mut report.metrics;
     m.insert("writes".into(), checked.writes as f64);
@@ -289,15 +290,20 @@ pub(crate) fn judge_history(
     if moves_the_leader {
         // The first write acknowledged once Patroni reported the new leader. Terms are seen a
         // poll late, so a write may be acknowledged just before: 0 then.
-        let first = first_after(heal - poll.as_secs_f64() * 1000.0);
-        let after_promotion = (first - heal).max(0.0);
+        let from = route_ready.unwrap_or(heal).max(heal);
+        let first = first_after(from - poll.as_secs_f64() * 1000.0);
+        let after_promotion = (first - from).max(0.0);
         if first.is_finite() {
             m.insert("first_write_after_promotion_ms".into(), after_promotion);
             m.insert("recovery_ms".into(), after_promotion);
         }
         report.criteria.push(timed(
             "first_write_after_promotion",
-            "time from Patroni reporting the new leader to the first acknowledged write",
+            if route_ready.is_some() {
+                "time from HAProxy routing to the new leader (once Patroni reported it) to the first acknowledged write"
+            } else {
+                "time from Patroni reporting the new leader to the first acknowledged write"
+            },
             if first.is_finite() {
                 format!("{after_promotion:.0} ms")
             } else {

@@ -11,7 +11,10 @@ use super::super::binaries::find_binaries;
 use super::super::process::{RunAs, read_from, tail, unprivileged_user};
 use crate::hosts::{Host, Hosts};
 
-use super::options::{ETCD_PORT, HaError, HaOptions, PG_PORT, io_err};
+use super::haproxy::{
+    HAPROXY_PORT, INTER_MS, config as haproxy_config, servers_up, servers_up_blocking,
+};
+use super::options::{ETCD_PORT, HaError, HaOptions, HaRoute, PG_PORT, REST_PORT, io_err};
 
 /// A Patroni node: its host and its process.
 pub(super) struct Node {
@@ -29,18 +32,26 @@ pub struct HaCluster {
     pub(super) etcd_host: Host,
     pub(super) etcd: Mutex<Option<Child>>,
     pub(super) nodes: Vec<Node>,
+    /// HAProxy's host and process, with [`HaRoute::Haproxy`].
+    pub(super) haproxy: Option<(Host, Mutex<Option<Child>>)>,
     pub(super) bin_dir: PathBuf,
     // Dropped last: killing everything in the namespaces and deleting them.
     pub(super) hosts: Hosts,
 }
 
 impl HaCluster {
-    /// Whether this machine can run it: root, `ip`, `nft`, `etcd`, `patroni`, `runuser`.
+    /// Whether this machine can run it: root, `ip`, `nft`, `etcd`, `patroni`, `runuser`
+    /// (and `haproxy` for [`HaRoute::Haproxy`]).
     ///
     /// # Errors
     /// The first thing missing, with how to get it.
-    pub fn available() -> Result<(), HaError> {
+    pub fn available(route: HaRoute) -> Result<(), HaError> {
         Hosts::available()?;
+        let haproxy = (
+            "haproxy",
+            "-v",
+            "install Debian's haproxy (apt-get install haproxy)",
+        );
         for (program, arg, hint) in [
             (
                 "etcd",
@@ -57,7 +68,10 @@ impl HaCluster {
                 "--version",
                 "install util-linux (apt-get install util-linux)",
             ),
-        ] {
+        ]
+        .into_iter()
+        .chain((route == HaRoute::Haproxy).then_some(haproxy))
+        {
             let ran = Command::new(program)
                 .arg(arg)
                 .stdout(Stdio::null())
@@ -79,7 +93,7 @@ impl HaCluster {
     /// ends of its logs). Everything started is removed.
     pub fn start(options: HaOptions) -> Result<Self, HaError> {
         options.check()?;
-        Self::available()?;
+        Self::available(options.route)?;
         // Patroni calls pg_ctl, pg_controldata, pg_rewind and pg_basebackup by their full
         // path: the real directory, not one of symlinks to some of them.
         let bin_dir = find_binaries()?;
@@ -95,6 +109,9 @@ impl HaCluster {
             .keep();
         let mut names = vec!["etcd".to_string()];
         names.extend((1..=options.nodes).map(|i| format!("n{i}")));
+        if options.route == HaRoute::Haproxy {
+            names.push("haproxy".to_string());
+        }
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let hosts = match Hosts::create(&name_refs, &dir) {
             Ok(h) => h,
@@ -104,7 +121,8 @@ impl HaCluster {
             }
         };
         let etcd_host = hosts.hosts()[0].clone();
-        let nodes = hosts.hosts()[1..]
+        let haproxy = hosts.host("haproxy").map(|h| (h.clone(), Mutex::new(None)));
+        let nodes = hosts.hosts()[1..=options.nodes]
             .iter()
             .map(|host| Node {
                 name: host.name.clone(),
@@ -120,6 +138,7 @@ impl HaCluster {
             etcd_host,
             etcd: Mutex::new(None),
             nodes,
+            haproxy,
             bin_dir,
             hosts,
         };
@@ -136,7 +155,66 @@ impl HaCluster {
             cluster.start_node_process(node)?;
         }
         cluster.wait_healthy(Duration::from_secs(90))?;
+        if cluster.haproxy.is_some() {
+            cluster.start_haproxy()?;
+        }
         Ok(cluster)
+    }
+
+    fn haproxy_socket(&self) -> PathBuf {
+        self.dir.join("haproxy.sock")
+    }
+
+    /// Starts HAProxy on its host and waits until it sends connections to one node.
+    fn start_haproxy(&self) -> Result<(), HaError> {
+        let Some((host, slot)) = &self.haproxy else {
+            return Ok(());
+        };
+        let nodes: Vec<(String, Ipv4Addr)> = self
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.host.addr))
+            .collect();
+        let cfg = self.dir.join("haproxy.cfg");
+        std::fs::write(
+            &cfg,
+            haproxy_config(
+                host.addr,
+                &nodes,
+                (PG_PORT, REST_PORT),
+                &self.haproxy_socket(),
+            ),
+        )
+        .map_err(io_err("write haproxy.cfg"))?;
+        let args = [
+            "-db".to_string(),
+            "-f".to_string(),
+            cfg.display().to_string(),
+        ];
+        let child = self.spawn_logged(host, "haproxy", &args, &self.dir.join("haproxy.log"))?;
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+        let within = Duration::from_secs(20);
+        let deadline = std::time::Instant::now() + within;
+        let mut seen = None;
+        while std::time::Instant::now() < deadline {
+            seen = servers_up_blocking(&self.haproxy_socket(), Duration::from_millis(250));
+            if seen.as_ref().is_some_and(|up| up.len() == 1) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(INTER_MS));
+        }
+        Err(HaError::NotReady {
+            what: "HAProxy did not send connections to exactly one node".into(),
+            within,
+            seen: format!("{seen:?}"),
+            logs: self.logs(),
+        })
+    }
+
+    /// The nodes HAProxy sends connections to now (`None`: no HAProxy, or it did not answer).
+    pub async fn route_servers(&self) -> Option<Vec<String>> {
+        self.haproxy.as_ref()?;
+        servers_up(&self.haproxy_socket(), Duration::from_millis(250)).await
     }
 
     fn give_dir(&self, path: &Path) -> Result<(), HaError> {
@@ -186,6 +264,20 @@ impl HaCluster {
         format!(
             "postgres://postgres@{hosts}/postgres?target_session_attrs=read-write&connect_timeout=2"
         )
+    }
+
+    /// The URL a service is given by the cluster's route: [`HaCluster::url_first`] with
+    /// `leader` first, or HAProxy's address. Behind HAProxy the URL keeps
+    /// `target_session_attrs=read-write`, for the moment between a demotion and HAProxy
+    /// marking that node down (clients that ignore it are judged on what they do then).
+    pub fn route_url(&self, leader: &str) -> String {
+        match &self.haproxy {
+            Some((host, _)) => format!(
+                "postgres://postgres@{}:{HAPROXY_PORT}/postgres?target_session_attrs=read-write&connect_timeout=2",
+                host.addr
+            ),
+            None => self.url_first(leader),
+        }
     }
 
     /// One node's own URL (whatever its role).
@@ -355,7 +447,8 @@ impl HaCluster {
         Ok(self.hosts.partition(&node.host, &peers)?)
     }
 
-    /// Cuts `name` off from the clients (this machine) only.
+    /// Cuts `name` off from the clients only: this machine, and HAProxy (the clients' path
+    /// to the primary when it is their route).
     ///
     /// # Errors
     /// No such node, or `nft` refused the rules.
@@ -363,9 +456,9 @@ impl HaCluster {
         let node = self.node(name).ok_or_else(|| HaError::BadOptions {
             problem: format!("no node {name}"),
         })?;
-        Ok(self
-            .hosts
-            .partition(&node.host, &[self.hosts.client_addr()])?)
+        let mut clients = vec![self.hosts.client_addr()];
+        clients.extend(self.haproxy.as_ref().map(|(h, _)| h.addr));
+        Ok(self.hosts.partition(&node.host, &clients)?)
     }
 
     /// Removes every partition.
@@ -404,6 +497,22 @@ impl HaCluster {
         Ok(())
     }
 
+    /// etcd's, every node's and HAProxy's log, whole, each under its name.
+    pub fn full_logs(&self) -> String {
+        let mut files = vec![("etcd.log".to_string(), self.dir.join("etcd.log"))];
+        for n in &self.nodes {
+            files.push((format!("{}/patroni.log", n.name), n.dir.join("patroni.log")));
+        }
+        if self.haproxy.is_some() {
+            files.push(("haproxy.log".into(), self.dir.join("haproxy.log")));
+        }
+        files
+            .iter()
+            .map(|(name, path)| format!("==> {name} <==\n{}", read_from(path, 0)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// The ends of etcd's and every node's log.
     pub fn logs(&self) -> String {
         let mut out = format!(
@@ -415,6 +524,12 @@ impl HaCluster {
                 "\n{}/patroni.log:\n{}",
                 n.name,
                 tail(&read_from(&n.dir.join("patroni.log"), 0), 8)
+            ));
+        }
+        if self.haproxy.is_some() {
+            out.push_str(&format!(
+                "\nhaproxy.log:\n{}",
+                tail(&read_from(&self.dir.join("haproxy.log"), 0), 5)
             ));
         }
         out
@@ -432,6 +547,12 @@ impl Drop for HaCluster {
             self.kill_node(&node.name);
         }
         self.kill_etcd();
+        if let Some((host, slot)) = &self.haproxy {
+            self.hosts.kill_all(host);
+            if let Some(mut child) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = child.wait();
+            }
+        }
         // The hosts' drop deletes the namespaces, the bridge and the directory.
     }
 }

@@ -5,6 +5,7 @@
 //! | --- | --- | --- |
 //! | `etcd` | etcd (client port 2379) | `10.A.B.10` |
 //! | `n1`..`nN` | Patroni (REST 8008) and the PostgreSQL it manages (5432) | `10.A.B.11`.. |
+//! | `haproxy` | HAProxy (5000), with [`HaRoute::Haproxy`] only | after the nodes |
 //! | this machine | the pools under test, the harness's REST polls | `10.A.B.1` |
 //!
 //! Every process runs as the unprivileged server user (PostgreSQL refuses root), with its
@@ -20,10 +21,12 @@
 //! (the kernel keeps its page cache), only to a power cut, which no fault here makes.
 
 mod cluster;
+mod haproxy;
 mod options;
 mod rest;
 mod rest_calls;
 
 pub use cluster::HaCluster;
-pub use options::{HaError, HaOptions};
+pub use haproxy::HAPROXY_PORT;
+pub use options::{HaError, HaOptions, HaRoute};
 pub use rest::NodeState;

@@ -28,6 +28,34 @@ pub struct HaOptions {
     pub loop_wait: u32,
     /// Seconds before a DCS or PostgreSQL operation is given up.
     pub retry_timeout: u32,
+    /// How clients reach the primary.
+    pub route: HaRoute,
+}
+
+/// How clients reach the cluster's primary: the two routes users take.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HaRoute {
+    /// The multi-host URL with `target_session_attrs=read-write`: the client finds the
+    /// primary itself.
+    #[default]
+    Url,
+    /// HAProxy on a host of its own, sending connections to the node whose `/primary`
+    /// answers 200.
+    Haproxy,
+}
+
+impl HaRoute {
+    /// Both, in run order.
+    pub const ALL: [HaRoute; 2] = [HaRoute::Url, HaRoute::Haproxy];
+
+    /// Its name in plans (`route = "haproxy"`) and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            HaRoute::Url => "url",
+            HaRoute::Haproxy => "haproxy",
+        }
+    }
 }
 
 impl Default for HaOptions {
@@ -38,6 +66,7 @@ impl Default for HaOptions {
             ttl: 20,
             loop_wait: 1,
             retry_timeout: 5,
+            route: HaRoute::Url,
         }
     }
 }
@@ -70,8 +99,14 @@ impl HaOptions {
 
     /// The settings as the report gives them.
     pub fn describe(&self) -> String {
+        let route = match self.route {
+            HaRoute::Url => {
+                "route: the multi-host URL, target_session_attrs=read-write".to_string()
+            }
+            HaRoute::Haproxy => format!("route: {}", super::haproxy::describe()),
+        };
         format!(
-            "Patroni {} nodes + etcd (1 node), ttl {} s, loop_wait {} s, retry_timeout {} s, synchronous_mode {}",
+            "Patroni {} nodes + etcd (1 node), ttl {} s, loop_wait {} s, retry_timeout {} s, synchronous_mode {}; {route}",
             self.nodes,
             self.ttl,
             self.loop_wait,
