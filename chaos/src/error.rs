@@ -18,6 +18,9 @@ pub enum Error {
     /// A kernel-made fault could not be applied or removed.
     #[error(transparent)]
     Kernel(#[from] crate::kernel::KernelError),
+    /// The HA cluster could not be started or driven.
+    #[error(transparent)]
+    Ha(#[from] crate::postgres::HaError),
     /// A pool under test could not be made.
     #[error(transparent)]
     Open(#[from] crate::peers::OpenError),
@@ -107,6 +110,11 @@ pub enum UsageError {
         "--plan runs the plan instead of the built-in scenarios: drop --scenario, or drop --plan"
     )]
     PlanWithScenarios,
+    /// `--plan` with a plan that asks for the HA cluster.
+    #[error(
+        "the plan asks for the HA cluster ([cluster]): run it with `chaos exec --plan PLAN -- CMD` (any program, DATABASE_URL the cluster's), or run the ha_* scenarios with `chaos run --scenario ha_kill_leader ...` (every write checked); `chaos run --plan` runs a plan on the single server behind the proxy"
+    )]
+    ClusterPlan,
     /// The scenarios asked for do not run against the pools asked for.
     #[error(
         "none of the scenarios {scenarios:?} runs against {pool} (validation scenarios run only against our pool); see `chaos run --list`"

@@ -181,6 +181,9 @@ pub fn plan(options: &Options) -> crate::Result<Vec<(Scenario, PoolKind)>> {
         if !options.scenarios.is_empty() {
             return Err(UsageError::PlanWithScenarios.into());
         }
+        if fault_plan.cluster.is_some() {
+            return Err(UsageError::ClusterPlan.into());
+        }
         fault_plan.kernel_ready()?;
         return Ok(options
             .pool

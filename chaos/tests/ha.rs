@@ -1,7 +1,8 @@
 //! The real HA stack (etcd and three Patroni nodes, each on a host of its own): it elects a
-//! leader, replaces a killed one, demotes an isolated one, and leaves nothing behind.
+//! leader, replaces a killed one, demotes an isolated one, and leaves nothing behind; and
+//! `chaos exec` runs a command against it, through HAProxy, under a plan's `[cluster]`.
 //!
-//! These need root, `ip`, `nft`, Debian's `patroni` and `etcd-server`. Where one is missing
+//! These need root, `ip`, `nft`, Debian's `patroni` and `etcd-server` (and `haproxy`). Where one is missing
 //! each test prints `UNAVAILABLE` with the reason; with `CHAOS_REQUIRE_HA=1` (set by `.ci/run`,
 //! which runs as root and installs them) that is a failure instead, so CI cannot pass them by
 //! not running them.
@@ -9,11 +10,15 @@
 use std::process::Command;
 use std::time::Duration;
 
-use chaos::postgres::{HaCluster, HaOptions};
+use chaos::postgres::{HaCluster, HaOptions, HaRoute};
 use tokio::time::Instant;
 
 fn ha_available(test: &str) -> bool {
-    match HaCluster::available() {
+    route_available(test, HaRoute::Url)
+}
+
+fn route_available(test: &str, route: HaRoute) -> bool {
+    match HaCluster::available(route) {
         Ok(()) => true,
         Err(e) if std::env::var_os("CHAOS_REQUIRE_HA").is_some() => {
             panic!("{test}: CHAOS_REQUIRE_HA is set and {e}")
@@ -167,4 +172,85 @@ async fn an_isolated_leader_is_demoted_before_another_is_promoted() {
     tokio::task::spawn_blocking(move || drop(cluster))
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_exec_runs_a_command_against_the_cluster_through_haproxy() {
+    let test = "chaos_exec_runs_a_command_against_the_cluster_through_haproxy";
+    if !route_available(test, HaRoute::Haproxy) {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan,
+        "[cluster]\nkind = \"patroni\"\nroute = \"haproxy\"\n\n[[fault]]\nat = \"2s\"\nduration = \"3s\"\nkind = \"ha_switchover\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let writer = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/libpq-writer.sh");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_chaos"))
+        .args(["exec", "--seed", "1", "--name", "libpq-writer", "--plan"])
+        .arg(&plan)
+        .arg("--out")
+        .arg(&out)
+        .args(["--", "sh", writer])
+        .env("WRITES", "70")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("DATABASE_URL=postgres://postgres@10."),
+        "{stderr}"
+    );
+    assert!(stderr.contains(":5000/"), "HAProxy's address: {stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let fault = &report["faults"][0];
+    assert!(fault["error"].is_null(), "{fault}");
+    assert!(fault["effective_s"].as_f64().is_some(), "{fault}");
+    // The role watch saw the leader move, and nothing it saw was unasked for.
+    let primaries: std::collections::BTreeSet<String> = report["server"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| {
+            e["what"]
+                .as_str()
+                .unwrap()
+                .split(", ")
+                .filter(|n| n.ends_with(" primary"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(primaries.len(), 2, "{:?}", report["server"]);
+    assert!(
+        report["server"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["expected"] == true),
+        "{:?}",
+        report["server"]
+    );
+    // The writes went through HAProxy to the old leader, then to the new one.
+    let servers: std::collections::BTreeSet<String> =
+        std::fs::read_to_string(out.join("output.txt"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(" ok ").nth(1))
+            .filter_map(|w| w.split('|').nth(1).map(str::to_string))
+            .collect();
+    assert_eq!(servers.len(), 2, "writes acknowledged by: {servers:?}");
+    assert!(out.join("timeline.svg").exists());
+    assert!(
+        std::fs::read_to_string(out.join("server.log"))
+            .unwrap()
+            .contains("==> haproxy.log <=="),
+        "the cluster's logs are kept"
+    );
 }

@@ -11,8 +11,15 @@ pub(super) async fn exec(
     let plan = crate::plan::Plan::from_file(&args.plan).map_err(|e| Exit(2, e.to_string()))?;
     let seed = args.seed.unwrap_or_else(seed_from_clock);
     let out = args.out.unwrap_or_else(crate::suite::default_out);
+    let what = match &plan.cluster {
+        Some(c) => format!(
+            "starting the HA cluster (Patroni, {} nodes, and etcd, each a host of its own; about 20 s)",
+            c.nodes
+        ),
+        None => "starting the database and the proxy".into(),
+    };
     eprintln!(
-        "chaos exec: {} fault(s) over {:.1} s; starting the database and the proxy (seed {seed})...",
+        "chaos exec: {} fault(s) over {:.1} s; {what} (seed {seed})...",
         plan.faults.len(),
         plan.end().as_secs_f64()
     );

@@ -1,6 +1,11 @@
 //! `chaos exec`: any program, in any language, under a fault plan.
 //!
-//! The database (a throwaway cluster, or `DATABASE_URL`) gets the proxy in front; the command
+//! With a plan's `[cluster]`, the command gets the HA cluster instead ([`under`]):
+//! `DATABASE_URL` is its multi-host URL with `target_session_attrs=read-write` (or HAProxy's
+//! address, `route = "haproxy"`), `CHAOS_DIRECT_URL` the nodes' multi-host URL, the `ha_*`
+//! faults act on the cluster, and the watch records every change of the nodes' roles.
+//!
+//! Otherwise the database (a throwaway cluster, or `DATABASE_URL`) gets the proxy in front; the command
 //! runs in a process group of its own with `DATABASE_URL` pointing through the proxy,
 //! `CHAOS_DIRECT_URL` at the server itself (for checks that must bypass the faults),
 //! `TOXIPROXY_URL` at an API driving that proxy (it may add faults of its own) and
@@ -11,13 +16,16 @@
 //! the time of each line, beside the fault windows and the server's changes, in the report
 //! files (`report.json`, `report.md`, `timeline.svg`, `output.txt`, `server.log`).
 
+mod error;
 mod files;
 pub mod group;
 mod ready;
 mod report;
 mod svg;
+mod under;
 pub mod watch;
 
+pub use error::ExecError;
 pub use ready::{READY_FORMS, Ready};
 pub use report::{ExecFault, ExecReport, OutputLine, rfc3339};
 
@@ -72,29 +80,6 @@ impl ExecOptions {
     }
 }
 
-/// Why `chaos exec` could not run the command at all.
-#[derive(Debug, thiserror::Error)]
-pub enum ExecError {
-    /// Nothing to run.
-    #[error("no command given: chaos exec --plan PLAN -- CMD [ARGS...]")]
-    NoCommand,
-    /// The plan asks for what this machine or database cannot do.
-    #[error("the plan cannot be applied here, so the command was not started: {0}")]
-    Unsupported(String),
-    /// The command did not start.
-    #[error("could not start `{command}`: {source}; check that it is installed and on PATH")]
-    Spawn {
-        /// The program.
-        command: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The environment (database, proxy, API) could not be made.
-    #[error(transparent)]
-    Setup(#[from] crate::Error),
-}
-
 /// The default name of a run: the command's first word, without its directory.
 pub fn default_name(command: &[OsString]) -> String {
     command
@@ -122,50 +107,12 @@ pub async fn exec(
     if let Err(e) = options.plan.kernel_ready() {
         return Err(ExecError::Unsupported(e.to_string()));
     }
-    let harness = crate::plan::Harness::start(options.seed).await?;
-    if options
-        .plan
-        .faults
-        .iter()
-        .any(|f| matches!(&f.what, crate::plan::What::Matrix(m) if m.needs_cluster))
-        && harness.env().db.cluster().is_none()
-    {
-        return Err(ExecError::Unsupported(
-            "server_restart stops the server, and DATABASE_URL points at one this process does not own; unset DATABASE_URL to use a throwaway cluster".into(),
-        ));
-    }
+    let under = under::Under::start(&options.plan, options.seed).await?;
     let name = options
         .name
         .clone()
         .unwrap_or_else(|| default_name(&options.command));
-    let api = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|source| crate::Error::Io {
-            what: "could not bind the API for the command",
-            source,
-        })?;
-    let api_url = format!(
-        "http://{}",
-        api.local_addr().map_err(|source| crate::Error::Io {
-            what: "could not read the API's address",
-            source,
-        })?
-    );
-    let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let api_task = tokio::spawn(crate::api::serve(
-        api,
-        Arc::clone(harness.proxies()),
-        async move {
-            let _ = api_stopped.await;
-        },
-    ));
-    let direct_url = harness.env().db.url();
-    let env: Vec<(String, String)> = vec![
-        ("DATABASE_URL".into(), harness.database_url().to_string()),
-        ("CHAOS_DIRECT_URL".into(), direct_url.clone()),
-        ("TOXIPROXY_URL".into(), api_url.clone()),
-        ("CHAOS_PROXY".into(), harness.proxy_name().to_string()),
-    ];
+    let env = under.env();
 
     let mut child = tokio::process::Command::new(&program)
         .args(&options.command[1..])
@@ -184,18 +131,13 @@ pub async fn exec(
     let wall = SystemTime::now();
     let pgid = child.id().unwrap_or(0);
     progress(&format!(
-        "[{name}] started `{}` (process group {pgid}) with DATABASE_URL through the proxy ({}), CHAOS_DIRECT_URL at the server and TOXIPROXY_URL={api_url}",
+        "[{name}] started `{}` (process group {pgid}) with {}",
         display(&options.command),
-        crate::postgres::redact_url(harness.database_url())
+        under.given()
     ));
 
     let (watch_stop, watch_stopped) = signal::channel(false);
-    let watcher = tokio::spawn(watch::watch(
-        direct_url,
-        harness.env().db.cluster().cloned(),
-        origin,
-        watch_stopped,
-    ));
+    let watcher = under.watch(origin, watch_stopped);
     let output = Arc::new(Mutex::new(Vec::new()));
     let (matched_tx, matched_rx) = signal::channel(false);
     let matched_tx = Arc::new(matched_tx);
@@ -267,8 +209,8 @@ pub async fn exec(
             ));
         }
         let mut ended = done_rx.clone();
-        let events = harness
-            .run_from(
+        let events = under
+            .run(
                 &options.plan,
                 ready_at,
                 async move {
@@ -319,19 +261,13 @@ pub async fn exec(
     }
     let _ = watch_stop.send(true);
     let mut server = watcher.await.unwrap_or_default();
-    let database = harness.env().db.describe();
+    let database = under.describe();
     std::fs::create_dir_all(&options.out).map_err(|source| crate::Error::Write {
         path: options.out.clone(),
         source,
     })?;
-    let server_log = harness.env().db.cluster().and_then(|c| {
-        std::fs::copy(c.log_path(), options.out.join("server.log"))
-            .ok()
-            .map(|_| "server.log".to_string())
-    });
-    harness.close().await;
-    let _ = api_stop.send(());
-    let _ = api_task.await;
+    let server_log = under.keep_log(&options.out);
+    under.close().await;
     let status = status.map_err(|source| crate::Error::Io {
         what: "waiting for the command",
         source,

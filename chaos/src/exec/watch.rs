@@ -82,6 +82,46 @@ pub(super) async fn watch(
     }
 }
 
+/// How long after an HA fault heals its effects still count as asked for: a killed node
+/// started again rejoins (rewound when it diverged) within this.
+const HA_SETTLE_S: f64 = 45.0;
+
+/// Watches the HA cluster's roles (every node's REST API, every 250 ms) until `stop` turns
+/// true: each change of `n1 primary, n2 replica, ...` is an event.
+pub(super) async fn watch_ha(
+    cluster: Arc<crate::postgres::HaCluster>,
+    origin: Instant,
+    mut stop: watch::Receiver<bool>,
+) -> Vec<ServerEvent> {
+    let mut events: Vec<ServerEvent> = Vec::new();
+    let mut last = String::new();
+    loop {
+        let started = Instant::now();
+        let states = cluster.states(Duration::from_millis(500)).await;
+        let what = states
+            .iter()
+            .map(|(n, s)| match s {
+                Some(s) if s.is_primary() => format!("{n} primary"),
+                Some(s) => format!("{n} {} ({})", s.role, s.state),
+                None => format!("{n} unreachable"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        if what != last {
+            events.push(ServerEvent {
+                t_s: started.saturating_duration_since(origin).as_secs_f64(),
+                what: what.clone(),
+                expected: false,
+            });
+            last = what;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(started + EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return events,
+        }
+    }
+}
+
 /// `answers`, or `refuses: why`.
 async fn probe(url: &str) -> String {
     let attempt = tokio::time::timeout(
@@ -114,18 +154,33 @@ async fn probe(url: &str) -> String {
 }
 
 /// Marks each event expected when a `server_restart` of the plan was in force then (or had
-/// healed less than 3 s before); the first `answers` is the baseline, not an event to judge.
+/// healed less than 3 s before), or an HA fault (or had healed less than 45 s before: the
+/// cluster settling); the first `answers` (or the cluster's first roles) is the baseline,
+/// not an event to judge.
 pub(super) fn judge<'a>(
     events: &mut [ServerEvent],
     faults: impl IntoIterator<Item = &'a PlanEvent>,
 ) {
+    let ha: Vec<&str> = crate::fault::HaFault::ALL
+        .iter()
+        .map(|f| f.label())
+        .collect();
     let windows: Vec<(f64, f64)> = faults
         .into_iter()
-        .filter(|f| f.label == restart_label())
-        .filter_map(|f| Some((f.start_s?, f.end_s.unwrap_or(f64::INFINITY) + SETTLE_S)))
+        .filter_map(|f| {
+            let settle = if f.label == restart_label() {
+                SETTLE_S
+            } else if ha.contains(&f.label.as_str()) {
+                HA_SETTLE_S
+            } else {
+                return None;
+            };
+            Some((f.start_s?, f.end_s.unwrap_or(f64::INFINITY) + settle))
+        })
         .collect();
+    let roles = |e: &ServerEvent| e.what.contains(" primary") || e.what.contains(" replica");
     for (i, e) in events.iter_mut().enumerate() {
-        e.expected = (i == 0 && e.is_up())
+        e.expected = (i == 0 && (e.is_up() || roles(e)))
             || windows.iter().any(|(a, b)| e.t_s >= *a && e.t_s <= *b)
             || e.what.starts_with("started");
     }

@@ -36,8 +36,8 @@ mod run;
 pub mod spec;
 
 pub use harness::Harness;
-pub use run::{PlanEvent, not_begun, run, run_with};
-pub use spec::{Plan, PlanError, PlannedFault, What};
+pub use run::{PlanEvent, Target, not_begun, run, run_on, run_with};
+pub use spec::{ClusterSpec, Plan, PlanError, PlannedFault, What};
 
 #[cfg(test)]
 mod tests;

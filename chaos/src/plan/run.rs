@@ -9,7 +9,22 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::spec::{Plan, PlannedFault, What};
-use crate::fault::{self, Env, ScenarioProxy};
+use crate::fault::{self, Env, HaFault, ScenarioProxy};
+use crate::postgres::HaCluster;
+
+/// What a plan's faults act on.
+#[derive(Clone, Copy)]
+pub enum Target<'a> {
+    /// A proxy in front of the single server (toxics, the suite's faults, the kernel's).
+    Proxy {
+        /// The database and the fault controller.
+        env: &'a Env,
+        /// The proxy.
+        proxy: &'a ScenarioProxy,
+    },
+    /// The HA cluster of the plan's `[cluster]` (the `ha_*` faults).
+    Cluster(&'a Arc<HaCluster>),
+}
 
 /// What happened to one planned fault.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -76,11 +91,21 @@ pub async fn run_with(
     stop: impl Future<Output = ()>,
     progress: &(dyn Fn(&PlanEvent) + Sync),
 ) -> Vec<PlanEvent> {
+    run_on(plan, Target::Proxy { env, proxy }, origin, stop, progress).await
+}
+
+/// Like [`run_with`], on any [`Target`]: the HA cluster for a plan with a `[cluster]`.
+pub async fn run_on(
+    plan: &Plan,
+    target: Target<'_>,
+    origin: Instant,
+    stop: impl Future<Output = ()>,
+    progress: &(dyn Fn(&PlanEvent) + Sync),
+) -> Vec<PlanEvent> {
     let events = Arc::new(Mutex::new(not_begun(plan)));
     let (tx, rx) = watch::channel(false);
     let shared = Shared {
-        env,
-        proxy,
+        target,
         origin,
         events: Arc::clone(&events),
         progress,
@@ -123,8 +148,7 @@ pub fn not_begun(plan: &Plan) -> Vec<PlanEvent> {
 
 /// What every fault of one run shares.
 struct Shared<'a> {
-    env: &'a Env,
-    proxy: &'a ScenarioProxy,
+    target: Target<'a>,
     origin: Instant,
     events: Arc<Mutex<Vec<PlanEvent>>>,
     progress: &'a (dyn Fn(&PlanEvent) + Sync),
@@ -132,8 +156,7 @@ struct Shared<'a> {
 
 async fn one(i: usize, fault: &PlannedFault, run: &Shared<'_>, mut stop: watch::Receiver<bool>) {
     let Shared {
-        env,
-        proxy,
+        target,
         origin,
         events,
         progress,
@@ -164,19 +187,32 @@ async fn one(i: usize, fault: &PlannedFault, run: &Shared<'_>, mut stop: watch::
             _ = stop.wait_for(|s| *s) => {}
         }
     };
-    let result = match &fault.what {
-        What::Toxic(t) => match env.faults.add_toxic(&proxy.name, t).await {
-            Ok(()) => {
-                heal.await;
-                env.faults
-                    .remove_toxic(&proxy.name, &t.name)
-                    .await
-                    .map_err(crate::Error::from)
+    let result = match (&fault.what, *target) {
+        (What::Ha(h), Target::Cluster(cluster)) => ha_until(cluster, *h, heal).await,
+        (What::Ha(h), Target::Proxy { .. }) => Err(crate::Error::Unexpected(format!(
+            "{} needs the HA cluster: add [cluster] to the plan",
+            h.name()
+        ))),
+        (_, Target::Cluster(_)) => Err(crate::Error::Unexpected(format!(
+            "{} needs a proxy in front of one server; a plan with [cluster] takes the ha_* faults",
+            fault.what.label()
+        ))),
+        (What::Toxic(t), Target::Proxy { env, proxy }) => {
+            match env.faults.add_toxic(&proxy.name, t).await {
+                Ok(()) => {
+                    heal.await;
+                    env.faults
+                        .remove_toxic(&proxy.name, &t.name)
+                        .await
+                        .map_err(crate::Error::from)
+                }
+                Err(e) => Err(e.into()),
             }
-            Err(e) => Err(e.into()),
-        },
-        What::Matrix(f) => fault::apply_until(env, proxy, f, "", heal).await,
-        What::KernelLoss(percent) => {
+        }
+        (What::Matrix(f), Target::Proxy { env, proxy }) => {
+            fault::apply_until(env, proxy, f, "", heal).await
+        }
+        (What::KernelLoss(percent), Target::Proxy { proxy, .. }) => {
             let loss = crate::kernel::KernelFault::Loss { percent: *percent };
             fault::kernel_until(proxy, loss, heal).await
         }
@@ -190,4 +226,35 @@ async fn one(i: usize, fault: &PlannedFault, run: &Shared<'_>, mut stop: watch::
         e.end_s = Some(secs(ended));
         e.error = error.clone();
     });
+}
+
+/// Makes an HA fault, waits for `heal`, then restores the cluster (partitions removed, killed
+/// nodes and etcd started again; the old leader rejoins as a replica).
+async fn ha_until(
+    cluster: &Arc<HaCluster>,
+    h: HaFault,
+    heal: impl Future<Output = ()>,
+) -> crate::Result<()> {
+    // The window counts from the request: a switchover's call returns only once it is done.
+    tokio::pin!(heal);
+    tokio::select! {
+        biased;
+        () = &mut heal => {}
+        () = std::future::ready(()) => {}
+    }
+    let injected = h.inject(cluster, None).await;
+    // Undone whatever happened: a partition half made is still removed.
+    let undo = |c: Arc<HaCluster>| tokio::task::spawn_blocking(move || c.restore());
+    match injected {
+        Ok(hit) => {
+            tracing::info!(fault = h.name(), leader = %hit.leader, victim = ?hit.victim, "HA fault made");
+            heal.await;
+            undo(Arc::clone(cluster)).await??;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = undo(Arc::clone(cluster)).await;
+            Err(e.into())
+        }
+    }
 }

@@ -7,8 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::fault::{self, Fault};
+use crate::fault::{self, Fault, HaFault};
 use crate::kernel::KernelFault;
+use crate::postgres::{HaOptions, HaRoute};
 use crate::proxy::toxics::TYPES;
 use crate::proxy::{Stream, Toxic, ToxicKind};
 
@@ -17,6 +18,39 @@ use crate::proxy::{Stream, Toxic, ToxicKind};
 pub struct Plan {
     /// The faults, one per window.
     pub faults: Vec<PlannedFault>,
+    /// The HA cluster the plan asks for instead of the single throwaway server (`[cluster]`).
+    pub cluster: Option<ClusterSpec>,
+}
+
+/// A plan's `[cluster]`: the real HA stack instead of one server.
+///
+/// ```toml
+/// [cluster]
+/// kind = "patroni"   # the only kind
+/// nodes = 3          # 2 to 9 (default 3)
+/// sync = true        # synchronous_mode (default true)
+/// route = "url"      # or "haproxy": what DATABASE_URL names (default "url")
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSpec {
+    /// The Patroni nodes.
+    pub nodes: usize,
+    /// `synchronous_mode`.
+    pub sync: bool,
+    /// What the command is given as `DATABASE_URL`: the multi-host URL, or HAProxy.
+    pub route: HaRoute,
+}
+
+impl ClusterSpec {
+    /// The cluster's options (Patroni's documented minimums otherwise).
+    pub fn options(&self) -> HaOptions {
+        HaOptions {
+            nodes: self.nodes,
+            synchronous: self.sync,
+            route: self.route,
+            ..HaOptions::default()
+        }
+    }
 }
 
 /// One fault window of a plan.
@@ -41,6 +75,8 @@ pub enum What {
     Matrix(&'static Fault),
     /// `kernel_loss` with its own percentage (the matrix has 10 %).
     KernelLoss(u8),
+    /// A fault of the HA cluster (`ha_kill_leader`, ...), with a `[cluster]`.
+    Ha(HaFault),
 }
 
 impl What {
@@ -50,6 +86,7 @@ impl What {
             What::Toxic(t) => format!("{} {}", t.kind.type_name(), t.stream.as_str()),
             What::Matrix(f) => f.label.to_string(),
             What::KernelLoss(p) => format!("kernel {p} % loss"),
+            What::Ha(f) => f.label().to_string(),
         }
     }
 
@@ -59,6 +96,8 @@ impl What {
         match self {
             What::Toxic(t) => format!("the toxic {}", t.name),
             What::KernelLoss(_) => "the kernel's rules".into(),
+            // One fault of the cluster at a time: each is undone by restoring all of it.
+            What::Ha(_) => "the HA cluster".into(),
             What::Matrix(f) => match f.kind {
                 fault::Kind::Down | fault::Kind::Flapping => "the proxy's switch".into(),
                 fault::Kind::Kernel(_) => "the kernel's rules".into(),
@@ -107,6 +146,51 @@ impl std::error::Error for PlanError {}
 struct RawPlan {
     #[serde(default)]
     fault: Vec<toml::Spanned<RawFault>>,
+    cluster: Option<toml::Spanned<RawCluster>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    kind: Option<String>,
+    nodes: Option<i64>,
+    sync: Option<bool>,
+    route: Option<String>,
+}
+
+/// The `[cluster]` checked.
+fn cluster(raw: &RawCluster) -> Result<ClusterSpec, Vec<String>> {
+    let mut problems = Vec::new();
+    match raw.kind.as_deref() {
+        Some("patroni") => {}
+        None => problems.push("kind is missing: kind = \"patroni\" (the only kind)".into()),
+        Some(other) => problems.push(format!(
+            "kind = \"{other}\": the only kind is \"patroni\" (Patroni + etcd, each node a host of its own)"
+        )),
+    }
+    let nodes = raw.nodes.unwrap_or(3);
+    if !(2..=9).contains(&nodes) {
+        problems.push(format!("nodes = {nodes}: give 2 to 9"));
+    }
+    let route = match raw.route.as_deref() {
+        None | Some("url") => HaRoute::Url,
+        Some("haproxy") => HaRoute::Haproxy,
+        Some(other) => {
+            problems.push(format!(
+                "route = \"{other}\": expected \"url\" (the multi-host URL) or \"haproxy\""
+            ));
+            HaRoute::Url
+        }
+    };
+    if problems.is_empty() {
+        Ok(ClusterSpec {
+            nodes: nodes as usize,
+            sync: raw.sync.unwrap_or(true),
+            route,
+        })
+    } else {
+        Err(problems)
+    }
 }
 
 #[derive(Deserialize)]
@@ -204,6 +288,42 @@ impl Plan {
         if raw.fault.is_empty() {
             problems.push((0, "the plan has no [[fault]]: add at least one".into()));
         }
+        let cluster = match &raw.cluster {
+            None => None,
+            Some(c) => {
+                let line = line_of(text, c.span().start);
+                match cluster(c.get_ref()) {
+                    Ok(c) => Some(c),
+                    Err(found) => {
+                        problems.extend(found.into_iter().map(|m| (line, m)));
+                        None
+                    }
+                }
+            }
+        };
+        // The HA faults act on the cluster; the proxy's and the kernel's need the single
+        // server behind the proxy, which a plan with a cluster does not have.
+        for f in &faults {
+            match (&f.what, raw.cluster.is_some()) {
+                (What::Ha(h), false) => problems.push((
+                    f.line,
+                    format!(
+                        "kind = \"{}\" needs the HA cluster: add [cluster] with kind = \"patroni\"",
+                        h.name()
+                    ),
+                )),
+                (What::Ha(_), true) => {}
+                (other, true) => problems.push((
+                    f.line,
+                    format!(
+                        "{} is a fault of the proxy or the kernel, and a plan with [cluster] gives the command the cluster itself: use the ha_* faults ({})",
+                        other.label(),
+                        ha_faults()
+                    ),
+                )),
+                (_, false) => {}
+            }
+        }
         faults.sort_by_key(|f| (f.at, f.line));
         for (i, a) in faults.iter().enumerate() {
             for b in &faults[i + 1..] {
@@ -225,7 +345,7 @@ impl Plan {
             }
         }
         if problems.is_empty() {
-            Ok(Self { faults })
+            Ok(Self { faults, cluster })
         } else {
             problems.sort();
             problems.dedup();
@@ -324,14 +444,38 @@ fn suite_faults() -> String {
         .join(", ")
 }
 
+/// The HA faults a plan takes (the asynchronous kill is `ha_kill_leader` with `sync = false`).
+fn ha_faults() -> String {
+    HaFault::ALL
+        .iter()
+        .filter(|f| f.synchronous())
+        .map(|f| f.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn what(raw: &RawFault) -> Result<What, String> {
     let Some(kind) = raw.kind.as_deref() else {
         return Err(format!(
-            "kind is missing: a toxic type ({}) or a fault of the suite ({})",
+            "kind is missing: a toxic type ({}), a fault of the suite ({}) or, with [cluster], of the HA cluster ({})",
             TYPES.join(", "),
-            suite_faults()
+            suite_faults(),
+            ha_faults()
         ));
     };
+    if let Some(f) = HaFault::by_name(kind) {
+        if !f.synchronous() {
+            return Err(format!(
+                "kind = \"{kind}\": in a plan the replication mode is the cluster's: use ha_kill_leader with sync = false in [cluster]"
+            ));
+        }
+        if raw.attributes.is_some() || raw.stream.is_some() || raw.toxicity.is_some() {
+            return Err(format!(
+                "kind = \"{kind}\" is a fault of the HA cluster and takes no attributes, stream or toxicity"
+            ));
+        }
+        return Ok(What::Ha(f));
+    }
     let attributes: Map<String, Value> = match &raw.attributes {
         Some(t) => match serde_json::to_value(t) {
             Ok(Value::Object(m)) => m,
@@ -365,9 +509,10 @@ fn what(raw: &RawFault) -> Result<What, String> {
     }
     let Some(fault) = fault::MATRIX.iter().find(|f| f.name == kind) else {
         return Err(format!(
-            "kind = \"{kind}\" is neither a toxic type ({}) nor a fault of the suite ({})",
+            "kind = \"{kind}\" is neither a toxic type ({}) nor a fault of the suite ({}) nor of the HA cluster ({})",
             TYPES.join(", "),
-            suite_faults()
+            suite_faults(),
+            ha_faults()
         ));
     };
     if let fault::Kind::Kernel(KernelFault::Loss { .. }) = fault.kind {

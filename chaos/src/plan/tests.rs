@@ -162,3 +162,58 @@ fn a_time_without_its_unit_or_a_missing_field_is_told_the_form_wanted() {
         "{err}"
     );
 }
+
+#[test]
+fn a_cluster_plan_takes_the_ha_faults() {
+    let plan = Plan::from_file(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fixtures/ha-plan.toml"
+    )))
+    .unwrap();
+    let cluster = plan.cluster.clone().unwrap();
+    assert_eq!((cluster.nodes, cluster.sync), (3, true));
+    assert_eq!(cluster.route, crate::postgres::HaRoute::Url);
+    assert!(plan.faults.iter().all(|f| matches!(f.what, What::Ha(_))));
+    let haproxy = Plan::parse(
+        "[cluster]\nkind = \"patroni\"\nroute = \"haproxy\"\nsync = false\n\n[[fault]]\nat = \"1s\"\nduration = \"5s\"\nkind = \"ha_isolate_leader\"\n",
+    )
+    .unwrap();
+    let options = haproxy.cluster.unwrap().options();
+    assert_eq!(options.route, crate::postgres::HaRoute::Haproxy);
+    assert!(!options.synchronous);
+    assert!(options.check().is_ok());
+}
+
+#[test]
+fn cluster_plans_are_refused_with_what_to_change() {
+    let problems = |text: &str| Plan::parse(text).unwrap_err().problems;
+    // An HA fault without a cluster.
+    let p = problems("[[fault]]\nat = \"1s\"\nduration = \"1s\"\nkind = \"ha_kill_leader\"\n");
+    assert_eq!(p[0].0, 1);
+    assert!(p[0].1.contains("add [cluster]"), "{p:?}");
+    // A proxy fault with one.
+    let p = problems(
+        "[cluster]\nkind = \"patroni\"\n\n[[fault]]\nat = \"1s\"\nduration = \"1s\"\nkind = \"down\"\n",
+    );
+    assert_eq!(p[0].0, 4);
+    assert!(p[0].1.contains("use the ha_* faults"), "{p:?}");
+    // The cluster's own mistakes, every one with the table's line.
+    let p = problems(
+        "[[fault]]\nat = \"1s\"\nduration = \"1s\"\nkind = \"ha_switchover\"\n\n[cluster]\nkind = \"stolon\"\nnodes = 12\nroute = \"dns\"\n",
+    );
+    assert_eq!(p.len(), 3, "{p:?}");
+    assert!(p.iter().all(|(line, _)| *line == 6), "{p:?}");
+    assert!(p.iter().any(|(_, m)| m.contains("\"patroni\"")));
+    assert!(p.iter().any(|(_, m)| m.contains("give 2 to 9")));
+    assert!(p.iter().any(|(_, m)| m.contains("\"haproxy\"")));
+    // The asynchronous kill is the cluster's setting.
+    let p = problems(
+        "[cluster]\nkind = \"patroni\"\n\n[[fault]]\nat = \"1s\"\nduration = \"1s\"\nkind = \"ha_kill_leader_async\"\n",
+    );
+    assert!(p[0].1.contains("sync = false"), "{p:?}");
+    // An unknown field.
+    let p = problems(
+        "[cluster]\nkind = \"patroni\"\nttl = 5\n\n[[fault]]\nat = \"1s\"\nduration = \"1s\"\nkind = \"ha_switchover\"\n",
+    );
+    assert!(p[0].1.contains("ttl"), "{p:?}");
+}
