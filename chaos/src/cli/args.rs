@@ -245,6 +245,30 @@ pub struct SoakArgs {
     /// The pool's max_size (bursts reach 10x this).
     #[arg(long, default_value_t = 10)]
     pub max_size: usize,
+    /// Run on the HA cluster instead of the single server behind the proxy: Patroni + etcd,
+    /// each node a host of its own (root, patroni, etcd), with the HA faults (the leader
+    /// killed or isolated, a switchover, a replica killed, the clients cut off, etcd lost).
+    #[arg(long, value_enum)]
+    pub cluster: Option<ClusterKind>,
+    /// With --cluster: how the pool reaches the primary (the multi-host URL, or HAProxy).
+    #[arg(long, value_enum, requires = "cluster")]
+    pub route: Option<RouteArg>,
+}
+
+/// The kinds of cluster `--cluster` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClusterKind {
+    /// Patroni 3 nodes + etcd, synchronous_mode, at Patroni's documented minimums.
+    Patroni,
+}
+
+/// The routes `--route` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RouteArg {
+    /// The multi-host URL with target_session_attrs=read-write.
+    Url,
+    /// HAProxy, checking each node's Patroni /primary.
+    Haproxy,
 }
 
 /// A fresh seed when none is given (printed, so the run can be replayed).

@@ -73,6 +73,21 @@ pub(super) async fn soak(
     options.sample_every = args.sample_every;
     options.warmup = args.warmup;
     options.max_size = args.max_size;
+    if args.cluster.is_some() {
+        let route = match args.route {
+            Some(super::args::RouteArg::Haproxy) => crate::postgres::HaRoute::Haproxy,
+            _ => crate::postgres::HaRoute::Url,
+        };
+        // Refused before anything starts, with what is missing.
+        crate::postgres::HaCluster::available(route).map_err(|e| Exit(2, e.to_string()))?;
+        let cluster = crate::postgres::HaOptions {
+            synchronous: true,
+            route,
+            ..crate::postgres::HaOptions::default()
+        };
+        eprintln!("chaos soak: on the HA cluster: {}", cluster.describe());
+        options.cluster = Some(cluster);
+    }
     eprintln!(
         "chaos soak: {:?} (seed {seed}; warm-up {:?}, a fault every {:?} on average, a sample every {:?}); report in {}/",
         args.duration,

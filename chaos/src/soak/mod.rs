@@ -14,9 +14,14 @@
 //!   not earlier ones were answered, each dropped at [`OPEN_LOOP_DEADLINE`] (as a service's
 //!   504 drops its handler), so hundreds wait at once whenever a fault stops the pool.
 //! - Faults: at random times (a mean of `fault_every` apart), a random entry of the fault
-//!   matrix ([`MATRIX`]: the proxy's full set, `pg_terminate_backend`, and a crash and
+//!   matrix ([`crate::fault::MATRIX`]: the proxy's full set, `pg_terminate_backend`, and a crash and
 //!   restart of the server when the cluster is ours) for a random window of 2 to 15 s. The
 //!   last stretch of the run has no fault, so the pool is seen serving again.
+//! - With `--cluster patroni` ([`Options::cluster`]) the pool runs on the HA cluster instead
+//!   (Patroni + etcd, each node a host of its own, by the multi-host URL or HAProxy), and the
+//!   faults are the HA faults ([`crate::fault::HaFault`]: the leader killed or isolated, a
+//!   switchover, a replica killed, the clients cut off, etcd lost); each window ends once the
+//!   cluster is whole again, and the server's connections are counted on every node.
 //!
 //! # What is measured
 //! Every `sample_every`: this process's resident memory, open descriptors and live tokio
@@ -37,6 +42,7 @@ mod load;
 mod monitor;
 mod options;
 pub mod report;
+mod setup;
 pub mod svg;
 pub mod trend;
 mod verdict;
@@ -48,7 +54,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::fault::{self, Fault, MATRIX};
 use crate::measure::{open_fds, percentile, rss_mib};
 use crate::rng::Rng;
 use crate::workload::{Bursts, Spacing, Workload};
@@ -57,6 +62,7 @@ pub use report::{EndCheck, FaultEvent, Sample, SoakReport, SoakState, Totals};
 
 use load::*;
 use monitor::Monitor;
+use setup::Setup;
 use verdict::Run;
 
 /// Writes `report.json` and `soak.svg` into `out`, each by rename so a reader never sees half
@@ -95,12 +101,11 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
     progress: &dyn Progress,
 ) -> crate::Result<SoakReport> {
-    let (env, proxy_desc) = crate::suite::environment(options.seed).await?;
-    let database = env.db.report_label();
-    let proxy = env.proxy("chaos_soak").await?;
+    let setup = Setup::start(options.seed, options.cluster.as_ref()).await?;
+    let (database, proxy_desc) = setup.labels();
     // The suite's pool, sized for the soak, retiring connections often enough that the
     // lifetime and idle paths run many times.
-    let config = crate::peers::pool_config(&proxy.url, APP, options.seed)?
+    let config = crate::peers::pool_config(setup.url(), APP, options.seed)?
         .max_size(options.max_size)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_timeout(ACQUIRE_TIMEOUT)
@@ -183,17 +188,9 @@ pub async fn run(
         let mut rng = rng.fork();
         let origin = run.started;
         let options = options.clone();
-        let env = &env;
-        let proxy = &proxy;
+        let setup = &setup;
         async move {
-            let owned = env.db.cluster().is_some();
-            let choices: Vec<&Fault> = MATRIX
-                .iter()
-                .filter(|f| owned || !f.needs_cluster)
-                // Kernel faults are the suite's for now: the soak's leak verdict is about the
-                // proxy's faults, and it runs on machines without root too.
-                .filter(|f| !matches!(f.kind, fault::Kind::Kernel(_)))
-                .collect();
+            let choices = setup.choices();
             let mean = options.fault_every().as_secs_f64();
             let last_start = options.duration.saturating_sub(options.quiet_tail());
             let mut at = origin + Duration::from_secs_f64(mean * (0.25 + 0.5 * rng.next_f64()));
@@ -214,8 +211,8 @@ pub async fn run(
                 let i = {
                     let mut log = lock(&log);
                     log.push(FaultEvent {
-                        name: fault.name.into(),
-                        label: fault.label.into(),
+                        name: fault.name().into(),
+                        label: fault.label().into(),
                         start_s,
                         end_s: None,
                         error: None,
@@ -229,16 +226,17 @@ pub async fn run(
                         _ = stop2.changed() => {}
                     }
                 };
-                let result = fault::apply_until(env, proxy, fault, APP, heal).await;
-                if result.is_err() {
-                    fault::heal_everything(env, proxy).await;
-                }
+                let result = setup.apply_until(fault, heal).await;
                 {
                     let mut log = lock(&log);
                     log[i].end_s = Some(origin.elapsed().as_secs_f64());
                     log[i].error = result.err().map(|e| format!("{e:#}"));
                 }
-                tracing::info!(fault = fault.name, window_s = window, "soak: fault healed");
+                tracing::info!(
+                    fault = fault.name(),
+                    window_s = window,
+                    "soak: fault healed"
+                );
                 at += Duration::from_secs_f64(mean * (0.5 + rng.next_f64()));
                 at = at.max(Instant::now() + Duration::from_secs(1));
             }
@@ -246,10 +244,7 @@ pub async fn run(
     };
 
     let sampler = async {
-        let mut monitor = Monitor {
-            url: env.db.url(),
-            client: None,
-        };
+        let mut monitor = Monitor::new(setup.monitor_urls());
         let mut samples: Vec<Sample> = Vec::new();
         let mut next = Instant::now() + options.sample_every();
         let mut next_checkpoint = Instant::now() + CHECKPOINT_EVERY;
@@ -318,12 +313,12 @@ pub async fn run(
     // the pool must survive without a leak (the end checks below say whether it did).
     workload.stop_within(Duration::from_secs(1)).await;
     let _ = open_loop.await;
-    fault::heal_everything(&env, &proxy).await;
+    setup.heal_everything().await;
     let shutdown = pool.shutdown(Duration::from_secs(10)).await;
     let stats = pool.statistics();
     drop(pool);
-    let server_left = env.wait_no_connections(APP, Duration::from_secs(10)).await;
-    env.drop_proxy(&proxy).await;
+    let server_left = setup.connections_left(Duration::from_secs(10)).await;
+    setup.close().await;
     let end = EndCheck {
         opened: stats.connections_created,
         closed: stats.connections_closed.total(),

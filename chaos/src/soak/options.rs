@@ -44,6 +44,9 @@ pub struct Options {
     pub warmup: Option<Duration>,
     /// The pool's max_size.
     pub max_size: usize,
+    /// The HA cluster to run on instead of the single server behind the proxy (`--cluster
+    /// patroni`), with the HA faults.
+    pub cluster: Option<crate::postgres::HaOptions>,
 }
 
 impl Options {
@@ -57,6 +60,7 @@ impl Options {
             sample_every: None,
             warmup: None,
             max_size: 10,
+            cluster: None,
         }
     }
     /// Mean time between faults.
