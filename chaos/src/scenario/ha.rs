@@ -1,6 +1,8 @@
 //! The real HA stack under faults between hosts: etcd and three Patroni nodes, each on a host
-//! of its own ([`HaCluster`]), the pool under test on this machine reaching them by the
-//! multi-host URL with `target_session_attrs=read-write`.
+//! of its own ([`HaCluster`]), the pool under test on this machine reaching them by either
+//! route users take ([`HaCase`]): the multi-host URL with `target_session_attrs=read-write`
+//! (`ha_kill_leader`, ...), or HAProxy checking Patroni's `/primary` (`ha_kill_leader_haproxy`,
+//! ...; there the pool's time runs from HAProxy routing to the new leader).
 //!
 //! | scenario | the fault | until |
 //! | --- | --- | --- |
