@@ -39,12 +39,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use fault::{HaCase, HaFault};
-use watch::{RouteWatch, StopOnDrop, Watch, terms};
+use watch::{RouteWatch, StopOnDrop, Watch, WritableWatch, terms};
 
 use super::family::{Ctx, Family as FamilyTrait, Running, Stage};
 use super::judge::{crit, not_started};
 use super::runner::{Progress, Timing, make_subject};
-use super::writes::{Found, Writers, judge_history};
+use super::writes::{Found, Reference, Writers, judge_history};
 use crate::hosts::HostsError;
 use crate::peers::{PoolKind, Subject};
 use crate::postgres::{HaCluster, HaError, HaOptions, HaRoute};
@@ -148,6 +148,28 @@ async fn client(url: &str) -> Result<tokio_postgres::Client, String> {
     Ok(client)
 }
 
+/// `pg_is_in_recovery()` on `url`, on the connection kept in `conn` (made again when lost);
+/// `None` when the node did not answer within 250 ms.
+async fn in_recovery(url: &str, conn: &mut Option<tokio_postgres::Client>) -> Option<bool> {
+    let within = Duration::from_millis(250);
+    if conn.as_ref().is_none_or(tokio_postgres::Client::is_closed) {
+        let (client, driver) = tokio::time::timeout(within, tokio_postgres::connect(url, tokio_postgres::NoTls))
+            .await
+            .ok()?
+            .ok()?;
+        tokio::spawn(driver);
+        *conn = Some(client);
+    }
+    let c = conn.as_ref()?;
+    match tokio::time::timeout(within, c.query_one("SELECT pg_is_in_recovery()", &[])).await {
+        Ok(Ok(row)) => Some(row.get(0)),
+        _ => {
+            *conn = None;
+            None
+        }
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     what: &str,
     f: impl FnOnce() -> Result<T, HaError> + Send + 'static,
@@ -222,6 +244,28 @@ async fn measure(
                     last = Some(state);
                 }
                 tokio::time::sleep(POLL).await;
+            }
+        }));
+    }
+    // When each node takes writes: Patroni reports a promotion as it asks for it, and the
+    // server finishes its promotion after that (longer on a loaded machine).
+    let writable = Arc::new(WritableWatch::default());
+    for node in cluster.node_names() {
+        let Some(url) = cluster.node_url(&node) else {
+            continue;
+        };
+        let (writable, stopped) = (Arc::clone(&writable), Arc::clone(&stopped));
+        pollers.push(tokio::spawn(async move {
+            let (mut last, mut conn) = (None, None);
+            while !stopped.load(Relaxed) {
+                let asked = Instant::now();
+                if let Some(w) = in_recovery(&url, &mut conn).await.map(|r| !r)
+                    && last != Some(w)
+                {
+                    writable.push(ms(asked), &node, w);
+                    last = Some(w);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }));
     }
@@ -341,8 +385,18 @@ async fn measure(
     });
     let ops: Vec<Op> = writes.iter().map(|w| w.op.clone()).collect();
     report.phases = Phases::of(&ops, fault_start, heal);
-    // Through HAProxy the pool can write once HAProxy routes to the new leader: the pool's
-    // own time is counted from then (HAProxy's lag after the promotion is a figure).
+    // The pool can write once the new leader takes writes and, through HAProxy, once HAProxy
+    // routes to it: the pool's own time is counted from the later of the two (each one's lag
+    // after Patroni's report is a figure).
+    let server_ready = new_leader.as_ref().and_then(|l| {
+        let ready = writable.ready(l, heal);
+        if let Some(r) = ready {
+            report
+                .metrics
+                .insert("writable_after_promotion_ms".into(), r - heal);
+        }
+        ready
+    });
     let route_ready = match (&new_leader, case.route) {
         (Some(l), HaRoute::Haproxy) => {
             let ready = route.ready(l, heal);
@@ -366,7 +420,15 @@ async fn measure(
         &writes,
         &terms,
         &found,
-        (fault_start, heal, route_ready),
+        (
+            fault_start,
+            heal,
+            match (server_ready, route_ready) {
+                (s, Some(r)) => Some((r.max(s.unwrap_or(r)), Reference::Route)),
+                (Some(s), None) => Some((s, Reference::Server)),
+                (None, None) => None,
+            },
+        ),
         final_leader.is_some(),
     );
     report.metrics.insert("terms".into(), terms.len() as f64);

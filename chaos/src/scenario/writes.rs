@@ -230,6 +230,15 @@ pub fn check(writes: &[Write], terms: &[Term], found: &Found) -> Checked {
     c
 }
 
+/// What the pool's time after a promotion runs from, when later than Patroni's report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reference {
+    /// The new leader's first answer out of recovery.
+    Server,
+    /// HAProxy routing to the new leader (and it out of recovery).
+    Route,
+}
+
 /// The pool's first acknowledged write after Patroni reports the new leader: within this.
 pub(crate) const FIRST_WRITE_BOUND_MS: f64 = 100.0;
 
@@ -246,7 +255,7 @@ pub(crate) fn judge_history(
     writes: &[Write],
     terms: &[Term],
     found: &Found,
-    window: (f64, f64, Option<f64>),
+    window: (f64, f64, Option<(f64, Reference)>),
     read: bool,
 ) {
     let (fault_start, heal, route_ready) = window;
@@ -290,7 +299,7 @@ pub(crate) fn judge_history(
     if moves_the_leader {
         // The first write acknowledged once Patroni reported the new leader. Terms are seen a
         // poll late, so a write may be acknowledged just before: 0 then.
-        let from = route_ready.unwrap_or(heal).max(heal);
+        let from = route_ready.map_or(heal, |(r, _)| r.max(heal));
         let first = first_after(from - poll.as_secs_f64() * 1000.0);
         let after_promotion = (first - from).max(0.0);
         if first.is_finite() {
@@ -299,10 +308,14 @@ pub(crate) fn judge_history(
         }
         report.criteria.push(timed(
             "first_write_after_promotion",
-            if route_ready.is_some() {
-                "time from HAProxy routing to the new leader (once Patroni reported it) to the first acknowledged write"
-            } else {
-                "time from Patroni reporting the new leader to the first acknowledged write"
+            match route_ready.map(|(_, r)| r) {
+                Some(Reference::Route) => {
+                    "time from HAProxy routing to the new leader (once Patroni reported it and it took writes) to the first acknowledged write"
+                }
+                Some(Reference::Server) => {
+                    "time from the new leader taking writes (once Patroni reported it) to the first acknowledged write"
+                }
+                None => "time from Patroni reporting the new leader to the first acknowledged write",
             },
             if first.is_finite() {
                 format!("{after_promotion:.0} ms")

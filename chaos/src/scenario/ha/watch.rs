@@ -61,6 +61,39 @@ impl RouteWatch {
     }
 }
 
+/// When each node took writes, as the harness saw it: `pg_is_in_recovery()` asked on a
+/// connection of its own to every node, every few ms; a change recorded when the answer
+/// differs from the last one (a node that cannot be asked keeps its last answer).
+#[derive(Default)]
+pub(crate) struct WritableWatch {
+    events: Mutex<Vec<(f64, String, bool)>>,
+}
+
+impl WritableWatch {
+    pub(crate) fn push(&self, ms: f64, node: &str, writable: bool) {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((ms, node.to_string(), writable));
+    }
+
+    /// When `node`, promoted at `promotion`, took writes: then, if it already answered as
+    /// out of recovery, else at its first such answer after that.
+    pub(crate) fn ready(&self, node: &str, promotion: f64) -> Option<f64> {
+        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let of_node = || events.iter().filter(|(_, n, _)| n == node);
+        if of_node()
+            .rfind(|(t, _, _)| *t <= promotion)
+            .is_some_and(|(_, _, w)| *w)
+        {
+            return Some(promotion);
+        }
+        of_node()
+            .find(|(t, _, w)| *t > promotion && *w)
+            .map(|(t, _, _)| *t)
+    }
+}
+
 /// Sets its flag when dropped.
 pub(crate) struct StopOnDrop(pub(crate) Arc<AtomicBool>);
 
@@ -94,6 +127,18 @@ pub(crate) fn terms(events: &[(f64, String, Option<NodeState>)], addrs: &HashMap
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_is_writable_at_its_first_answer_out_of_recovery() {
+        let w = WritableWatch::default();
+        w.push(0.0, "n1", true);
+        w.push(0.0, "n2", false);
+        w.push(300.0, "n2", true);
+        w.push(310.0, "n1", false);
+        assert_eq!(w.ready("n2", 250.0), Some(300.0));
+        assert_eq!(w.ready("n2", 320.0), Some(320.0));
+        assert_eq!(w.ready("n3", 250.0), None);
+    }
 
     #[test]
     fn the_route_is_ready_when_haproxy_has_the_new_leader_up() {
