@@ -77,6 +77,7 @@ impl HaFault {
         }
     }
 
+    /// Its name on timelines and in plans' events.
     pub fn label(self) -> &'static str {
         match self {
             HaFault::KillLeader | HaFault::KillLeaderAsync => "leader killed",
@@ -88,6 +89,7 @@ impl HaFault {
         }
     }
 
+    /// Whether it runs with `synchronous_mode` (all but [`HaFault::KillLeaderAsync`]).
     pub fn synchronous(self) -> bool {
         self != HaFault::KillLeaderAsync
     }
@@ -188,6 +190,35 @@ impl HaFault {
             }
         };
         Ok(HaInjected { leader, victim })
+    }
+
+    /// Makes the fault, keeps it until `heal` completes (counted from the request: a
+    /// switchover's call returns only once it is done), then restores the cluster (partitions
+    /// removed, killed nodes and etcd started again), also when the fault was only half made.
+    ///
+    /// # Errors
+    /// [`HaFault::inject`]'s, or a cluster that could not be restored.
+    pub async fn until(
+        self,
+        cluster: &Arc<HaCluster>,
+        heal: impl std::future::Future<Output = ()>,
+    ) -> Result<HaInjected, HaError> {
+        tokio::pin!(heal);
+        // Polled once now, so a window's timer starts with the request.
+        tokio::select! {
+            biased;
+            () = &mut heal => {}
+            () = std::future::ready(()) => {}
+        }
+        let injected = self.inject(cluster, None).await;
+        if injected.is_ok() {
+            heal.await;
+        }
+        let c = Arc::clone(cluster);
+        let restored = blocking(move || c.restore()).await;
+        let hit = injected?;
+        restored?;
+        Ok(hit)
     }
 
     /// The fault named `name` (`ha_kill_leader`, ...).

@@ -228,33 +228,13 @@ async fn one(i: usize, fault: &PlannedFault, run: &Shared<'_>, mut stop: watch::
     });
 }
 
-/// Makes an HA fault, waits for `heal`, then restores the cluster (partitions removed, killed
-/// nodes and etcd started again; the old leader rejoins as a replica).
+/// Makes an HA fault until `heal`, then restores the cluster ([`HaFault::until`]).
 async fn ha_until(
     cluster: &Arc<HaCluster>,
     h: HaFault,
     heal: impl Future<Output = ()>,
 ) -> crate::Result<()> {
-    // The window counts from the request: a switchover's call returns only once it is done.
-    tokio::pin!(heal);
-    tokio::select! {
-        biased;
-        () = &mut heal => {}
-        () = std::future::ready(()) => {}
-    }
-    let injected = h.inject(cluster, None).await;
-    // Undone whatever happened: a partition half made is still removed.
-    let undo = |c: Arc<HaCluster>| tokio::task::spawn_blocking(move || c.restore());
-    match injected {
-        Ok(hit) => {
-            tracing::info!(fault = h.name(), leader = %hit.leader, victim = ?hit.victim, "HA fault made");
-            heal.await;
-            undo(Arc::clone(cluster)).await??;
-            Ok(())
-        }
-        Err(e) => {
-            let _ = undo(Arc::clone(cluster)).await;
-            Err(e.into())
-        }
-    }
+    let hit = h.until(cluster, heal).await?;
+    tracing::info!(fault = h.name(), leader = %hit.leader, victim = ?hit.victim, "HA fault made and healed");
+    Ok(())
 }

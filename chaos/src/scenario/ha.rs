@@ -262,7 +262,7 @@ async fn measure(
                 if let Some(w) = in_recovery(&url, &mut conn).await.map(|r| !r)
                     && last != Some(w)
                 {
-                    writable.push(ms(asked), &node, w);
+                    writable.push(ms(asked), (node.clone(), w));
                     last = Some(w);
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;

@@ -258,7 +258,7 @@ pub(crate) fn judge_history(
     window: (f64, f64, Option<(f64, Reference)>),
     read: bool,
 ) {
-    let (fault_start, heal, route_ready) = window;
+    let (fault_start, heal, reference) = window;
     let checked = check(writes, terms, found);
     let m = &mut report.metrics;
     m.insert("writes".into(), checked.writes as f64);
@@ -299,7 +299,7 @@ pub(crate) fn judge_history(
     if moves_the_leader {
         // The first write acknowledged once Patroni reported the new leader. Terms are seen a
         // poll late, so a write may be acknowledged just before: 0 then.
-        let from = route_ready.map_or(heal, |(r, _)| r.max(heal));
+        let from = reference.map_or(heal, |(r, _)| r.max(heal));
         let first = first_after(from - poll.as_secs_f64() * 1000.0);
         let after_promotion = (first - from).max(0.0);
         if first.is_finite() {
@@ -308,7 +308,7 @@ pub(crate) fn judge_history(
         }
         report.criteria.push(timed(
             "first_write_after_promotion",
-            match route_ready.map(|(_, r)| r) {
+            match reference.map(|(_, r)| r) {
                 Some(Reference::Route) => {
                     "time from HAProxy routing to the new leader (once Patroni reported it and it took writes) to the first acknowledged write"
                 }

@@ -129,17 +129,10 @@ impl Setup {
                 result
             }
             (Setup::Cluster { cluster, .. }, Choice::Ha(h)) => {
-                let injected = h.inject(cluster, None).await;
-                if injected.is_ok() {
-                    heal.await;
-                }
-                let c = Arc::clone(cluster);
-                tokio::task::spawn_blocking(move || {
-                    c.restore()?;
-                    c.wait_healthy(Duration::from_secs(120))
-                })
-                .await??;
-                injected.map(|_| ()).map_err(Into::into)
+                // `until` restores the cluster; the window ends once it is whole.
+                let made = h.until(cluster, heal).await;
+                settle(cluster, false).await?;
+                made.map(|_| ()).map_err(Into::into)
             }
             (_, c) => Err(crate::Error::Unexpected(format!(
                 "{} cannot be made here",
@@ -165,12 +158,7 @@ impl Setup {
         match self {
             Setup::Proxy { env, proxy, .. } => fault::heal_everything(env, proxy).await,
             Setup::Cluster { cluster, .. } => {
-                let c = Arc::clone(cluster);
-                let _ = tokio::task::spawn_blocking(move || {
-                    c.restore()?;
-                    c.wait_healthy(Duration::from_secs(120))
-                })
-                .await;
+                let _ = settle(cluster, true).await;
             }
         }
     }
@@ -200,4 +188,18 @@ impl Setup {
             }
         }
     }
+}
+
+/// Waits until the cluster is whole again (a leader, every replica streaming), so the next
+/// fault does not land on a cluster still recovering; restores it first when `restore`.
+async fn settle(cluster: &Arc<HaCluster>, restore: bool) -> crate::Result<()> {
+    let c = Arc::clone(cluster);
+    tokio::task::spawn_blocking(move || {
+        if restore {
+            c.restore()?;
+        }
+        c.wait_healthy(Duration::from_secs(120))
+    })
+    .await??;
+    Ok(())
 }

@@ -30,67 +30,71 @@ impl Watch {
     }
 }
 
-/// What HAProxy sent connections to, as the harness saw it: a change recorded when the set
-/// of servers it has up differs from the last one read.
-#[derive(Default)]
-pub(crate) struct RouteWatch {
-    events: Mutex<Vec<(f64, Vec<String>)>>,
+/// Answers the harness recorded when they changed, each with its time: what HAProxy sends
+/// connections to ([`RouteWatch`]), whether each node takes writes ([`WritableWatch`]).
+pub(crate) struct Changes<T> {
+    events: Mutex<Vec<(f64, T)>>,
 }
 
-impl RouteWatch {
-    pub(crate) fn push(&self, ms: f64, up: Vec<String>) {
+impl<T> Default for Changes<T> {
+    fn default() -> Self {
+        Changes {
+            events: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<T> Changes<T> {
+    pub(crate) fn push(&self, ms: f64, answer: T) {
         self.events
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((ms, up));
+            .push((ms, answer));
     }
 
-    /// When the route reached `leader`, promoted at `promotion`: then, if HAProxy already had
-    /// it up, else at the first change after that puts it up.
-    pub(crate) fn ready(&self, leader: &str, promotion: f64) -> Option<f64> {
+    /// When `holds` held from `at` on, among the answers `of` selects: at `at` if the last
+    /// one before it holds, else at the first one after it that does.
+    fn holding_from(
+        &self,
+        at: f64,
+        of: impl Fn(&T) -> bool,
+        holds: impl Fn(&T) -> bool,
+    ) -> Option<f64> {
         let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        let has = |up: &Vec<String>| up.iter().any(|s| s == leader);
-        let before = events.iter().rev().find(|(t, _)| *t <= promotion);
-        if before.is_some_and(|(_, up)| has(up)) {
-            return Some(promotion);
+        let selected = || events.iter().filter(|(_, a)| of(a));
+        if selected()
+            .rfind(|(t, _)| *t <= at)
+            .is_some_and(|(_, a)| holds(a))
+        {
+            return Some(at);
         }
-        events
-            .iter()
-            .find(|(t, up)| *t > promotion && has(up))
+        selected()
+            .find(|(t, a)| *t > at && holds(a))
             .map(|(t, _)| *t)
     }
 }
 
-/// When each node took writes, as the harness saw it: `pg_is_in_recovery()` asked on a
-/// connection of its own to every node, every few ms; a change recorded when the answer
-/// differs from the last one (a node that cannot be asked keeps its last answer).
-#[derive(Default)]
-pub(crate) struct WritableWatch {
-    events: Mutex<Vec<(f64, String, bool)>>,
+/// The servers HAProxy has up, a change recorded when the set differs from the last one read.
+pub(crate) type RouteWatch = Changes<Vec<String>>;
+
+impl RouteWatch {
+    /// When the route reached `leader`, promoted at `promotion`: then, if HAProxy already had
+    /// it up, else at the first change after that puts it up.
+    pub(crate) fn ready(&self, leader: &str, promotion: f64) -> Option<f64> {
+        self.holding_from(promotion, |_| true, |up| up.iter().any(|s| s == leader))
+    }
 }
 
-impl WritableWatch {
-    pub(crate) fn push(&self, ms: f64, node: &str, writable: bool) {
-        self.events
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((ms, node.to_string(), writable));
-    }
+/// `(node, out of recovery)`: `pg_is_in_recovery()` asked on a connection of its own to every
+/// node, every few ms; a change recorded when a node's answer differs from its last one (a
+/// node that cannot be asked keeps its last answer).
+pub(crate) type WritableWatch = Changes<(String, bool)>;
 
+impl WritableWatch {
     /// When `node`, promoted at `promotion`, took writes: then, if it already answered as
     /// out of recovery, else at its first such answer after that.
     pub(crate) fn ready(&self, node: &str, promotion: f64) -> Option<f64> {
-        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        let of_node = || events.iter().filter(|(_, n, _)| n == node);
-        if of_node()
-            .rfind(|(t, _, _)| *t <= promotion)
-            .is_some_and(|(_, _, w)| *w)
-        {
-            return Some(promotion);
-        }
-        of_node()
-            .find(|(t, _, w)| *t > promotion && *w)
-            .map(|(t, _, _)| *t)
+        self.holding_from(promotion, |(n, _)| n == node, |(_, w)| *w)
     }
 }
 
@@ -131,10 +135,10 @@ mod tests {
     #[test]
     fn a_node_is_writable_at_its_first_answer_out_of_recovery() {
         let w = WritableWatch::default();
-        w.push(0.0, "n1", true);
-        w.push(0.0, "n2", false);
-        w.push(300.0, "n2", true);
-        w.push(310.0, "n1", false);
+        w.push(0.0, ("n1".into(), true));
+        w.push(0.0, ("n2".into(), false));
+        w.push(300.0, ("n2".into(), true));
+        w.push(310.0, ("n1".into(), false));
         assert_eq!(w.ready("n2", 250.0), Some(300.0));
         assert_eq!(w.ready("n2", 320.0), Some(320.0));
         assert_eq!(w.ready("n3", 250.0), None);
