@@ -324,6 +324,7 @@ impl<C: Connector> Shared<C> {
                     info!(
                         pool.target = %self.target,
                         outage = ?outage,
+                        elapsed = ?now.saturating_duration_since(ticket.started),
                         "database connection recovered; serving again"
                     );
                 }
@@ -358,16 +359,24 @@ impl<C: Connector> Shared<C> {
         // answers vanish) its success is no news, and would only start one more attempt
         // into the silence; the hedges and a hung attempt's close find that heal.
         let unreachable = match &kind {
-            ConnectFailure::Refused => true,
+            ConnectFailure::Refused | ConnectFailure::Closed => true,
             ConnectFailure::Server(message) => message.contains("(57P03)"),
             _ => false,
         };
+        // Accepted and closed before PostgreSQL spoke, with no session of the pool's left:
+        // a proxy whose servers are all gone (HAProxy while Patroni promotes a standby), and
+        // every request fails until a connect succeeds. While open sessions still serve (a
+        // proxy or server turning new connections away), there is no such hurry: the probe
+        // paces attempts, as for a refusal.
+        let nothing_serves = matches!(kind, ConnectFailure::Closed) && self.slots.counts().0 == 0;
         let transition = if matches!(kind, ConnectFailure::TimedOut(_)) {
             self.outage.on_timeout(ticket, now, message.clone())
-        } else if matches!(kind, ConnectFailure::Role(_)) {
-            // Servers up, none in the role asked for: a standby is about to be promoted.
+        } else if matches!(kind, ConnectFailure::Role(_)) || nothing_serves {
+            // Servers up, none in the role asked for (a standby is about to be promoted), or
+            // a proxy with no server behind it yet: the next answer is close, and asking
+            // costs the database nothing.
             let pace = self.config.outage_probe_interval / 4;
-            self.outage.on_misfit(ticket, now, message.clone(), pace)
+            self.outage.on_paced(ticket, now, message.clone(), pace)
         } else {
             self.outage
                 .on_failure(ticket, now, message.clone(), unreachable)
@@ -385,7 +394,12 @@ impl<C: Connector> Shared<C> {
             );
             self.maintenance_wake.notify_one();
         } else {
-            debug!(pool.target = %self.target, error = %message, "connection attempt failed");
+            debug!(
+                pool.target = %self.target,
+                error = %message,
+                elapsed = ?now.saturating_duration_since(ticket.started),
+                "connection attempt failed"
+            );
         }
         Err(PoolError::Connect {
             target: self.target.clone(),

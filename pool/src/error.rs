@@ -124,6 +124,10 @@ pub enum ConnectFailure {
     TimedOut(Duration),
     /// The server refused or reset the connection, or the network is unreachable.
     Refused,
+    /// The connection was accepted, then closed or reset before PostgreSQL said anything: a
+    /// proxy or load balancer in front of it (HAProxy, Toxiproxy, a cloud load balancer) with
+    /// no server to pass it to.
+    Closed,
     /// The server answered with an error (authentication, too many clients, starting up...).
     Server(String),
     /// TLS could not be set up: the server's certificate was refused (the message says why and
@@ -148,6 +152,9 @@ impl fmt::Display for ConnectFailure {
             ),
             ConnectFailure::Refused => f.write_str(
                 "connection refused or reset; check that PostgreSQL is running and listening on this address",
+            ),
+            ConnectFailure::Closed => f.write_str(
+                "the connection was accepted, then closed before PostgreSQL answered; a proxy or load balancer in front of it has no server to pass it to: check the servers behind it",
             ),
             ConnectFailure::Server(message) => write!(f, "the server rejected the connection: {message}"),
             ConnectFailure::Tls(message) => write!(f, "TLS failed: {message}"),

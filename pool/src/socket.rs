@@ -60,6 +60,17 @@ fn pg_failure(e: tokio_postgres::Error) -> ConnectError {
     (classify(&e), Some(Box::new(e)))
 }
 
+/// A failure of the start-up on a connected socket. Closed or reset there, before PostgreSQL
+/// said anything (its first words are an answer to the SSL request or an authentication
+/// request, and an error it sends is `Server`), the socket was accepted by something that had
+/// no server to pass it to: a proxy or load balancer, whose port the TCP probe always reaches.
+fn startup_failure(e: tokio_postgres::Error) -> ConnectError {
+    match pg_failure(e) {
+        (ConnectFailure::Refused, source) => (ConnectFailure::Closed, source),
+        other => other,
+    }
+}
+
 async fn bounded<T>(
     limit: Option<Duration>,
     what: &str,
@@ -267,7 +278,7 @@ where
         let (client, connection) = config
             .connect_raw(tracked, tokio_postgres::NoTls)
             .await
-            .map_err(pg_failure)?;
+            .map_err(startup_failure)?;
         return Ok(Opened {
             client,
             driver: Box::pin(async move {
@@ -296,7 +307,10 @@ where
             inner,
             session: Arc::clone(&session),
         };
-        let (client, connection) = config.connect_raw(tracked, tls).await.map_err(pg_failure)?;
+        let (client, connection) = config
+            .connect_raw(tracked, tls)
+            .await
+            .map_err(startup_failure)?;
         Ok(Opened {
             client,
             driver: Box::pin(async move {
@@ -436,84 +450,4 @@ pub(crate) fn classify(e: &tokio_postgres::Error) -> ConnectFailure {
 }
 
 #[cfg(all(test, target_os = "linux"))]
-mod tests {
-    use std::time::Duration;
-
-    /// The settings reach the kernel: read back from the socket, not from the config.
-    #[tokio::test]
-    async fn the_tcp_settings_reach_the_socket() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let stream = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let config = crate::PoolConfig::from_url("postgres://app@127.0.0.1/app")
-            .unwrap()
-            .tcp_keepalive_idle(Duration::from_secs(7))
-            .tcp_keepalive_interval(Duration::from_secs(3))
-            .tcp_keepalive_retries(4)
-            .tcp_user_timeout(Duration::from_secs(9))
-            .pg_config()
-            .unwrap();
-        super::set_options(&stream, &config).unwrap();
-        let sock = socket2::SockRef::from(&stream);
-        assert!(sock.tcp_nodelay().unwrap());
-        assert!(sock.keepalive().unwrap());
-        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
-        assert_eq!(
-            sock.tcp_keepalive_interval().unwrap(),
-            Duration::from_secs(3)
-        );
-        assert_eq!(sock.tcp_keepalive_retries().unwrap(), 4);
-        assert_eq!(
-            sock.tcp_user_timeout().unwrap(),
-            Some(Duration::from_secs(9))
-        );
-    }
-
-    #[test]
-    fn io_errors_are_sorted_for_the_outage_rules() {
-        use crate::ConnectFailure;
-        use std::io::{Error, ErrorKind};
-        for kind in [
-            ErrorKind::ConnectionRefused,
-            ErrorKind::ConnectionReset,
-            ErrorKind::HostUnreachable,
-            ErrorKind::UnexpectedEof,
-        ] {
-            let failure = super::classify_io(&Error::from(kind), || unreachable!());
-            assert!(
-                matches!(failure, ConnectFailure::Refused),
-                "{kind:?}: {failure:?}"
-            );
-        }
-        let timed_out = super::classify_io(&Error::from(ErrorKind::TimedOut), || unreachable!());
-        assert!(
-            matches!(timed_out, ConnectFailure::TimedOut(_)),
-            "{timed_out:?}"
-        );
-        let other = super::classify_io(&Error::from(ErrorKind::PermissionDenied), || {
-            "denied".into()
-        });
-        assert!(
-            matches!(other, ConnectFailure::Other(ref m) if m == "denied"),
-            "{other:?}"
-        );
-    }
-
-    /// `load_balance_hosts=random`: every order is a permutation, and orders vary.
-    #[test]
-    fn the_host_shuffle_permutes_and_varies() {
-        let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..200 {
-            let mut v: Vec<usize> = (0..4).collect();
-            super::shuffle(&mut v);
-            let mut sorted = v.clone();
-            sorted.sort_unstable();
-            assert_eq!(sorted, [0, 1, 2, 3], "{v:?}");
-            seen.insert(v);
-            std::thread::sleep(Duration::from_micros(50));
-        }
-        // 24 orders exist; a shuffle that always gives a few (or only rotations) is broken.
-        assert!(seen.len() >= 12, "{} orders: {seen:?}", seen.len());
-    }
-}
+mod tests;

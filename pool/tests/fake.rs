@@ -1399,3 +1399,56 @@ async fn a_healed_blackhole_is_noticed_by_the_probe_not_after_the_backoff() {
     }
     assert_invariants(&pool);
 }
+
+/// A proxy whose servers are all gone (HAProxy while Patroni promotes a standby): the pool's
+/// sessions were cut, and new connections are accepted and reset before any server speaks.
+/// The proxy's port answers the TCP probe throughout, so the probe has no news to give;
+/// attempts go one at a time, a quarter of the probe interval apart, and the server behind
+/// the proxy is noticed within that pace plus one attempt, not half a probe interval later.
+#[tokio::test(start_paused = true)]
+async fn a_proxy_with_no_server_behind_it_is_retried_at_a_quarter_of_the_probe_interval() {
+    let (pool, db) = pool_with(config().jitter_seed(Some(5))).await;
+    db.refuse();
+    db.kill_all();
+    let probe = Duration::from_millis(100); // the default outage_probe_interval
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let pool = pool.clone();
+        workers.push(tokio::spawn(async move {
+            let end = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < end {
+                let _ = pool.acquire().await;
+                sleep(Duration::from_millis(2)).await;
+            }
+        }));
+    }
+    sleep(Duration::from_millis(100)).await;
+    let before = db.connect_attempts();
+    sleep(Duration::from_secs(1)).await;
+    let attempts = db.connect_attempts() - before;
+    let paced = (Duration::from_secs(1).as_millis() / (probe / 4).as_millis()) as u64;
+    assert!(
+        attempts >= paced * 3 / 4 && attempts <= paced + 2,
+        "{attempts} attempts in 1 s, {paced} expected: one at a time, {:?} apart",
+        probe / 4
+    );
+    assert_ne!(
+        pool.health().database.status,
+        DatabaseStatus::Connected,
+        "still an outage"
+    );
+    db.heal();
+    let healed = Instant::now();
+    while pool.statistics().total_connections == 0 {
+        assert!(healed.elapsed() < Duration::from_secs(5), "never recovered");
+        sleep(Duration::from_millis(1)).await;
+    }
+    assert!(
+        healed.elapsed() <= probe / 4 + Duration::from_millis(5),
+        "noticed {:?} after the heal",
+        healed.elapsed()
+    );
+    for w in workers {
+        w.await.unwrap();
+    }
+}

@@ -26,13 +26,16 @@
 //!
 //! The backoff must not delay recovery: the maintenance task probes reachability with a cheap
 //! TCP connect every `outage_probe_interval`, and the moment the server is reachable again the
-//! next attempt becomes due immediately. An attempt that never reached PostgreSQL (refused,
-//! timed out, or reset or closed before the server said anything, as a proxy or load balancer
-//! does while the server behind it is down) counts as unreachable too, so behind a proxy, whose port
-//! always answers the probe, attempts are paced by the probe interval, one at a time. They
-//! cost the server nothing. Attempts that reach PostgreSQL and fail (authentication, too many
-//! clients) keep backing off; a server still starting up (57P03) is retried at the probe's
-//! pace, since it will accept logins within moments.
+//! next attempt becomes due immediately. An attempt refused at TCP connect counts as
+//! unreachable too. One accepted and then closed before PostgreSQL said anything while the pool
+//! has no open session (a proxy or load balancer with no server behind it: HAProxy while
+//! Patroni elects a leader) is paced at a quarter of the probe interval, one at a time, as one
+//! that found only standbys is: the proxy's port always answers the probe, so the probe has no
+//! news to give, every request fails until a connect succeeds, and such attempts cost the
+//! server nothing. With open sessions still serving, it is paced as a refusal. Attempts that
+//! reach PostgreSQL and fail (authentication, too many clients) keep backing off; a server
+//! still starting up (57P03) is retried at the probe's pace, since it will accept logins within
+//! moments.
 //!
 //! Decisions are made under one mutex, taken by connection attempts and probes only. What
 //! health reports is published after each change into atomics (and the last error into a
@@ -317,13 +320,21 @@ impl OutageState {
         self.failed(Some(ticket), now, error, unreachable, false, false)
     }
 
-    /// An attempt reached servers that answered, none of them in the role asked for
-    /// (`target_session_attrs`): a failover is under way, and a standby is about to be
-    /// promoted. The next attempt is due after `pace` (a quarter of the outage probe
-    /// interval), not after the backoff or the probe's next success, so the promotion is
-    /// noticed within `pace` plus one attempt. Attempts stay one at a time, so they cost the
-    /// standbys at most one login each per `pace`.
-    pub fn on_misfit(
+    /// An attempt that cost the database nothing and says the answer is close, so that the
+    /// next one is due after `pace` (a quarter of the outage probe interval), not after the
+    /// backoff or the probe's next success. Two kinds:
+    /// - it reached servers that answered, none of them in the role asked for
+    ///   (`target_session_attrs`): a failover is under way, and a standby is about to be
+    ///   promoted;
+    /// - something accepted the connection and closed it before PostgreSQL said anything, and
+    ///   the pool has no open session left: a proxy or load balancer with no server to pass
+    ///   it to (HAProxy between Patroni's leaders). Its port answers the TCP probe whatever
+    ///   the servers behind it do, so the probe's news would only pace attempts at half the
+    ///   probe interval.
+    ///
+    /// Either way the next server is noticed within `pace` plus one attempt. Attempts stay
+    /// one at a time, so they cost at most one login (or one accepted socket) per `pace`.
+    pub fn on_paced(
         &self,
         ticket: Ticket,
         now: Instant,

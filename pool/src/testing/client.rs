@@ -223,15 +223,19 @@ impl Connector for FakeConnector {
             () = cut => Err(()),
         };
         if passed.is_err() {
-            // As the kernel says it: refused when nothing listens (down), reset when a
-            // listener turns the connection away (refuse).
-            let kind = if self.db.lock().reachable {
-                std::io::ErrorKind::ConnectionReset
+            // As the pool's socket code says it: refused when nothing listens (down); closed
+            // when a listener accepts the connection and resets it before the server says
+            // anything (refuse: a proxy with no server behind it).
+            let (failure, kind) = if self.db.lock().reachable {
+                (ConnectFailure::Closed, std::io::ErrorKind::ConnectionReset)
             } else {
-                std::io::ErrorKind::ConnectionRefused
+                (
+                    ConnectFailure::Refused,
+                    std::io::ErrorKind::ConnectionRefused,
+                )
             };
             return Err(ConnectError {
-                kind: ConnectFailure::Refused,
+                kind: failure,
                 source: Some(Box::new(std::io::Error::from(kind))),
             });
         }

@@ -289,7 +289,9 @@ impl FakeDb {
         self.set_reachable(false);
         self.kill_all();
     }
-    /// Connects are refused; live connections keep working.
+    /// Connects are accepted and reset before the server says anything (as a proxy or load
+    /// balancer with no server behind it does: `ConnectFailure::Closed`); live connections
+    /// keep working.
     ///
     /// # Examples
     /// ```
