@@ -28,6 +28,7 @@
 //! need root, `ip`, `nft`, `patroni` and `etcd`; where one is missing they are unavailable,
 //! with the reason.
 
+mod bare;
 mod fault;
 mod watch;
 
@@ -300,6 +301,21 @@ async fn measure(
         .inject(cluster, Some(leader.clone()))
         .await
         .map_err(|e| format!("{}: {e}", fault.label()))?;
+    // The baseline: a client with no pool, from the first sign of another leader on.
+    let bare = fault.moves_the_leader().then(|| {
+        let (watch, writable, route) = (Arc::clone(&watch), Arc::clone(&writable), Arc::clone(&route));
+        let old = leader.clone();
+        let seen = move || {
+            let other = |n: &str| n != old;
+            watch
+                .events()
+                .iter()
+                .any(|(t, n, s)| *t > fault_start && other(n) && s.as_ref().is_some_and(|s| s.is_primary()))
+                || writable.seen_after(fault_start, |(n, w)| *w && other(n))
+                || route.seen_after(fault_start, |up| up.iter().any(|n| other(n)))
+        };
+        tokio::spawn(bare::first_write(url.clone(), seen, Arc::clone(&stopped), origin))
+    });
     // The heal: the promotion Patroni reports, or the end of the fault window.
     let (heal, new_leader) = if fault.moves_the_leader() {
         progress.phase(name, kind.name(), "waiting for Patroni to promote another node");
@@ -327,6 +343,10 @@ async fn measure(
     tokio::time::sleep(timing.after.max(Duration::from_secs(3))).await;
     let writes = writers.stop().await;
     stopped.store(true, Relaxed);
+    let bare = match bare {
+        Some(task) => task.await.ok().flatten(),
+        None => None,
+    };
     progress.phase(name, kind.name(), "shutdown");
     subject.shutdown().await;
     drop(subject);
@@ -429,6 +449,7 @@ async fn measure(
                 (None, None) => None,
             },
         ),
+        bare.map(|b| (b, bare::WHAT)),
         final_leader.is_some(),
     );
     report.metrics.insert("terms".into(), terms.len() as f64);

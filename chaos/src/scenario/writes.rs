@@ -256,6 +256,7 @@ pub(crate) fn judge_history(
     terms: &[Term],
     found: &Found,
     window: (f64, f64, Option<(f64, Reference)>),
+    bare: Option<(f64, &str)>,
     read: bool,
 ) {
     let (fault_start, heal, reference) = window;
@@ -306,7 +307,12 @@ pub(crate) fn judge_history(
             m.insert("first_write_after_promotion_ms".into(), after_promotion);
             m.insert("recovery_ms".into(), after_promotion);
         }
-        report.criteria.push(timed(
+        // The same figure for a client with no pool, in the same window (see `ha::bare`).
+        let baseline = bare.map(|(b, what)| ((b - from).max(0.0), what));
+        if let Some((b, _)) = baseline {
+            m.insert("bare_first_write_after_promotion_ms".into(), b);
+        }
+        let criterion = timed(
             "first_write_after_promotion",
             match reference.map(|(_, r)| r) {
                 Some(Reference::Route) => {
@@ -315,7 +321,9 @@ pub(crate) fn judge_history(
                 Some(Reference::Server) => {
                     "time from the new leader taking writes (once Patroni reported it) to the first acknowledged write"
                 }
-                None => "time from Patroni reporting the new leader to the first acknowledged write",
+                None => {
+                    "time from Patroni reporting the new leader to the first acknowledged write"
+                }
             },
             if first.is_finite() {
                 format!("{after_promotion:.0} ms")
@@ -325,7 +333,11 @@ pub(crate) fn judge_history(
             &format!("<= {FIRST_WRITE_BOUND_MS:.0} ms"),
             first.is_finite().then_some(after_promotion),
             FIRST_WRITE_BOUND_MS,
-        ));
+        );
+        report.criteria.push(match baseline {
+            Some((b, what)) => criterion.with_baseline(what, b),
+            None => criterion,
+        });
     } else {
         let first = first_after(heal);
         if first.is_finite() {

@@ -52,6 +52,12 @@ impl<T> Changes<T> {
             .push((ms, answer));
     }
 
+    /// Whether an answer recorded after `at` satisfies `pred`.
+    pub(crate) fn seen_after(&self, at: f64, pred: impl Fn(&T) -> bool) -> bool {
+        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        events.iter().any(|(t, a)| *t > at && pred(a))
+    }
+
     /// When `holds` held from `at` on, among the answers `of` selects: at `at` if the last
     /// one before it holds, else at the first one after it that does.
     fn holding_from(
