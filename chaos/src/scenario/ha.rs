@@ -21,7 +21,8 @@
 //! acknowledged by a server after another became primary (split brain); no write reported
 //! failed that is present; with `synchronous_mode`, no acknowledged write lost. The pool's
 //! own time is the first acknowledged write after Patroni reports the new leader: within
-//! 100 ms.
+//! 100 ms, or within the time a client with no pool took in the same window (`ha/bare.rs`):
+//! more is a FAIL, a miss within that is `unknown`.
 //!
 //! These take a minute each (the cluster's bootstrap, and the lease a killed or isolated
 //! leader holds), so the default suite leaves them out: name them with `--scenario`. They
