@@ -28,7 +28,7 @@ use crate::conn::{Conn, PoolConn};
 use crate::connector::Connector;
 use crate::error::{ConnectFailure, PoolError, TimeoutPhase};
 use crate::on_drop::{OnDrop, on_drop};
-use crate::outage::{Refusal, Ticket, Transition};
+use crate::outage::{Paced, Refusal, Ticket, Transition};
 use crate::shared::Shared;
 use crate::slots::{End, Permit, SlotToken};
 use crate::stats::CloseReason;
@@ -376,7 +376,13 @@ impl<C: Connector> Shared<C> {
             // a proxy with no server behind it yet: the next answer is close, and asking
             // costs the database nothing.
             let pace = self.config.outage_probe_interval / 4;
-            self.outage.on_paced(ticket, now, message.clone(), pace)
+            let why = if nothing_serves {
+                Paced::NoServer
+            } else {
+                Paced::Misfit
+            };
+            self.outage
+                .on_paced(ticket, now, message.clone(), pace, why)
         } else {
             self.outage
                 .on_failure(ticket, now, message.clone(), unreachable)

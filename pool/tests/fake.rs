@@ -1415,11 +1415,17 @@ async fn a_proxy_with_no_server_behind_it_is_retried_at_a_quarter_of_the_probe_i
     for _ in 0..4 {
         let pool = pool.clone();
         workers.push(tokio::spawn(async move {
+            // The longest a failed acquire took.
+            let mut slowest_failure = Duration::ZERO;
             let end = Instant::now() + Duration::from_secs(2);
             while Instant::now() < end {
-                let _ = pool.acquire().await;
+                let asked = Instant::now();
+                if pool.acquire().await.is_err() {
+                    slowest_failure = slowest_failure.max(asked.elapsed());
+                }
                 sleep(Duration::from_millis(2)).await;
             }
+            slowest_failure
         }));
     }
     sleep(Duration::from_millis(100)).await;
@@ -1448,7 +1454,13 @@ async fn a_proxy_with_no_server_behind_it_is_retried_at_a_quarter_of_the_probe_i
         "noticed {:?} after the heal",
         healed.elapsed()
     );
+    // The next attempt will most likely be closed as the last one was: acquires fail fast
+    // instead of waiting for it.
     for w in workers {
-        w.await.unwrap();
+        let slowest = w.await.unwrap();
+        assert!(
+            slowest < Duration::from_millis(1),
+            "a failed acquire took {slowest:?}: it waited for an attempt due later"
+        );
     }
 }

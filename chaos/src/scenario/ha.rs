@@ -298,11 +298,8 @@ async fn measure(
     tokio::time::sleep(timing.before.max(Duration::from_secs(2))).await;
     progress.phase(name, kind.name(), &format!("fault: {}", fault.label()));
     let fault_start = ms(Instant::now());
-    fault
-        .inject(cluster, Some(leader.clone()))
-        .await
-        .map_err(|e| format!("{}: {e}", fault.label()))?;
-    // The baseline: a client with no pool, from the first sign of another leader on.
+    // The baseline: a client with no pool, from the first sign of another leader on. Started
+    // before the fault: a switchover's request returns only once the new leader is up.
     let bare = fault.moves_the_leader().then(|| {
         let (watch, writable, route) = (Arc::clone(&watch), Arc::clone(&writable), Arc::clone(&route));
         let old = leader.clone();
@@ -317,6 +314,10 @@ async fn measure(
         };
         tokio::spawn(bare::first_write(url.clone(), seen, Arc::clone(&stopped), origin))
     });
+    fault
+        .inject(cluster, Some(leader.clone()))
+        .await
+        .map_err(|e| format!("{}: {e}", fault.label()))?;
     // The heal: the promotion Patroni reports, or the end of the fault window.
     let (heal, new_leader) = if fault.moves_the_leader() {
         progress.phase(name, kind.name(), "waiting for Patroni to promote another node");

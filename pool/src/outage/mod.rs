@@ -59,6 +59,17 @@ pub(crate) enum Admission {
     Trial,
 }
 
+/// Why an attempt is followed by another after a short pace (see [`OutageState::on_paced`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Paced {
+    /// Servers answered, none in the role asked for: a promotion is close, and acquires
+    /// wait for the next attempt.
+    Misfit,
+    /// A proxy accepted and closed the connection, with no server behind it: acquires fail
+    /// fast meanwhile.
+    NoServer,
+}
+
 /// An admitted attempt, registered as in flight until it is given back with `on_success`,
 /// `on_failure` or `release`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +107,9 @@ pub(super) struct State {
     /// The probe saw the server come back: one fresh attempt is due, whatever is in flight
     /// (those lost their packets, and wait for a retransmission up to connect_timeout).
     probe_returned: bool,
+    /// The last attempt was accepted and closed by a proxy with no server behind it: the
+    /// next one is paced, but no acquire waits for it (it will most likely be closed too).
+    no_server: bool,
     /// When the probe whose result was last recorded started (probes overlap).
     last_probe_start: Option<Instant>,
     /// Hedges admitted since the outage began: each waits twice as long as the one before.
@@ -171,6 +185,7 @@ impl OutageState {
                 attempts: Vec::new(),
                 next_ticket: 0,
                 probe_returned: false,
+                no_server: false,
                 last_probe_start: None,
                 last_probe_trial: None,
                 hedges: 0,
@@ -239,8 +254,11 @@ impl OutageState {
             sessions_answer: s.sessions_answer,
             attempts_in_flight: Self::fresh(&s).len(),
             // Worth waiting for only while the server's port answers: out of reach, the
-            // next attempt waits for the probe, and acquires fail fast meanwhile.
-            due: self.due_locked(&s).filter(|_| s.reachable),
+            // next attempt waits for the probe, and acquires fail fast meanwhile. Behind a
+            // proxy with no server, the port answers and the next attempt is most likely
+            // closed as the last one was: acquires fail fast too, and the attempts go on at
+            // their pace (the maintenance task and the acquires that arrive start them).
+            due: self.due_locked(&s).filter(|_| s.reachable && !s.no_server),
         })
     }
 
@@ -283,6 +301,7 @@ impl OutageState {
         s.success_seq = s.next_ticket;
         s.consecutive_failures = 0;
         s.reachable = true;
+        s.no_server = false;
         s.ever_connected = true;
         s.sessions_answer = false;
         s.probe_returned = false;
@@ -340,12 +359,14 @@ impl OutageState {
         now: Instant,
         error: String,
         pace: Duration,
+        kind: Paced,
     ) -> Transition {
         let transition = self.failed(Some(ticket), now, error, false, false, false);
         let mut s = self.lock();
         if s.outage_since.is_some() && s.success_seq <= ticket.id {
             s.reachable = true;
             s.next_attempt = now + pace;
+            s.no_server = kind == Paced::NoServer;
         }
         transition
     }
@@ -381,6 +402,7 @@ impl OutageState {
                 return Transition::None;
             }
         }
+        s.no_server = false;
         if unreachable {
             s.reachable = false;
         }

@@ -40,17 +40,22 @@ pub(crate) async fn first_write(
     while !stopped.load(Relaxed) && !new_leader_seen() {
         tokio::time::sleep(PACE).await;
     }
+    let at = |t: Instant| t.saturating_duration_since(origin).as_secs_f64() * 1000.0;
+    tracing::debug!(at_ms = at(Instant::now()), "bare client: a new leader is in sight; writing");
     let mut attempts = tokio::task::JoinSet::new();
     let mut next = tokio::time::interval(PACE);
     while !stopped.load(Relaxed) {
         tokio::select! {
             _ = next.tick(), if attempts.len() < IN_FLIGHT => {
                 let url = url.clone();
-                attempts.spawn(async move { write_once(&url).await });
+                attempts.spawn(async move { (Instant::now(), write_once(&url).await) });
             }
             Some(done) = attempts.join_next() => {
-                if matches!(done, Ok(true)) {
-                    return Some(Instant::now().saturating_duration_since(origin).as_secs_f64() * 1000.0);
+                let Ok((began, result)) = done else { continue };
+                let now = Instant::now();
+                tracing::debug!(began_ms = at(began), took = ?now - began, ?result, "bare client: attempt ended");
+                if result.is_ok() {
+                    return Some(at(now));
                 }
             }
         }
@@ -59,18 +64,19 @@ pub(crate) async fn first_write(
 }
 
 /// One new connection and one write on it; the connection is closed however it ends.
-async fn write_once(url: &str) -> bool {
-    let Ok(Ok((client, driver))) =
-        tokio::time::timeout(STEP, tokio_postgres::connect(url, tokio_postgres::NoTls)).await
-    else {
-        return false;
-    };
+async fn write_once(url: &str) -> Result<(), String> {
+    let (client, driver) =
+        tokio::time::timeout(STEP, tokio_postgres::connect(url, tokio_postgres::NoTls))
+            .await
+            .map_err(|_| "connect: timed out".to_string())?
+            .map_err(|e| format!("connect: {e}"))?;
     let driver = tokio::spawn(driver);
-    let wrote = matches!(
-        tokio::time::timeout(STEP, client.simple_query("SELECT txid_current()")).await,
-        Ok(Ok(_))
-    );
+    let wrote = tokio::time::timeout(STEP, client.simple_query("SELECT txid_current()")).await;
     drop(client);
     driver.abort();
-    wrote
+    match wrote {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("write: {e}")),
+        Err(_) => Err("write: timed out".into()),
+    }
 }
