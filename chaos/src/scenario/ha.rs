@@ -302,13 +302,14 @@ async fn measure(
     // before the fault: a switchover's request returns only once the new leader is up.
     let bare = fault.moves_the_leader().then(|| {
         let (watch, writable, route) = (Arc::clone(&watch), Arc::clone(&writable), Arc::clone(&route));
-        let old = leader.clone();
+        let (old, addrs) = (leader.clone(), addrs.clone());
+        // Patroni's report by the same rule as the heal below (a term of another node), the
+        // new leader out of recovery, or HAProxy routing to it, whichever comes first.
         let seen = move || {
             let other = |n: &str| n != old;
-            watch
-                .events()
+            terms(&watch.events(), &addrs)
                 .iter()
-                .any(|(t, n, s)| *t > fault_start && other(n) && s.as_ref().is_some_and(|s| s.is_primary()))
+                .any(|t| t.from_ms > fault_start && other(&t.leader))
                 || writable.seen_after(fault_start, |(n, w)| *w && other(n))
                 || route.seen_after(fault_start, |up| up.iter().any(|n| other(n)))
         };
