@@ -21,6 +21,26 @@ use crate::rng::Rng;
 struct ConnEntry {
     stop: watch::Sender<bool>,
     stranded: Arc<AtomicBool>,
+    /// The connection's own byte counts: written by its task alone, so two connections on
+    /// two cores never share the cache line they count in (summed by `stats`).
+    bytes: Arc<Bytes>,
+}
+
+/// Bytes forwarded, by direction, and of those, the bytes spliced.
+#[derive(Debug, Default)]
+pub(super) struct Bytes {
+    up: AtomicU64,
+    down: AtomicU64,
+    zero_copy: AtomicU64,
+}
+
+impl Bytes {
+    fn add(&self, other: &Bytes) {
+        self.up.fetch_add(other.up.load(Relaxed), Relaxed);
+        self.down.fetch_add(other.down.load(Relaxed), Relaxed);
+        self.zero_copy
+            .fetch_add(other.zero_copy.load(Relaxed), Relaxed);
+    }
 }
 
 struct State {
@@ -41,10 +61,9 @@ pub(super) struct Inner {
     accepted: AtomicU64,
     live: AtomicU64,
     refused: AtomicU64,
-    bytes_up: AtomicU64,
-    bytes_down: AtomicU64,
-    /// Of `bytes_up` and `bytes_down`, those spliced (see [`ProxyStats::bytes_zero_copy`]).
-    bytes_zero_copy: AtomicU64,
+    /// The bytes of closed connections (live ones count in their [`ConnEntry`]); both are
+    /// read under the `conns` lock, where a closing connection moves its counts here.
+    closed_bytes: Bytes,
     first: link::FirstBytes,
 }
 
@@ -104,10 +123,8 @@ impl Proxy {
                 accepted: AtomicU64::new(0),
                 live: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
-                bytes_up: AtomicU64::new(0),
+                closed_bytes: Bytes::default(),
                 first: link::FirstBytes::default(),
-                bytes_down: AtomicU64::new(0),
-                bytes_zero_copy: AtomicU64::new(0),
             }),
         };
         if enabled {
@@ -349,15 +366,23 @@ impl Proxy {
     /// The counters.
     pub fn stats(&self) -> ProxyStats {
         let i = &self.inner;
+        let bytes = Bytes::default();
+        {
+            let conns = lock(&i.conns);
+            bytes.add(&i.closed_bytes);
+            for conn in conns.values() {
+                bytes.add(&conn.bytes);
+            }
+        }
         ProxyStats {
             accepted: i.accepted.load(Relaxed),
             live: i.live.load(Relaxed),
             refused: i.refused.load(Relaxed),
-            bytes_upstream: i.bytes_up.load(Relaxed),
+            bytes_upstream: bytes.up.into_inner(),
             sessions: i.first.sessions.load(Relaxed),
             cancels: i.first.cancels.load(Relaxed),
-            bytes_downstream: i.bytes_down.load(Relaxed),
-            bytes_zero_copy: i.bytes_zero_copy.load(Relaxed),
+            bytes_downstream: bytes.down.into_inner(),
+            bytes_zero_copy: bytes.zero_copy.into_inner(),
         }
     }
 
@@ -435,16 +460,18 @@ fn reset(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
-async fn connection(proxy: Proxy, client: TcpStream, peer: SocketAddr, hang: bool) {
+async fn connection(proxy: Proxy, mut client: TcpStream, peer: SocketAddr, hang: bool) {
     let inner = &proxy.inner;
     let id = inner.next_id.fetch_add(1, Relaxed);
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let stranded = Arc::new(AtomicBool::new(false));
+    let bytes = Arc::new(Bytes::default());
     lock(&inner.conns).insert(
         id,
         ConnEntry {
             stop: stop_tx,
             stranded: Arc::clone(&stranded),
+            bytes: Arc::clone(&bytes),
         },
     );
     inner.live.fetch_add(1, Relaxed);
@@ -457,7 +484,7 @@ async fn connection(proxy: Proxy, client: TcpStream, peer: SocketAddr, hang: boo
         return toxics::verdict::hang(&client, &mut stop_rx).await;
     }
     let upstream = proxy.upstream();
-    let server = tokio::select! {
+    let mut server = tokio::select! {
         r = TcpStream::connect(&upstream) => match r {
             Ok(s) => s,
             Err(e) => {
@@ -481,14 +508,16 @@ async fn connection(proxy: Proxy, client: TcpStream, peer: SocketAddr, hang: boo
             conn.stop.send_replace(true);
         }
     };
+    let (mut client_r, mut client_w) = client.split();
+    let (mut server_r, mut server_w) = server.split();
     let up = async {
         let r = link::run(
-            &client,
-            &server,
+            &mut client_r,
+            &mut server_w,
             link::LinkCtx {
                 stream: Stream::Upstream,
-                bytes: &inner.bytes_up,
-                zero_copied: &inner.bytes_zero_copy,
+                bytes: &bytes.up,
+                zero_copied: &bytes.zero_copy,
                 first: Some(&inner.first),
                 stranded: &stranded,
                 rng: seed_up,
@@ -502,12 +531,12 @@ async fn connection(proxy: Proxy, client: TcpStream, peer: SocketAddr, hang: boo
     };
     let down = async {
         let r = link::run(
-            &server,
-            &client,
+            &mut server_r,
+            &mut client_w,
             link::LinkCtx {
                 stream: Stream::Downstream,
-                bytes: &inner.bytes_down,
-                zero_copied: &inner.bytes_zero_copy,
+                bytes: &bytes.down,
+                zero_copied: &bytes.zero_copy,
                 first: None,
                 stranded: &stranded,
                 rng: seed_down,
@@ -535,7 +564,11 @@ struct Registered<'a> {
 
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
-        lock(&self.proxy.inner.conns).remove(&self.id);
+        let inner = &self.proxy.inner;
+        let mut conns = lock(&inner.conns);
+        if let Some(conn) = conns.remove(&self.id) {
+            inner.closed_bytes.add(&conn.bytes);
+        }
         self.proxy.inner.live.fetch_sub(1, Relaxed);
     }
 }

@@ -29,7 +29,9 @@
 //! - this file: the layout and what the crate uses, nothing else.
 
 mod config;
+mod direction;
 mod error;
+mod forward;
 mod instance;
 pub mod link;
 mod populate;

@@ -2,10 +2,10 @@
 //! a pipe and from the pipe into the destination socket, so the bytes never enter user space.
 //!
 //! # Implementation details
-//! A [`Pipe`] belongs to one direction of one connection and is made when its first bytes
-//! arrive (an idle connection holds none). It starts at the kernel's default size (64 KiB, 16
-//! pages) and grows to [`GROWN`] the first time one splice fills it, so a stream of small
-//! messages keeps a small pipe and a bulk transfer moves up to 1 MiB per system call pair.
+//! A [`Pipe`] belongs to one direction of one connection and is made with its first bulk read
+//! (`forward` copies small messages; an idle connection holds no pipe). It starts at the
+//! kernel's default size (64 KiB, 16 pages) and grows to [`GROWN`] the first time one splice
+//! fills it, so a bulk transfer moves up to 1 MiB per system call pair.
 //!
 //! The link drains the pipe completely before it looks at its toxics again: the pipe is empty
 //! whenever the link switches to the toxic path (a toxic was added), so no byte is held in
@@ -18,6 +18,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::task::{Context, Poll, ready};
 
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -72,20 +73,29 @@ impl Pipe {
         Ok(n)
     }
 
-    /// Moves everything the pipe holds to `dst`, waiting for it to take it.
-    pub(crate) async fn drain(&mut self, dst: &TcpStream) -> io::Result<()> {
+    /// The bytes the pipe holds now.
+    pub(crate) fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Moves everything the pipe holds to `dst` (`Pending` until `dst` took it all).
+    pub(crate) fn poll_drain(
+        &mut self,
+        cx: &mut Context<'_>,
+        dst: &TcpStream,
+    ) -> Poll<io::Result<()>> {
         while self.held > 0 {
-            dst.writable().await?;
+            ready!(dst.poll_write_ready(cx))?;
             match dst.try_io(Interest::WRITABLE, || {
                 splice(self.read.as_raw_fd(), dst.as_raw_fd(), self.held)
             }) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Ok(n) => self.held -= n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 
     /// Grows the pipe to [`GROWN`] (best effort: a limit on pipe sizes keeps it as it is).
