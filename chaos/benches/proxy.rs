@@ -8,10 +8,13 @@
 //!   for 1,000 connections, printed as plain figures;
 //! - `pgbench -S` (a real client) at `c` = 1, 8 and 64 on a throwaway PostgreSQL: direct,
 //!   through the proxy with no toxic (zero-copy, and with `splice` turned off), with a 0 ms
-//!   latency toxic on each direction, and through a minimal tokio copy loop (the floor), each
+//!   latency toxic on each direction, through an eBPF sockmap that redirects in the kernel
+//!   (`sockmap`, root only), and through a minimal tokio copy loop (the floor), each
 //!   run `PGBENCH_SECONDS` (default 3) in turn for `PGBENCH_ROUNDS` rounds (default 3), as
 //!   medians of per-round ratios. Skipped, with the reason, without `pgbench` or a server;
-//!   `PGBENCH=off` skips it.
+//!   `PGBENCH=off` skips it. `PGBENCH_CLIENTS=1,8` picks the values of `c`, and
+//!   `PGBENCH_CONTENDERS=proxy,floor` the contenders (each is read against the first and the
+//!   last, as the full list is against direct and the floor).
 
 use chaos::proxy::toxics;
 use std::net::SocketAddr;
@@ -366,6 +369,35 @@ async fn copy_loop(upstream: SocketAddr) -> SocketAddr {
     addr
 }
 
+/// Kernel-side redirection (an eBPF sockmap, root only): a proxy that pairs its two sockets in
+/// a sockhash and copies in user space only what the kernel passes to it (nothing once paired)
+/// and the close. `None`, with the reason, where the program cannot be loaded.
+#[cfg(target_os = "linux")]
+async fn sockmap_loop(upstream: SocketAddr) -> Result<SocketAddr, String> {
+    let map = std::sync::Arc::new(
+        chaos::proxy::sockmap::SockMap::new().map_err(|e| format!("no sockmap: {e}"))?,
+    );
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = l.accept().await {
+            let map = map.clone();
+            tokio::spawn(async move {
+                let Ok(mut server) = TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                if let Err(e) = map.pair(&client, &server) {
+                    eprintln!("sockmap: pair failed, copying: {e}");
+                }
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
 /// The `tps` (without the initial connection time) of one `pgbench -S` run on `port`.
 fn pgbench(port: u16, clients: usize, seconds: u64) -> Result<f64, String> {
     let out = std::process::Command::new("pgbench")
@@ -444,13 +476,17 @@ fn pgbench_figures() {
     let rt = runtime();
     let proxies = Proxies::new(4);
     let server = cluster.addr();
-    let (plain, zero, floor) = rt.block_on(async {
+    let (plain, zero, floor, sockmap) = rt.block_on(async {
         let plain = proxy_to(&proxies, "pgbench", server);
         let zero = proxy_to(&proxies, "pgbench_latency_0ms", server);
         zero.add_toxic(latency(0, Stream::Upstream)).unwrap();
         zero.add_toxic(latency(0, Stream::Downstream)).unwrap();
         let floor = copy_loop(server).await;
-        (plain, zero, floor)
+        #[cfg(target_os = "linux")]
+        let sockmap = sockmap_loop(server).await;
+        #[cfg(not(target_os = "linux"))]
+        let sockmap: Result<SocketAddr, String> = Err("Linux only".into());
+        (plain, zero, floor, sockmap)
     });
     let port = |p: &Proxy| p.listen_addr().unwrap().port();
     // (name, port, zero-copy on for links opened during its runs)
@@ -461,8 +497,35 @@ fn pgbench_figures() {
         ("proxy_latency_0ms", port(&zero), true),
         ("floor", floor.port(), true),
     ];
+    let contenders = match &sockmap {
+        Ok(addr) => {
+            let mut with = contenders;
+            with.insert(with.len() - 1, ("sockmap", addr.port(), true));
+            with
+        }
+        Err(e) => {
+            println!("figure pgbench/sockmap: skipped: {e}");
+            contenders
+        }
+    };
+    let list = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let contenders: Vec<(&str, u16, bool)> = match list("PGBENCH_CONTENDERS") {
+        Some(names) => names
+            .split(',')
+            .filter_map(|n| contenders.iter().find(|c| c.0 == n.trim()).copied())
+            .collect(),
+        None => contenders,
+    };
+    if contenders.len() < 2 {
+        return println!(
+            "figure pgbench: skipped: PGBENCH_CONTENDERS names fewer than two known contenders"
+        );
+    }
+    let clients: Vec<usize> = list("PGBENCH_CLIENTS")
+        .map(|v| v.split(',').filter_map(|c| c.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 8, 64]);
     let _guard = rt.enter();
-    for clients in [1usize, 8, 64] {
+    for clients in clients {
         let mut tps: Vec<Vec<f64>> = vec![Vec::new(); contenders.len()];
         for round in 0..rounds as usize {
             for k in 0..contenders.len() {
@@ -478,9 +541,15 @@ fn pgbench_figures() {
         set_zero_copy(true);
         let ratio =
             |a: usize, b: usize| median(tps[a].iter().zip(&tps[b]).map(|(x, y)| x / y).collect());
+        let (first, last) = (contenders[0].0, contenders[contenders.len() - 1].0);
         for (i, (name, ..)) in contenders.iter().enumerate() {
+            let wins = tps[i]
+                .iter()
+                .zip(&tps[contenders.len() - 1])
+                .filter(|(x, y)| x > y)
+                .count();
             println!(
-                "figure pgbench/c{clients}/{name}: {:.0} tps (median of {rounds}); {:.3}x of direct, {:.3}x of the floor",
+                "figure pgbench/c{clients}/{name}: {:.0} tps (median of {rounds}); {:.3}x of {first}, {:.3}x of {last} (faster in {wins} of {rounds} rounds)",
                 median(tps[i].clone()),
                 ratio(i, 0),
                 ratio(i, contenders.len() - 1)

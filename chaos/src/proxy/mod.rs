@@ -37,6 +37,8 @@ pub mod link;
 mod populate;
 mod proxies;
 #[cfg(target_os = "linux")]
+pub mod sockmap;
+#[cfg(target_os = "linux")]
 mod splice;
 pub mod stage;
 mod timed;
