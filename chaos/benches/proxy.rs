@@ -16,6 +16,7 @@
 //!   `PGBENCH_CONTENDERS=proxy,floor` the contenders (each is read against the first and the
 //!   last, as the full list is against direct and the floor).
 
+use chaos::proxy::link::set_zero_copy;
 use chaos::proxy::toxics;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -25,15 +26,6 @@ use criterion::{Criterion, Throughput, criterion_group};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
-
-/// Zero-copy forwarding on or off for the proxy's links opened from now on (Linux; a no-op
-/// elsewhere, where every link copies).
-fn set_zero_copy(on: bool) {
-    #[cfg(target_os = "linux")]
-    chaos::proxy::link::set_zero_copy(on);
-    #[cfg(not(target_os = "linux"))]
-    let _ = on;
-}
 
 /// A connection to `addr` whose proxied link (if any) forwards with zero-copy `on` or not:
 /// the link reads the setting when it starts, so one exchange (`to_sink`: a 1-byte transfer
@@ -371,7 +363,7 @@ async fn copy_loop(upstream: SocketAddr) -> SocketAddr {
 
 /// Kernel-side redirection (an eBPF sockmap, root only): a proxy that pairs its two sockets in
 /// a sockhash and copies in user space only what the kernel passes to it (nothing once paired)
-/// and the close. `None`, with the reason, where the program cannot be loaded.
+/// and the close. An error, with the reason, where the program cannot be loaded.
 #[cfg(target_os = "linux")]
 async fn sockmap_loop(upstream: SocketAddr) -> Result<SocketAddr, String> {
     let map = std::sync::Arc::new(

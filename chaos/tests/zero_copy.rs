@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use chaos::proxy::link::set_zero_copy;
 use chaos::proxy::{Proxies, Proxy, ProxyConfig, Stream, Toxic, ToxicKind, toxics};
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,14 +16,6 @@ use tokio::net::{TcpListener, TcpStream};
 /// Zero-copy forwarding is a process-wide setting read when a link starts: the tests that set
 /// it or depend on it take turns.
 static SETTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Zero-copy on or off for links opened from now on (Linux; elsewhere every link copies).
-fn set_zero_copy(on: bool) {
-    #[cfg(target_os = "linux")]
-    chaos::proxy::link::set_zero_copy(on);
-    #[cfg(not(target_os = "linux"))]
-    let _ = on;
-}
 
 async fn echo_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -2,7 +2,7 @@
 //! toxics): what a link needs besides its sockets, how it ends, what the client's first bytes
 //! said, and whether directions without toxics may splice.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 
 use super::stage::CloseKind;
 use super::toxic::Stream;
@@ -56,10 +56,13 @@ pub(crate) enum Ended {
     Stopped,
 }
 
-/// Whether links opened from now on forward with `splice(2)` when they have no toxic: on,
-/// unless `CHAOS_ZERO_COPY=off` (read at the first use) or [`set_zero_copy`] says otherwise.
-#[cfg(target_os = "linux")]
+/// Whether links opened from now on forward bulk transfers with `splice(2)` when they have
+/// no toxic: on Linux, unless `CHAOS_ZERO_COPY=off` (read at the first use) or
+/// [`set_zero_copy`] says otherwise; never on other systems, which have no splice.
 pub fn zero_copy_enabled() -> bool {
+    if !cfg!(target_os = "linux") {
+        return false;
+    }
     match ZERO_COPY.load(Relaxed) {
         ON => true,
         OFF => false,
@@ -74,17 +77,12 @@ pub fn zero_copy_enabled() -> bool {
 }
 
 /// Turns zero-copy forwarding on or off for links opened from now on (for comparing the two
-/// paths in one run; the links open now keep theirs).
-#[cfg(target_os = "linux")]
+/// paths in one run; the links open now keep theirs). Elsewhere than on Linux it stays off.
 pub fn set_zero_copy(on: bool) {
     ZERO_COPY.store(if on { ON } else { OFF }, Relaxed);
 }
 
-#[cfg(target_os = "linux")]
-static ZERO_COPY: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(UNREAD);
-#[cfg(target_os = "linux")]
+static ZERO_COPY: AtomicU8 = AtomicU8::new(UNREAD);
 const UNREAD: u8 = 0;
-#[cfg(target_os = "linux")]
 const ON: u8 = 1;
-#[cfg(target_os = "linux")]
 const OFF: u8 = 2;

@@ -72,11 +72,11 @@ pub(crate) enum ZeroCopy {
 
 impl Default for ZeroCopy {
     fn default() -> Self {
-        #[cfg(target_os = "linux")]
         if zero_copy_enabled() {
-            return ZeroCopy::Unused;
+            ZeroCopy::Unused
+        } else {
+            ZeroCopy::Off
         }
-        ZeroCopy::Off
     }
 }
 
@@ -111,7 +111,7 @@ impl ZeroCopy {
 /// How one direction moves bytes now, and what it holds.
 #[derive(Debug, Default)]
 pub(crate) struct Mover {
-    pub(crate) zero_copy: ZeroCopy,
+    zero_copy: ZeroCopy,
     /// Copied bytes the destination has not taken yet.
     rest: Vec<u8>,
     /// Splicing (the last reads were bulk) rather than copying.
@@ -127,7 +127,7 @@ enum Failed {
 }
 
 impl Mover {
-    pub(crate) fn held(&self) -> usize {
+    fn held(&self) -> usize {
         self.rest.len() + self.zero_copy.held()
     }
 

@@ -569,6 +569,6 @@ impl Drop for Registered<'_> {
         if let Some(conn) = conns.remove(&self.id) {
             inner.closed_bytes.add(&conn.bytes);
         }
-        self.proxy.inner.live.fetch_sub(1, Relaxed);
+        inner.live.fetch_sub(1, Relaxed);
     }
 }

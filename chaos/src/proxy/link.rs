@@ -122,23 +122,21 @@ pub(crate) async fn run(
                 if ready.is_err() {
                     return Ended::Close(CloseKind::Reset);
                 }
-                {
-                    chunk.reserve(BUF);
-                    match src.as_ref().try_read_buf(&mut chunk) {
-                        Ok(0) => {
-                            eof = true;
-                            chain.push(Item::Close(CloseKind::Fin), Instant::now(), &mut ctx.rng);
-                        }
-                        Ok(_) => {
-                            if let Some(first) = ctx.first.take() {
-                                first.count(&chunk);
-                            }
-                            let now = Instant::now();
-                            chain.push(Item::Data(chunk.split().freeze(), now), now, &mut ctx.rng);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(_) => return Ended::Close(CloseKind::Reset),
+                chunk.reserve(BUF);
+                match src.as_ref().try_read_buf(&mut chunk) {
+                    Ok(0) => {
+                        eof = true;
+                        chain.push(Item::Close(CloseKind::Fin), Instant::now(), &mut ctx.rng);
                     }
+                    Ok(_) => {
+                        if let Some(first) = ctx.first.take() {
+                            first.count(&chunk);
+                        }
+                        let now = Instant::now();
+                        chain.push(Item::Data(chunk.split().freeze(), now), now, &mut ctx.rng);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Ended::Close(CloseKind::Reset),
                 }
             }
         }

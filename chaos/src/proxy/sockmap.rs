@@ -8,7 +8,7 @@
 //! egress of its peer: the bytes never wake user space. A packet whose socket has no peer in
 //! the map (a pair half made) passes to its own socket as usual.
 //!
-//! The program is ten instructions, written here as bytecode (no compiler or BPF toolchain
+//! The program is twelve instructions, written here as bytecode (no compiler or BPF toolchain
 //! needed):
 //!
 //! ```text
