@@ -68,6 +68,44 @@ async fn connect(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// Waits until every node other than `leader` has replayed the leader's WAL up to where it is
+/// now. The cluster replicates asynchronously: a commit is acknowledged before any replica has
+/// it, and Patroni may promote a replica that lacks the last one (within
+/// `maximum_lag_on_failover`). A test that kills the leader and then reads its writes on the
+/// new one must first see them replicated, or it judges the replication mode, not the failover.
+async fn wait_replicated(cluster: &HaCluster, leader: &str, within: Duration) {
+    let c = connect(&cluster.node_url(leader).expect("the leader's URL")).await;
+    let lsn: String = c
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    drop(c);
+    let deadline = Instant::now() + within;
+    for node in cluster.node_names().iter().filter(|n| *n != leader) {
+        let replica = connect(&cluster.node_url(node).expect("a replica's URL")).await;
+        loop {
+            let behind: bool = replica
+                .query_one(
+                    "SELECT coalesce(pg_last_wal_replay_lsn() < $1::text::pg_lsn, true)",
+                    &[&lsn],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if !behind {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{node} did not replay the leader's WAL to {lsn} within {within:?}\n{}",
+                cluster.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 fn leftovers(bridge_prefix: &str) -> String {
     let run = |args: &[&str]| {
         String::from_utf8_lossy(&Command::new("ip").args(args).output().unwrap().stdout)
@@ -92,6 +130,7 @@ async fn a_killed_leader_is_replaced_and_rejoins_and_nothing_is_left() {
         .await
         .unwrap();
     drop(c);
+    wait_replicated(&cluster, &leader, Duration::from_secs(30)).await;
 
     let killed = cluster.kill_node(&leader);
     assert!(killed >= 2, "the leader's Patroni and postmaster: {killed}");
